@@ -1,0 +1,57 @@
+package publisher
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"mqttdemo/shared"
+)
+
+// Config is the publisher's configuration, filled by Load.
+type Config struct {
+	*shared.ClientConfig
+	Topic    string
+	QoS      byte
+	Retain   bool
+	Interval time.Duration
+	Count    int
+	Message  string // template, see Render
+	Stdin    bool
+	Store    string
+}
+
+var program = shared.Program{
+	Name:    "mqttpublisher",
+	Summary: "publishes a message to an MQTT topic every interval (by default time:<now> to mytopic every second)",
+	Example: "  mqttpublisher -topic mytopic -qos 1 -count 10\n  echo hello | mqttpublisher -stdin -retain\n" +
+		"  MQTT_BROKER=tcp://broker.example:1883 mqttpublisher",
+}
+
+// Load reads the configuration: defaults, then MQTT_* variables, then args.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	fs := shared.NewFlagSet(program, stderr)
+	cfg := Config{ClientConfig: shared.AddClientFlags(fs, program.Name)}
+	topic := shared.NewChecked(shared.DefaultTopic, shared.CheckTopic)
+	var qos shared.QoS
+	interval := shared.Duration(time.Second)
+	fs.Var(topic, "topic", "`topic` to publish to")
+	fs.Var(&qos, "qos", "quality of service: `0` at most once, 1 at least once, 2 exactly once")
+	fs.BoolVar(&cfg.Retain, "retain", false, "ask the broker to keep the last message for new subscribers")
+	fs.Var(&interval, "interval", "`time` between messages; 0 sends as fast as the broker acknowledges")
+	fs.IntVar(&cfg.Count, "count", 0, "stop after `N` messages (0: run until interrupted)")
+	fs.StringVar(&cfg.Message, "message", DefaultMessage, "message `template`: {time} is the time (RFC 3339, ms), {n} the message number, {id} the client id")
+	fs.BoolVar(&cfg.Stdin, "stdin", false, "publish each line read from standard input instead of -message")
+	fs.StringVar(&cfg.Store, "store", "", "`directory` that keeps unacknowledged QoS 1/2 messages across a restart of the publisher")
+	validate := func() error {
+		if cfg.Count < 0 {
+			return errors.New("invalid value for flag -count: must not be negative (0 means no limit)")
+		}
+		return cfg.ClientConfig.Validate()
+	}
+	if err := shared.Load(fs, args, getenv, validate); err != nil {
+		return Config{}, err
+	}
+	cfg.Topic, cfg.QoS, cfg.Interval = topic.String(), byte(qos), time.Duration(interval)
+	return cfg, nil
+}

@@ -1,0 +1,50 @@
+package broker
+
+import (
+	"io"
+	"log/slog"
+
+	"mqttdemo/shared"
+)
+
+// DefaultListen is the article's endpoint: every interface, MQTT's standard port.
+const DefaultListen = ":1883"
+
+// Config is the broker's configuration, filled by Load.
+type Config struct {
+	Listen    string
+	LogLevel  slog.Level
+	LogFormat string // "text" (coloured, for people) or "json" (for machines)
+	Color     string // auto, always, never
+	// HealthCheck makes the program a probe: connect to Listen, exit 0 if a broker answers.
+	HealthCheck bool
+}
+
+var program = shared.Program{
+	Name:    "mqttserver",
+	Summary: "an MQTT broker that logs every client event",
+	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver",
+}
+
+// Load reads the configuration: defaults, then MQTT_* variables, then args.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	fs := shared.NewFlagSet(program, stderr)
+	listen := shared.NewChecked(DefaultListen, shared.CheckListenAddress)
+	level := shared.NewChoice("info", "debug", "info", "warn", "error")
+	format := shared.NewChoice("text", "text", "json")
+	color := shared.NewColorChoice()
+	fs.Var(listen, "listen", "TCP `address` to serve MQTT on (:1883 is every interface; 127.0.0.1:1883 only this machine)")
+	fs.Var(level, "log-level", "least `level` logged: debug (every packet), info (client events), warn or error")
+	fs.Var(format, "log-format", "log `format`: text (coloured lines for people) or json (one object per line)")
+	fs.Var(color, "color", "colour the text log: `auto` (when a terminal), always or never")
+	var health bool
+	fs.BoolVar(&health, "healthcheck", false, "do not serve: connect to -listen, exit 0 if a broker answers MQTT, else 1 (a container healthcheck)")
+	if err := shared.Load(fs, args, getenv, nil); err != nil {
+		return Config{}, err
+	}
+	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health}
+	if err := cfg.LogLevel.UnmarshalText([]byte(level.String())); err != nil {
+		return Config{}, err // unreachable: the choice admits only slog's level names
+	}
+	return cfg, nil
+}

@@ -1,0 +1,51 @@
+package subscriber
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"mqttdemo/shared"
+)
+
+// Config is the subscriber's configuration, filled by Load.
+type Config struct {
+	*shared.ClientConfig
+	Topics  []string
+	QoS     byte
+	Count   int
+	Timeout time.Duration
+	JSON    bool
+}
+
+var program = shared.Program{
+	Name:    "mqttsubscriber",
+	Summary: "subscribes to MQTT topics (by default mytopic) and prints every message that arrives",
+	Example: "  mqttsubscriber -topic mytopic -topic 'sensors/+/temp' -qos 1\n" +
+		"  mqttsubscriber -topic '#' -json -count 5 -timeout 10s",
+}
+
+// Load reads the configuration: defaults, then MQTT_* variables, then args.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	fs := shared.NewFlagSet(program, stderr)
+	cfg := Config{ClientConfig: shared.AddClientFlags(fs, program.Name)}
+	topics := shared.NewStringList(shared.CheckFilter, shared.DefaultTopic)
+	var qos shared.QoS
+	var timeout shared.Duration
+	fs.Var(topics, "topic", "topic `filter` to subscribe to, + and # wildcards allowed; repeat for more")
+	fs.Var(&qos, "qos", "highest quality of service to receive at: `0`, 1 or 2")
+	fs.IntVar(&cfg.Count, "count", 0, "exit after `N` messages (0: run until interrupted)")
+	fs.Var(&timeout, "timeout", "exit with status 1 if no message arrives for this `long` (0: wait for ever)")
+	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object per message instead of a coloured line")
+	validate := func() error {
+		if cfg.Count < 0 {
+			return errors.New("invalid value for flag -count: must not be negative (0 means no limit)")
+		}
+		return cfg.ClientConfig.Validate()
+	}
+	if err := shared.Load(fs, args, getenv, validate); err != nil {
+		return Config{}, err
+	}
+	cfg.Topics, cfg.QoS, cfg.Timeout = topics.Values(), byte(qos), time.Duration(timeout)
+	return cfg, nil
+}

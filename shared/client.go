@@ -1,0 +1,245 @@
+package shared
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+// Client defaults, shared by the publisher and the subscriber.
+const (
+	DefaultBroker    = "tcp://127.0.0.1:1883"
+	DefaultTopic     = "mytopic"
+	DefaultKeepAlive = 30 * time.Second
+	// RetryInterval is how long a client waits between attempts to reach a broker that is not up.
+	RetryInterval = time.Second
+	// AckTimeout bounds every wait on the broker (connect, publish acknowledgement, subscribe).
+	AckTimeout = 10 * time.Second
+)
+
+// ClientConfig is the connection part of the publisher's and the subscriber's configuration.
+type ClientConfig struct {
+	Brokers    *StringList
+	ID         string
+	Username   string
+	Password   string
+	CAFile     string
+	CertFile   string
+	KeyFile    string
+	Insecure   bool
+	KeepAlive  Duration
+	Clean      bool
+	WillTopic  string
+	WillText   string
+	WillQoS    QoS
+	WillRetain bool
+	Color      *Choice
+	program    string
+}
+
+// AddClientFlags declares the connection flags on fs and returns the configuration they fill.
+func AddClientFlags(fs *flag.FlagSet, program string) *ClientConfig {
+	c := &ClientConfig{
+		Brokers:   NewStringList(CheckBrokerURL, DefaultBroker),
+		KeepAlive: Duration(DefaultKeepAlive),
+		Color:     NewColorChoice(),
+		program:   program,
+	}
+	fs.Var(c.Brokers, "broker", "broker `URL`: tcp://, ssl://, ws:// or wss://; repeat (or comma-separate) for failover")
+	fs.StringVar(&c.ID, "id", "", "client `id` (default "+program+"-<random>); required with -clean=false")
+	fs.StringVar(&c.Username, "username", "", "user `name` for the broker")
+	fs.StringVar(&c.Password, "password", "", "`password` for the broker (prefer the MQTT_PASSWORD variable: flags show in ps)")
+	fs.StringVar(&c.CAFile, "cafile", "", "PEM `file` of the CA that signed the broker's certificate")
+	fs.StringVar(&c.CertFile, "cert", "", "PEM client certificate `file`, for brokers that ask for one (with -key)")
+	fs.StringVar(&c.KeyFile, "key", "", "PEM private key `file` of -cert")
+	fs.BoolVar(&c.Insecure, "insecure", false, "do not verify the broker's certificate (testing only)")
+	fs.Var(&c.KeepAlive, "keepalive", "keep-alive `interval`: the broker drops the client after 1.5 of these without a packet")
+	fs.BoolVar(&c.Clean, "clean", true, "start a clean session; -clean=false keeps subscriptions and queued messages while away")
+	fs.StringVar(&c.WillTopic, "will-topic", "", "last-will `topic`, published by the broker if this client vanishes")
+	fs.StringVar(&c.WillText, "will-payload", "", "last-will `message`")
+	fs.Var(&c.WillQoS, "will-qos", "last-will `QoS` (0, 1 or 2)")
+	fs.BoolVar(&c.WillRetain, "will-retain", false, "retain the last will")
+	fs.Var(c.Color, "color", "colour the output: `auto` (when a terminal), always or never")
+	return c
+}
+
+// Validate checks what single flags cannot.
+func (c *ClientConfig) Validate() error {
+	if !c.Clean && c.ID == "" {
+		return errors.New("-clean=false needs a fixed -id: the broker keeps the session under that id")
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return errors.New("-cert and -key go together")
+	}
+	if c.WillTopic != "" {
+		if err := CheckTopic(c.WillTopic); err != nil {
+			return fmt.Errorf("invalid value %q for flag -will-topic: %v", c.WillTopic, err)
+		}
+	} else if c.WillText != "" || c.WillRetain || c.WillQoS != 0 {
+		return errors.New("-will-payload, -will-qos and -will-retain need -will-topic")
+	}
+	if c.KeepAlive != 0 && time.Duration(c.KeepAlive) < time.Second {
+		return fmt.Errorf("invalid value %q for flag -keepalive: MQTT counts keep-alive in whole seconds; use 0 (off) or at least 1s", c.KeepAlive.String())
+	}
+	if c.ID == "" {
+		c.ID = c.program + "-" + randomSuffix()
+	}
+	return nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// Options builds the paho options common to both clients. The caller adds its handlers.
+func (c *ClientConfig) Options() (*mqtt.ClientOptions, error) {
+	o := mqtt.NewClientOptions()
+	for _, b := range c.Brokers.Values() {
+		o.AddBroker(pahoURL(b))
+	}
+	o.SetClientID(c.ID)
+	o.SetUsername(c.Username)
+	o.SetPassword(c.Password)
+	o.SetCleanSession(c.Clean)
+	o.SetKeepAlive(time.Duration(c.KeepAlive))
+	o.SetPingTimeout(AckTimeout)
+	o.SetConnectTimeout(AckTimeout)
+	o.SetWriteTimeout(AckTimeout)
+	// 3.1.1 only: with 0, paho retries a refused CONNECT as 3.1, which doubles every refusal.
+	o.SetProtocolVersion(4)
+	o.SetAutoReconnect(true)
+	o.SetMaxReconnectInterval(5 * time.Second)
+	// The first connection is retried by Connect below, so that a refusal ends the program.
+	o.SetConnectRetry(false)
+	if c.WillTopic != "" {
+		o.SetWill(c.WillTopic, c.WillText, byte(c.WillQoS), c.WillRetain)
+	}
+	tlsConfig, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tlsConfig != nil {
+		o.SetTLSConfig(tlsConfig)
+	}
+	return o, nil
+}
+
+// pahoURL maps the names other tools use to paho's: mqtt:// is tcp://, mqtts:// and tls:// are ssl://.
+func pahoURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	switch u.Scheme {
+	case "mqtt":
+		u.Scheme = "tcp"
+	case "mqtts", "tls":
+		u.Scheme = "ssl"
+	}
+	return u.String()
+}
+
+func (c *ClientConfig) tlsConfig() (*tls.Config, error) {
+	if c.CAFile == "" && c.CertFile == "" && !c.Insecure {
+		return nil, nil // paho uses the system roots for ssl:// and wss://
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.Insecure} //nolint:gosec // -insecure is the user's explicit choice
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read -cafile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-cafile %s holds no PEM certificate", c.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load -cert/-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// RefusedError is a CONNACK that refused the connection.
+type RefusedError struct{ Code byte }
+
+func (e *RefusedError) Error() string {
+	reason, ok := packets.ConnackReturnCodes[e.Code]
+	if !ok {
+		reason = fmt.Sprintf("code %d", e.Code)
+	}
+	return "the broker refused the connection: " + strings.ToLower(reason)
+}
+
+// Connect connects a new client made from opts. While no broker answers it tries again every
+// RetryInterval, saying so on con now and then, until ctx ends; a broker that answers with a
+// refusal ends it with a *RefusedError.
+func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *Console) (mqtt.Client, error) {
+	for attempt := 1; ; attempt++ {
+		client := mqtt.NewClient(opts)
+		token := client.Connect()
+		select {
+		case <-token.Done():
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		err := token.Error()
+		if err == nil {
+			return client, nil
+		}
+		if ct, ok := token.(*mqtt.ConnectToken); ok && ct.ReturnCode() >= 1 && ct.ReturnCode() <= 5 {
+			return nil, &RefusedError{Code: ct.ReturnCode()}
+		}
+		if attempt == 1 || attempt%30 == 0 {
+			con.Linef(StyleWarn, "WAITING", "no broker answers yet (%v); trying every %s", err, RetryInterval)
+		}
+		select {
+		case <-time.After(RetryInterval):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Wait waits for token, at most AckTimeout or until ctx ends, and returns its error.
+func Wait(ctx context.Context, token mqtt.Token, what string) error {
+	timer := time.NewTimer(AckTimeout)
+	defer timer.Stop()
+	select {
+	case <-token.Done():
+		if err := token.Error(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	case <-timer.C:
+		return fmt.Errorf("%s: no answer from the broker in %s", what, AckTimeout)
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+}
+
+// Disconnect sends DISCONNECT, giving in-flight work up to 250 ms to finish.
+func Disconnect(client mqtt.Client) {
+	if client != nil && client.IsConnected() { // also true while reconnecting: stops that too
+		client.Disconnect(250)
+	}
+}

@@ -1,0 +1,58 @@
+package shared
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit statuses shared by the three programs.
+const (
+	ExitOK         = 0
+	ExitFailure    = 1 // anything else that went wrong; the message says what
+	ExitUsage      = 2 // a bad flag, variable or argument
+	ExitRefused    = 3 // the broker refused the connection (protocol, identifier, unavailable)
+	ExitBadLogin   = 4 // the broker refused the user name or password (as mosquitto_sub)
+	ExitNotAllowed = 5 // the broker refused: not authorised (as mosquitto_sub)
+)
+
+// RunFunc is a program's whole behaviour, driven by tests exactly as main drives it.
+type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error
+
+// Main runs a program with the process's arguments, environment and standard streams, stops it
+// on SIGINT or SIGTERM, and exits with the status ExitCode gives.
+func Main(name string, run RunFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(ExitCode(name, err, os.Stderr))
+}
+
+// ExitCode reports err on stderr, unless it was reported already, and returns the exit status.
+func ExitCode(name string, err error, stderr io.Writer) int {
+	var usage *UsageError
+	var refused *RefusedError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.As(err, &usage):
+		return ExitUsage
+	case errors.As(err, &refused):
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		switch refused.Code {
+		case 4:
+			return ExitBadLogin
+		case 5:
+			return ExitNotAllowed
+		}
+		return ExitRefused
+	default:
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return ExitFailure
+	}
+}

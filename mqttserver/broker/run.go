@@ -86,4 +86,3 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	return b.Close()
 }
-

@@ -18,6 +18,10 @@ type Config struct {
 	Color     string // auto, always, never
 	// HealthCheck makes the program a probe: connect to Listen, exit 0 if a broker answers.
 	HealthCheck bool
+	// DataDir keeps retained messages and persistent sessions across restarts; "" keeps them in memory.
+	DataDir string
+	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
+	AuthFile string
 }
 
 var program = shared.Program{
@@ -38,11 +42,15 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(format, "log-format", "log `format`: text (coloured lines for people) or json (one object per line)")
 	fs.Var(color, "color", "colour the text log: `auto` (when a terminal), always or never")
 	var health bool
+	var dataDir, authFile string
+	fs.StringVar(&dataDir, "data", "", "keep retained messages and persistent sessions in `dir` (a bbolt file), so they survive a restart; empty: in memory")
+	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
 	fs.BoolVar(&health, "healthcheck", false, "do not serve: connect to -listen, exit 0 if a broker answers MQTT, else 1 (a container healthcheck)")
 	if err := shared.Load(fs, args, getenv, nil); err != nil {
 		return Config{}, err
 	}
-	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health}
+	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health,
+		DataDir: dataDir, AuthFile: authFile}
 	if err := cfg.LogLevel.UnmarshalText([]byte(level.String())); err != nil {
 		return Config{}, err // unreachable: the choice admits only slog's level names
 	}

@@ -42,13 +42,16 @@ var eventStyles = map[string]struct {
 	tag   string
 	style shared.Style
 }{
-	msgConnected:    {"CONNECTED", shared.StyleGood},
-	msgDisconnected: {"DISCONNECTED", shared.StyleWarn},
-	msgPublished:    {"PUBLISHED", shared.StyleMessage},
-	msgSubscribed:   {"SUBSCRIBED", shared.StyleSubscribe},
-	msgUnsubscribed: {"UNSUBSCRIBED", shared.StyleUnsubscribe},
-	msgStarted:      {"STARTED", shared.StyleGood},
-	msgStopped:      {"STOPPED", shared.StyleInfo},
+	msgConnected:     {"CONNECTED", shared.StyleGood},
+	msgDisconnected:  {"DISCONNECTED", shared.StyleWarn},
+	msgPublished:     {"PUBLISHED", shared.StyleMessage},
+	msgSubscribed:    {"SUBSCRIBED", shared.StyleSubscribe},
+	msgUnsubscribed:  {"UNSUBSCRIBED", shared.StyleUnsubscribe},
+	msgStarted:       {"STARTED", shared.StyleGood},
+	msgStopped:       {"STOPPED", shared.StyleInfo},
+	msgAuthFailed:    {"AUTH-FAILED", shared.StyleError},
+	msgPublishDenied: {"DENIED", shared.StyleError},
+	msgRestored:      {"RESTORED", shared.StyleGood},
 }
 
 // consoleHandler is a slog.Handler that prints "15:04:05.000 TAG message key=value …".

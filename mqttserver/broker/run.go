@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"mqttdemo/shared"
@@ -19,6 +19,10 @@ type Broker struct {
 	server *mqtt.Server
 	tcp    *listeners.TCP
 	log    *slog.Logger
+	stored bool // sessions and retained messages are kept in -data
+
+	closeOnce sync.Once // mochi's Close panics when called twice
+	closeErr  error
 }
 
 // New assembles a broker from cfg and binds its listeners; Start serves them.
@@ -31,11 +35,15 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 	if err := server.AddHook(&eventsHook{log: log}, nil); err != nil {
 		return nil, fmt.Errorf("add events hook: %w", err)
 	}
-	// mochi refuses every client unless a hook allows it; the article's broker is open.
-	if err := server.AddHook(new(auth.AllowHook), nil); err != nil {
-		return nil, fmt.Errorf("add allow-all hook: %w", err)
+	if err := addAccess(server, cfg.AuthFile, log); err != nil {
+		return nil, err
 	}
-	log.Warn("anonymous access: any client may connect, publish and subscribe to any topic")
+	if cfg.DataDir != "" {
+		if err := addStorage(server, cfg.DataDir); err != nil {
+			return nil, err
+		}
+		b.stored = true
+	}
 	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Listen})
 	if err := server.AddListener(b.tcp); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -51,12 +59,18 @@ func (b *Broker) Start() error {
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	if b.stored {
+		recount(b.server)
+	}
 	b.log.Info(msgStarted, "mqtt", "tcp://"+b.Addr())
 	return nil
 }
 
-// Close disconnects every client and stops the listeners.
-func (b *Broker) Close() error { return b.server.Close() }
+// Close disconnects every client and stops the listeners. It may be called more than once.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() { b.closeErr = b.server.Close() })
+	return b.closeErr
+}
 
 // Run is the whole mqttserver program.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {

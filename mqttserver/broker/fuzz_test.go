@@ -48,7 +48,7 @@ func FuzzBrokerTCP(f *testing.F) {
 		// After our FIN the broker must close its side, whatever it made of the bytes.
 		_, err = io.Copy(io.Discard, conn)
 		_ = conn.Close()
-		if isTimeout(err) {
+		if isNetTimeout(err) {
 			t.Fatalf("broker kept the connection open %s after the client hung up (input %q)", fuzzDeadline, data)
 		}
 		checkBrokerRecovered(t, b, n.Add(1))
@@ -109,7 +109,7 @@ func checkBrokerRecovered(t *testing.T, b *Broker, n int64) {
 	if err := waitNoClientGoroutines(fuzzDeadline); err != nil {
 		t.Fatal(err)
 	}
-	if err := probe(b.Addr(), "probe-"+strconv.FormatInt(n, 10)); err != nil {
+	if err := fuzzProbe(b.Addr(), "probe-"+strconv.FormatInt(n, 10)); err != nil {
 		t.Fatalf("a fresh client cannot use the broker any more: %v", err)
 	}
 }
@@ -163,7 +163,7 @@ func waitNoClientGoroutines(timeout time.Duration) error {
 
 // probe is a fresh MQTT 3.1.1 client that connects, subscribes to its own topic, publishes one
 // message to it, and waits for it to come back.
-func probe(addr, id string) error {
+func fuzzProbe(addr, id string) error {
 	conn, err := net.DialTimeout("tcp", addr, fuzzDeadline)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
@@ -171,27 +171,27 @@ func probe(addr, id string) error {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(fuzzDeadline))
 	topic, payload := "probe/"+id, "alive "+id
-	if _, err := conn.Write(connectV4(id, true, 30)); err != nil {
+	if _, err := conn.Write(rawConnect(id, true, 30)); err != nil {
 		return fmt.Errorf("send CONNECT: %w", err)
 	}
-	ack, err := readPacket(conn)
+	ack, err := readRawPacket(conn)
 	if err != nil || !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
 		return fmt.Errorf("CONNACK: got % x, %v", ack, err)
 	}
-	if _, err := conn.Write(subscribe(1, topic, 0)); err != nil {
+	if _, err := conn.Write(rawSubscribe(1, topic, 0)); err != nil {
 		return fmt.Errorf("send SUBSCRIBE: %w", err)
 	}
-	suback, err := readPacket(conn)
+	suback, err := readRawPacket(conn)
 	if err != nil || !bytes.Equal(suback, []byte{0x90, 3, 0, 1, 0}) {
 		return fmt.Errorf("SUBACK: got % x, %v", suback, err)
 	}
-	if _, err := conn.Write(publish(0, 0, topic, payload)); err != nil {
+	if _, err := conn.Write(rawPublish(0, 0, topic, payload)); err != nil {
 		return fmt.Errorf("send PUBLISH: %w", err)
 	}
 	// A retained message an earlier input left on a matching topic may come first.
-	want := publish(0, 0, topic, payload)
+	want := rawPublish(0, 0, topic, payload)
 	for {
-		pk, err := readPacket(conn)
+		pk, err := readRawPacket(conn)
 		if err != nil {
 			return fmt.Errorf("wait for own message: %w", err)
 		}
@@ -207,7 +207,7 @@ func probe(addr, id string) error {
 }
 
 // readPacket reads one whole MQTT packet (fixed header included).
-func readPacket(r io.Reader) ([]byte, error) {
+func readRawPacket(r io.Reader) ([]byte, error) {
 	head := make([]byte, 1, 5)
 	if _, err := io.ReadFull(r, head); err != nil {
 		return nil, err
@@ -235,7 +235,7 @@ func readPacket(r io.Reader) ([]byte, error) {
 	return append(head, body...), nil
 }
 
-func isTimeout(err error) bool {
+func isNetTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
@@ -244,7 +244,7 @@ func isTimeout(err error) bool {
 // need a wrong one build it by hand.
 
 // remainingLength encodes n as MQTT's variable byte integer.
-func remainingLength(n int) []byte {
+func rawRemainingLength(n int) []byte {
 	var out []byte
 	for {
 		b := byte(n % 128)
@@ -259,101 +259,101 @@ func remainingLength(n int) []byte {
 	}
 }
 
-func packet(header byte, body ...[]byte) []byte {
+func rawPacket(header byte, body ...[]byte) []byte {
 	joined := bytes.Join(body, nil)
-	return append(append([]byte{header}, remainingLength(len(joined))...), joined...)
+	return append(append([]byte{header}, rawRemainingLength(len(joined))...), joined...)
 }
 
 // str is an MQTT string: two length bytes, then the bytes.
-func str(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+func rawString(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
 
-func u16(n int) []byte { return []byte{byte(n >> 8), byte(n)} }
+func rawU16(n int) []byte { return []byte{byte(n >> 8), byte(n)} }
 
-func connectV4(id string, clean bool, keepalive int) []byte {
+func rawConnect(id string, clean bool, keepalive int) []byte {
 	flags := byte(0)
 	if clean {
 		flags = 0x02
 	}
-	return packet(0x10, str("MQTT"), []byte{4, flags}, u16(keepalive), str(id))
+	return rawPacket(0x10, rawString("MQTT"), []byte{4, flags}, rawU16(keepalive), rawString(id))
 }
 
-func subscribe(pid int, filter string, qos byte) []byte {
-	return packet(0x82, u16(pid), str(filter), []byte{qos})
+func rawSubscribe(pid int, filter string, qos byte) []byte {
+	return rawPacket(0x82, rawU16(pid), rawString(filter), []byte{qos})
 }
 
-func publish(qos byte, pid int, topic, payload string) []byte {
+func rawPublish(qos byte, pid int, topic, payload string) []byte {
 	if qos == 0 {
-		return packet(0x30, str(topic), []byte(payload))
+		return rawPacket(0x30, rawString(topic), []byte(payload))
 	}
-	return packet(0x30|qos<<1, str(topic), u16(pid), []byte(payload))
+	return rawPacket(0x30|qos<<1, rawString(topic), rawU16(pid), []byte(payload))
 }
 
-func concat(pks ...[]byte) []byte { return bytes.Join(pks, nil) }
+func rawConcat(pks ...[]byte) []byte { return bytes.Join(pks, nil) }
 
 // seedInputs are the malformed (and a few well-formed) inputs every run tries; TestSeedCorpus
 // keeps testdata/fuzz/FuzzBrokerTCP in step with them.
 func seedInputs() map[string][]byte {
-	connect := connectV4("seed", true, 30)
+	connect := rawConnect("seed", true, 30)
 	return map[string][]byte{
 		"empty": {},
 		// A well-formed session, so the fuzzer mutates from packets the broker accepts.
-		"valid-session": concat(connect,
-			subscribe(1, "a/+", 2),
-			publish(0, 0, "a/b", "zero"),
-			publish(1, 2, "a/b", "one"),
-			publish(2, 3, "a/b", "two"),
+		"valid-session": rawConcat(connect,
+			rawSubscribe(1, "a/+", 2),
+			rawPublish(0, 0, "a/b", "zero"),
+			rawPublish(1, 2, "a/b", "one"),
+			rawPublish(2, 3, "a/b", "two"),
 			[]byte{0x62, 2, 0, 3}, // PUBREL 3
 			[]byte{0xc0, 0},       // PINGREQ
-			packet(0xa2, u16(4), str("a/+")),
+			rawPacket(0xa2, rawU16(4), rawString("a/+")),
 			[]byte{0xe0, 0}),
-		"valid-v5-connect-properties": packet(0x10, str("MQTT"), []byte{5, 0x02}, u16(30),
+		"valid-v5-connect-properties": rawPacket(0x10, rawString("MQTT"), []byte{5, 0x02}, rawU16(30),
 			[]byte{8, 0x11, 0, 0, 0, 60, 0x21, 0, 10}, // session expiry 60, receive maximum 10
-			str("seed-v5")),
-		"will-then-vanish": packet(0x10, str("MQTT"), []byte{4, 0x02 | 0x04 | 0x08}, u16(30), // will QoS 1
-			str("seed-will"), str("will/topic"), str("gone")),
+			rawString("seed-v5")),
+		"will-then-vanish": rawPacket(0x10, rawString("MQTT"), []byte{4, 0x02 | 0x04 | 0x08}, rawU16(30), // will QoS 1
+			rawString("seed-will"), rawString("will/topic"), rawString("gone")),
 		// Truncated: the connection ends inside a packet.
 		"truncated-connect":           connect[:9],
 		"truncated-remaining-length":  {0x10, 0xff, 0xff},
-		"truncated-publish":           concat(connect, publish(1, 1, "a/b", "payload")[:8]),
-		"truncated-subscribe-options": concat(connect, packet(0x82, u16(1), str("a/b"))),
+		"truncated-publish":           rawConcat(connect, rawPublish(1, 1, "a/b", "payload")[:8]),
+		"truncated-subscribe-options": rawConcat(connect, rawPacket(0x82, rawU16(1), rawString("a/b"))),
 		// Oversized: a remaining length past the 4-byte maximum, the largest legal length with
 		// no body, and a real 16 KiB message.
 		"remaining-length-5-bytes": {0x10, 0xff, 0xff, 0xff, 0xff, 0x01},
-		"remaining-length-256mib":  concat(connect, []byte{0x30, 0xff, 0xff, 0xff, 0x7f, 0, 3, 'a', '/', 'b'}),
-		"publish-16kib":            concat(connect, publish(0, 0, "a/b", strings.Repeat("x", 16<<10))),
+		"remaining-length-256mib":  rawConcat(connect, []byte{0x30, 0xff, 0xff, 0xff, 0x7f, 0, 3, 'a', '/', 'b'}),
+		"publish-16kib":            rawConcat(connect, rawPublish(0, 0, "a/b", strings.Repeat("x", 16<<10))),
 		// Wrong remaining length: shorter and longer than the packet's content.
 		"connect-length-short": append([]byte{0x10, 10}, connect[2:]...),
 		"connect-length-long":  append([]byte{0x10, byte(len(connect) + 20)}, connect[2:]...),
-		"publish-length-short": concat(connect, []byte{0x30, 2, 0, 3, 'a', '/', 'b'}),
-		"string-longer-than-packet": concat(connect,
-			packet(0x30, []byte{0xff, 0xff}, []byte("a/b"))),
+		"publish-length-short": rawConcat(connect, []byte{0x30, 2, 0, 3, 'a', '/', 'b'}),
+		"string-longer-than-packet": rawConcat(connect,
+			rawPacket(0x30, []byte{0xff, 0xff}, []byte("a/b"))),
 		// Bad UTF-8 and forbidden characters in names.
-		"bad-utf8-topic":      concat(connect, publish(0, 0, "a/\xff\xfe", "x")),
-		"nul-in-topic":        concat(connect, publish(0, 0, "a/\x00b", "x")),
-		"bad-utf8-filter":     concat(connect, subscribe(1, "\xc3\x28/#", 0)),
-		"bad-utf8-client-id":  connectV4("\xed\xa0\x80", true, 30), // a UTF-16 surrogate
-		"wildcard-in-publish": concat(connect, publish(0, 0, "a/#", "x")),
-		"bad-filter":          concat(connect, subscribe(1, "a/#/b", 0), subscribe(2, "a+", 0)),
+		"bad-utf8-topic":      rawConcat(connect, rawPublish(0, 0, "a/\xff\xfe", "x")),
+		"nul-in-topic":        rawConcat(connect, rawPublish(0, 0, "a/\x00b", "x")),
+		"bad-utf8-filter":     rawConcat(connect, rawSubscribe(1, "\xc3\x28/#", 0)),
+		"bad-utf8-client-id":  rawConnect("\xed\xa0\x80", true, 30), // a UTF-16 surrogate
+		"wildcard-in-publish": rawConcat(connect, rawPublish(0, 0, "a/#", "x")),
+		"bad-filter":          rawConcat(connect, rawSubscribe(1, "a/#/b", 0), rawSubscribe(2, "a+", 0)),
 		// Invalid QoS 3, in each place a QoS appears.
-		"publish-qos-3":   concat(connect, packet(0x36, str("a/b"), u16(1), []byte("x"))),
-		"subscribe-qos-3": concat(connect, subscribe(1, "a/b", 3)),
-		"will-qos-3": packet(0x10, str("MQTT"), []byte{4, 0x02 | 0x04 | 0x18}, u16(30),
-			str("seed-will"), str("will/topic"), str("gone")),
+		"publish-qos-3":   rawConcat(connect, rawPacket(0x36, rawString("a/b"), rawU16(1), []byte("x"))),
+		"subscribe-qos-3": rawConcat(connect, rawSubscribe(1, "a/b", 3)),
+		"will-qos-3": rawPacket(0x10, rawString("MQTT"), []byte{4, 0x02 | 0x04 | 0x18}, rawU16(30),
+			rawString("seed-will"), rawString("will/topic"), rawString("gone")),
 		// Protocol order violations.
-		"second-connect":         concat(connect, connectV4("seed-2", true, 30)),
-		"publish-before-connect": publish(0, 0, "a/b", "x"),
-		"connack-from-client":    concat(connect, []byte{0x20, 2, 0, 0}),
-		"unknown-protocol-name":  packet(0x10, str("MQTX"), []byte{4, 0x02}, u16(30), str("seed")),
-		"protocol-level-9":       packet(0x10, str("MQTT"), []byte{9, 0x02}, u16(30), str("seed")),
-		"empty-id-not-clean":     connectV4("", false, 30),
-		"reserved-flag-connect":  packet(0x10, str("MQTT"), []byte{4, 0x03}, u16(30), str("seed")),
-		"reserved-type-0":        concat(connect, []byte{0x00, 0}),
-		"auth-in-v4":             concat(connect, []byte{0xf0, 0}),
-		"subscribe-no-filters":   concat(connect, packet(0x82, u16(1))),
-		"subscribe-bad-flags":    concat(connect, packet(0x80, u16(1), str("a/b"), []byte{0})),
-		"pubrel-unknown-id":      concat(connect, []byte{0x62, 2, 0x12, 0x34}),
-		"packet-id-zero":         concat(connect, publish(1, 0, "a/b", "x")),
-		"password-without-user":  packet(0x10, str("MQTT"), []byte{4, 0x42}, u16(30), str("seed"), str("secret")),
+		"second-connect":         rawConcat(connect, rawConnect("seed-2", true, 30)),
+		"publish-before-connect": rawPublish(0, 0, "a/b", "x"),
+		"connack-from-client":    rawConcat(connect, []byte{0x20, 2, 0, 0}),
+		"unknown-protocol-name":  rawPacket(0x10, rawString("MQTX"), []byte{4, 0x02}, rawU16(30), rawString("seed")),
+		"protocol-level-9":       rawPacket(0x10, rawString("MQTT"), []byte{9, 0x02}, rawU16(30), rawString("seed")),
+		"empty-id-not-clean":     rawConnect("", false, 30),
+		"reserved-flag-connect":  rawPacket(0x10, rawString("MQTT"), []byte{4, 0x03}, rawU16(30), rawString("seed")),
+		"reserved-type-0":        rawConcat(connect, []byte{0x00, 0}),
+		"auth-in-v4":             rawConcat(connect, []byte{0xf0, 0}),
+		"subscribe-no-filters":   rawConcat(connect, rawPacket(0x82, rawU16(1))),
+		"subscribe-bad-flags":    rawConcat(connect, rawPacket(0x80, rawU16(1), rawString("a/b"), []byte{0})),
+		"pubrel-unknown-id":      rawConcat(connect, []byte{0x62, 2, 0x12, 0x34}),
+		"packet-id-zero":         rawConcat(connect, rawPublish(1, 0, "a/b", "x")),
+		"password-without-user":  rawPacket(0x10, rawString("MQTT"), []byte{4, 0x42}, rawU16(30), rawString("seed"), rawString("secret")),
 	}
 }
 
@@ -439,10 +439,10 @@ func TestClientGoroutinesSeen(t *testing.T) {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(fuzzDeadline))
-	if _, err := conn.Write(connectV4("held", true, 30)); err != nil {
+	if _, err := conn.Write(rawConnect("held", true, 30)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readPacket(conn); err != nil {
+	if _, err := readRawPacket(conn); err != nil {
 		t.Fatalf("CONNACK: %v", err)
 	}
 	if got := len(clientGoroutines()); got != len(clientGoroutineMarks) {

@@ -109,7 +109,7 @@ func startBroker(t testing.TB, cfg Config) (*Broker, *logBuffer) {
 // clientOpts are paho options for a test client of the broker at addr (host:port).
 func clientOpts(addr, id string) *paho.ClientOptions {
 	return paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
-		SetAutoReconnect(false).SetConnectTimeout(waitTimeout).SetWriteTimeout(waitTimeout)
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(waitTimeout).SetWriteTimeout(waitTimeout)
 }
 
 // connect connects a paho client, failing the test when the broker refuses it.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -17,9 +19,13 @@ import (
 // Broker is a configured mochi server with its listeners bound.
 type Broker struct {
 	server *mqtt.Server
-	tcp    *listeners.TCP
-	log    *slog.Logger
-	stored bool // sessions and retained messages are kept in -data
+	tcp    *listeners.Net
+	// endpoints are the bound addresses, for the "server started" line.
+	endpoints []endpoint
+	http      *http.Server // -http-listen: /healthz and /stats
+	httpLn    net.Listener
+	log       *slog.Logger
+	stored    bool // sessions and retained messages are kept in -data
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
@@ -44,9 +50,9 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 		}
 		b.stored = true
 	}
-	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Listen})
-	if err := server.AddListener(b.tcp); err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	if err := b.addListeners(cfg); err != nil {
+		b.closeListeners()
+		return nil, err
 	}
 	return b, nil
 }
@@ -62,14 +68,34 @@ func (b *Broker) Start() error {
 	if b.stored {
 		recount(b.server)
 	}
-	b.log.Info(msgStarted, "mqtt", "tcp://"+b.Addr())
+	if b.http != nil {
+		go func() { _ = b.http.Serve(b.httpLn) }()
+	}
+	attrs := make([]any, 0, 2*len(b.endpoints))
+	for _, e := range b.endpoints {
+		attrs = append(attrs, e.name, e.url)
+	}
+	b.log.Info(msgStarted, attrs...)
 	return nil
 }
 
 // Close disconnects every client and stops the listeners. It may be called more than once.
 func (b *Broker) Close() error {
-	b.closeOnce.Do(func() { b.closeErr = b.server.Close() })
+	b.closeOnce.Do(func() {
+		if b.http != nil {
+			_ = b.http.Close()
+		}
+		b.closeErr = b.server.Close()
+	})
 	return b.closeErr
+}
+
+// closeListeners frees the addresses bound by a New that failed later.
+func (b *Broker) closeListeners() {
+	b.server.Listeners.CloseAll(func(string) {})
+	if b.httpLn != nil {
+		_ = b.httpLn.Close()
+	}
 }
 
 // Run is the whole mqttserver program.

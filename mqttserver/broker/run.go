@@ -41,6 +41,9 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 	if err := server.AddHook(&eventsHook{log: log}, nil); err != nil {
 		return nil, fmt.Errorf("add events hook: %w", err)
 	}
+	if err := server.AddHook(newDropsHook(log), nil); err != nil {
+		return nil, fmt.Errorf("add drops hook: %w", err)
+	}
 	if err := addAccess(server, cfg.AuthFile, log); err != nil {
 		return nil, err
 	}

@@ -27,6 +27,8 @@ type Config struct {
 	WSListen string
 	// HTTPListen serves /healthz and /stats ($SYS counters as JSON); "" is off.
 	HTTPListen string
+	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
+	noEvents bool
 	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
 	AuthFile string
 }

@@ -38,8 +38,10 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 		Capabilities: mqtt.NewDefaultServerCapabilities(),
 	})
 	b := &Broker{server: server, log: log}
-	if err := server.AddHook(&eventsHook{log: log}, nil); err != nil {
-		return nil, fmt.Errorf("add events hook: %w", err)
+	if !cfg.noEvents {
+		if err := server.AddHook(newEventsHook(log, server.Topics), nil); err != nil {
+			return nil, fmt.Errorf("add events hook: %w", err)
+		}
 	}
 	if err := addAccess(server, cfg.AuthFile, log); err != nil {
 		return nil, err
@@ -107,8 +109,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if cfg.HealthCheck {
 		return HealthCheck(cfg.Listen)
 	}
-	log := NewLogger(cfg, stdout, getenv)
-	b, err := New(cfg, log, libraryLogger(cfg, stdout, getenv))
+	log, libraryLog, out := newLoggers(cfg, stdout, getenv)
+	defer out.Close()
+	b, err := New(cfg, log, libraryLog)
 	if err != nil {
 		return err
 	}

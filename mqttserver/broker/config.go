@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"time"
 
 	"mqttdemo/shared"
 )
@@ -27,6 +28,7 @@ type Config struct {
 	WSListen string
 	// HTTPListen serves /healthz and /stats ($SYS counters as JSON); "" is off.
 	HTTPListen string
+	Limits
 	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
 	noEvents bool
 	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
@@ -64,7 +66,17 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM `file` of the private key of -tls-cert")
 	fs.Var(wsListen, "ws-listen", "`address` to serve MQTT over WebSocket on, e.g. :1882 (off when empty)")
 	fs.Var(httpListen, "http-listen", "`address` to serve /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty)")
+	lim := DefaultLimits()
+	minKeepAlive := shared.Duration(lim.MinKeepAlive)
+	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`; 0 is no limit")
+	fs.IntVar(&lim.MaxPendingWrites, "max-pending-writes", lim.MaxPendingWrites, "`packets` queued for one client before QoS 0 messages to it are dropped (8 bytes each, reserved at connect)")
+	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this; 0s is no floor")
+	fs.IntVar(&lim.MaxClients, "max-clients", 0, "refuse connections past this `number` of connected clients (CONNACK 3); 0 is no limit")
 	validate := func() error {
+		lim.MinKeepAlive = time.Duration(minKeepAlive)
+		if err := lim.check(); err != nil {
+			return err
+		}
 		switch {
 		case (tlsCert == "") != (tlsKey == ""):
 			return errors.New("-tls-cert and -tls-key go together: give both or neither")
@@ -79,7 +91,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health,
 		DataDir: dataDir, AuthFile: authFile,
 		TLSListen: tlsListen.String(), TLSCert: tlsCert, TLSKey: tlsKey,
-		WSListen: wsListen.String(), HTTPListen: httpListen.String()}
+		WSListen: wsListen.String(), HTTPListen: httpListen.String(), Limits: lim}
 	if cfg.TLSCert != "" && cfg.TLSListen == "" {
 		cfg.TLSListen = DefaultTLSListen
 	}

@@ -35,13 +35,16 @@ type Broker struct {
 func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 	server := mqtt.New(&mqtt.Options{
 		Logger:       libraryLog,
-		Capabilities: mqtt.NewDefaultServerCapabilities(),
+		Capabilities: cfg.Limits.capabilities(),
 	})
 	b := &Broker{server: server, log: log}
 	if !cfg.noEvents {
 		if err := server.AddHook(newEventsHook(log, server.Topics), nil); err != nil {
 			return nil, fmt.Errorf("add events hook: %w", err)
 		}
+	}
+	if err := addLimits(server, cfg.Limits, log); err != nil {
+		return nil, err
 	}
 	if err := addAccess(server, cfg.AuthFile, log); err != nil {
 		return nil, err

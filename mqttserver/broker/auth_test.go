@@ -239,3 +239,17 @@ func splitAddr(t testing.TB, a string) (host, port string) {
 	}
 	return a[:i], a[i+1:]
 }
+
+func TestHashPassword(t *testing.T) {
+	var out strings.Builder
+	if err := HashPassword(strings.NewReader("pa ss\n"), &out); err != nil {
+		t.Fatal(err)
+	}
+	hash := strings.TrimSpace(out.String())
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("pa ss")); err != nil {
+		t.Errorf("hash %q does not match the password: %v", hash, err)
+	}
+	if err := HashPassword(strings.NewReader(""), &out); err == nil {
+		t.Error("an empty password was hashed")
+	}
+}

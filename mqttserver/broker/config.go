@@ -20,6 +20,8 @@ type Config struct {
 	Color     string // auto, always, never
 	// HealthCheck makes the program a probe: connect to Listen, exit 0 if a broker answers.
 	HealthCheck bool
+	// HashPassword makes the program print the bcrypt hash of the password on stdin, for -auth files.
+	HashPassword bool
 	// DataDir keeps retained messages and persistent sessions across restarts; "" keeps them in memory.
 	DataDir string
 	// TLSListen serves MQTT over TLS with TLSCert and TLSKey; "" when no certificate is given.
@@ -38,7 +40,9 @@ type Config struct {
 var program = shared.Program{
 	Name:    "mqttserver",
 	Summary: "an MQTT broker that logs every client event",
-	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver",
+	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver\n" +
+		"  mqttserver -data /var/lib/mqttserver -auth users.yaml -tls-cert certs/server.crt -tls-key certs/server.key \\\n" +
+		"             -ws-listen :1882 -http-listen :8080",
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
@@ -52,7 +56,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(level, "log-level", "least `level` logged: debug (every packet), info (client events), warn or error")
 	fs.Var(format, "log-format", "log `format`: text (coloured lines for people) or json (one object per line)")
 	fs.Var(color, "color", "colour the text log: `auto` (when a terminal), always or never")
-	var health bool
+	var health, hash bool
+	fs.BoolVar(&hash, "hash-password", false, "do not serve: read a password from standard input, print its bcrypt hash for an -auth file")
 	var dataDir, authFile string
 	fs.StringVar(&dataDir, "data", "", "keep retained messages and persistent sessions in `dir` (a bbolt file), so they survive a restart; empty: in memory")
 	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
@@ -88,7 +93,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	if err := shared.Load(fs, args, getenv, validate); err != nil {
 		return Config{}, err
 	}
-	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health,
+	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health, HashPassword: hash,
 		DataDir: dataDir, AuthFile: authFile,
 		TLSListen: tlsListen.String(), TLSCert: tlsCert, TLSKey: tlsKey,
 		WSListen: wsListen.String(), HTTPListen: httpListen.String(), Limits: lim}

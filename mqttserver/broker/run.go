@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -54,6 +55,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 			return nil, err
 		}
 		b.stored = true
+		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
 	}
 	if err := b.addListeners(cfg); err != nil {
 		b.closeListeners()
@@ -71,7 +73,9 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if b.stored {
-		recount(b.server)
+		sessions, subs, inflight, retained := recount(b.server)
+		b.log.Info("loaded from the data file", "sessions", sessions, "subscriptions", subs,
+			"queued", inflight, "retained", retained)
 	}
 	if b.http != nil {
 		go func() { _ = b.http.Serve(b.httpLn) }()
@@ -111,6 +115,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	if cfg.HealthCheck {
 		return HealthCheck(cfg.Listen)
+	}
+	if cfg.HashPassword {
+		return HashPassword(stdin, stdout)
 	}
 	log, libraryLog, out := newLoggers(cfg, stdout, getenv)
 	defer out.Close()

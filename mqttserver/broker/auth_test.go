@@ -148,6 +148,11 @@ func TestACL(t *testing.T) {
 			t.Errorf("SUBACK for %q = %#x, want %#x", f, code, want[f])
 		}
 	}
+	for _, f := range []string{"#", "+/kitchen", "other"} {
+		waitFor(t, "the refusal log of "+f, func() bool {
+			return logs.has(t, msgSubRefused, map[string]any{"client": "alice-1", "filter": f, "code": "0x80"})
+		})
+	}
 	if err := wait(bob.Subscribe("#", 0, bobGot.handler)); err != nil {
 		t.Fatalf("bob subscribe: %v", err)
 	}

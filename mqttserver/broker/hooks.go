@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +23,7 @@ const (
 	msgPublished     = "message published"
 	msgPublishedMore = "more messages published"
 	msgSubscribed    = "topic subscribed"
+	msgSubRefused    = "subscription refused"
 	msgUnsubscribed  = "topic unsubscribed"
 	msgStarted       = "server started"
 	msgStopped       = "server stopped"
@@ -232,13 +234,17 @@ func (h *eventsHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 
 func (h *eventsHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
 	for i, f := range pk.Filters {
-		attrs := []slog.Attr{slog.String("client", cl.ID), slog.String("filter", f.Filter)}
-		if i < len(reasonCodes) && reasonCodes[i] >= packets.ErrUnspecifiedError.Code {
-			attrs = append(attrs, slog.String("granted", "refused"))
-		} else if i < len(reasonCodes) {
-			attrs = append(attrs, slog.Int("granted_qos", int(reasonCodes[i])))
+		if i >= len(reasonCodes) {
+			break
 		}
-		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgSubscribed, attrs...)
+		if code := reasonCodes[i]; code >= packets.ErrUnspecifiedError.Code {
+			// 0x80 for MQTT 3.1.1; MQTT 5 says why (0x87 not authorised, …)
+			h.log.LogAttrs(context.Background(), slog.LevelInfo, msgSubRefused, slog.String("client", cl.ID),
+				slog.String("filter", f.Filter), slog.String("code", fmt.Sprintf("%#02x", code)))
+			continue
+		}
+		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgSubscribed, slog.String("client", cl.ID),
+			slog.String("filter", f.Filter), slog.Int("granted_qos", int(reasonCodes[i])))
 	}
 }
 

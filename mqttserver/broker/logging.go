@@ -124,6 +124,7 @@ var eventStyles = map[string]struct {
 	msgRestored:      {"RESTORED", shared.StyleGood},
 	msgPublishedMore: {"PUBLISHED", shared.StyleMessage},
 	msgDropped:       {"DROPPED", shared.StyleWarn},
+	msgSubRefused:    {"SUB-REFUSED", shared.StyleError},
 	msgWillSent:      {"WILL", shared.StyleWarn},
 	msgExpired:       {"EXPIRED", shared.StyleInfo},
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"mqttdemo/shared"
@@ -48,7 +49,8 @@ func libraryLogger(cfg Config, w io.Writer, color bool) *slog.Logger {
 	return slog.New(libraryHandler{newHandler(cfg, w, color, level)}).With("source", "mochi")
 }
 
-// libraryHandler adapts mochi's log lines. Its listener warnings (a blank message with the error
+// libraryHandler adapts mochi's log lines. Its warning about keep-alives of 5 s or less (0
+// included, before it knows the client id) becomes debug. Its listener warnings (a blank message with the error
 // that ended a connection: a refused login, a reset, …) become debug lines, since the events hook
 // has said what happened at info. And mochi logs whole packets in some lines ("error processing
 // packet" with a second CONNECT, for one): a CONNECT carries the password, so a packet is
@@ -61,11 +63,14 @@ func (h libraryHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h libraryHandler) Handle(ctx context.Context, r slog.Record) error {
 	level, msg := r.Level, r.Message
-	if msg == "" && level == slog.LevelWarn {
+	switch {
+	case msg == "" && level == slog.LevelWarn:
 		level, msg = slog.LevelDebug, "connection ended"
-		if !h.Handler.Enabled(ctx, level) {
-			return nil
-		}
+	case msg == mqtt.ErrMinimumKeepalive.Error():
+		level = slog.LevelDebug // the keep-alive floor (-min-keepalive) deals with it
+	}
+	if !h.Handler.Enabled(ctx, level) {
+		return nil
 	}
 	out := slog.NewRecord(r.Time, level, msg, r.PC)
 	r.Attrs(func(a slog.Attr) bool {

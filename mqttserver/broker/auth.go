@@ -1,11 +1,13 @@
 package broker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -27,7 +29,7 @@ import (
 //	    password: s3cret                  # plain text, for demos
 //	    publish: [sensors/#]
 //	  dashboard:
-//	    bcrypt: $2a$10$...                 # htpasswd -nbB dashboard PASSWORD, or mqttserver docs
+//	    bcrypt: $2a$10$...                 # from: mqttserver -hash-password
 //	    subscribe: [sensors/+/temperature, alerts/#]
 type Users struct {
 	Users map[string]User `yaml:"users"`
@@ -39,6 +41,24 @@ type User struct {
 	Bcrypt    string   `yaml:"bcrypt"`   // a bcrypt hash ($2a$, $2b$ or $2y$)
 	Publish   []string `yaml:"publish"`  // topic filters the user may publish to
 	Subscribe []string `yaml:"subscribe"`
+}
+
+// HashPassword reads one line (the password) from r and writes its bcrypt hash to w.
+func HashPassword(r io.Reader, w io.Writer) error {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read password: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if password == "" {
+		return errors.New("hash-password: no password on standard input")
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return fmt.Errorf("hash-password: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", hash)
+	return err
 }
 
 // LoadUsers reads and checks an -auth file.

@@ -88,9 +88,12 @@ func startBroker(t testing.TB, cfg Config) (*Broker, *logBuffer) {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	cfg.LogFormat, cfg.LogLevel = "json", slog.LevelDebug
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits()
+	}
 	logs := new(logBuffer)
 	getenv := func(string) string { return "" }
-	b, err := New(cfg, NewLogger(cfg, logs, getenv), libraryLogger(cfg, logs, getenv))
+	b, err := New(cfg, NewLogger(cfg, logs, getenv), libraryLogger(cfg, logs, false))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -148,3 +151,6 @@ func (r *received) list() []string {
 	defer r.mu.Unlock()
 	return append([]string(nil), r.msgs...)
 }
+
+// noEnv is an empty environment.
+func noEnv(string) string { return "" }

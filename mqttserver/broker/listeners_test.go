@@ -194,7 +194,7 @@ func TestStartedLineListsEveryListener(t *testing.T) {
 func TestBusyPortFailsStart(t *testing.T) {
 	b, _ := startBroker(t, Config{})
 	cfg := Config{Listen: "127.0.0.1:0", WSListen: b.Addr(), LogFormat: "json"}
-	_, err := New(cfg, NewLogger(cfg, new(logBuffer), nil), NewLogger(cfg, new(logBuffer), nil))
+	_, err := New(cfg, NewLogger(cfg, new(logBuffer), noEnv), NewLogger(cfg, new(logBuffer), noEnv))
 	if err == nil || !strings.Contains(err.Error(), "-ws-listen") {
 		t.Fatalf("New with a busy -ws-listen port: err = %v, want it to name -ws-listen", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -35,11 +36,16 @@ type Broker struct {
 func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 	server := mqtt.New(&mqtt.Options{
 		Logger:       libraryLog,
-		Capabilities: mqtt.NewDefaultServerCapabilities(),
+		Capabilities: cfg.Limits.capabilities(),
 	})
 	b := &Broker{server: server, log: log}
-	if err := server.AddHook(&eventsHook{log: log}, nil); err != nil {
-		return nil, fmt.Errorf("add events hook: %w", err)
+	if !cfg.noEvents {
+		if err := server.AddHook(newEventsHook(log, server.Topics), nil); err != nil {
+			return nil, fmt.Errorf("add events hook: %w", err)
+		}
+	}
+	if err := addLimits(server, cfg.Limits, log); err != nil {
+		return nil, err
 	}
 	if err := server.AddHook(newDropsHook(log), nil); err != nil {
 		return nil, fmt.Errorf("add drops hook: %w", err)
@@ -52,6 +58,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 			return nil, err
 		}
 		b.stored = true
+		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
 	}
 	if err := b.addListeners(cfg); err != nil {
 		b.closeListeners()
@@ -69,7 +76,9 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if b.stored {
-		recount(b.server)
+		sessions, subs, inflight, retained := recount(b.server)
+		b.log.Info("loaded from the data file", "sessions", sessions, "subscriptions", subs,
+			"queued", inflight, "retained", retained)
 	}
 	if b.http != nil {
 		go func() { _ = b.http.Serve(b.httpLn) }()
@@ -110,8 +119,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if cfg.HealthCheck {
 		return HealthCheck(cfg.Listen)
 	}
-	log := NewLogger(cfg, stdout, getenv)
-	b, err := New(cfg, log, libraryLogger(cfg, stdout, getenv))
+	if cfg.HashPassword {
+		return HashPassword(stdin, stdout)
+	}
+	log, libraryLog, out := newLoggers(cfg, stdout, getenv)
+	defer out.Close()
+	b, err := New(cfg, log, libraryLog)
 	if err != nil {
 		return err
 	}

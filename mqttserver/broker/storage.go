@@ -80,14 +80,16 @@ func (h *boltStore) StoredInflightMessages() ([]storage.Message, error) {
 	return msgs, err
 }
 
-// recount sets the $SYS gauges that describe what was loaded from the store.
-func recount(server *mqtt.Server) {
-	var inflight, subs int
+// recount sets the $SYS gauges that describe what was loaded from the store, and returns them.
+func recount(server *mqtt.Server) (sessions, subs, inflight, retained int) {
 	for _, cl := range server.Clients.GetAll() {
+		sessions++
 		inflight += cl.State.Inflight.Len()
 		subs += cl.State.Subscriptions.Len()
 	}
+	retained = server.Topics.Retained.Len()
 	atomic.StoreInt64(&server.Info.Inflight, int64(inflight))
 	atomic.StoreInt64(&server.Info.Subscriptions, int64(subs))
-	atomic.StoreInt64(&server.Info.Retained, int64(server.Topics.Retained.Len()))
+	atomic.StoreInt64(&server.Info.Retained, int64(retained))
+	return sessions, subs, inflight, retained
 }

@@ -64,7 +64,7 @@ func TestDataDirLocked(t *testing.T) {
 	dir := t.TempDir()
 	startBroker(t, Config{DataDir: dir})
 	cfg := Config{Listen: "127.0.0.1:0", DataDir: dir, LogFormat: "json"}
-	_, err := New(cfg, NewLogger(cfg, new(logBuffer), nil), NewLogger(cfg, new(logBuffer), nil))
+	_, err := New(cfg, NewLogger(cfg, new(logBuffer), noEnv), NewLogger(cfg, new(logBuffer), noEnv))
 	if err == nil || !strings.Contains(err.Error(), "in use by another mqttserver") {
 		t.Fatalf("second broker on the same data dir: err = %v, want 'in use by another mqttserver'", err)
 	}

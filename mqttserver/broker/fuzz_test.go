@@ -48,7 +48,7 @@ func FuzzBrokerTCP(f *testing.F) {
 		// After our FIN the broker must close its side, whatever it made of the bytes.
 		_, err = io.Copy(io.Discard, conn)
 		_ = conn.Close()
-		if isNetTimeout(err) {
+		if fzIsTimeout(err) {
 			t.Fatalf("broker kept the connection open %s after the client hung up (input %q)", fuzzDeadline, data)
 		}
 		checkBrokerRecovered(t, b, n.Add(1))
@@ -89,9 +89,9 @@ func FuzzBrokerPipe(f *testing.F) {
 // logging (so every log path formats the hostile values) to nowhere.
 func startFuzzBroker(tb testing.TB) *Broker {
 	tb.Helper()
-	cfg := Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelDebug, LogFormat: "text", Color: "never"}
+	cfg := Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelDebug, LogFormat: "text", Color: "never", Limits: DefaultLimits()}
 	noenv := func(string) string { return "" }
-	b, err := New(cfg, NewLogger(cfg, io.Discard, noenv), libraryLogger(cfg, io.Discard, noenv))
+	b, err := New(cfg, NewLogger(cfg, io.Discard, noenv), libraryLogger(cfg, io.Discard, false))
 	if err != nil {
 		tb.Fatalf("new broker: %v", err)
 	}
@@ -171,27 +171,27 @@ func fuzzProbe(addr, id string) error {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(fuzzDeadline))
 	topic, payload := "probe/"+id, "alive "+id
-	if _, err := conn.Write(rawConnect(id, true, 30)); err != nil {
+	if _, err := conn.Write(fzConnect(id, true, 30)); err != nil {
 		return fmt.Errorf("send CONNECT: %w", err)
 	}
-	ack, err := readRawPacket(conn)
+	ack, err := fzReadPacket(conn)
 	if err != nil || !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
 		return fmt.Errorf("CONNACK: got % x, %v", ack, err)
 	}
-	if _, err := conn.Write(rawSubscribe(1, topic, 0)); err != nil {
+	if _, err := conn.Write(fzSubscribe(1, topic, 0)); err != nil {
 		return fmt.Errorf("send SUBSCRIBE: %w", err)
 	}
-	suback, err := readRawPacket(conn)
+	suback, err := fzReadPacket(conn)
 	if err != nil || !bytes.Equal(suback, []byte{0x90, 3, 0, 1, 0}) {
 		return fmt.Errorf("SUBACK: got % x, %v", suback, err)
 	}
-	if _, err := conn.Write(rawPublish(0, 0, topic, payload)); err != nil {
+	if _, err := conn.Write(fzPublish(0, 0, topic, payload)); err != nil {
 		return fmt.Errorf("send PUBLISH: %w", err)
 	}
 	// A retained message an earlier input left on a matching topic may come first.
-	want := rawPublish(0, 0, topic, payload)
+	want := fzPublish(0, 0, topic, payload)
 	for {
-		pk, err := readRawPacket(conn)
+		pk, err := fzReadPacket(conn)
 		if err != nil {
 			return fmt.Errorf("wait for own message: %w", err)
 		}
@@ -207,7 +207,7 @@ func fuzzProbe(addr, id string) error {
 }
 
 // readPacket reads one whole MQTT packet (fixed header included).
-func readRawPacket(r io.Reader) ([]byte, error) {
+func fzReadPacket(r io.Reader) ([]byte, error) {
 	head := make([]byte, 1, 5)
 	if _, err := io.ReadFull(r, head); err != nil {
 		return nil, err
@@ -235,7 +235,7 @@ func readRawPacket(r io.Reader) ([]byte, error) {
 	return append(head, body...), nil
 }
 
-func isNetTimeout(err error) bool {
+func fzIsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
@@ -244,7 +244,7 @@ func isNetTimeout(err error) bool {
 // need a wrong one build it by hand.
 
 // remainingLength encodes n as MQTT's variable byte integer.
-func rawRemainingLength(n int) []byte {
+func fzRemainingLength(n int) []byte {
 	var out []byte
 	for {
 		b := byte(n % 128)
@@ -259,101 +259,101 @@ func rawRemainingLength(n int) []byte {
 	}
 }
 
-func rawPacket(header byte, body ...[]byte) []byte {
+func fzPacket(header byte, body ...[]byte) []byte {
 	joined := bytes.Join(body, nil)
-	return append(append([]byte{header}, rawRemainingLength(len(joined))...), joined...)
+	return append(append([]byte{header}, fzRemainingLength(len(joined))...), joined...)
 }
 
 // str is an MQTT string: two length bytes, then the bytes.
-func rawString(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+func fzString(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
 
-func rawU16(n int) []byte { return []byte{byte(n >> 8), byte(n)} }
+func fzU16(n int) []byte { return []byte{byte(n >> 8), byte(n)} }
 
-func rawConnect(id string, clean bool, keepalive int) []byte {
+func fzConnect(id string, clean bool, keepalive int) []byte {
 	flags := byte(0)
 	if clean {
 		flags = 0x02
 	}
-	return rawPacket(0x10, rawString("MQTT"), []byte{4, flags}, rawU16(keepalive), rawString(id))
+	return fzPacket(0x10, fzString("MQTT"), []byte{4, flags}, fzU16(keepalive), fzString(id))
 }
 
-func rawSubscribe(pid int, filter string, qos byte) []byte {
-	return rawPacket(0x82, rawU16(pid), rawString(filter), []byte{qos})
+func fzSubscribe(pid int, filter string, qos byte) []byte {
+	return fzPacket(0x82, fzU16(pid), fzString(filter), []byte{qos})
 }
 
-func rawPublish(qos byte, pid int, topic, payload string) []byte {
+func fzPublish(qos byte, pid int, topic, payload string) []byte {
 	if qos == 0 {
-		return rawPacket(0x30, rawString(topic), []byte(payload))
+		return fzPacket(0x30, fzString(topic), []byte(payload))
 	}
-	return rawPacket(0x30|qos<<1, rawString(topic), rawU16(pid), []byte(payload))
+	return fzPacket(0x30|qos<<1, fzString(topic), fzU16(pid), []byte(payload))
 }
 
-func rawConcat(pks ...[]byte) []byte { return bytes.Join(pks, nil) }
+func fzConcat(pks ...[]byte) []byte { return bytes.Join(pks, nil) }
 
 // seedInputs are the malformed (and a few well-formed) inputs every run tries; TestSeedCorpus
 // keeps testdata/fuzz/FuzzBrokerTCP in step with them.
 func seedInputs() map[string][]byte {
-	connect := rawConnect("seed", true, 30)
+	connect := fzConnect("seed", true, 30)
 	return map[string][]byte{
 		"empty": {},
 		// A well-formed session, so the fuzzer mutates from packets the broker accepts.
-		"valid-session": rawConcat(connect,
-			rawSubscribe(1, "a/+", 2),
-			rawPublish(0, 0, "a/b", "zero"),
-			rawPublish(1, 2, "a/b", "one"),
-			rawPublish(2, 3, "a/b", "two"),
+		"valid-session": fzConcat(connect,
+			fzSubscribe(1, "a/+", 2),
+			fzPublish(0, 0, "a/b", "zero"),
+			fzPublish(1, 2, "a/b", "one"),
+			fzPublish(2, 3, "a/b", "two"),
 			[]byte{0x62, 2, 0, 3}, // PUBREL 3
 			[]byte{0xc0, 0},       // PINGREQ
-			rawPacket(0xa2, rawU16(4), rawString("a/+")),
+			fzPacket(0xa2, fzU16(4), fzString("a/+")),
 			[]byte{0xe0, 0}),
-		"valid-v5-connect-properties": rawPacket(0x10, rawString("MQTT"), []byte{5, 0x02}, rawU16(30),
+		"valid-v5-connect-properties": fzPacket(0x10, fzString("MQTT"), []byte{5, 0x02}, fzU16(30),
 			[]byte{8, 0x11, 0, 0, 0, 60, 0x21, 0, 10}, // session expiry 60, receive maximum 10
-			rawString("seed-v5")),
-		"will-then-vanish": rawPacket(0x10, rawString("MQTT"), []byte{4, 0x02 | 0x04 | 0x08}, rawU16(30), // will QoS 1
-			rawString("seed-will"), rawString("will/topic"), rawString("gone")),
+			fzString("seed-v5")),
+		"will-then-vanish": fzPacket(0x10, fzString("MQTT"), []byte{4, 0x02 | 0x04 | 0x08}, fzU16(30), // will QoS 1
+			fzString("seed-will"), fzString("will/topic"), fzString("gone")),
 		// Truncated: the connection ends inside a packet.
 		"truncated-connect":           connect[:9],
 		"truncated-remaining-length":  {0x10, 0xff, 0xff},
-		"truncated-publish":           rawConcat(connect, rawPublish(1, 1, "a/b", "payload")[:8]),
-		"truncated-subscribe-options": rawConcat(connect, rawPacket(0x82, rawU16(1), rawString("a/b"))),
+		"truncated-publish":           fzConcat(connect, fzPublish(1, 1, "a/b", "payload")[:8]),
+		"truncated-subscribe-options": fzConcat(connect, fzPacket(0x82, fzU16(1), fzString("a/b"))),
 		// Oversized: a remaining length past the 4-byte maximum, the largest legal length with
 		// no body, and a real 16 KiB message.
 		"remaining-length-5-bytes": {0x10, 0xff, 0xff, 0xff, 0xff, 0x01},
-		"remaining-length-256mib":  rawConcat(connect, []byte{0x30, 0xff, 0xff, 0xff, 0x7f, 0, 3, 'a', '/', 'b'}),
-		"publish-16kib":            rawConcat(connect, rawPublish(0, 0, "a/b", strings.Repeat("x", 16<<10))),
+		"remaining-length-256mib":  fzConcat(connect, []byte{0x30, 0xff, 0xff, 0xff, 0x7f, 0, 3, 'a', '/', 'b'}),
+		"publish-16kib":            fzConcat(connect, fzPublish(0, 0, "a/b", strings.Repeat("x", 16<<10))),
 		// Wrong remaining length: shorter and longer than the packet's content.
 		"connect-length-short": append([]byte{0x10, 10}, connect[2:]...),
 		"connect-length-long":  append([]byte{0x10, byte(len(connect) + 20)}, connect[2:]...),
-		"publish-length-short": rawConcat(connect, []byte{0x30, 2, 0, 3, 'a', '/', 'b'}),
-		"string-longer-than-packet": rawConcat(connect,
-			rawPacket(0x30, []byte{0xff, 0xff}, []byte("a/b"))),
+		"publish-length-short": fzConcat(connect, []byte{0x30, 2, 0, 3, 'a', '/', 'b'}),
+		"string-longer-than-packet": fzConcat(connect,
+			fzPacket(0x30, []byte{0xff, 0xff}, []byte("a/b"))),
 		// Bad UTF-8 and forbidden characters in names.
-		"bad-utf8-topic":      rawConcat(connect, rawPublish(0, 0, "a/\xff\xfe", "x")),
-		"nul-in-topic":        rawConcat(connect, rawPublish(0, 0, "a/\x00b", "x")),
-		"bad-utf8-filter":     rawConcat(connect, rawSubscribe(1, "\xc3\x28/#", 0)),
-		"bad-utf8-client-id":  rawConnect("\xed\xa0\x80", true, 30), // a UTF-16 surrogate
-		"wildcard-in-publish": rawConcat(connect, rawPublish(0, 0, "a/#", "x")),
-		"bad-filter":          rawConcat(connect, rawSubscribe(1, "a/#/b", 0), rawSubscribe(2, "a+", 0)),
+		"bad-utf8-topic":      fzConcat(connect, fzPublish(0, 0, "a/\xff\xfe", "x")),
+		"nul-in-topic":        fzConcat(connect, fzPublish(0, 0, "a/\x00b", "x")),
+		"bad-utf8-filter":     fzConcat(connect, fzSubscribe(1, "\xc3\x28/#", 0)),
+		"bad-utf8-client-id":  fzConnect("\xed\xa0\x80", true, 30), // a UTF-16 surrogate
+		"wildcard-in-publish": fzConcat(connect, fzPublish(0, 0, "a/#", "x")),
+		"bad-filter":          fzConcat(connect, fzSubscribe(1, "a/#/b", 0), fzSubscribe(2, "a+", 0)),
 		// Invalid QoS 3, in each place a QoS appears.
-		"publish-qos-3":   rawConcat(connect, rawPacket(0x36, rawString("a/b"), rawU16(1), []byte("x"))),
-		"subscribe-qos-3": rawConcat(connect, rawSubscribe(1, "a/b", 3)),
-		"will-qos-3": rawPacket(0x10, rawString("MQTT"), []byte{4, 0x02 | 0x04 | 0x18}, rawU16(30),
-			rawString("seed-will"), rawString("will/topic"), rawString("gone")),
+		"publish-qos-3":   fzConcat(connect, fzPacket(0x36, fzString("a/b"), fzU16(1), []byte("x"))),
+		"subscribe-qos-3": fzConcat(connect, fzSubscribe(1, "a/b", 3)),
+		"will-qos-3": fzPacket(0x10, fzString("MQTT"), []byte{4, 0x02 | 0x04 | 0x18}, fzU16(30),
+			fzString("seed-will"), fzString("will/topic"), fzString("gone")),
 		// Protocol order violations.
-		"second-connect":         rawConcat(connect, rawConnect("seed-2", true, 30)),
-		"publish-before-connect": rawPublish(0, 0, "a/b", "x"),
-		"connack-from-client":    rawConcat(connect, []byte{0x20, 2, 0, 0}),
-		"unknown-protocol-name":  rawPacket(0x10, rawString("MQTX"), []byte{4, 0x02}, rawU16(30), rawString("seed")),
-		"protocol-level-9":       rawPacket(0x10, rawString("MQTT"), []byte{9, 0x02}, rawU16(30), rawString("seed")),
-		"empty-id-not-clean":     rawConnect("", false, 30),
-		"reserved-flag-connect":  rawPacket(0x10, rawString("MQTT"), []byte{4, 0x03}, rawU16(30), rawString("seed")),
-		"reserved-type-0":        rawConcat(connect, []byte{0x00, 0}),
-		"auth-in-v4":             rawConcat(connect, []byte{0xf0, 0}),
-		"subscribe-no-filters":   rawConcat(connect, rawPacket(0x82, rawU16(1))),
-		"subscribe-bad-flags":    rawConcat(connect, rawPacket(0x80, rawU16(1), rawString("a/b"), []byte{0})),
-		"pubrel-unknown-id":      rawConcat(connect, []byte{0x62, 2, 0x12, 0x34}),
-		"packet-id-zero":         rawConcat(connect, rawPublish(1, 0, "a/b", "x")),
-		"password-without-user":  rawPacket(0x10, rawString("MQTT"), []byte{4, 0x42}, rawU16(30), rawString("seed"), rawString("secret")),
+		"second-connect":         fzConcat(connect, fzConnect("seed-2", true, 30)),
+		"publish-before-connect": fzPublish(0, 0, "a/b", "x"),
+		"connack-from-client":    fzConcat(connect, []byte{0x20, 2, 0, 0}),
+		"unknown-protocol-name":  fzPacket(0x10, fzString("MQTX"), []byte{4, 0x02}, fzU16(30), fzString("seed")),
+		"protocol-level-9":       fzPacket(0x10, fzString("MQTT"), []byte{9, 0x02}, fzU16(30), fzString("seed")),
+		"empty-id-not-clean":     fzConnect("", false, 30),
+		"reserved-flag-connect":  fzPacket(0x10, fzString("MQTT"), []byte{4, 0x03}, fzU16(30), fzString("seed")),
+		"reserved-type-0":        fzConcat(connect, []byte{0x00, 0}),
+		"auth-in-v4":             fzConcat(connect, []byte{0xf0, 0}),
+		"subscribe-no-filters":   fzConcat(connect, fzPacket(0x82, fzU16(1))),
+		"subscribe-bad-flags":    fzConcat(connect, fzPacket(0x80, fzU16(1), fzString("a/b"), []byte{0})),
+		"pubrel-unknown-id":      fzConcat(connect, []byte{0x62, 2, 0x12, 0x34}),
+		"packet-id-zero":         fzConcat(connect, fzPublish(1, 0, "a/b", "x")),
+		"password-without-user":  fzPacket(0x10, fzString("MQTT"), []byte{4, 0x42}, fzU16(30), fzString("seed"), fzString("secret")),
 	}
 }
 
@@ -439,10 +439,10 @@ func TestClientGoroutinesSeen(t *testing.T) {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(fuzzDeadline))
-	if _, err := conn.Write(rawConnect("held", true, 30)); err != nil {
+	if _, err := conn.Write(fzConnect("held", true, 30)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readRawPacket(conn); err != nil {
+	if _, err := fzReadPacket(conn); err != nil {
 		t.Fatalf("CONNACK: %v", err)
 	}
 	if got := len(clientGoroutines()); got != len(clientGoroutineMarks) {

@@ -47,9 +47,6 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 	if err := addLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
-	if err := server.AddHook(newDropsHook(log), nil); err != nil {
-		return nil, fmt.Errorf("add drops hook: %w", err)
-	}
 	if err := addAccess(server, cfg.AuthFile, log); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,8 @@ import (
 // runs the binary built once for all tests; the ports 1883, 1882, 8883 and 8080 become free
 // ports; and what changes from run to run (times, ids, durations, ports) is compared loosely.
 // A command ending in "&" runs in the background as job %1, %2, …; its output lines below it are
-// waited for. "kill [-SIGNAL] %N" signals job N (TERM, INT, 9 or KILL, STOP) and, but for STOP,
+// waited for. An output line that starts with "[N] " is one that job N prints (later): the test
+// waits for it. Programs may be named bare (mqttserver): the built binaries come first in PATH. "kill [-SIGNAL] %N" signals job N (TERM, INT, 9 or KILL, STOP) and, but for STOP,
 // waits for it to end. A command must exit 0: show a failure with "; echo exit status $?".
 type walkthrough struct {
 	file, name string
@@ -88,7 +89,8 @@ func TestWalkthroughs(t *testing.T) {
 	}
 }
 
-// variable parts of the output: times, RFC 3339 stamps, durations, generated ids, ports.
+// variable parts of the output: times, RFC 3339 stamps, durations, generated ids, ports, and the
+// host of a listener (the test binds 127.0.0.1 where a reader's broker binds every interface).
 var loosely = []struct {
 	re   *regexp.Regexp
 	with string
@@ -98,6 +100,7 @@ var loosely = []struct {
 	{regexp.MustCompile(`\b\d+(\.\d+)?(ns|µs|us|ms|s)\b`), "<duration>"},
 	{regexp.MustCompile(`\b(mqttpublisher|mqttsubscriber)-[0-9a-f]{6}\b`), "$1-<id>"},
 	{regexp.MustCompile(`:\d{2,5}\b`), ":<port>"},
+	{regexp.MustCompile(`\[::\]|\b127\.0\.0\.1\b|\b0\.0\.0\.0\b|\blocalhost\b`), "<host>"},
 	{regexp.MustCompile(`[ \t]+`), " "},
 }
 
@@ -116,6 +119,7 @@ func runWalkthrough(t *testing.T, b harness.Bins, w walkthrough) {
 	}
 	portRE := regexp.MustCompile(`\b(1883|1882|8883|8080)\b`)
 	env := harness.Env(
+		"PATH="+filepath.Dir(b.Server)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"MQTT_BROKER=tcp://127.0.0.1:"+ports["1883"],
 		"MQTT_LISTEN=127.0.0.1:"+ports["1883"],
 		"HOME="+dir,
@@ -149,14 +153,18 @@ func runWalkthrough(t *testing.T, b harness.Bins, w walkthrough) {
 			if sig != syscall.SIGSTOP {
 				jobs[n-1].Exit(t)
 			}
+			_, fromJobs := splitJobLines(t, s.want, where)
+			waitJobs(t, jobs, fromJobs, where)
 			continue
 		}
+		own, fromJobs := splitJobLines(t, s.want, where)
 		if bg, ok := strings.CutSuffix(strings.TrimSpace(cmdline), "&"); ok {
 			p := harness.Start(t, s.command, "bash", env, "-c", "cd "+dir+" && exec "+bg)
 			jobs = append(jobs, p)
-			for _, want := range s.want {
+			for _, want := range own {
 				waitNormalised(t, p, want, where)
 			}
+			waitJobs(t, jobs, fromJobs, where)
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), harness.Timeout)
@@ -167,7 +175,39 @@ func runWalkthrough(t *testing.T, b harness.Bins, w walkthrough) {
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", where, err, out)
 		}
-		checkInOrder(t, string(out), s.want, where)
+		checkInOrder(t, string(out), own, where)
+		waitJobs(t, jobs, fromJobs, where)
+	}
+}
+
+type jobLine struct {
+	job  int
+	line string
+}
+
+var jobLineRE = regexp.MustCompile(`^\[(\d+)\] (.*)$`)
+
+// splitJobLines separates a step's own output lines from "[N] …" lines of background jobs.
+func splitJobLines(t *testing.T, want []string, where string) (own []string, jobs []jobLine) {
+	t.Helper()
+	for _, w := range want {
+		if m := jobLineRE.FindStringSubmatch(w); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			jobs = append(jobs, jobLine{n, m[2]})
+		} else {
+			own = append(own, w)
+		}
+	}
+	return own, jobs
+}
+
+func waitJobs(t *testing.T, jobs []*harness.Proc, lines []jobLine, where string) {
+	t.Helper()
+	for _, l := range lines {
+		if l.job < 1 || l.job > len(jobs) {
+			t.Fatalf("%s: output for job [%d], which does not exist", where, l.job)
+		}
+		waitNormalised(t, jobs[l.job-1], l.line, where)
 	}
 }
 

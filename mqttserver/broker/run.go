@@ -74,7 +74,7 @@ func (b *Broker) Start() error {
 	}
 	if b.stored {
 		sessions, subs, inflight, retained := recount(b.server)
-		b.log.Info("loaded from the data file", "sessions", sessions, "subscriptions", subs,
+		b.log.Info(msgLoaded, "sessions", sessions, "subscriptions", subs,
 			"queued", inflight, "retained", retained)
 	}
 	if b.http != nil {

@@ -12,9 +12,9 @@ replace (
 require (
 	github.com/creack/pty v1.1.24
 	github.com/eclipse/paho.mqtt.golang v1.5.1
-	mqttdemo/mqttpublisher v0.0.0-00010101000000-000000000000
-	mqttdemo/mqttserver v0.0.0-00010101000000-000000000000
-	mqttdemo/mqttsubscriber v0.0.0-00010101000000-000000000000
+	mqttdemo/mqttpublisher v0.0.0
+	mqttdemo/mqttserver v0.0.0
+	mqttdemo/mqttsubscriber v0.0.0
 )
 
 require (

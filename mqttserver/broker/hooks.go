@@ -30,6 +30,7 @@ const (
 	msgAuthFailed    = "authentication failed"
 	msgPublishDenied = "publish denied"
 	msgRestored      = "session restored"
+	msgLoaded        = "loaded from the data file"
 	msgDropped       = "message dropped"
 	msgWillSent      = "will message published"
 	msgExpired       = "session expired"
@@ -276,10 +277,18 @@ func (h *eventsHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 		slog.String("topic", pk.TopicName), slog.String("reason", "client write queue full"))
 }
 
-// OnQosDropped: a QoS 1 or 2 message left the client's in-flight store undelivered (expired).
+// OnQosDropped: a QoS 1 or 2 message left a client's in-flight store undelivered: it expired
+// (MQTT 5 message expiry, or mochi's one-day maximum), its clean session ended, or the client
+// refused it. When a persistent session moves to a new connection mochi clears the old one's
+// copy too: that is no loss, so it is only a debug line.
 func (h *eventsHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		h.log.LogAttrs(context.Background(), slog.LevelDebug, "in-flight message moved to the new connection",
+			slog.String("client", cl.ID), slog.Int("packet_id", int(pk.PacketID)))
+		return
+	}
 	h.log.LogAttrs(context.Background(), slog.LevelWarn, msgDropped, slog.String("client", cl.ID),
-		slog.Int("packet_id", int(pk.PacketID)), slog.String("reason", "in-flight message expired"))
+		slog.Int("packet_id", int(pk.PacketID)), slog.String("reason", "in-flight message expired or its session ended"))
 }
 
 func (h *eventsHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {

@@ -154,7 +154,7 @@ func (h *consoleHandler) WithGroup(string) slog.Handler { return h }
 
 func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 	tag, style, text := levelTag(r.Level), levelStyle(r.Level), r.Message
-	if ev, ok := eventStyles[r.Message]; ok {
+	if ev, ok := eventStyles[r.Message]; ok && !h.library() {
 		tag, style, text = ev.tag, ev.style, ""
 	}
 	if r.Message == msgPublishedMore { // say it in words: "… 12345 more messages published in the last second"
@@ -183,6 +183,17 @@ func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(add)
 	h.console.Line(style, tag, b.String())
 	return nil
+}
+
+// library tells mochi's handler (its lines carry source=mochi): mochi's own "client
+// disconnected" is not our event.
+func (h *consoleHandler) library() bool {
+	for _, a := range h.attrs {
+		if a.Key == "source" {
+			return true
+		}
+	}
+	return false
 }
 
 func levelTag(l slog.Level) string {

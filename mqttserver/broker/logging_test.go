@@ -163,3 +163,13 @@ func TestConsoleSummaryLine(t *testing.T) {
 		t.Errorf("console line %q", got)
 	}
 }
+
+// TestConsoleLibraryLines: mochi's own "client disconnected" keeps its level tag, not our event's.
+func TestConsoleLibraryLines(t *testing.T) {
+	var buf bytes.Buffer
+	cfg := Config{LogFormat: "text", LogLevel: slog.LevelDebug}
+	libraryLogger(cfg, &buf, false).Debug(msgDisconnected, "client", "c")
+	if got := buf.String(); strings.Contains(got, "DISCONNECTED") || !strings.Contains(got, "DEBUG") {
+		t.Errorf("mochi's line printed as %q", got)
+	}
+}

@@ -34,11 +34,21 @@ type Broker struct {
 
 // New assembles a broker from cfg and binds its listeners; Start serves them.
 func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits() // a Config built in code without limits gets the flags' defaults
+	}
+	if err := cfg.Limits.check(); err != nil {
+		return nil, err
+	}
 	server := mqtt.New(&mqtt.Options{
 		Logger:       libraryLog,
 		Capabilities: cfg.Limits.capabilities(),
 	})
 	b := &Broker{server: server, log: log}
+	// Before the others: it mends mochi's packet-id and resend-order flaws (mochifixes.go).
+	if err := server.AddHook(&packetIDHook{server: server, log: log}, nil); err != nil {
+		return nil, fmt.Errorf("add mochi fixes hook: %w", err)
+	}
 	if !cfg.noEvents {
 		if err := server.AddHook(newEventsHook(log, server.Topics), nil); err != nil {
 			return nil, fmt.Errorf("add events hook: %w", err)
@@ -74,7 +84,7 @@ func (b *Broker) Start() error {
 	}
 	if b.stored {
 		sessions, subs, inflight, retained := recount(b.server)
-		b.log.Info("loaded from the data file", "sessions", sessions, "subscriptions", subs,
+		b.log.Info(msgLoaded, "sessions", sessions, "subscriptions", subs,
 			"queued", inflight, "retained", retained)
 	}
 	if b.http != nil {

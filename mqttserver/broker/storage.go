@@ -87,9 +87,14 @@ func recount(server *mqtt.Server) (sessions, subs, inflight, retained int) {
 		inflight += cl.State.Inflight.Len()
 		subs += cl.State.Subscriptions.Len()
 	}
-	retained = server.Topics.Retained.Len()
+	all := server.Topics.Retained.Len()
 	atomic.StoreInt64(&server.Info.Inflight, int64(inflight))
 	atomic.StoreInt64(&server.Info.Subscriptions, int64(subs))
-	atomic.StoreInt64(&server.Info.Retained, int64(retained))
+	atomic.StoreInt64(&server.Info.Retained, int64(all))
+	for topic := range server.Topics.Retained.GetAll() {
+		if !strings.HasPrefix(topic, "$") { // mochi retains its own $SYS topics in memory
+			retained++
+		}
+	}
 	return sessions, subs, inflight, retained
 }

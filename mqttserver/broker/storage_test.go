@@ -37,6 +37,9 @@ func TestDataSurvivesRestart(t *testing.T) {
 
 	b2, logs := startBroker(t, Config{DataDir: dir})
 	waitFor(t, "session restored log", func() bool { return logs.has(t, msgRestored, map[string]any{"client": "keeper"}) })
+	if !logs.has(t, msgLoaded, map[string]any{"sessions": 1, "subscriptions": 1, "queued": 3, "retained": 1}) {
+		t.Error("the loaded line does not count 1 session, 1 subscription, 3 queued and 1 retained message")
+	}
 
 	var queued received
 	opts := clientOpts(b2.Addr(), "keeper").SetCleanSession(false).SetDefaultPublishHandler(queued.handler)

@@ -39,13 +39,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
-	shared.Announce(opts, con, s.subscribe)
+	ready := shared.Announce(opts, con, s.subscribe)
 	client, err := shared.Connect(ctx, opts, con)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	} else if err != nil {
 		return err
 	}
+	shared.AwaitReady(ctx, ready)
 	defer shared.Disconnect(client)
 	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), shared.EnterPresses(stdin))
 	if errors.Is(err, context.Canceled) {

@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
 )
 
@@ -59,6 +60,24 @@ func addStorage(server *mqtt.Server, dir string) error {
 // (see recount).
 type boltStore struct {
 	*bolt.Hook
+}
+
+// OnQosPublish skips the PUBACK that mochi keeps in flight for the instant between receiving a
+// QoS 1 PUBLISH and acknowledging it: storing and deleting it cost two fsyncs per message and
+// buy nothing, since a publisher that saw no PUBACK sends the message again. Everything else
+// (messages to subscribers, QoS 2 state) is stored.
+func (h *boltStore) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
+	if pk.FixedHeader.Type == packets.Puback {
+		return
+	}
+	h.Hook.OnQosPublish(cl, pk, sent, resends)
+}
+
+func (h *boltStore) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type == packets.Puback {
+		return
+	}
+	h.Hook.OnQosComplete(cl, pk)
 }
 
 func (h *boltStore) Provides(b byte) bool {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"mqttdemo/mqttserver/broker"
 	"mqttdemo/tests/harness"
 )
 
@@ -282,4 +283,47 @@ func TestSecurityOversizedPacket(t *testing.T) {
 		t.Fatalf("the broker answered a 256 MiB PUBLISH instead of closing the connection")
 	}
 	t.Logf("a PUBLISH announcing 256 MiB was cut off after %s (%v)", time.Since(start).Round(time.Millisecond), err)
+}
+
+// TestSecuritySilentConnectionClosed: a connection that never sends CONNECT, or stops half-way
+// through it, is closed after broker.ConnectTimeout instead of being held for ever.
+func TestSecuritySilentConnectionClosed(t *testing.T) {
+	_, url := harness.StartServer(t, nil)
+	results := make(chan string, 2)
+	for _, c := range []struct {
+		name string
+		send []byte
+	}{
+		{"nothing", nil},
+		{"half a CONNECT", []byte{0x10, 20, 0, 4, 'M', 'Q'}},
+	} {
+		go func() {
+			conn, err := net.DialTimeout("tcp", hostPort(url), harness.Timeout)
+			if err != nil {
+				results <- fmt.Sprintf("%s: dial: %v", c.name, err)
+				return
+			}
+			defer conn.Close()
+			_, _ = conn.Write(c.send)
+			start := time.Now()
+			_ = conn.SetReadDeadline(start.Add(broker.ConnectTimeout + harness.Timeout))
+			_, err = conn.Read(make([]byte, 1))
+			held := time.Since(start)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				results <- fmt.Sprintf("%s: still open after %s", c.name, held.Round(time.Second))
+				return
+			}
+			if held < broker.ConnectTimeout-time.Second {
+				results <- fmt.Sprintf("%s: closed after %s, before the %s allowed", c.name, held, broker.ConnectTimeout)
+				return
+			}
+			t.Logf("a connection that sent %s was closed after %s", c.name, held.Round(time.Millisecond))
+			results <- ""
+		}()
+	}
+	for range 2 {
+		if r := <-results; r != "" {
+			t.Error(r)
+		}
+	}
 }

@@ -33,12 +33,21 @@ type Broker struct {
 }
 
 // New assembles a broker from cfg and binds its listeners; Start serves them.
-func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
+func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	server := mqtt.New(&mqtt.Options{
 		Logger:       libraryLog,
 		Capabilities: cfg.Limits.capabilities(),
 	})
 	b := &Broker{server: server, log: log}
+	var store *boltStore
+	defer func() {
+		if err != nil { // free the ports and the data file for another attempt
+			b.closeListeners()
+			if store != nil {
+				_ = store.Stop()
+			}
+		}
+	}()
 	if !cfg.noEvents {
 		if err := server.AddHook(newEventsHook(log, server.Topics), nil); err != nil {
 			return nil, fmt.Errorf("add events hook: %w", err)
@@ -51,16 +60,15 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	if cfg.DataDir != "" {
-		if err := addStorage(server, cfg.DataDir); err != nil {
+		if store, err = addStorage(server, cfg.DataDir); err != nil {
 			return nil, err
 		}
-		b.stored = true
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
 	}
 	if err := b.addListeners(cfg); err != nil {
-		b.closeListeners()
 		return nil, err
 	}
+	b.stored = store != nil
 	return b, nil
 }
 

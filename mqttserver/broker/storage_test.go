@@ -116,3 +116,15 @@ func TestDataSurvivesSIGKILL(t *testing.T) {
 		t.Errorf("retained after SIGKILL = %q, want %q", g, "state/door open")
 	}
 }
+
+// TestFailedStartFreesDataFile: a New that fails after opening the store (here: a busy port)
+// releases the data file, so the next attempt can open it.
+func TestFailedStartFreesDataFile(t *testing.T) {
+	dir := t.TempDir()
+	busy, _ := startBroker(t, Config{})
+	cfg := Config{Listen: busy.Addr(), DataDir: dir, LogFormat: "json", Limits: DefaultLimits()}
+	if _, err := New(cfg, NewLogger(cfg, new(logBuffer), noEnv), NewLogger(cfg, new(logBuffer), noEnv)); err == nil {
+		t.Fatal("New on a busy port succeeded")
+	}
+	startBroker(t, Config{DataDir: dir}) // fails if the data file is still locked
+}

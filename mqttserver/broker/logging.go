@@ -185,6 +185,9 @@ func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 		add(a)
 	}
 	r.Attrs(add)
+	if b.Len() == 0 {
+		b.WriteString(r.Message) // an event with nothing to add, such as "server stopped"
+	}
 	h.console.Line(style, tag, b.String())
 	return nil
 }

@@ -136,7 +136,8 @@ func addAccess(server *mqtt.Server, authFile string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := server.AddHook(&authHook{users: users, log: log}, nil); err != nil {
+	if err := server.AddHook(&authHook{users: users, log: log,
+		denied: newLineCap(log, slog.LevelInfo, msgDeniedMore)}, nil); err != nil {
 		return fmt.Errorf("add auth hook: %w", err)
 	}
 	log.Info("access restricted to the users of the auth file", "file", authFile, "users", len(users.Users))
@@ -146,8 +147,20 @@ func addAccess(server *mqtt.Server, authFile string, log *slog.Logger) error {
 // authHook checks CONNECT credentials and every publish and subscribe against the -auth file.
 type authHook struct {
 	mqtt.HookBase
-	users *Users
-	log   *slog.Logger
+	users  *Users
+	log    *slog.Logger
+	denied *lineCap // a client publishing in a loop to a forbidden topic must not flood the log
+}
+
+// Init starts the summary of capped "publish denied" lines; Stop writes the last one.
+func (h *authHook) Init(any) error {
+	h.denied.start()
+	return nil
+}
+
+func (h *authHook) Stop() error {
+	h.denied.close()
+	return nil
 }
 
 func (h *authHook) ID() string { return "auth-file" }
@@ -189,7 +202,7 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 			return true
 		}
 	}
-	if write {
+	if write && h.denied.allow() {
 		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgPublishDenied,
 			slog.String("client", cl.ID),
 			slog.String("username", string(cl.Properties.Username)),

@@ -258,3 +258,11 @@ func TestHashPassword(t *testing.T) {
 		t.Error("an empty password was hashed")
 	}
 }
+
+// TestDeniedFloodIsCapped: a client publishing in a loop to a forbidden topic gets at most
+// LinesPerSecond lines a second; the rest are counted.
+func TestDeniedFloodIsCapped(t *testing.T) {
+	b, logs := startBroker(t, Config{AuthFile: writeAuthFile(t)})
+	alice := connect(t, clientOpts(b.Addr(), "looper").SetUsername("alice").SetPassword(alicePassword))
+	floodAndCount(t, logs, alice, "forbidden", msgPublishDenied, msgDeniedMore)
+}

@@ -30,11 +30,11 @@ type Config struct {
 	WSListen string
 	// HTTPListen serves /healthz and /stats ($SYS counters as JSON); "" is off.
 	HTTPListen string
+	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
+	AuthFile string
 	Limits
 	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
 	noEvents bool
-	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
-	AuthFile string
 }
 
 var program = shared.Program{
@@ -57,11 +57,11 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(format, "log-format", "log `format`: text (coloured lines for people) or json (one object per line)")
 	fs.Var(color, "color", "colour the text log: `auto` (when a terminal), always or never")
 	var health, hash bool
+	fs.BoolVar(&health, "healthcheck", false, "do not serve: connect to -listen, exit 0 if a broker answers MQTT, else 1 (a container healthcheck)")
 	fs.BoolVar(&hash, "hash-password", false, "do not serve: read a password from standard input, print its bcrypt hash for an -auth file")
 	var dataDir, authFile string
 	fs.StringVar(&dataDir, "data", "", "keep retained messages and persistent sessions in `dir` (a bbolt file), so they survive a restart; empty: in memory")
 	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
-	fs.BoolVar(&health, "healthcheck", false, "do not serve: connect to -listen, exit 0 if a broker answers MQTT, else 1 (a container healthcheck)")
 	tlsListen := shared.NewChecked("", shared.CheckListenAddress)
 	wsListen := shared.NewChecked("", shared.CheckListenAddress)
 	httpListen := shared.NewChecked("", shared.CheckListenAddress)

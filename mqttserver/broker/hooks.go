@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync/atomic"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -29,6 +27,7 @@ const (
 	msgStopped       = "server stopped"
 	msgAuthFailed    = "authentication failed"
 	msgPublishDenied = "publish denied"
+	msgDeniedMore    = "more publishes denied"
 	msgRestored      = "session restored"
 	msgLoaded        = "loaded from the data file"
 	msgDropped       = "message dropped"
@@ -38,23 +37,17 @@ const (
 	msgPacketOut     = "packet sent"
 )
 
-// PublishLinesPerSecond caps the "message published" lines; past it, a flood is summed up in
-// one "more messages published" line a second, so logging stays cheap at any rate.
-const PublishLinesPerSecond = 100
-
 // eventsHook logs one line per client event, as the article's MqttServer event handlers do.
 // Hooks run on the client's own goroutine, so each one only formats a line and returns; the
-// per-message lines are capped (see PublishLinesPerSecond) and the writer behind the logger
+// per-message lines are capped (see LinesPerSecond) and the writer behind the logger
 // never blocks (see asyncWriter).
 type eventsHook struct {
 	mqtt.HookBase
 	log       *slog.Logger
 	debug     bool              // log the per-packet events too
 	topics    *mqtt.TopicsIndex // to tell a message nobody consumed, at debug
-	published counter
-	dropped   counter
-	stop      chan struct{}
-	done      chan struct{}
+	published *lineCap
+	dropped   *lineCap
 	provides  [256]bool
 }
 
@@ -65,10 +58,8 @@ func newEventsHook(log *slog.Logger, topics *mqtt.TopicsIndex) *eventsHook {
 		log:       log,
 		debug:     log.Enabled(context.Background(), slog.LevelDebug),
 		topics:    topics,
-		published: counter{limit: PublishLinesPerSecond},
-		dropped:   counter{limit: PublishLinesPerSecond},
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		published: newLineCap(log, slog.LevelInfo, msgPublishedMore),
+		dropped:   newLineCap(log, slog.LevelWarn, msgDropped, slog.String("reason", "client write queue full")),
 	}
 	for _, b := range eventsAtInfo {
 		h.provides[b] = true
@@ -77,27 +68,6 @@ func newEventsHook(log *slog.Logger, topics *mqtt.TopicsIndex) *eventsHook {
 		h.provides[b] = h.debug
 	}
 	return h
-}
-
-// counter lets limit events a second through and counts the rest.
-type counter struct {
-	limit int64
-	n     atomic.Int64 // events in this second
-	more  atomic.Int64 // events past the limit in this second
-}
-
-func (c *counter) allow() bool {
-	if c.n.Add(1) <= c.limit {
-		return true
-	}
-	c.more.Add(1)
-	return false
-}
-
-// next starts a new second and returns how many events the last one held past the limit.
-func (c *counter) next() int64 {
-	c.n.Store(0)
-	return c.more.Swap(0)
 }
 
 func (h *eventsHook) ID() string { return "events" }
@@ -118,41 +88,18 @@ var (
 	}
 )
 
-// Init starts the once-a-second summary of capped lines.
+// Init starts the once-a-second summaries of capped lines.
 func (h *eventsHook) Init(any) error {
-	go h.summarise()
+	h.published.start()
+	h.dropped.start()
 	return nil
 }
 
-// Stop writes the last summary.
+// Stop writes the last summaries.
 func (h *eventsHook) Stop() error {
-	close(h.stop)
-	<-h.done
+	h.published.close()
+	h.dropped.close()
 	return nil
-}
-
-func (h *eventsHook) summarise() {
-	defer close(h.done)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-		case <-h.stop:
-		}
-		if n := h.published.next(); n > 0 {
-			h.log.LogAttrs(context.Background(), slog.LevelInfo, msgPublishedMore, slog.Int64("count", n))
-		}
-		if n := h.dropped.next(); n > 0 {
-			h.log.LogAttrs(context.Background(), slog.LevelWarn, msgDropped, slog.Int64("count", n),
-				slog.String("reason", "client write queue full"))
-		}
-		select {
-		case <-h.stop:
-			return
-		default:
-		}
-	}
 }
 
 func (h *eventsHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {

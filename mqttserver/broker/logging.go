@@ -128,11 +128,15 @@ var eventStyles = map[string]struct {
 	msgPublishDenied: {"DENIED", shared.StyleError},
 	msgRestored:      {"RESTORED", shared.StyleGood},
 	msgPublishedMore: {"PUBLISHED", shared.StyleMessage},
+	msgDeniedMore:    {"DENIED", shared.StyleError},
 	msgDropped:       {"DROPPED", shared.StyleWarn},
 	msgSubRefused:    {"SUB-REFUSED", shared.StyleError},
 	msgWillSent:      {"WILL", shared.StyleWarn},
 	msgExpired:       {"EXPIRED", shared.StyleInfo},
 }
+
+// summaries are the once-a-second lines of capped events (see lineCap), and what they count.
+var summaries = map[string]string{msgPublishedMore: "messages published", msgDeniedMore: "publishes denied"}
 
 // consoleHandler is a slog.Handler that prints "15:04:05.000 TAG message key=value …".
 type consoleHandler struct {
@@ -157,10 +161,10 @@ func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 	if ev, ok := eventStyles[r.Message]; ok && !h.library() {
 		tag, style, text = ev.tag, ev.style, ""
 	}
-	if r.Message == msgPublishedMore { // say it in words: "… 12345 more messages published in the last second"
+	if what, ok := summaries[r.Message]; ok { // say it in words: "… 12345 more messages published in the last second"
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "count" {
-				text = "… " + a.Value.String() + " more messages published in the last second"
+				text = "… " + a.Value.String() + " more " + what + " in the last second"
 			}
 			return true
 		})
@@ -181,6 +185,9 @@ func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 		add(a)
 	}
 	r.Attrs(add)
+	if b.Len() == 0 {
+		b.WriteString(r.Message) // an event with nothing to add, such as "server stopped"
+	}
 	h.console.Line(style, tag, b.String())
 	return nil
 }

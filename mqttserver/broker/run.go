@@ -33,7 +33,7 @@ type Broker struct {
 }
 
 // New assembles a broker from cfg and binds its listeners; Start serves them.
-func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
+func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits() // a Config built in code without limits gets the flags' defaults
 	}
@@ -45,6 +45,15 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 		Capabilities: cfg.Limits.capabilities(),
 	})
 	b := &Broker{server: server, log: log}
+	var store *boltStore
+	defer func() {
+		if err != nil { // free the ports and the data file for another attempt
+			b.closeListeners()
+			if store != nil {
+				_ = store.Stop()
+			}
+		}
+	}()
 	// Before the others: it mends mochi's packet-id and resend-order flaws (mochifixes.go).
 	if err := server.AddHook(&packetIDHook{server: server, log: log}, nil); err != nil {
 		return nil, fmt.Errorf("add mochi fixes hook: %w", err)
@@ -61,16 +70,15 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	if cfg.DataDir != "" {
-		if err := addStorage(server, cfg.DataDir); err != nil {
+		if store, err = addStorage(server, cfg.DataDir); err != nil {
 			return nil, err
 		}
-		b.stored = true
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
 	}
 	if err := b.addListeners(cfg); err != nil {
-		b.closeListeners()
 		return nil, err
 	}
+	b.stored = store != nil
 	return b, nil
 }
 

@@ -30,23 +30,24 @@ const DataFile = "mqttserver.db"
 // file needs no recovery step. Badger and Pebble (mochi's other embedded stores) buffer writes
 // by default and need value-log garbage collection or compaction; durability per message costs
 // one fsync, which docs/server.md measures.
-func addStorage(server *mqtt.Server, dir string) error {
+func addStorage(server *mqtt.Server, dir string) (*boltStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	path := filepath.Join(dir, DataFile)
-	err := server.AddHook(&boltStore{Hook: new(bolt.Hook)}, &bolt.Options{
+	store := &boltStore{Hook: new(bolt.Hook)}
+	err := server.AddHook(store, &bolt.Options{
 		Path: path,
 		// bbolt locks the file; a second broker on the same directory fails fast instead of waiting.
 		Options: &bbolt.Options{Timeout: time.Second},
 	})
 	if errors.Is(err, bbolt.ErrTimeout) {
-		return fmt.Errorf("data file %s is in use by another mqttserver", path)
+		return nil, fmt.Errorf("data file %s is in use by another mqttserver", path)
 	}
 	if err != nil {
-		return fmt.Errorf("open data file %s: %w", path, err)
+		return nil, fmt.Errorf("open data file %s: %w", path, err)
 	}
-	return nil
+	return store, nil
 }
 
 // boltStore is mochi's bolt hook with two repairs.

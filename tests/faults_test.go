@@ -97,7 +97,7 @@ func TestFaultKeepAliveTimeout(t *testing.T) {
 	}
 	t.Logf("silent client with keep-alive %s dropped after %s (limit %s)", keepAlive, elapsed.Round(time.Millisecond), limit)
 	// The lower bound allows for the time between the broker arming the deadline and our clock.
-	if elapsed < limit-250*time.Millisecond || elapsed > limit+750*time.Millisecond {
+	if elapsed < limit-250*time.Millisecond || elapsed > limit+time.Second {
 		t.Errorf("silent client dropped after %s, want %s (1.5 × keep-alive)", elapsed, limit)
 	}
 	server.WaitFor(t, `DISCONNECTED\s+client=silent .*reason=keepalive-timeout`)

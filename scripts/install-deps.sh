@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the tests need beside Go: Mosquitto (reference broker) and its clients, and tmux.
+# Installs what the tests need beside Go: Mosquitto (reference broker) and its clients,
+# openssl for scripts/gen-certs.sh and tmux for scripts/demo-test.sh.
 # Usage: scripts/install-deps.sh        (uses apt-get; sudo when not root)
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v openssl >/dev/null 2>&1 || need+=(openssl) # scripts/gen-certs.sh
 command -v tmux >/dev/null 2>&1 || need+=(tmux) # scripts/demo-test.sh runs the demo in a terminal
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -15,13 +15,16 @@ import (
 
 // The messages of the events hook: the article's five client events, and start and stop.
 const (
-	msgConnected    = "client connected"
-	msgDisconnected = "client disconnected"
-	msgPublished    = "message published"
-	msgSubscribed   = "topic subscribed"
-	msgUnsubscribed = "topic unsubscribed"
-	msgStarted      = "server started"
-	msgStopped      = "server stopped"
+	msgConnected     = "client connected"
+	msgDisconnected  = "client disconnected"
+	msgPublished     = "message published"
+	msgSubscribed    = "topic subscribed"
+	msgUnsubscribed  = "topic unsubscribed"
+	msgStarted       = "server started"
+	msgStopped       = "server stopped"
+	msgAuthFailed    = "authentication failed"
+	msgPublishDenied = "publish denied"
+	msgRestored      = "session restored"
 )
 
 // eventsHook logs one line per client event, as the article's MqttServer event handlers do.
@@ -60,6 +63,17 @@ func (h *eventsHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *eventsHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if cl.Net.Conn == nil {
+		// Not a connection: mochi replaying a session from the -data store at start.
+		level := slog.LevelInfo
+		msg := msgRestored
+		if expire {
+			level, msg = slog.LevelDebug, "stale clean session discarded"
+		}
+		h.log.LogAttrs(context.Background(), level, msg, slog.String("client", cl.ID),
+			slog.String("username", string(cl.Properties.Username)))
+		return
+	}
 	reason, detail := DisconnectReason(cl, err)
 	attrs := []slog.Attr{
 		slog.String("client", cl.ID),

@@ -34,7 +34,34 @@ func libraryLogger(cfg Config, w io.Writer, getenv func(string) string) *slog.Lo
 	if cfg.LogLevel <= slog.LevelDebug {
 		level = slog.LevelDebug
 	}
-	return slog.New(newHandler(cfg, w, getenv, level)).With("source", "mochi")
+	return slog.New(quietListeners{newHandler(cfg, w, getenv, level)}).With("source", "mochi")
+}
+
+// quietListeners turns mochi's listener warnings (a blank message with the error that ended a
+// connection: a refused login, a reset, …) into debug lines: the events hook has already said
+// what happened at info.
+type quietListeners struct{ slog.Handler }
+
+func (h quietListeners) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.Handler.Enabled(ctx, l) || l == slog.LevelWarn && h.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (h quietListeners) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "" && r.Level == slog.LevelWarn {
+		r.Level, r.Message = slog.LevelDebug, "connection ended"
+		if !h.Handler.Enabled(ctx, r.Level) {
+			return nil
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietListeners) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietListeners{h.Handler.WithAttrs(attrs)}
+}
+
+func (h quietListeners) WithGroup(name string) slog.Handler {
+	return quietListeners{h.Handler.WithGroup(name)}
 }
 
 // eventStyles gives each event message of the hook its tag and colour on the console.
@@ -42,13 +69,16 @@ var eventStyles = map[string]struct {
 	tag   string
 	style shared.Style
 }{
-	msgConnected:    {"CONNECTED", shared.StyleGood},
-	msgDisconnected: {"DISCONNECTED", shared.StyleWarn},
-	msgPublished:    {"PUBLISHED", shared.StyleMessage},
-	msgSubscribed:   {"SUBSCRIBED", shared.StyleSubscribe},
-	msgUnsubscribed: {"UNSUBSCRIBED", shared.StyleUnsubscribe},
-	msgStarted:      {"STARTED", shared.StyleGood},
-	msgStopped:      {"STOPPED", shared.StyleInfo},
+	msgConnected:     {"CONNECTED", shared.StyleGood},
+	msgDisconnected:  {"DISCONNECTED", shared.StyleWarn},
+	msgPublished:     {"PUBLISHED", shared.StyleMessage},
+	msgSubscribed:    {"SUBSCRIBED", shared.StyleSubscribe},
+	msgUnsubscribed:  {"UNSUBSCRIBED", shared.StyleUnsubscribe},
+	msgStarted:       {"STARTED", shared.StyleGood},
+	msgStopped:       {"STOPPED", shared.StyleInfo},
+	msgAuthFailed:    {"AUTH-FAILED", shared.StyleError},
+	msgPublishDenied: {"DENIED", shared.StyleError},
+	msgRestored:      {"RESTORED", shared.StyleGood},
 }
 
 // consoleHandler is a slog.Handler that prints "15:04:05.000 TAG message key=value …".

@@ -63,6 +63,8 @@ cleanup() {
   if [ -n "$compose_up" ]; then
     compose down -v --remove-orphans --timeout 10 >"$work/down.log" 2>&1 || cat "$work/down.log" >&2
   fi
+  # Images of earlier runs that this run's build replaced (the current ones are kept for the next).
+  docker image prune -f --filter "label=com.docker.compose.project=$project" >/dev/null 2>&1 || true
   if [ -n "$dockerd_pid" ]; then
     kill -TERM "$dockerd_pid" 2>/dev/null || true
     for _ in $(seq 200); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done

@@ -58,15 +58,21 @@ if [ ! -x "$bin" ]; then
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
   mkdir -p "$cache"
-  (
-    cd "$scratch"
-    go mod init composebuild >/dev/null 2>&1
-    go get "github.com/docker/compose/v2/cmd@$compose_version"
-    # Static, stripped, and stamped with its version so `docker compose version` tells what it is.
-    CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" \
-      -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$compose_version" \
-      github.com/docker/compose/v2/cmd
-  )
+  # The module list and the compiler's output go to a log, shown when the build fails.
+  if ! (
+    # (&&: inside an if, set -e does not stop at a failing step.)
+    cd "$scratch" &&
+      GOWORK=off go mod init composebuild &&
+      GOWORK=off go get "github.com/docker/compose/v2/cmd@$compose_version" &&
+      # Static, stripped, and stamped with its version so `docker compose version` tells what it is.
+      GOWORK=off CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" \
+        -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$compose_version" \
+        github.com/docker/compose/v2/cmd
+  ) >"$cache/compose-build.log" 2>&1; then
+    tail -n 30 "$cache/compose-build.log" >&2
+    log "building Compose failed; the whole log is $cache/compose-build.log"
+    exit 1
+  fi
   mv "$bin.tmp" "$bin"
   log "built in $(($(date +%s) - start)) s: $bin"
 fi

@@ -37,6 +37,9 @@ ok() { passed=$((passed + 1)); echo "ok   compose: $*"; }
 phase() { log "$* ($((SECONDS - start)) s)"; }
 compose() { docker compose -p "$project" "$@"; }
 plain() { sed 's/\x1b\[[0-9;]*m//g; s/\r$//'; }
+# logs SERVICE: the service's log as it is, colours included. Read whole into a variable before any
+# grep -q, which would otherwise close the pipe early and fail the pipeline (pipefail).
+logs() { compose logs --no-color "$1" 2>&1; }
 
 fail() {
   echo "compose-test: FAIL: $*" >&2
@@ -171,16 +174,16 @@ health() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$server")" = healt
 until_true 120 health || fail "the broker is not healthy after 120 s"
 ok "broker healthy (mqttserver -healthcheck)"
 
-received() { compose logs --no-color mqttsubscriber 2>&1 | plain | grep -q 'RECEIVED .* time:'; }
+received() { grep -q 'RECEIVED .* time:' <<<"$(logs mqttsubscriber | plain)"; }
 until_true 60 received || fail "the subscriber received no time: message within 60 s"
 ok "subscriber receives the publisher's time: messages"
 
-broker_log=$(compose logs --no-color mqttserver 2>&1 | plain)
+broker_log=$(logs mqttserver | plain)
 grep -q 'CONNECTED .*client=mqttsubscriber' <<<"$broker_log" || fail "the broker's log does not show the subscriber"
 grep -q 'CONNECTED .*client=mqttpublisher' <<<"$broker_log" || fail "the broker's log does not show the publisher"
 ok "broker log shows both clients connected"
 
-compose logs --no-color mqttsubscriber | grep -q $'\x1b\\[' || fail "no colour in the subscriber's log"
+grep -q $'\x1b\\[' <<<"$(logs mqttsubscriber)" || fail "no colour in the subscriber's log"
 ok "colour in the logs"
 
 # The published port, from this machine: a message from inside the compose network comes out.
@@ -222,7 +225,7 @@ if command -v mosquitto_pub >/dev/null 2>&1; then
   payload="kept-$$-$RANDOM"
   mosquitto_pub -h "${published%:*}" -p "${published##*:}" -t "$topic" -m "$payload" -r -q 1 ||
     fail "mosquitto_pub of a retained message failed"
-  count() { compose logs --no-color "$1" 2>&1 | plain | grep -c "$2" || true; }
+  count() { grep -c "$2" <<<"$(logs "$1" | plain)" || true; }
   received_before=$(count mqttsubscriber 'RECEIVED .* time:')
   connected_before=$(count mqttsubscriber 'CONNECTED')
   phase "recreating the broker's container"

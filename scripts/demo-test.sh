@@ -58,7 +58,7 @@ free_port() {
     echo $((20000 + RANDOM % 20000))
 }
 
-seen() { plain <"$work/out" | grep -q "$@"; }
+seen() { grep -q "$@" <<<"$(plain <"$work/out")"; } # not a pipe into grep -q: pipefail
 pane() { "${tmux[@]}" display-message -p -t demo "$1"; }
 dead() { [ "$(pane '#{pane_dead}')" = 1 ]; }
 

@@ -16,9 +16,9 @@ command -v tmux >/dev/null 2>&1 || { echo "demo-test: tmux is needed (scripts/in
 work=$(mktemp -d)
 # A tmux server of our own: no other tmux user's sessions or environment.
 tmux=(tmux -L "mqttdemo-test-$$" -f "$work/tmux.conf")
-# The pane stays after the script ends, so that its exit status can be read.
-echo 'set -g remain-on-exit on' >"$work/tmux.conf"
-sid=""
+: >"$work/tmux.conf"
+sid=""     # the pane's session
+wrapper="" # the pane's first process, which runs demo.sh and keeps its exit status
 
 fail() {
   echo "demo-test: FAIL: $*" >&2
@@ -31,8 +31,8 @@ fail() {
 
 plain() { sed 's/\x1b\[[0-9;]*m//g; s/\r$//; s/^\^C//'; }  # no colour, CR or echoed ^C
 
-# left lists the processes still in the demo's session: the pane's, whose leader is demo.sh.
-left() { [ -z "$sid" ] || ps -eo sid=,pid=,args= | awk -v s="$sid" '$1 == s { print }'; }
+# left lists the processes still in the demo's session but for the wrapper.
+left() { [ -z "$sid" ] || ps -eo sid=,pid=,args= | awk -v s="$sid" -v w="$wrapper" '$1 == s && $2 != w { print }'; }
 
 cleanup() {
   local pids
@@ -60,43 +60,61 @@ free_port() {
 
 seen() { grep -q "$@" <<<"$(plain <"$work/out")"; } # not a pipe into grep -q: pipefail
 pane() { "${tmux[@]}" display-message -p -t demo "$1"; }
-dead() { [ "$(pane '#{pane_dead}')" = 1 ]; }
+dead() { [ -s "$work/status" ]; }
 
 # run_case NAME HOW WANT: runs demo.sh in a tmux pane until messages flow, stops it the way HOW
 # says (ctrl-c: typed in the pane; INT or TERM: the signal sent to the script) and checks the end.
 run_case() {
   local name=$1 how=$2 want=$3 pid status tmpdir
   : >"$work/out"
+  rm -f "$work/status"
   "${tmux[@]}" kill-server 2>/dev/null || true
+  # The pane runs a wrapper that runs demo.sh in the foreground, as a shell at a prompt does, and
+  # writes its exit status (tmux's own record of it is not reliable). The wrapper's trap is a
+  # handler, not an ignore, so demo.sh gets Ctrl-C as usual. It then stays, so that tmux does not
+  # have to reap it before the check for processes left behind.
   "${tmux[@]}" new-session -d -s demo -x 200 -y 50 \
-    "MQTTDEMO_PORT=$(free_port) exec '$root/scripts/demo.sh'"
-  "${tmux[@]}" pipe-pane -t demo "cat >>'$work/out'"
-  pid=$(pane '#{pane_pid}')
-  sid=$pid # tmux makes the pane's process a session leader, and exec makes that demo.sh
-  # go build, then broker, subscriber, publisher: generous for a loaded 2-core machine.
-  until_true 120 seen 'RECEIVED .* time:' || fail "$name: no time: message received"
-  seen '^mqttserver .*CONNECTED.*mqttsubscriber' || fail "$name: broker did not log the subscriber"
-  seen '^mqttserver .*CONNECTED.*mqttpublisher' || fail "$name: broker did not log the publisher"
-  grep -q $'\x1b\\[1;36mmqttsubscriber' "$work/out" || fail "$name: no coloured prefix in a terminal"
+    "MQTTDEMO_PORT=$(free_port) exec bash -c 'trap : INT TERM; \"\$0\"; echo \$? >\"\$1\"; exec sleep 600' '$root/scripts/demo.sh' '$work/status'" \; \
+    pipe-pane -t demo "cat >>'$work/out'" # in the same command: before tmux reads the first line
+  wrapper=$(pane '#{pane_pid}')
+  sid=$wrapper # tmux makes the pane's process a session leader
+  if [ "$how" = early-ctrl-c ]; then
+    # While it builds or waits for the broker: the foreground command must not swallow it.
+    until_true 60 seen '^building' || fail "$name: demo.sh did not start"
+    how=ctrl-c
+  else
+    # go build, then broker, subscriber, publisher: generous for a loaded 2-core machine.
+    until_true 120 seen 'RECEIVED .* time:' || fail "$name: no time: message received"
+    seen '^mqttserver .*CONNECTED.*mqttsubscriber' || fail "$name: broker did not log the subscriber"
+    seen '^mqttserver .*CONNECTED.*mqttpublisher' || fail "$name: broker did not log the publisher"
+    grep -q $'\x1b\\[1;36mmqttsubscriber' "$work/out" || fail "$name: no coloured prefix in a terminal"
+  fi
+  pid=$(ps -o pid=,args= --ppid "$wrapper" | awk '/demo\.sh/ { print $1 }')
+  [ -n "$pid" ] || fail "$name: no demo.sh process under the pane"
   case $how in
     ctrl-c) "${tmux[@]}" send-keys -t demo C-c ;;
     *) kill "-$how" "$pid" ;;
   esac
-  until_true 20 dead || fail "$name: demo.sh still running 20 s after $how"
-  status=$(pane '#{pane_dead_status}')
+  until_true 20 dead || fail "$name: demo.sh still running 20 s after $how: $(ps -o pid,pgid,stat,wchan:20,args -s "$sid")"
+  status=$(cat "$work/status")
   [ "$status" = "$want" ] || fail "$name: exit status $status, want $want"
   # The kernel may take a moment to reap the last of them.
-  until_true 5 test -z "$(left)" || fail "$name: processes left behind: $(left)"
-  seen '^mqttpublisher .*SUMMARY' || fail "$name: the publisher did not print its summary"
-  seen '^mqttserver .*DISCONNECTED.*mqttpublisher.*reason=normal' || fail "$name: the publisher did not disconnect before the broker stopped"
-  seen '^mqttserver .*STOPPED' || fail "$name: the broker did not stop cleanly"
+  none_left() { last=$(left); [ -z "$last" ]; }
+  until_true 10 none_left || fail "$name: processes left behind: $last"
+  if [ "$name" != "$early" ]; then
+    seen '^mqttpublisher .*SUMMARY' || fail "$name: the publisher did not print its summary"
+    seen '^mqttserver .*DISCONNECTED.*mqttpublisher.*reason=normal' || fail "$name: the publisher did not disconnect before the broker stopped"
+    seen '^mqttserver .*STOPPED' || fail "$name: the broker did not stop cleanly"
+  fi
   tmpdir=$(plain <"$work/out" | sed -n 's/^building .* into //p')
   [ -n "$tmpdir" ] && [ ! -e "$tmpdir" ] || fail "$name: build directory '$tmpdir' not removed"
-  sid=""
+  sid="" wrapper=""
   echo "ok   demo.sh: $name"
 }
 
+early="Ctrl-C while it starts"
 run_case "Ctrl-C in its terminal" ctrl-c 130
+run_case "$early" early-ctrl-c 130
 run_case "SIGINT to the script" INT 130
 run_case "SIGTERM to the script" TERM 143
-echo "demo-test: 3 passed, 0 failed"
+echo "demo-test: 4 passed, 0 failed"

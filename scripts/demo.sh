@@ -56,9 +56,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
-# Job control puts each background program in a process group of its own, so Ctrl-C reaches this
-# script only; cleanup then stops the clients before the broker, and each says goodbye in order.
-set -m
 
 # prefix NAME COLOUR: copies stdin to stdout with "NAME | " in front of each line, one write a line.
 prefix() {
@@ -79,11 +76,17 @@ start() {
   shift 2
   # Through a named pipe rather than `prog | prefix &`, so that both process ids are known.
   mkfifo "$tmp/$name.out"
+  # Job control (set -m) puts each background process in a process group of its own, so Ctrl-C
+  # reaches this script only; cleanup then stops the clients before the broker, and each says
+  # goodbye in order. Only while starting them: a foreground command (go build, the health probe)
+  # would otherwise get the terminal, and a Ctrl-C while it runs would not reach the script.
+  set -m
   prefix "$name" "$colour" <"$tmp/$name.out" &
   printers+=($!)
   # stdin from /dev/null: a program reading the terminal from the background would be stopped.
   env "$@" "$tmp/$name" </dev/null >"$tmp/$name.out" 2>&1 &
   pids+=($!)
+  set +m
 }
 
 echo "building mqttserver, mqttsubscriber and mqttpublisher into $tmp" >&2

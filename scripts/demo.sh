@@ -57,7 +57,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-# prefix NAME COLOUR: copies stdin to stdout with "NAME | " in front of each line, one write a line.
+# prefix NAME COLOUR: copies stdin to stdout with "NAME | " in front of each line, one write a line,
+# and to $tmp/NAME.log, where the script looks for the subscriber's SUBSCRIBED.
 prefix() {
   local label line
   if [ "$MQTT_COLOR" = always ]; then
@@ -67,6 +68,7 @@ prefix() {
   fi
   while IFS= read -r line || [ -n "$line" ]; do
     printf '%s %s\n' "$label" "$line"
+    printf '%s\n' "$line" >>"$tmp/$1.log"
   done
 }
 
@@ -106,6 +108,12 @@ if ! alive "${pids[0]}"; then
   exit 1
 fi
 start mqttsubscriber '1;36' MQTT_BROKER="tcp://127.0.0.1:$port"
+# The publisher once the subscriber listens, so that the first message has a reader (at most 10 s).
+for _ in $(seq 100); do
+  grep -q SUBSCRIBED "$tmp/mqttsubscriber.log" 2>/dev/null && break
+  alive "${pids[1]}" || break
+  sleep 0.1
+done
 start mqttpublisher '1;33' MQTT_BROKER="tcp://127.0.0.1:$port"
 echo "demo: running; press Ctrl-C to stop all three" >&2
 

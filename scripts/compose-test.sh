@@ -246,6 +246,16 @@ if command -v mosquitto_pub >/dev/null 2>&1; then
   ok "subscriber and publisher reconnect to the new broker by themselves"
 fi
 
+# docker stop sends SIGTERM to each program, process 1 of its container: each must end by itself
+# (status 0), not be killed when the timeout runs out (137).
+ids=$(compose ps -q)
+compose stop --timeout 10 >"$work/stop.log" 2>&1 || { cat "$work/stop.log" >&2; fail "docker compose stop failed"; }
+for id in $ids; do
+  read -r name code <<<"$(docker inspect -f '{{.Name}} {{.State.ExitCode}}' "$id")"
+  [ "$code" = 0 ] || fail "${name#/} ended with status $code on docker stop"
+done
+ok "docker compose stop: every program ends by itself on SIGTERM, status 0"
+
 # --- Down -----------------------------------------------------------------------------------------
 phase "docker compose down -v"
 compose down -v --remove-orphans --timeout 10 >"$work/down.log" 2>&1 || { cat "$work/down.log" >&2; fail "docker compose down -v failed"; }

@@ -42,4 +42,3 @@ func TestHealthCheck(t *testing.T) {
 		t.Error("the probe's visit is not in the debug log at all")
 	}
 }
-

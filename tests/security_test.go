@@ -186,17 +186,6 @@ func TestSecurityTLS(t *testing.T) {
 	server.WaitFor(t, `CONNECTED\s+client=trusting remote=\S+ listener=tls`)
 }
 
-// startServerAnyFormat is harness.StartServer for text and JSON logs alike.
-func startServerAnyFormat(t *testing.T, args ...string) (*harness.Proc, string) {
-	t.Helper()
-	p := harness.Start(t, "mqttserver", harness.Build(t).Server, nil, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
-	m := regexp.MustCompile(`mqtt[="]+:?"?(tcp://[0-9.:]+)`).FindStringSubmatch(p.WaitFor(t, `STARTED|"server started"`))
-	if m == nil {
-		t.Fatal("no mqtt address on the started line")
-	}
-	return p, m[1]
-}
-
 // genCerts runs scripts/gen-certs.sh into a new directory.
 func genCerts(t *testing.T) string {
 	t.Helper()
@@ -215,7 +204,7 @@ func TestSecurityNoPasswordInLogs(t *testing.T) {
 	auth := authFile(t)
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
-			server, url := startServerAnyFormat(t, "-auth", auth, "-log-level", "debug", "-log-format", format)
+			server, url := harness.StartServer(t, nil, "-auth", auth, "-log-level", "debug", "-log-format", format)
 			var outputs []*harness.Output
 			run := func(bin string, env []string, args ...string) {
 				p := harness.Start(t, filepath.Base(bin), bin, env, append([]string{"-broker", url}, args...)...)

@@ -236,7 +236,8 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-var startedRE = regexp.MustCompile(`mqtt=tcp://(\S+)`)
+// startedRE finds the MQTT address on the started line, text (mqtt=tcp://…) or JSON ("mqtt":"tcp://…").
+var startedRE = regexp.MustCompile(`mqtt(?:=|":")tcp://([^\s"]+)`)
 
 // StartServer runs mqttserver on a free loopback port (unless args set -listen) and waits until
 // it serves; it returns the process and the broker URL.

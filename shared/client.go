@@ -11,11 +11,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // Client defaults, shared by the publisher and the subscriber.
@@ -182,12 +180,22 @@ func (c *ClientConfig) tlsConfig() (*tls.Config, error) {
 // RefusedError is a CONNACK that refused the connection.
 type RefusedError struct{ Code byte }
 
+// refusals are the CONNACK return codes of MQTT 3.1.1 (3.2.2.3), in the words of the standard;
+// paho's own table calls 4 "username or password in unknown format".
+var refusals = map[byte]string{
+	1: "unacceptable protocol version",
+	2: "identifier rejected",
+	3: "server unavailable",
+	4: "bad user name or password",
+	5: "not authorised",
+}
+
 func (e *RefusedError) Error() string {
-	reason, ok := packets.ConnackReturnCodes[e.Code]
+	reason, ok := refusals[e.Code]
 	if !ok {
 		reason = fmt.Sprintf("code %d", e.Code)
 	}
-	return "the broker refused the connection: " + strings.ToLower(reason)
+	return fmt.Sprintf("the broker refused the connection: %s (CONNACK code %d)", reason, e.Code)
 }
 
 // Connect connects a new client made from opts. While no broker answers it tries again every

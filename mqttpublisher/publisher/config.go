@@ -42,10 +42,13 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.IntVar(&cfg.Count, "count", 0, "stop after `N` messages (0: run until interrupted)")
 	fs.StringVar(&cfg.Message, "message", DefaultMessage, "message `template`: {time} is the time (RFC 3339, ms), {n} the message number, {id} the client id")
 	fs.BoolVar(&cfg.Stdin, "stdin", false, "publish each line read from standard input instead of -message")
-	fs.StringVar(&cfg.Store, "store", "", "`directory` that keeps unacknowledged QoS 1/2 messages across a restart of the publisher")
+	fs.StringVar(&cfg.Store, "store", "", "`directory` that keeps unacknowledged QoS 1/2 messages across a restart of the publisher (with -clean=false and -id)")
 	validate := func() error {
 		if cfg.Count < 0 {
 			return errors.New("invalid value for flag -count: must not be negative (0 means no limit)")
+		}
+		if cfg.Store != "" && cfg.Clean {
+			return errors.New("-store needs -clean=false and a fixed -id: with a clean session paho empties the store when it connects")
 		}
 		return cfg.ClientConfig.Validate()
 	}

@@ -37,15 +37,33 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
+	// A message is acknowledged once it is printed, not when paho hands it over: one that
+	// arrives after -count is reached, or while the program stops, stays with the broker for the
+	// next session (-clean=false) instead of being lost.
+	opts.SetAutoAckDisabled(true)
+	store := shared.NewStore(mqtt.NewMemoryStore())
+	store.OnRelease(s.inbox.release)
+	opts.SetStore(store)
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
 	shared.Announce(opts, con, s.subscribe)
-	client, err := shared.Connect(ctx, opts, con)
-	if errors.Is(err, context.Canceled) {
+	// -timeout counts from the start: a broker that never answers is "no message" too.
+	start := time.Now()
+	connectCtx := ctx
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		connectCtx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, s.timeoutError())
+		defer cancel()
+	}
+	client, err := shared.Connect(connectCtx, opts, con)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return context.Cause(connectCtx)
+	} else if errors.Is(err, context.Canceled) {
 		return nil
 	} else if err != nil {
 		return err
 	}
+	s.start = start
 	defer shared.Disconnect(client)
 	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), shared.EnterPresses(stdin))
 	if errors.Is(err, context.Canceled) {
@@ -59,6 +77,11 @@ type subscriber struct {
 	con          *shared.Console
 	inbox        *inbox
 	unsubscribed atomic.Bool
+	start        time.Time // -timeout counts from here until the first message
+}
+
+func (s *subscriber) timeoutError() error {
+	return fmt.Errorf("%w: waited %s (-timeout)", ErrTimeout, s.cfg.Timeout)
 }
 
 // subscribe runs on every (re)connect, on its own goroutine, so it may wait for the SUBACK.
@@ -93,7 +116,7 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 	var timeout <-chan time.Time
 	var timer *time.Timer
 	if s.cfg.Timeout > 0 {
-		timer = time.NewTimer(s.cfg.Timeout)
+		timer = time.NewTimer(s.cfg.Timeout - time.Since(s.start))
 		defer timer.Stop()
 		timeout = timer.C
 	}
@@ -102,9 +125,10 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 		select {
 		case <-s.inbox.ready:
 			for _, m := range s.inbox.take() {
-				if err := out.print(m); err != nil {
+				if err := out.print(m.Message); err != nil {
 					return err
 				}
+				m.ack()
 				received++
 				if s.cfg.Count > 0 && received >= s.cfg.Count {
 					return nil
@@ -124,7 +148,7 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 			}
 			s.con.Linef(shared.StyleUnsubscribe, "UNSUBSCRIBED", "%s; press Enter to exit", strings.Join(s.cfg.Topics, ", "))
 		case <-timeout:
-			return fmt.Errorf("%w: waited %s (-timeout)", ErrTimeout, s.cfg.Timeout)
+			return s.timeoutError()
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -133,24 +157,50 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 
 // inbox takes messages from paho's handler without ever blocking it: a blocked handler stalls
 // paho's reading, keep-alive included. The main loop prints them in arrival order.
+//
+// It also drops resends of a QoS 2 message that was printed but not yet released by the broker
+// (its PUBREL not received): paho would hand them over again, and QoS 2 means exactly once.
 type inbox struct {
 	mu    sync.Mutex
-	msgs  []Message
+	msgs  []received
+	open  map[uint16]string // QoS 2 ids printed and not yet released -> topic and payload
+	dups  int               // QoS 2 resends dropped
 	ready chan struct{}
 }
 
-func newInbox() *inbox { return &inbox{ready: make(chan struct{}, 1)} }
+// received is a message waiting to be printed, and the acknowledgement to send once it is.
+type received struct {
+	Message
+	ack func()
+}
+
+func newInbox() *inbox {
+	return &inbox{ready: make(chan struct{}, 1), open: make(map[uint16]string)}
+}
 
 func (b *inbox) push(m mqtt.Message) {
-	msg := Message{
-		Topic:      m.Topic(),
-		Payload:    string(m.Payload()),
-		QoS:        m.Qos(),
-		Retained:   m.Retained(),
-		Duplicate:  m.Duplicate(),
-		ReceivedAt: time.Now(),
+	msg := received{
+		Message: Message{
+			Topic:      m.Topic(),
+			Payload:    string(m.Payload()),
+			QoS:        m.Qos(),
+			Retained:   m.Retained(),
+			Duplicate:  m.Duplicate(),
+			ReceivedAt: time.Now(),
+		},
+		ack: m.Ack,
 	}
 	b.mu.Lock()
+	if m.Qos() == 2 {
+		key := msg.Topic + "\x00" + msg.Payload
+		if b.open[m.MessageID()] == key {
+			b.dups++
+			b.mu.Unlock()
+			m.Ack() // PUBREC again, so that the broker goes on to PUBREL
+			return
+		}
+		b.open[m.MessageID()] = key
+	}
 	b.msgs = append(b.msgs, msg)
 	b.mu.Unlock()
 	select {
@@ -159,7 +209,14 @@ func (b *inbox) push(m mqtt.Message) {
 	}
 }
 
-func (b *inbox) take() []Message {
+// release forgets a QoS 2 id: the broker has released the message, the id may be reused.
+func (b *inbox) release(id uint16) {
+	b.mu.Lock()
+	delete(b.open, id)
+	b.mu.Unlock()
+}
+
+func (b *inbox) take() []received {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	msgs := b.msgs

@@ -23,6 +23,10 @@ const (
 	DefaultKeepAlive = 30 * time.Second
 	// RetryInterval is how long a client waits between attempts to reach a broker that is not up.
 	RetryInterval = time.Second
+	// MaxInFlight is how many QoS 1/2 messages a client sends before it waits for an
+	// acknowledgement, also when paho resends stored messages after a reconnect: below
+	// Mosquitto's default max_inflight_messages (20), past which it drops the connection.
+	MaxInFlight = 16
 	// AckTimeout bounds every wait on the broker (connect, publish acknowledgement, subscribe).
 	AckTimeout = 10 * time.Second
 )
@@ -120,6 +124,8 @@ func (c *ClientConfig) Options() (*mqtt.ClientOptions, error) {
 	// 3.1.1 only: with 0, paho retries a refused CONNECT as 3.1, which doubles every refusal.
 	o.SetProtocolVersion(4)
 	o.SetAutoReconnect(true)
+	// paho resends everything stored at once unless told otherwise.
+	o.SetMaxResumePubInFlight(MaxInFlight)
 	o.SetMaxReconnectInterval(5 * time.Second)
 	// The first connection is retried by Connect below, so that a refusal ends the program.
 	o.SetConnectRetry(false)

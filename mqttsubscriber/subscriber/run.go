@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"strings"
 	"sync"
@@ -124,7 +125,11 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 	for {
 		select {
 		case <-s.inbox.ready:
-			for _, m := range s.inbox.take() {
+			msgs, dups := s.inbox.take()
+			if dups > 0 {
+				s.con.Linef(shared.StyleDim, "DUPLICATE", "%d QoS 2 resend(s) of messages already printed: not printed again", dups)
+			}
+			for _, m := range msgs {
 				if err := out.print(m.Message); err != nil {
 					return err
 				}
@@ -134,7 +139,7 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 					return nil
 				}
 			}
-			if timer != nil {
+			if timer != nil && len(msgs) > 0 {
 				timer.Reset(s.cfg.Timeout)
 			}
 		case <-enter:
@@ -158,14 +163,17 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 // inbox takes messages from paho's handler without ever blocking it: a blocked handler stalls
 // paho's reading, keep-alive included. The main loop prints them in arrival order.
 //
-// It also drops resends of a QoS 2 message that was printed but not yet released by the broker
-// (its PUBREL not received): paho would hand them over again, and QoS 2 means exactly once.
+// It also drops resends of QoS 2 messages, which paho would hand over again: one printed whose
+// PUBREL has not come yet (MQTT 3.1.1, 4.3.3: the receiver must not deliver it twice), and one
+// the broker sends again, marked DUP, after it had released it: a broker restarted from state
+// saved a moment before (Mosquitto after SIGKILL) does that.
 type inbox struct {
-	mu    sync.Mutex
-	msgs  []received
-	open  map[uint16]string // QoS 2 ids printed and not yet released -> topic and payload
-	dups  int               // QoS 2 resends dropped
-	ready chan struct{}
+	mu       sync.Mutex
+	msgs     []received
+	open     map[uint16]uint64 // QoS 2 ids printed, not yet released -> fingerprint
+	released map[uint16]uint64 // QoS 2 ids released, not yet reused -> fingerprint
+	dups     int               // QoS 2 resends dropped
+	ready    chan struct{}
 }
 
 // received is a message waiting to be printed, and the acknowledgement to send once it is.
@@ -175,7 +183,7 @@ type received struct {
 }
 
 func newInbox() *inbox {
-	return &inbox{ready: make(chan struct{}, 1), open: make(map[uint16]string)}
+	return &inbox{ready: make(chan struct{}, 1), open: make(map[uint16]uint64), released: make(map[uint16]uint64)}
 }
 
 func (b *inbox) push(m mqtt.Message) {
@@ -191,18 +199,24 @@ func (b *inbox) push(m mqtt.Message) {
 		ack: m.Ack,
 	}
 	b.mu.Lock()
-	if m.Qos() == 2 {
-		key := msg.Topic + "\x00" + msg.Payload
-		if b.open[m.MessageID()] == key {
+	if id := m.MessageID(); m.Qos() == 2 {
+		key := fingerprint(msg.Topic, msg.Payload)
+		if b.open[id] == key || (m.Duplicate() && b.released[id] == key) {
 			b.dups++
 			b.mu.Unlock()
 			m.Ack() // PUBREC again, so that the broker goes on to PUBREL
+			b.signal()
 			return
 		}
-		b.open[m.MessageID()] = key
+		delete(b.released, id)
+		b.open[id] = key
 	}
 	b.msgs = append(b.msgs, msg)
 	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *inbox) signal() {
 	select {
 	case b.ready <- struct{}{}:
 	default: // already signalled; take() will get this one too
@@ -212,14 +226,27 @@ func (b *inbox) push(m mqtt.Message) {
 // release forgets a QoS 2 id: the broker has released the message, the id may be reused.
 func (b *inbox) release(id uint16) {
 	b.mu.Lock()
-	delete(b.open, id)
+	if key, ok := b.open[id]; ok {
+		b.released[id] = key
+		delete(b.open, id)
+	}
 	b.mu.Unlock()
 }
 
-func (b *inbox) take() []received {
+// fingerprint identifies a message by content; kept instead of the payload, which may be large.
+func fingerprint(topic, payload string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write([]byte(payload))
+	return h.Sum64()
+}
+
+// take returns the messages waiting and how many QoS 2 resends were dropped since the last call.
+func (b *inbox) take() ([]received, int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	msgs := b.msgs
-	b.msgs = nil
-	return msgs
+	msgs, dups := b.msgs, b.dups
+	b.msgs, b.dups = nil, 0
+	return msgs, dups
 }

@@ -4,6 +4,9 @@ go 1.25.0
 
 require (
 	github.com/mochi-mqtt/server/v2 v2.7.9
+	go.etcd.io/bbolt v1.4.3
+	golang.org/x/crypto v0.42.0
+	gopkg.in/yaml.v3 v3.0.1
 	mqttdemo/shared v0.0.0
 )
 
@@ -17,7 +20,6 @@ require (
 	golang.org/x/net v0.44.0 // indirect
 	golang.org/x/sync v0.17.0 // indirect
 	golang.org/x/sys v0.42.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 replace mqttdemo/shared => ../shared

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 
@@ -18,6 +19,18 @@ type Config struct {
 	Color     string // auto, always, never
 	// HealthCheck makes the program a probe: connect to Listen, exit 0 if a broker answers.
 	HealthCheck bool
+	// DataDir keeps retained messages and persistent sessions across restarts; "" keeps them in memory.
+	DataDir string
+	// TLSListen serves MQTT over TLS with TLSCert and TLSKey; "" when no certificate is given.
+	TLSListen, TLSCert, TLSKey string
+	// WSListen serves MQTT over WebSocket; "" is off.
+	WSListen string
+	// HTTPListen serves /healthz and /stats ($SYS counters as JSON); "" is off.
+	HTTPListen string
+	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
+	noEvents bool
+	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
+	AuthFile string
 }
 
 var program = shared.Program{
@@ -38,11 +51,38 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(format, "log-format", "log `format`: text (coloured lines for people) or json (one object per line)")
 	fs.Var(color, "color", "colour the text log: `auto` (when a terminal), always or never")
 	var health bool
+	var dataDir, authFile string
+	fs.StringVar(&dataDir, "data", "", "keep retained messages and persistent sessions in `dir` (a bbolt file), so they survive a restart; empty: in memory")
+	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
 	fs.BoolVar(&health, "healthcheck", false, "do not serve: connect to -listen, exit 0 if a broker answers MQTT, else 1 (a container healthcheck)")
-	if err := shared.Load(fs, args, getenv, nil); err != nil {
+	tlsListen := shared.NewChecked("", shared.CheckListenAddress)
+	wsListen := shared.NewChecked("", shared.CheckListenAddress)
+	httpListen := shared.NewChecked("", shared.CheckListenAddress)
+	var tlsCert, tlsKey string
+	fs.Var(tlsListen, "tls-listen", "`address` to serve MQTT over TLS on (default "+DefaultTLSListen+" when -tls-cert and -tls-key are given)")
+	fs.StringVar(&tlsCert, "tls-cert", "", "PEM `file` of the server certificate (and its chain) for -tls-listen; scripts/gen-certs.sh makes one")
+	fs.StringVar(&tlsKey, "tls-key", "", "PEM `file` of the private key of -tls-cert")
+	fs.Var(wsListen, "ws-listen", "`address` to serve MQTT over WebSocket on, e.g. :1882 (off when empty)")
+	fs.Var(httpListen, "http-listen", "`address` to serve /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty)")
+	validate := func() error {
+		switch {
+		case (tlsCert == "") != (tlsKey == ""):
+			return errors.New("-tls-cert and -tls-key go together: give both or neither")
+		case tlsListen.String() != "" && tlsCert == "":
+			return errors.New("-tls-listen needs -tls-cert and -tls-key")
+		}
+		return nil
+	}
+	if err := shared.Load(fs, args, getenv, validate); err != nil {
 		return Config{}, err
 	}
-	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health}
+	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health,
+		DataDir: dataDir, AuthFile: authFile,
+		TLSListen: tlsListen.String(), TLSCert: tlsCert, TLSKey: tlsKey,
+		WSListen: wsListen.String(), HTTPListen: httpListen.String()}
+	if cfg.TLSCert != "" && cfg.TLSListen == "" {
+		cfg.TLSListen = DefaultTLSListen
+	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(level.String())); err != nil {
 		return Config{}, err // unreachable: the choice admits only slog's level names
 	}

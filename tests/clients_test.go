@@ -62,9 +62,10 @@ type jsonMessage struct {
 	LatencyMS  *float64  `json:"latency_ms"`
 }
 
-// decodeJSON parses every line of out as a message, failing the test on anything else.
+// decodeJSON parses every complete line of out as a message, failing the test on anything else.
 func decodeJSON(t *testing.T, out string) []jsonMessage {
 	t.Helper()
+	out = out[:strings.LastIndex(out, "\n")+1] // a line being written is not one yet
 	var msgs []jsonMessage
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {

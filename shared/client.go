@@ -186,11 +186,10 @@ func (c *ClientConfig) tlsConfig() (*tls.Config, error) {
 // RefusedError is a CONNACK that refused the connection.
 type RefusedError struct{ Code byte }
 
-// refusals are the CONNACK return codes of MQTT 3.1.1 (3.2.2.3), in the words of the standard;
-// paho's own table calls 4 "username or password in unknown format".
+// refusals are the MQTT 3.1.1 CONNACK return codes in plain words.
 var refusals = map[byte]string{
 	1: "unacceptable protocol version",
-	2: "identifier rejected",
+	2: "client identifier rejected",
 	3: "server unavailable",
 	4: "bad user name or password",
 	5: "not authorised",
@@ -199,9 +198,9 @@ var refusals = map[byte]string{
 func (e *RefusedError) Error() string {
 	reason, ok := refusals[e.Code]
 	if !ok {
-		reason = fmt.Sprintf("code %d", e.Code)
+		reason = fmt.Sprintf("return code %d", e.Code)
 	}
-	return fmt.Sprintf("the broker refused the connection: %s (CONNACK code %d)", reason, e.Code)
+	return "the broker refused the connection: " + reason
 }
 
 // Connect connects a new client made from opts. While no broker answers it tries again every

@@ -51,13 +51,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	for _, m := range store.Outgoing() {
 		p.resume(m)
 	}
-	shared.Announce(opts, con, nil)
+	ready := shared.Announce(opts, con, nil)
 	client, err := shared.Connect(ctx, opts, con)
 	if errors.Is(err, context.Canceled) {
 		return nil // interrupted before the broker came up
 	} else if err != nil {
 		return err
 	}
+	shared.AwaitReady(ctx, ready)
 	p.client = client
 	err = p.run(ctx, messages(ctx, cfg, stdin))
 	shared.Disconnect(client)

@@ -38,6 +38,10 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 		Capabilities: mqtt.NewDefaultServerCapabilities(),
 	})
 	b := &Broker{server: server, log: log}
+	// Before the others: it mends mochi's packet-id and resend-order flaws (mochifixes.go).
+	if err := server.AddHook(&packetIDHook{server: server, log: log}, nil); err != nil {
+		return nil, fmt.Errorf("add mochi fixes hook: %w", err)
+	}
 	if !cfg.noEvents {
 		if err := server.AddHook(newEventsHook(log, server.Topics), nil); err != nil {
 			return nil, fmt.Errorf("add events hook: %w", err)

@@ -47,7 +47,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	opts.SetStore(store)
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
-	shared.Announce(opts, con, s.subscribe)
+	ready := shared.Announce(opts, con, s.subscribe)
 	// -timeout counts from the start: a broker that never answers is "no message" too.
 	start := time.Now()
 	connectCtx := ctx
@@ -65,6 +65,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	s.start = start
+	shared.AwaitReady(ctx, ready)
 	defer shared.Disconnect(client)
 	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), shared.EnterPresses(stdin))
 	if errors.Is(err, context.Canceled) {

@@ -130,11 +130,20 @@ func Env(extra ...string) []string {
 // its output is logged if the test failed.
 func Start(tb testing.TB, name, bin string, env []string, args ...string) *Proc {
 	tb.Helper()
+	return launch(tb, name, bin, env, nil, args)
+}
+
+// launch starts the process with stdin (nil: /dev/null) and arranges its end with the test.
+func launch(tb testing.TB, name, bin string, env []string, stdin *os.File, args []string) *Proc {
+	tb.Helper()
 	if env == nil {
 		env = Env()
 	}
 	p := &Proc{Name: name, Cmd: exec.Command(bin, args...), Out: new(Output), done: make(chan struct{})}
 	p.Cmd.Env = env
+	if stdin != nil {
+		p.Cmd.Stdin = stdin
+	}
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
 	if err := p.Cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", name, err)

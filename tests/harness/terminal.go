@@ -2,7 +2,6 @@ package harness
 
 import (
 	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/creack/pty"
@@ -13,33 +12,13 @@ import (
 // is still collected in p.Out.
 func StartInTerminal(tb testing.TB, name, bin string, env []string, args ...string) (*Proc, *os.File) {
 	tb.Helper()
-	if env == nil {
-		env = Env()
-	}
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		tb.Skipf("no pseudo-terminal here: %v", err)
 	}
-	p := &Proc{Name: name, Cmd: exec.Command(bin, args...), Out: new(Output), done: make(chan struct{})}
-	p.Cmd.Env = env
-	p.Cmd.Stdin = tty
-	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
-	if err := p.Cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", name, err)
-	}
+	tb.Cleanup(func() { ptmx.Close() }) // runs after the process is killed (cleanups run last-in first-out)
+	p := launch(tb, name, bin, env, tty, args)
 	tty.Close() // the child holds its own copy
-	go func() {
-		p.waited = p.Cmd.Wait()
-		close(p.done)
-	}()
-	tb.Cleanup(func() {
-		_ = p.Cmd.Process.Kill()
-		<-p.done
-		ptmx.Close()
-		if tb.Failed() {
-			tb.Logf("--- output of %s:\n%s", name, p.Out.String())
-		}
-	})
 	return p, ptmx
 }
 

@@ -1,0 +1,127 @@
+package broker
+
+import (
+	"bytes"
+	"log/slog"
+	"slices"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// packetIDHook mends a flaw of mochi v2.7.9: it keeps the packet identifiers a client chose
+// (SUBSCRIBE, UNSUBSCRIBE, QoS 1/2 PUBLISH) and those the broker chose for messages to the
+// client in one map, though MQTT gives each side its own. So a client that comes back to a
+// persistent session with queued messages and subscribes with packet id 1 — as every client
+// does — gets "subscription refused" while message 1 is in flight; its UNSUBSCRIBE is silently
+// ignored; and its own QoS 1 PUBLISH with id 1 deletes the broker's message 1 from the session,
+// which is then never resent. The hook moves a broker-side message out of the way while the
+// client's packet with the same id is processed, and puts it back right after.
+//
+// It also mends the order in which mochi resends a resumed session's queued messages: it sorts
+// them by the low 16 bits of their creation second, unstably, so messages queued within one
+// second come back shuffled, though MQTT promises their order.
+type packetIDHook struct {
+	mqtt.HookBase
+	server  *mqtt.Server
+	log     *slog.Logger
+	stashed sync.Map // *mqtt.Client → packets.Packet, between read and processed, on one goroutine
+}
+
+func (h *packetIDHook) ID() string { return "mochi-fixes" }
+
+func (h *packetIDHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnSessionEstablish}, []byte{b})
+}
+
+// clientChoosesID reports whether pk carries an identifier the client chose.
+func clientChoosesID(pk packets.Packet) bool {
+	switch pk.FixedHeader.Type {
+	case packets.Subscribe, packets.Unsubscribe:
+		return true
+	case packets.Publish:
+		return pk.FixedHeader.Qos == 1 // QoS 2 keeps its PUBREC under the id until PUBREL: not mended
+	}
+	return false
+}
+
+// brokerChoseID reports whether an in-flight entry is the broker's own message to the client:
+// a PUBLISH awaiting PUBACK/PUBREC, or a PUBREL awaiting PUBCOMP.
+func brokerChoseID(pk packets.Packet) bool {
+	return pk.FixedHeader.Type == packets.Publish || pk.FixedHeader.Type == packets.Pubrel
+}
+
+func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.PacketID == 0 || !clientChoosesID(pk) {
+		return pk, nil
+	}
+	if out, ok := cl.State.Inflight.Get(pk.PacketID); ok && brokerChoseID(out) {
+		cl.State.Inflight.Delete(pk.PacketID)
+		h.stashed.Store(cl, out)
+	}
+	return pk, nil
+}
+
+func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, _ packets.Packet, _ error) { h.restore(cl) }
+
+// OnDisconnect puts back what a packet that failed validation (and so was never processed) left.
+func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.restore(cl) }
+
+func (h *packetIDHook) restore(cl *mqtt.Client) {
+	v, ok := h.stashed.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	out := v.(packets.Packet)
+	if _, taken := cl.State.Inflight.Get(out.PacketID); taken {
+		// Only if the broker wrapped all 65535 ids around within one packet: say so, never overwrite.
+		h.log.Error("in-flight message lost to a packet id clash", "client", cl.ID, "packet_id", out.PacketID)
+		return
+	}
+	cl.State.Inflight.Set(out)
+}
+
+// OnSessionEstablish runs before mochi takes over the old session's in-flight messages and
+// resends them ordered by uint16(Created). It rewrites Created so that this order is the order
+// in which the messages were queued: the broker numbers them with consecutive packet ids, so
+// their queue order is the circular order of the ids, starting after the widest gap. Created
+// moves back by at most one second a message, which only makes expiry a little earlier.
+func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	if pk.Connect.Clean {
+		return
+	}
+	old, ok := h.server.Clients.Get(pk.Connect.ClientIdentifier)
+	if !ok || old == cl || old.State.Inflight.Len() < 2 {
+		return
+	}
+	queued := QueueOrder(old.State.Inflight.GetAll(false))
+	newest := int64(0)
+	for _, m := range queued {
+		newest = max(newest, m.Created)
+	}
+	first := newest - int64(len(queued)-1)
+	if int64(uint16(first))+int64(len(queued)) > 1<<16 {
+		first -= int64(uint16(first)) + int64(len(queued)) - 1<<16 // do not wrap uint16 in the run
+	}
+	for i, m := range queued {
+		m.Created = first + int64(i)
+		old.State.Inflight.Set(m)
+	}
+}
+
+// QueueOrder sorts in-flight messages into the order the broker queued them: by packet id,
+// circularly, starting after the widest gap between consecutive ids.
+func QueueOrder(msgs []packets.Packet) []packets.Packet {
+	sorted := slices.Clone(msgs)
+	slices.SortFunc(sorted, func(a, b packets.Packet) int { return int(a.PacketID) - int(b.PacketID) })
+	start, widest := 0, -1
+	for i := range sorted {
+		prev := sorted[(i+len(sorted)-1)%len(sorted)].PacketID
+		gap := (int(sorted[i].PacketID) - int(prev) + 1<<16) % (1 << 16)
+		if gap > widest {
+			start, widest = i, gap
+		}
+	}
+	return append(sorted[start:], sorted[:start]...)
+}

@@ -1,0 +1,159 @@
+package shared
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testFlags declares a few flags of each kind, as a program does.
+func testFlags(stderr *bytes.Buffer) (*flag.FlagSet, *ClientConfig, *QoS, *Duration, *StringList) {
+	fs := NewFlagSet(Program{Name: "prog", Summary: "does things", Example: "  prog -qos 1"}, stderr)
+	cc := AddClientFlags(fs, "prog")
+	qos := new(QoS)
+	interval := Duration(time.Second)
+	topics := NewStringList(CheckFilter, DefaultTopic)
+	fs.Var(qos, "qos", "QoS")
+	fs.Var(&interval, "interval", "interval")
+	fs.Var(topics, "topic", "topics")
+	return fs, cc, qos, &interval, topics
+}
+
+func TestLoadOrder(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		wantQoS    QoS
+		wantBroker string
+		wantTopics string
+		wantEvery  time.Duration
+	}{
+		{"defaults", nil, nil, 0, DefaultBroker, "mytopic", time.Second},
+		{"environment", map[string]string{"MQTT_QOS": "1", "MQTT_BROKER": "tcp://h:1", "MQTT_INTERVAL": "2s"}, nil, 1, "tcp://h:1", "mytopic", 2 * time.Second},
+		{"flags beat environment", map[string]string{"MQTT_QOS": "1"}, []string{"-qos", "2"}, 2, DefaultBroker, "mytopic", time.Second},
+		{"list from environment", map[string]string{"MQTT_TOPIC": "a/+, b/#"}, nil, 0, DefaultBroker, "a/+,b/#", time.Second},
+		{"flags replace environment list", map[string]string{"MQTT_TOPIC": "a,b"}, []string{"-topic", "c", "-topic", "d"}, 0, DefaultBroker, "c,d", time.Second},
+		{"repeated broker flags", nil, []string{"-broker", "tcp://a:1", "-broker", "ssl://b:2"}, 0, "tcp://a:1,ssl://b:2", "mytopic", time.Second},
+		{"empty variable is unset", map[string]string{"MQTT_QOS": ""}, nil, 0, DefaultBroker, "mytopic", time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			fs, cc, qos, interval, topics := testFlags(&stderr)
+			getenv := func(k string) string { return c.env[k] }
+			if err := Load(fs, c.args, getenv, cc.Validate); err != nil {
+				t.Fatalf("Load: %v\n%s", err, stderr.String())
+			}
+			if *qos != c.wantQoS || cc.Brokers.String() != c.wantBroker || topics.String() != c.wantTopics || time.Duration(*interval) != c.wantEvery {
+				t.Errorf("got qos %v broker %q topics %q interval %v; want %v %q %q %v",
+					*qos, cc.Brokers, topics, time.Duration(*interval), c.wantQoS, c.wantBroker, c.wantTopics, c.wantEvery)
+			}
+		})
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // in the one error line
+	}{
+		{"qos 3", nil, []string{"-qos", "3"}, `invalid value "3" for flag -qos: QoS must be 0, 1 or 2`},
+		{"qos from environment", map[string]string{"MQTT_QOS": "9"}, nil, `invalid value "9" for MQTT_QOS: QoS must be 0, 1 or 2`},
+		{"negative interval", nil, []string{"-interval", "-1s"}, `invalid value "-1s" for flag -interval: must not be negative`},
+		{"broken interval", nil, []string{"-interval", "soon"}, `invalid value "soon" for flag -interval: want a duration`},
+		{"broker without scheme", nil, []string{"-broker", "localhost:1883"}, `invalid value "localhost:1883" for flag -broker`},
+		{"broker with unknown scheme", nil, []string{"-broker", "http://h:80"}, `unknown scheme "http"`},
+		{"broker without port", nil, []string{"-broker", "tcp://h"}, `has no port`},
+		{"unknown flag", nil, []string{"-nope"}, "flag provided but not defined: -nope"},
+		{"stray argument", nil, []string{"extra"}, `unexpected argument "extra"`},
+		{"bad wildcard", nil, []string{"-topic", "a/#/b"}, "# must be the last level"},
+		{"partial plus", nil, []string{"-topic", "a+/b"}, "+ must fill a whole level"},
+		{"persistent needs id", nil, []string{"-clean=false"}, "-clean=false needs a fixed -id"},
+		{"cert without key", nil, []string{"-cert", "c.pem"}, "-cert and -key go together"},
+		{"will options without topic", nil, []string{"-will-payload", "bye"}, "need -will-topic"},
+		{"will topic with wildcard", nil, []string{"-will-topic", "a/#"}, "may not contain + or #"},
+		{"keepalive below a second", nil, []string{"-keepalive", "500ms"}, "whole seconds"},
+		{"colour word", nil, []string{"-color", "pink"}, "want one of auto, always, never"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			fs, cc, _, _, _ := testFlags(&stderr)
+			err := Load(fs, c.args, func(k string) string { return c.env[k] }, cc.Validate)
+			var usage *UsageError
+			if !errors.As(err, &usage) {
+				t.Fatalf("Load = %v, want a *UsageError", err)
+			}
+			out := stderr.String()
+			first, _, _ := strings.Cut(out, "\n")
+			if !strings.Contains(first, c.want) {
+				t.Errorf("first line %q does not contain %q", first, c.want)
+			}
+			if !strings.Contains(out, "Usage: prog [flags]") || !strings.Contains(out, "Example:\n  prog -qos 1") {
+				t.Errorf("usage with example not printed:\n%s", out)
+			}
+			if got := ExitCode("prog", err, new(bytes.Buffer)); got != ExitUsage {
+				t.Errorf("exit status %d, want %d", got, ExitUsage)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var stderr bytes.Buffer
+	fs, cc, _, _, _ := testFlags(&stderr)
+	err := Load(fs, []string{"-h"}, func(string) string { return "" }, cc.Validate)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("Load(-h) = %v, want flag.ErrHelp", err)
+	}
+	if ExitCode("prog", err, new(bytes.Buffer)) != ExitOK {
+		t.Error("-h must exit 0")
+	}
+	for _, want := range []string{"prog: does things", "-broker URL", "MQTT_LOG_LEVEL", "Example:"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("usage lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestValidateGivesID(t *testing.T) {
+	var stderr bytes.Buffer
+	fs, cc, _, _, _ := testFlags(&stderr)
+	if err := Load(fs, nil, func(string) string { return "" }, cc.Validate); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cc.ID, "prog-") || len(cc.ID) != len("prog-")+6 {
+		t.Errorf("default id %q, want prog-<6 hex>", cc.ID)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want int
+		says string
+	}{
+		{nil, ExitOK, ""},
+		{&RefusedError{Code: 4}, ExitBadLogin, "prog: the broker refused the connection: bad user name or password\n"},
+		{&RefusedError{Code: 5}, ExitNotAllowed, "prog: the broker refused the connection: not authorised\n"},
+		{&RefusedError{Code: 2}, ExitRefused, "prog: the broker refused the connection: client identifier rejected\n"},
+		{errors.New("boom"), ExitFailure, "prog: boom\n"},
+	} {
+		var stderr bytes.Buffer
+		if got := ExitCode("prog", c.err, &stderr); got != c.want || stderr.String() != c.says {
+			t.Errorf("ExitCode(%v) = %d, %q; want %d, %q", c.err, got, stderr.String(), c.want, c.says)
+		}
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for in, want := range map[string]string{"qos": "MQTT_QOS", "will-topic": "MQTT_WILL_TOPIC", "log-level": "MQTT_LOG_LEVEL"} {
+		if got := EnvName(in); got != want {
+			t.Errorf("EnvName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

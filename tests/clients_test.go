@@ -413,3 +413,23 @@ func storedMessages(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+// TestQoS0DroppedWhileDisconnected: QoS 0 messages that find no connection are reported as
+// dropped, one line each, counted in the summary, and the exit status says not all went out.
+func TestQoS0DroppedWhileDisconnected(t *testing.T) {
+	b := harness.Build(t)
+	port := harness.FreePort(t)
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	server, url := harness.StartServer(t, nil, "-listen", listen)
+	pub := harness.Start(t, "mqttpublisher", b.Publisher, nil, "-broker", url, "-interval", "50ms", "-count", "60")
+	pub.WaitFor(t, `PUBLISHED\s+#2 `)
+	server.Kill(t)
+	pub.WaitCount(t, `DROPPED\s+#\d+ mytopic: not connected, and QoS 0 messages are not kept`, 2)
+	harness.StartServer(t, nil, "-listen", listen)
+	if code := pub.Exit(t); code != 1 {
+		t.Fatalf("exit status %d, want 1 (messages were dropped)", code)
+	}
+	dropped := len(pub.Out.Lines(re(`DROPPED`)))
+	pub.WaitFor(t, fmt.Sprintf(`SUMMARY\s+sent 60, acknowledged %d, dropped %d, unconfirmed 0`, 60-dropped, dropped))
+	pub.WaitFor(t, fmt.Sprintf(`^mqttpublisher: not every message was delivered: %d dropped, 0 unacknowledged$`, dropped))
+}

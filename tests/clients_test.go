@@ -433,3 +433,32 @@ func TestQoS0DroppedWhileDisconnected(t *testing.T) {
 	pub.WaitFor(t, fmt.Sprintf(`SUMMARY\s+sent 60, acknowledged %d, dropped %d, unconfirmed 0`, 60-dropped, dropped))
 	pub.WaitFor(t, fmt.Sprintf(`^mqttpublisher: not every message was delivered: %d dropped, 0 unacknowledged$`, dropped))
 }
+
+// TestCredentialsOurBroker: with mqttserver -auth, a bad password is refused (status 5, as
+// mochi answers "not authorised"), and a QoS 1 publish to a topic the user may not use, which
+// mochi answers by closing the connection, ends the publisher instead of resending for ever.
+func TestCredentialsOurBroker(t *testing.T) {
+	b := harness.Build(t)
+	users := t.TempDir() + "/users.yaml"
+	if err := os.WriteFile(users, []byte("users:\n  sensor:\n    password: s3cret\n    publish: [sensors/#]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, url := harness.StartServer(t, nil, "-auth", users)
+	bad := harness.Start(t, "mqttpublisher", b.Publisher, harness.Env("MQTT_USERNAME=sensor", "MQTT_PASSWORD=nope"), "-broker", url, "-count", "1")
+	if code := bad.Exit(t); code != 5 {
+		t.Errorf("wrong password: exit status %d, want 5", code)
+	}
+	bad.WaitFor(t, `^mqttpublisher: the broker refused the connection: not authorised$`)
+
+	env := harness.Env("MQTT_USERNAME=sensor", "MQTT_PASSWORD=s3cret")
+	ok := harness.Start(t, "mqttpublisher", b.Publisher, env, "-broker", url, "-count", "1", "-qos", "1", "-topic", "sensors/7")
+	if code := ok.Exit(t); code != 0 {
+		t.Errorf("allowed topic: exit status %d, want 0", code)
+	}
+	denied := harness.Start(t, "mqttpublisher", b.Publisher, env, "-broker", url, "-count", "1", "-qos", "1", "-topic", "admin/x")
+	if code := denied.Exit(t); code != 1 {
+		t.Errorf("denied topic: exit status %d, want 1", code)
+	}
+	denied.WaitFor(t, `^mqttpublisher: the broker closed the connection 3 times while #1 to admin/x waited for its acknowledgement: is this client allowed to publish there\?$`)
+	denied.WaitFor(t, `SUMMARY\s+sent 1, acknowledged 0, dropped 0, unconfirmed 1`)
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -24,6 +25,12 @@ const Window = shared.MaxInFlight
 
 // DrainTimeout bounds the wait for outstanding acknowledgements after an interrupt.
 const DrainTimeout = 2 * time.Second
+
+// MaxDrops is how many times in a row the broker may close a working connection while a message
+// waits for its acknowledgement before the publisher gives up: a broker that refuses a topic to
+// an MQTT 3.1.1 client can only say so by disconnecting it (mochi does), and paho would resend
+// the message for ever.
+const MaxDrops = 3
 
 // ErrIncomplete ends the program when messages were dropped or left unacknowledged.
 var ErrIncomplete = errors.New("not every message was delivered")
@@ -52,6 +59,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		p.resume(m)
 	}
 	ready := shared.Announce(opts, con, nil)
+	announceLost := opts.OnConnectionLost
+	opts.SetConnectionLostHandler(func(c mqtt.Client, err error) {
+		p.drops.Add(1)
+		announceLost(c, err)
+	})
 	client, err := shared.Connect(ctx, opts, con)
 	if errors.Is(err, context.Canceled) {
 		return nil // interrupted before the broker came up
@@ -139,6 +151,7 @@ type publisher struct {
 	client               mqtt.Client
 	con                  *shared.Console
 	store                *shared.Store
+	drops                atomic.Int32 // connections lost since the last acknowledgement
 	queue                []*inflight // oldest first; lines are printed in this order
 	sent, acked, dropped int
 	resent, resentAcked  int
@@ -182,6 +195,9 @@ func (p *publisher) run(ctx context.Context, payloads <-chan string) error {
 		case <-oldest:
 			p.complete()
 		case now := <-patience.C:
+			if err := p.tooManyDrops(); err != nil {
+				return err
+			}
 			p.warn(now)
 		case <-ctx.Done():
 			p.drain()
@@ -199,6 +215,9 @@ func (p *publisher) publish(payload string) error {
 		// paho would accept it and drop it silently.
 		p.drop(m, "not connected, and QoS 0 messages are not kept")
 		return nil
+	}
+	if len(p.queue) == 0 {
+		p.drops.Store(0) // count only what happens while something waits
 	}
 	token := p.client.Publish(m.topic, m.qos, p.cfg.Retain, payload)
 	if m.qos == 0 {
@@ -238,6 +257,7 @@ func (p *publisher) complete() {
 			p.drop(m, m.token.Error().Error())
 			continue
 		}
+		p.drops.Store(0)
 		if m.n == 0 {
 			p.resentAcked++
 		} else {
@@ -258,6 +278,17 @@ func label(m *inflight) string {
 func (p *publisher) drop(m *inflight, why string) {
 	p.dropped++
 	p.con.Linef(shared.StyleWarn, "DROPPED", "%s %s: %s", label(m), m.topic, why)
+}
+
+// tooManyDrops ends the run when the broker keeps closing the connection while the oldest
+// QoS 1/2 message gets no acknowledgement.
+func (p *publisher) tooManyDrops() error {
+	if len(p.queue) == 0 || p.queue[0].qos == 0 || p.drops.Load() < MaxDrops {
+		return nil
+	}
+	m := p.queue[0]
+	return fmt.Errorf("the broker closed the connection %d times while %s to %s waited for its acknowledgement: "+
+		"is this client allowed to publish there?", p.drops.Load(), label(m), m.topic)
 }
 
 // warn says so when the oldest message has waited AckTimeout, and again every AckTimeout.

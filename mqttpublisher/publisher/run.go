@@ -152,7 +152,7 @@ type publisher struct {
 	con                  *shared.Console
 	store                *shared.Store
 	drops                atomic.Int32 // connections lost since the last acknowledgement
-	queue                []*inflight // oldest first; lines are printed in this order
+	queue                []*inflight  // oldest first; lines are printed in this order
 	sent, acked, dropped int
 	resent, resentAcked  int
 }

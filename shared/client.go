@@ -222,6 +222,9 @@ func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *Console) (mqtt.
 		if ct, ok := token.(*mqtt.ConnectToken); ok && ct.ReturnCode() >= 1 && ct.ReturnCode() <= 5 {
 			return nil, &RefusedError{Code: ct.ReturnCode()}
 		}
+		if err := tlsFailure(err); err != nil {
+			return nil, err // trying again cannot help
+		}
 		if attempt == 1 || attempt%30 == 0 {
 			con.Linef(StyleWarn, "WAITING", "no broker answers yet (%v); trying every %s", err, RetryInterval)
 		}
@@ -231,6 +234,23 @@ func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *Console) (mqtt.
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// tlsFailure returns a clear error when err is a TLS handshake that failed for good: a
+// certificate not trusted or not for this host, or a broker that does not speak TLS there.
+func tlsFailure(err error) error {
+	var verify *tls.CertificateVerificationError
+	var host x509.HostnameError
+	var record tls.RecordHeaderError
+	switch {
+	case errors.As(err, &host):
+		return fmt.Errorf("TLS: %w (connect by a name the certificate lists)", host)
+	case errors.As(err, &verify):
+		return fmt.Errorf("TLS: the broker's certificate is not trusted: %w (give its CA with -cafile; -insecure skips the check, for testing)", verify.Err)
+	case errors.As(err, &record):
+		return errors.New("TLS: the broker did not answer in TLS: is this a plain tcp:// port?")
+	}
+	return nil
 }
 
 // Wait waits for token, at most AckTimeout or until ctx ends, and returns its error.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -461,4 +463,36 @@ func TestCredentialsOurBroker(t *testing.T) {
 	}
 	denied.WaitFor(t, `^mqttpublisher: the broker closed the connection 3 times while #1 to admin/x waited for its acknowledgement: is this client allowed to publish there\?$`)
 	denied.WaitFor(t, `SUMMARY\s+sent 1, acknowledged 0, dropped 0, unconfirmed 1`)
+}
+
+// TestTLS: over ssl:// the clients trust the broker's certificate through -cafile; without it
+// they stop at once with one line, instead of waiting for a broker that will never do.
+func TestTLS(t *testing.T) {
+	b := harness.Build(t)
+	certs := t.TempDir()
+	if out, err := exec.Command("bash", "../scripts/gen-certs.sh", certs).CombinedOutput(); err != nil {
+		t.Fatalf("gen-certs.sh: %v\n%s", err, out)
+	}
+	server, _ := harness.StartServer(t, nil, "-tls-listen", "127.0.0.1:0",
+		"-tls-cert", certs+"/server.crt", "-tls-key", certs+"/server.key")
+	m := regexp.MustCompile(`mqtts=ssl://127\.0\.0\.1:(\d+)`).FindStringSubmatch(server.WaitFor(t, `STARTED`))
+	if m == nil {
+		t.Fatal("no mqtts= address in the STARTED line")
+	}
+	url := "ssl://localhost:" + m[1] // the certificate names localhost
+
+	untrusting := harness.Start(t, "mqttsubscriber", b.Subscriber, nil, "-broker", url)
+	if code := untrusting.Exit(t); code != 1 {
+		t.Errorf("without -cafile: exit status %d, want 1", code)
+	}
+	untrusting.WaitFor(t, `^mqttsubscriber: TLS: the broker's certificate is not trusted: x509: certificate signed by unknown authority`)
+
+	sub := subscribe(t, url, "-cafile", certs+"/ca.crt", "-count", "1", "-topic", "secure/t")
+	sub.WaitFor(t, `CONNECTED\s+to ssl://localhost:`)
+	publish(t, url, "-cafile", certs+"/ca.crt", "-count", "1", "-qos", "1", "-topic", "secure/t", "-message", "over TLS")
+	if code := sub.Exit(t); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	sub.WaitFor(t, `RECEIVED\s+\S+ secure/t over TLS`)
+	publish(t, url, "-insecure", "-count", "1", "-topic", "secure/t")
 }

@@ -496,3 +496,31 @@ func TestTLS(t *testing.T) {
 	sub.WaitFor(t, `RECEIVED\s+\S+ secure/t over TLS`)
 	publish(t, url, "-insecure", "-count", "1", "-topic", "secure/t")
 }
+
+// TestEverySubscriptionRefused: when the broker refuses every filter, the subscriber says so and
+// exits 1, as mosquitto_sub does, instead of waiting for messages that cannot come.
+func TestEverySubscriptionRefused(t *testing.T) {
+	b := harness.Build(t)
+	users := t.TempDir() + "/users.yaml"
+	if err := os.WriteFile(users, []byte("users:\n  dash:\n    password: pw\n    subscribe: [sensors/#]\n  sensor:\n    password: s3\n    publish: [sensors/#]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, url := harness.StartServer(t, nil, "-auth", users)
+	env := harness.Env("MQTT_USERNAME=dash", "MQTT_PASSWORD=pw")
+	sub := harness.Start(t, "mqttsubscriber", b.Subscriber, env, "-broker", url, "-topic", "admin/#")
+	if code := sub.Exit(t); code != 1 {
+		t.Errorf("exit status %d, want 1", code)
+	}
+	sub.WaitFor(t, `REFUSED\s+the broker refused the subscription to admin/#`)
+	sub.WaitFor(t, `^mqttsubscriber: the broker refused every subscription`)
+
+	partly := harness.Start(t, "mqttsubscriber", b.Subscriber, env, "-broker", url, "-topic", "admin/#", "-topic", "sensors/#", "-count", "1")
+	partly.WaitFor(t, `SUBSCRIBED\s+sensors/# \(qos 0\)`)
+	pub := harness.Start(t, "mqttpublisher", b.Publisher, harness.Env("MQTT_USERNAME=sensor", "MQTT_PASSWORD=s3"),
+		"-broker", url, "-topic", "sensors/1", "-count", "1", "-qos", "1")
+	for _, p := range []*harness.Proc{pub, partly} {
+		if code := p.Exit(t); code != 0 {
+			t.Errorf("%s: exit status %d, want 0", p.Name, code)
+		}
+	}
+}

@@ -33,7 +33,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		talk = stderr
 	}
 	con := shared.NewConsole(talk, shared.UseColor(cfg.Color.String(), talk, getenv))
-	s := &subscriber{cfg: cfg, con: con, inbox: newInbox()}
+	s := &subscriber{cfg: cfg, con: con, inbox: newInbox(), fatal: make(chan error, 1)}
 	opts, err := cfg.Options()
 	if err != nil {
 		return err
@@ -80,6 +80,7 @@ type subscriber struct {
 	inbox        *inbox
 	unsubscribed atomic.Bool
 	start        time.Time // -timeout counts from here until the first message
+	fatal        chan error
 }
 
 func (s *subscriber) timeoutError() error {
@@ -101,11 +102,20 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 		return
 	}
 	granted := token.(*mqtt.SubscribeToken).Result()
+	refused := 0
 	for _, t := range s.cfg.Topics {
 		if q := granted[t]; q > 2 {
+			refused++
 			s.con.Linef(shared.StyleError, "REFUSED", "the broker refused the subscription to %s", t)
 		} else {
 			s.con.Linef(shared.StyleSubscribe, "SUBSCRIBED", "%s (qos %d)", t, q)
+		}
+	}
+	if refused == len(s.cfg.Topics) {
+		// As mosquitto_sub: nothing can ever arrive.
+		select {
+		case s.fatal <- errors.New("the broker refused every subscription (not authorised for these topics?)"):
+		default:
 		}
 	}
 }
@@ -155,6 +165,8 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 			s.con.Linef(shared.StyleUnsubscribe, "UNSUBSCRIBED", "%s; press Enter to exit", strings.Join(s.cfg.Topics, ", "))
 		case <-timeout:
 			return s.timeoutError()
+		case err := <-s.fatal:
+			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		}

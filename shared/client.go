@@ -23,8 +23,8 @@ const (
 	DefaultKeepAlive = 30 * time.Second
 	// RetryInterval is how long a client waits between attempts to reach a broker that is not up.
 	RetryInterval = time.Second
-	// MaxInFlight is how many QoS 1/2 messages a client sends before it waits for an
-	// acknowledgement, also when paho resends stored messages after a reconnect: below
+	// MaxInFlight is how many QoS 1/2 messages the publisher sends before it waits for an
+	// acknowledgement, and so the most paho resends at once after a reconnect: below
 	// Mosquitto's default max_inflight_messages (20), past which it drops the connection.
 	MaxInFlight = 16
 	// AckTimeout bounds every wait on the broker (connect, publish acknowledgement, subscribe).
@@ -124,8 +124,10 @@ func (c *ClientConfig) Options() (*mqtt.ClientOptions, error) {
 	// 3.1.1 only: with 0, paho retries a refused CONNECT as 3.1, which doubles every refusal.
 	o.SetProtocolVersion(4)
 	o.SetAutoReconnect(true)
-	// paho resends everything stored at once unless told otherwise.
-	o.SetMaxResumePubInFlight(MaxInFlight)
+	// paho resends everything stored at once after a reconnect. The publisher never has more
+	// than MaxInFlight messages stored, so that stays under the brokers' limits. (paho's own
+	// SetMaxResumePubInFlight would bound it too, but its resume goroutine races with the next
+	// reconnect in v1.5.1, and -race builds die of it.)
 	o.SetMaxReconnectInterval(5 * time.Second)
 	// The first connection is retried by Connect below, so that a refusal ends the program.
 	o.SetConnectRetry(false)

@@ -1,11 +1,13 @@
 package broker
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -27,7 +29,7 @@ import (
 //	    password: s3cret                  # plain text, for demos
 //	    publish: [sensors/#]
 //	  dashboard:
-//	    bcrypt: $2a$10$...                 # htpasswd -nbB dashboard PASSWORD, or mqttserver docs
+//	    bcrypt: $2a$10$...                 # from: mqttserver -hash-password
 //	    subscribe: [sensors/+/temperature, alerts/#]
 type Users struct {
 	Users map[string]User `yaml:"users"`
@@ -39,6 +41,24 @@ type User struct {
 	Bcrypt    string   `yaml:"bcrypt"`   // a bcrypt hash ($2a$, $2b$ or $2y$)
 	Publish   []string `yaml:"publish"`  // topic filters the user may publish to
 	Subscribe []string `yaml:"subscribe"`
+}
+
+// HashPassword reads one line (the password) from r and writes its bcrypt hash to w.
+func HashPassword(r io.Reader, w io.Writer) error {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read password: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if password == "" {
+		return errors.New("hash-password: no password on standard input")
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return fmt.Errorf("hash-password: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", hash)
+	return err
 }
 
 // LoadUsers reads and checks an -auth file.
@@ -116,7 +136,8 @@ func addAccess(server *mqtt.Server, authFile string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := server.AddHook(&authHook{users: users, log: log}, nil); err != nil {
+	if err := server.AddHook(&authHook{users: users, log: log,
+		denied: newLineCap(log, slog.LevelInfo, msgDeniedMore)}, nil); err != nil {
 		return fmt.Errorf("add auth hook: %w", err)
 	}
 	log.Info("access restricted to the users of the auth file", "file", authFile, "users", len(users.Users))
@@ -126,8 +147,20 @@ func addAccess(server *mqtt.Server, authFile string, log *slog.Logger) error {
 // authHook checks CONNECT credentials and every publish and subscribe against the -auth file.
 type authHook struct {
 	mqtt.HookBase
-	users *Users
-	log   *slog.Logger
+	users  *Users
+	log    *slog.Logger
+	denied *lineCap // a client publishing in a loop to a forbidden topic must not flood the log
+}
+
+// Init starts the summary of capped "publish denied" lines; Stop writes the last one.
+func (h *authHook) Init(any) error {
+	h.denied.start()
+	return nil
+}
+
+func (h *authHook) Stop() error {
+	h.denied.close()
+	return nil
 }
 
 func (h *authHook) ID() string { return "auth-file" }
@@ -169,7 +202,7 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 			return true
 		}
 	}
-	if write {
+	if write && h.denied.allow() {
 		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgPublishDenied,
 			slog.String("client", cl.ID),
 			slog.String("username", string(cl.Properties.Username)),

@@ -148,6 +148,11 @@ func TestACL(t *testing.T) {
 			t.Errorf("SUBACK for %q = %#x, want %#x", f, code, want[f])
 		}
 	}
+	for _, f := range []string{"#", "+/kitchen", "other"} {
+		waitFor(t, "the refusal log of "+f, func() bool {
+			return logs.has(t, msgSubRefused, map[string]any{"client": "alice-1", "filter": f, "code": "0x80"})
+		})
+	}
 	if err := wait(bob.Subscribe("#", 0, bobGot.handler)); err != nil {
 		t.Fatalf("bob subscribe: %v", err)
 	}
@@ -238,4 +243,26 @@ func splitAddr(t testing.TB, a string) (host, port string) {
 		t.Fatalf("no port in %q", a)
 	}
 	return a[:i], a[i+1:]
+}
+
+func TestHashPassword(t *testing.T) {
+	var out strings.Builder
+	if err := HashPassword(strings.NewReader("pa ss\n"), &out); err != nil {
+		t.Fatal(err)
+	}
+	hash := strings.TrimSpace(out.String())
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("pa ss")); err != nil {
+		t.Errorf("hash %q does not match the password: %v", hash, err)
+	}
+	if err := HashPassword(strings.NewReader(""), &out); err == nil {
+		t.Error("an empty password was hashed")
+	}
+}
+
+// TestDeniedFloodIsCapped: a client publishing in a loop to a forbidden topic gets at most
+// LinesPerSecond lines a second; the rest are counted.
+func TestDeniedFloodIsCapped(t *testing.T) {
+	b, logs := startBroker(t, Config{AuthFile: writeAuthFile(t)})
+	alice := connect(t, clientOpts(b.Addr(), "looper").SetUsername("alice").SetPassword(alicePassword))
+	floodAndCount(t, logs, alice, "forbidden", msgPublishDenied, msgDeniedMore)
 }

@@ -30,7 +30,7 @@ func BenchmarkEventLog(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cfg := c.cfg
-			cfg.Listen, cfg.LogLevel = "127.0.0.1:0", slog.LevelInfo
+			cfg.Listen, cfg.LogLevel, cfg.Limits = "127.0.0.1:0", slog.LevelInfo, DefaultLimits()
 			f, err := os.Create(filepath.Join(b.TempDir(), "broker.log"))
 			if err != nil {
 				b.Fatal(err)

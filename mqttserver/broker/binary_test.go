@@ -3,12 +3,14 @@ package broker
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -126,4 +128,56 @@ func (p *process) kill(t testing.TB) {
 	}
 	<-p.done
 	_ = p.cmd.Wait()
+}
+
+func TestBinaryHealthCheck(t *testing.T) {
+	p, started := startBinary(t, "-listen", "127.0.0.1:0", "-auth", writeAuthFile(t))
+	a := addr(t, started, "mqtt")
+	probe := func() int {
+		cmd := exec.Command(mustBuild(t), "-healthcheck", "-listen", a)
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	}
+	if code := probe(); code != 0 {
+		t.Errorf("-healthcheck against a running broker (with -auth): exit %d, want 0", code)
+	}
+	p.kill(t)
+	if code := probe(); code != 1 {
+		t.Errorf("-healthcheck with no broker: exit %d, want 1", code)
+	}
+}
+
+// TestBinaryJSONLogs: at debug, with a client logging in, every line of the real binary is a
+// JSON object, none holds the password, and SIGTERM still writes the last lines.
+func TestBinaryJSONLogs(t *testing.T) {
+	needTool(t, "mosquitto_pub")
+	p, started := startBinary(t, "-listen", "127.0.0.1:0", "-log-level", "debug", "-auth", writeAuthFile(t))
+	host, port := splitAddr(t, addr(t, started, "mqtt"))
+	for _, pass := range []string{alicePassword, wrongPassword} {
+		_ = exec.Command("mosquitto_pub", "-h", host, "-p", port, "-u", "alice", "-P", pass,
+			"-t", "sensors/x", "-m", "1", "-q", "1").Run()
+	}
+	waitFor(t, "the refused login", func() bool { return p.logs.has(t, msgAuthFailed, nil) })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	records := p.logs.records(t) // fails on a line that is not JSON
+	if len(records) == 0 || records[len(records)-1]["msg"] == nil {
+		t.Fatal("no log lines")
+	}
+	if !p.logs.has(t, msgStopped, nil) || !p.logs.has(t, msgPublished, map[string]any{"topic": "sensors/x"}) {
+		t.Error("the log lacks the published message or the stop line")
+	}
+	assertNoPasswords(t, p.logs.String())
 }

@@ -88,6 +88,9 @@ func startBroker(t testing.TB, cfg Config) (*Broker, *logBuffer) {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	cfg.LogFormat, cfg.LogLevel = "json", slog.LevelDebug
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits()
+	}
 	logs := new(logBuffer)
 	getenv := func(string) string { return "" }
 	b, err := New(cfg, NewLogger(cfg, logs, getenv), libraryLogger(cfg, logs, false))

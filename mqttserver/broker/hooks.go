@@ -3,12 +3,11 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"sync/atomic"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -22,12 +21,15 @@ const (
 	msgPublished     = "message published"
 	msgPublishedMore = "more messages published"
 	msgSubscribed    = "topic subscribed"
+	msgSubRefused    = "subscription refused"
 	msgUnsubscribed  = "topic unsubscribed"
 	msgStarted       = "server started"
 	msgStopped       = "server stopped"
 	msgAuthFailed    = "authentication failed"
 	msgPublishDenied = "publish denied"
+	msgDeniedMore    = "more publishes denied"
 	msgRestored      = "session restored"
+	msgLoaded        = "loaded from the data file"
 	msgDropped       = "message dropped"
 	msgWillSent      = "will message published"
 	msgExpired       = "session expired"
@@ -35,23 +37,17 @@ const (
 	msgPacketOut     = "packet sent"
 )
 
-// PublishLinesPerSecond caps the "message published" lines; past it, a flood is summed up in
-// one "more messages published" line a second, so logging stays cheap at any rate.
-const PublishLinesPerSecond = 100
-
 // eventsHook logs one line per client event, as the article's MqttServer event handlers do.
 // Hooks run on the client's own goroutine, so each one only formats a line and returns; the
-// per-message lines are capped (see PublishLinesPerSecond) and the writer behind the logger
+// per-message lines are capped (see LinesPerSecond) and the writer behind the logger
 // never blocks (see asyncWriter).
 type eventsHook struct {
 	mqtt.HookBase
 	log       *slog.Logger
 	debug     bool              // log the per-packet events too
 	topics    *mqtt.TopicsIndex // to tell a message nobody consumed, at debug
-	published counter
-	dropped   counter
-	stop      chan struct{}
-	done      chan struct{}
+	published *lineCap
+	dropped   *lineCap
 	provides  [256]bool
 }
 
@@ -62,10 +58,8 @@ func newEventsHook(log *slog.Logger, topics *mqtt.TopicsIndex) *eventsHook {
 		log:       log,
 		debug:     log.Enabled(context.Background(), slog.LevelDebug),
 		topics:    topics,
-		published: counter{limit: PublishLinesPerSecond},
-		dropped:   counter{limit: PublishLinesPerSecond},
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		published: newLineCap(log, slog.LevelInfo, msgPublishedMore),
+		dropped:   newLineCap(log, slog.LevelWarn, msgDropped, slog.String("reason", "client write queue full")),
 	}
 	for _, b := range eventsAtInfo {
 		h.provides[b] = true
@@ -74,27 +68,6 @@ func newEventsHook(log *slog.Logger, topics *mqtt.TopicsIndex) *eventsHook {
 		h.provides[b] = h.debug
 	}
 	return h
-}
-
-// counter lets limit events a second through and counts the rest.
-type counter struct {
-	limit int64
-	n     atomic.Int64 // events in this second
-	more  atomic.Int64 // events past the limit in this second
-}
-
-func (c *counter) allow() bool {
-	if c.n.Add(1) <= c.limit {
-		return true
-	}
-	c.more.Add(1)
-	return false
-}
-
-// next starts a new second and returns how many events the last one held past the limit.
-func (c *counter) next() int64 {
-	c.n.Store(0)
-	return c.more.Swap(0)
 }
 
 func (h *eventsHook) ID() string { return "events" }
@@ -115,41 +88,18 @@ var (
 	}
 )
 
-// Init starts the once-a-second summary of capped lines.
+// Init starts the once-a-second summaries of capped lines.
 func (h *eventsHook) Init(any) error {
-	go h.summarise()
+	h.published.start()
+	h.dropped.start()
 	return nil
 }
 
-// Stop writes the last summary.
+// Stop writes the last summaries.
 func (h *eventsHook) Stop() error {
-	close(h.stop)
-	<-h.done
+	h.published.close()
+	h.dropped.close()
 	return nil
-}
-
-func (h *eventsHook) summarise() {
-	defer close(h.done)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-		case <-h.stop:
-		}
-		if n := h.published.next(); n > 0 {
-			h.log.LogAttrs(context.Background(), slog.LevelInfo, msgPublishedMore, slog.Int64("count", n))
-		}
-		if n := h.dropped.next(); n > 0 {
-			h.log.LogAttrs(context.Background(), slog.LevelWarn, msgDropped, slog.Int64("count", n),
-				slog.String("reason", "client write queue full"))
-		}
-		select {
-		case <-h.stop:
-			return
-		default:
-		}
-	}
 }
 
 func (h *eventsHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
@@ -232,13 +182,17 @@ func (h *eventsHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 
 func (h *eventsHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
 	for i, f := range pk.Filters {
-		attrs := []slog.Attr{slog.String("client", cl.ID), slog.String("filter", f.Filter)}
-		if i < len(reasonCodes) && reasonCodes[i] >= packets.ErrUnspecifiedError.Code {
-			attrs = append(attrs, slog.String("granted", "refused"))
-		} else if i < len(reasonCodes) {
-			attrs = append(attrs, slog.Int("granted_qos", int(reasonCodes[i])))
+		if i >= len(reasonCodes) {
+			break
 		}
-		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgSubscribed, attrs...)
+		if code := reasonCodes[i]; code >= packets.ErrUnspecifiedError.Code {
+			// 0x80 for MQTT 3.1.1; MQTT 5 says why (0x87 not authorised, …)
+			h.log.LogAttrs(context.Background(), slog.LevelInfo, msgSubRefused, slog.String("client", cl.ID),
+				slog.String("filter", f.Filter), slog.String("code", fmt.Sprintf("%#02x", code)))
+			continue
+		}
+		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgSubscribed, slog.String("client", cl.ID),
+			slog.String("filter", f.Filter), slog.Int("granted_qos", int(reasonCodes[i])))
 	}
 }
 
@@ -270,10 +224,18 @@ func (h *eventsHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 		slog.String("topic", pk.TopicName), slog.String("reason", "client write queue full"))
 }
 
-// OnQosDropped: a QoS 1 or 2 message left the client's in-flight store undelivered (expired).
+// OnQosDropped: a QoS 1 or 2 message left a client's in-flight store undelivered: it expired
+// (MQTT 5 message expiry, or mochi's one-day maximum), its clean session ended, or the client
+// refused it. When a persistent session moves to a new connection mochi clears the old one's
+// copy too: that is no loss, so it is only a debug line.
 func (h *eventsHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		h.log.LogAttrs(context.Background(), slog.LevelDebug, "in-flight message moved to the new connection",
+			slog.String("client", cl.ID), slog.Int("packet_id", int(pk.PacketID)))
+		return
+	}
 	h.log.LogAttrs(context.Background(), slog.LevelWarn, msgDropped, slog.String("client", cl.ID),
-		slog.Int("packet_id", int(pk.PacketID)), slog.String("reason", "in-flight message expired"))
+		slog.Int("packet_id", int(pk.PacketID)), slog.String("reason", "in-flight message expired or its session ended"))
 }
 
 func (h *eventsHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {

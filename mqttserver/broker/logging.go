@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"mqttdemo/shared"
@@ -48,7 +49,8 @@ func libraryLogger(cfg Config, w io.Writer, color bool) *slog.Logger {
 	return slog.New(libraryHandler{newHandler(cfg, w, color, level)}).With("source", "mochi")
 }
 
-// libraryHandler adapts mochi's log lines. Its listener warnings (a blank message with the error
+// libraryHandler adapts mochi's log lines. Its warning about keep-alives of 5 s or less (0
+// included, before it knows the client id) becomes debug. Its listener warnings (a blank message with the error
 // that ended a connection: a refused login, a reset, …) become debug lines, since the events hook
 // has said what happened at info. And mochi logs whole packets in some lines ("error processing
 // packet" with a second CONNECT, for one): a CONNECT carries the password, so a packet is
@@ -61,11 +63,14 @@ func (h libraryHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (h libraryHandler) Handle(ctx context.Context, r slog.Record) error {
 	level, msg := r.Level, r.Message
-	if msg == "" && level == slog.LevelWarn {
+	switch {
+	case msg == "" && level == slog.LevelWarn:
 		level, msg = slog.LevelDebug, "connection ended"
-		if !h.Handler.Enabled(ctx, level) {
-			return nil
-		}
+	case msg == mqtt.ErrMinimumKeepalive.Error():
+		level = slog.LevelDebug // the keep-alive floor (-min-keepalive) deals with it
+	}
+	if !h.Handler.Enabled(ctx, level) {
+		return nil
 	}
 	out := slog.NewRecord(r.Time, level, msg, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
@@ -123,10 +128,15 @@ var eventStyles = map[string]struct {
 	msgPublishDenied: {"DENIED", shared.StyleError},
 	msgRestored:      {"RESTORED", shared.StyleGood},
 	msgPublishedMore: {"PUBLISHED", shared.StyleMessage},
+	msgDeniedMore:    {"DENIED", shared.StyleError},
 	msgDropped:       {"DROPPED", shared.StyleWarn},
+	msgSubRefused:    {"SUB-REFUSED", shared.StyleError},
 	msgWillSent:      {"WILL", shared.StyleWarn},
 	msgExpired:       {"EXPIRED", shared.StyleInfo},
 }
+
+// summaries are the once-a-second lines of capped events (see lineCap), and what they count.
+var summaries = map[string]string{msgPublishedMore: "messages published", msgDeniedMore: "publishes denied"}
 
 // consoleHandler is a slog.Handler that prints "15:04:05.000 TAG message key=value …".
 type consoleHandler struct {
@@ -148,13 +158,13 @@ func (h *consoleHandler) WithGroup(string) slog.Handler { return h }
 
 func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 	tag, style, text := levelTag(r.Level), levelStyle(r.Level), r.Message
-	if ev, ok := eventStyles[r.Message]; ok {
+	if ev, ok := eventStyles[r.Message]; ok && !h.library() {
 		tag, style, text = ev.tag, ev.style, ""
 	}
-	if r.Message == msgPublishedMore { // say it in words: "… 12345 more messages published in the last second"
+	if what, ok := summaries[r.Message]; ok { // say it in words: "… 12345 more messages published in the last second"
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "count" {
-				text = "… " + a.Value.String() + " more messages published in the last second"
+				text = "… " + a.Value.String() + " more " + what + " in the last second"
 			}
 			return true
 		})
@@ -175,8 +185,22 @@ func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 		add(a)
 	}
 	r.Attrs(add)
+	if b.Len() == 0 {
+		b.WriteString(r.Message) // an event with nothing to add, such as "server stopped"
+	}
 	h.console.Line(style, tag, b.String())
 	return nil
+}
+
+// library tells mochi's handler (its lines carry source=mochi): mochi's own "client
+// disconnected" is not our event.
+func (h *consoleHandler) library() bool {
+	for _, a := range h.attrs {
+		if a.Key == "source" {
+			return true
+		}
+	}
+	return false
 }
 
 func levelTag(l slog.Level) string {

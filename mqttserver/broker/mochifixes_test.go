@@ -38,7 +38,7 @@ func TestQueueOrder(t *testing.T) {
 // QoS 1 messages and subscribes again, as every client does. Its SUBSCRIBE (packet id 1)
 // must be granted, the queue must arrive complete and in order, and its UNSUBSCRIBE must work.
 func TestPersistentSessionComesBack(t *testing.T) {
-	cfg := Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelWarn, LogFormat: "json"}
+	cfg := Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelWarn, LogFormat: "json", Limits: DefaultLimits()}
 	b, err := New(cfg, slog.New(slog.DiscardHandler), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -32,12 +33,27 @@ type Broker struct {
 }
 
 // New assembles a broker from cfg and binds its listeners; Start serves them.
-func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
+func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits() // a Config built in code without limits gets the flags' defaults
+	}
+	if err := cfg.Limits.check(); err != nil {
+		return nil, err
+	}
 	server := mqtt.New(&mqtt.Options{
 		Logger:       libraryLog,
-		Capabilities: mqtt.NewDefaultServerCapabilities(),
+		Capabilities: cfg.Limits.capabilities(),
 	})
 	b := &Broker{server: server, log: log}
+	var store *boltStore
+	defer func() {
+		if err != nil { // free the ports and the data file for another attempt
+			b.closeListeners()
+			if store != nil {
+				_ = store.Stop()
+			}
+		}
+	}()
 	// Before the others: it mends mochi's packet-id and resend-order flaws (mochifixes.go).
 	if err := server.AddHook(&packetIDHook{server: server, log: log}, nil); err != nil {
 		return nil, fmt.Errorf("add mochi fixes hook: %w", err)
@@ -47,19 +63,22 @@ func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
 			return nil, fmt.Errorf("add events hook: %w", err)
 		}
 	}
+	if err := addLimits(server, cfg.Limits, log); err != nil {
+		return nil, err
+	}
 	if err := addAccess(server, cfg.AuthFile, log); err != nil {
 		return nil, err
 	}
 	if cfg.DataDir != "" {
-		if err := addStorage(server, cfg.DataDir); err != nil {
+		if store, err = addStorage(server, cfg.DataDir); err != nil {
 			return nil, err
 		}
-		b.stored = true
+		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
 	}
 	if err := b.addListeners(cfg); err != nil {
-		b.closeListeners()
 		return nil, err
 	}
+	b.stored = store != nil
 	return b, nil
 }
 
@@ -72,7 +91,9 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if b.stored {
-		recount(b.server)
+		sessions, subs, inflight, retained := recount(b.server)
+		b.log.Info(msgLoaded, "sessions", sessions, "subscriptions", subs,
+			"queued", inflight, "retained", retained)
 	}
 	if b.http != nil {
 		go func() { _ = b.http.Serve(b.httpLn) }()
@@ -112,6 +133,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	if cfg.HealthCheck {
 		return HealthCheck(cfg.Listen)
+	}
+	if cfg.HashPassword {
+		return HashPassword(stdin, stdout)
 	}
 	log, libraryLog, out := newLoggers(cfg, stdout, getenv)
 	defer out.Close()

@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
 )
 
@@ -28,23 +29,24 @@ const DataFile = "mqttserver.db"
 // file needs no recovery step. Badger and Pebble (mochi's other embedded stores) buffer writes
 // by default and need value-log garbage collection or compaction; durability per message costs
 // one fsync, which docs/server.md measures.
-func addStorage(server *mqtt.Server, dir string) error {
+func addStorage(server *mqtt.Server, dir string) (*boltStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	path := filepath.Join(dir, DataFile)
-	err := server.AddHook(&boltStore{Hook: new(bolt.Hook)}, &bolt.Options{
+	store := &boltStore{Hook: new(bolt.Hook)}
+	err := server.AddHook(store, &bolt.Options{
 		Path: path,
 		// bbolt locks the file; a second broker on the same directory fails fast instead of waiting.
 		Options: &bbolt.Options{Timeout: time.Second},
 	})
 	if errors.Is(err, bbolt.ErrTimeout) {
-		return fmt.Errorf("data file %s is in use by another mqttserver", path)
+		return nil, fmt.Errorf("data file %s is in use by another mqttserver", path)
 	}
 	if err != nil {
-		return fmt.Errorf("open data file %s: %w", path, err)
+		return nil, fmt.Errorf("open data file %s: %w", path, err)
 	}
-	return nil
+	return store, nil
 }
 
 // boltStore is mochi's bolt hook with two repairs.
@@ -59,6 +61,24 @@ func addStorage(server *mqtt.Server, dir string) error {
 // (see recount).
 type boltStore struct {
 	*bolt.Hook
+}
+
+// OnQosPublish skips the PUBACK that mochi keeps in flight for the instant between receiving a
+// QoS 1 PUBLISH and acknowledging it: storing and deleting it cost two fsyncs per message and
+// buy nothing, since a publisher that saw no PUBACK sends the message again. Everything else
+// (messages to subscribers, QoS 2 state) is stored.
+func (h *boltStore) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
+	if pk.FixedHeader.Type == packets.Puback {
+		return
+	}
+	h.Hook.OnQosPublish(cl, pk, sent, resends)
+}
+
+func (h *boltStore) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type == packets.Puback {
+		return
+	}
+	h.Hook.OnQosComplete(cl, pk)
 }
 
 func (h *boltStore) Provides(b byte) bool {
@@ -80,14 +100,21 @@ func (h *boltStore) StoredInflightMessages() ([]storage.Message, error) {
 	return msgs, err
 }
 
-// recount sets the $SYS gauges that describe what was loaded from the store.
-func recount(server *mqtt.Server) {
-	var inflight, subs int
+// recount sets the $SYS gauges that describe what was loaded from the store, and returns them.
+func recount(server *mqtt.Server) (sessions, subs, inflight, retained int) {
 	for _, cl := range server.Clients.GetAll() {
+		sessions++
 		inflight += cl.State.Inflight.Len()
 		subs += cl.State.Subscriptions.Len()
 	}
+	all := server.Topics.Retained.Len()
 	atomic.StoreInt64(&server.Info.Inflight, int64(inflight))
 	atomic.StoreInt64(&server.Info.Subscriptions, int64(subs))
-	atomic.StoreInt64(&server.Info.Retained, int64(server.Topics.Retained.Len()))
+	atomic.StoreInt64(&server.Info.Retained, int64(all))
+	for topic := range server.Topics.Retained.GetAll() {
+		if !strings.HasPrefix(topic, "$") { // mochi retains its own $SYS topics in memory
+			retained++
+		}
+	}
+	return sessions, subs, inflight, retained
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestDataSurvivesRestart: a retained message and the QoS 1 messages queued for an offline
+// TestDataSurvivesRestart: a retained message and the QoS 1 and 2 messages queued for an offline
 // clean-session=false client are delivered by a new broker on the same -data directory.
 func TestDataSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
@@ -14,7 +14,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 
 	// A persistent subscriber subscribes, then goes away.
 	sub := connect(t, clientOpts(b1.Addr(), "keeper").SetCleanSession(false))
-	if err := wait(sub.Subscribe("queue/#", 1, nil)); err != nil {
+	if err := wait(sub.Subscribe("queue/#", 2, nil)); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
 	sub.Disconnect(100)
@@ -24,9 +24,9 @@ func TestDataSurvivesRestart(t *testing.T) {
 		t.Fatalf("publish retained: %v", err)
 	}
 	want := []string{"queue/a 1", "queue/a 2", "queue/b 3"}
-	for _, m := range want {
+	for i, m := range want {
 		topic, payload, _ := strings.Cut(m, " ")
-		if err := wait(pub.Publish(topic, 1, false, payload)); err != nil {
+		if err := wait(pub.Publish(topic, byte(1+i%2), false, payload)); err != nil { // QoS 1, 2, 1
 			t.Fatalf("publish %s: %v", m, err)
 		}
 	}
@@ -37,6 +37,9 @@ func TestDataSurvivesRestart(t *testing.T) {
 
 	b2, logs := startBroker(t, Config{DataDir: dir})
 	waitFor(t, "session restored log", func() bool { return logs.has(t, msgRestored, map[string]any{"client": "keeper"}) })
+	if !logs.has(t, msgLoaded, map[string]any{"sessions": 1, "subscriptions": 1, "queued": 3, "retained": 1}) {
+		t.Error("the loaded line does not count 1 session, 1 subscription, 3 queued and 1 retained message")
+	}
 
 	var queued received
 	opts := clientOpts(b2.Addr(), "keeper").SetCleanSession(false).SetDefaultPublishHandler(queued.handler)
@@ -112,4 +115,16 @@ func TestDataSurvivesSIGKILL(t *testing.T) {
 	if g := retained.list()[0]; g != "state/door open" {
 		t.Errorf("retained after SIGKILL = %q, want %q", g, "state/door open")
 	}
+}
+
+// TestFailedStartFreesDataFile: a New that fails after opening the store (here: a busy port)
+// releases the data file, so the next attempt can open it.
+func TestFailedStartFreesDataFile(t *testing.T) {
+	dir := t.TempDir()
+	busy, _ := startBroker(t, Config{})
+	cfg := Config{Listen: busy.Addr(), DataDir: dir, LogFormat: "json", Limits: DefaultLimits()}
+	if _, err := New(cfg, NewLogger(cfg, new(logBuffer), noEnv), NewLogger(cfg, new(logBuffer), noEnv)); err == nil {
+		t.Fatal("New on a busy port succeeded")
+	}
+	startBroker(t, Config{DataDir: dir}) // fails if the data file is still locked
 }

@@ -3,6 +3,7 @@ package tests
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,12 +19,14 @@ type persistentBroker struct {
 	// available skips the test when the broker cannot persist here.
 	available func(t *testing.T)
 	// exactlyOnce: the broker saves its QoS 2 state before it acknowledges, so that no QoS 2
-	// message is delivered twice across a crash. Mosquitto saves after (autosave): a crash in
+	// message is delivered twice across a crash; a duplicate then fails the test. Otherwise
+	// duplicates are counted, not failed: Mosquitto saves after (autosave), so a crash in
 	// between rolls it back to before a PUBLISH it had acknowledged, and the publisher's resend
-	// then looks new to it. Duplicates are then counted, not failed.
+	// then looks new to it. No broker here promises it under SIGKILL; the field is for one that does.
 	exactlyOnce bool
-	// lossy, when not empty, is why the broker may lose an acknowledged message to SIGKILL:
-	// a loss is then reported and the test skipped, not failed. Empty: a loss fails the test.
+	// lossy, when not empty, is why the broker may lose the message it is acknowledging when
+	// SIGKILL comes: at most one per kill is then reported and the test skipped, not failed.
+	// More, or any loss when empty, fails the test.
 	lossy string
 }
 
@@ -55,11 +58,13 @@ var persistentBrokers = []persistentBroker{
 				t.Skip("mqttserver has no -data flag yet (being added on the server branch)")
 			}
 		},
-		exactlyOnce: true,
+		// Not at QoS 2 either: the same order of work (PUBREC before the subscribers' copies
+		// are stored) lets a resend after the restart through twice now and then.
+		exactlyOnce: false,
 		// mochi v2.7.9 (server.go, processPublish) writes the PUBACK of a QoS 1 message before
 		// it hands the message to the subscribers' sessions, which the storage hook then saves:
 		// killed in between, the broker has acknowledged a message it no longer has.
-		lossy: "mochi acknowledges QoS 1 before the subscribers' copies are stored",
+		lossy: "mochi acknowledges (PUBACK, PUBREC) before the subscribers' copies are stored",
 	},
 }
 
@@ -92,10 +97,12 @@ func TestNothingLost(t *testing.T) {
 				}
 				pub := harness.Start(t, "mqttpublisher", b.Publisher, nil, pubArgs...)
 
+				kills := 0
 				for round, after := range []int{total / 4, total / 2} {
 					harness.Eventually(t, func() bool { return len(decodeJSON(t, stdout.String())) >= after },
 						"the subscriber to receive %d messages", after)
 					broker.Kill(t)
+					kills++
 					broker = kind.start(t, port, dir)
 					t.Logf("broker killed and restarted after %d messages (round %d)", after, round+1)
 				}
@@ -136,10 +143,10 @@ func TestNothingLost(t *testing.T) {
 					}
 				}
 				if lost := missing(seen, total); len(lost) > 0 {
-					if kind.lossy != "" {
+					if kind.lossy != "" && len(lost) <= kills {
 						t.Skipf("%s lost %v, a known limit: %s", kind.name, lost, kind.lossy)
 					}
-					t.Errorf("lost: %v", lost)
+					t.Errorf("lost %d acknowledged messages over %d kills: %v", len(lost), kills, lost)
 				}
 			})
 		}
@@ -169,4 +176,46 @@ func waitQuiet(t *testing.T, out *harness.Output, done func() bool) {
 		}
 		return time.Since(since) > 2*time.Second
 	}, "the subscriber's output to settle")
+}
+
+// TestQoS2ExactlyOnceAcrossNetworkCuts: when the network fails and the broker survives, QoS 2
+// is exactly once end to end. Both clients' connections run through a proxy that cuts them
+// three times during a stream of 300 messages; the brokers resend what was in flight (PUBLISH
+// marked DUP, or PUBREL), and the subscriber must print each message once.
+func TestQoS2ExactlyOnceAcrossNetworkCuts(t *testing.T) {
+	const total = 300
+	eachBroker(t, func(t *testing.T, url string) {
+		b := harness.Build(t)
+		proxy := harness.StartProxy(t, strings.TrimPrefix(url, "tcp://"))
+		sub, stdout := harness.StartSplit(t, "mqttsubscriber", b.Subscriber, nil, "-broker", proxy.URL,
+			"-topic", "once", "-qos", "2", "-clean=false", "-id", "once-sub", "-json")
+		sub.WaitFor(t, `SUBSCRIBED`)
+		pub := harness.Start(t, "mqttpublisher", b.Publisher, nil, "-broker", proxy.URL, "-topic", "once", "-qos", "2",
+			"-clean=false", "-id", "once-pub", "-count", strconv.Itoa(total), "-interval", "5ms", "-message", "{n}")
+		for _, after := range []int{total / 5, total / 2, 4 * total / 5} {
+			harness.Eventually(t, func() bool { return len(decodeJSON(t, stdout.String())) >= after },
+				"the subscriber to receive %d messages", after)
+			proxy.Cut()
+		}
+		if code := pub.Exit(t); code != 0 {
+			t.Fatalf("publisher exit status %d, want 0", code)
+		}
+		seen := make(map[string]int)
+		harness.Eventually(t, func() bool {
+			clear(seen)
+			for _, m := range decodeJSON(t, stdout.String()) {
+				seen[m.Payload]++
+			}
+			return len(seen) == total
+		}, "all %d messages at the subscriber", total)
+		for p, n := range seen {
+			if n > 1 {
+				t.Errorf("message %s printed %d times at QoS 2", p, n)
+			}
+		}
+		if n := len(sub.Out.Lines(re(`LOST`))); n < 3 {
+			t.Errorf("the subscriber lost its connection %d times, want 3: the test did not test", n)
+		}
+		t.Logf("resends dropped by the subscriber: %v", sub.Out.Lines(re(`DUPLICATE`)))
+	})
 }

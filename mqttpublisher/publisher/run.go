@@ -53,6 +53,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 	}
 	opts.SetStore(store)
+	shared.KeepReleases(opts, store)
 	p := &publisher{cfg: cfg, con: con, store: store}
 	// Messages an earlier run left in -store: paho resends them on connect; wait for them too.
 	for _, m := range store.Outgoing() {

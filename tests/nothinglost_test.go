@@ -46,6 +46,10 @@ var persistentBrokers = []persistentBroker{
 		},
 		available:   func(t *testing.T) { harness.Mosquitto(t) },
 		exactlyOnce: false,
+		// The save comes after the acknowledgement: killed in between, Mosquitto restarts
+		// without a QoS 2 message it had answered with PUBREC, and the publisher, rightly,
+		// only sends the PUBREL again.
+		lossy: "Mosquitto saves (autosave) after it acknowledges; a QoS 2 message it sent PUBREC for can be forgotten",
 	},
 	{
 		name: "mqttserver",

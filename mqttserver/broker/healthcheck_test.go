@@ -6,7 +6,7 @@ import (
 )
 
 func TestHealthCheck(t *testing.T) {
-	open, _ := startBroker(t, Config{})
+	open, openLogs := startBroker(t, Config{})
 	locked, logs := startBroker(t, Config{AuthFile: writeAuthFile(t)})
 	// A port where nothing listens: bind one, then free it.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -29,10 +29,16 @@ func TestHealthCheck(t *testing.T) {
 			t.Errorf("%s: HealthCheck(%s) = %v, want healthy=%v", c.name, c.addr, err, c.healthy)
 		}
 	}
-	// The probe's refusal is not an intrusion: it is logged at debug, not info.
-	for _, r := range logs.records(t) {
-		if r["msg"] == msgAuthFailed && r["client"] == healthCheckID && r["level"] != "DEBUG" {
-			t.Errorf("probe refusal logged at %v, want DEBUG", r["level"])
+	// The probe's refusal is not an intrusion, and its visits every few seconds are not news:
+	// both are logged at debug, not info.
+	for _, l := range []*logBuffer{logs, openLogs} {
+		for _, r := range l.records(t) {
+			if r["client"] == healthCheckID && r["level"] != "DEBUG" {
+				t.Errorf("probe's %q logged at %v, want DEBUG", r["msg"], r["level"])
+			}
 		}
+	}
+	if !openLogs.has(t, msgConnected, map[string]any{"client": healthCheckID}) {
+		t.Error("the probe's visit is not in the debug log at all")
 	}
 }

@@ -114,7 +114,16 @@ func (h *eventsHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if len(cl.Properties.Username) > 0 {
 		attrs = append(attrs, slog.String("username", string(cl.Properties.Username)))
 	}
-	h.log.LogAttrs(context.Background(), slog.LevelInfo, msgConnected, attrs...)
+	h.log.LogAttrs(context.Background(), clientLevel(cl), msgConnected, attrs...)
+}
+
+// clientLevel keeps the container health probe, which connects every few seconds, out of the
+// info log: its visits are debug lines.
+func clientLevel(cl *mqtt.Client) slog.Level {
+	if cl.ID == healthCheckID {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 func (h *eventsHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
@@ -139,7 +148,7 @@ func (h *eventsHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		attrs = append(attrs, slog.String("error", detail))
 	}
 	attrs = append(attrs, slog.Bool("session_kept", !expire))
-	h.log.LogAttrs(context.Background(), slog.LevelInfo, msgDisconnected, attrs...)
+	h.log.LogAttrs(context.Background(), clientLevel(cl), msgDisconnected, attrs...)
 }
 
 // DisconnectReason names why a client went: "normal" (it sent DISCONNECT), "taken-over" (the

@@ -35,7 +35,7 @@ func (b *Broker) addListeners(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
 	}
-	b.tcp = listeners.NewNet("tcp", tcp)
+	b.tcp = listeners.NewNet("tcp", connectDeadline{tcp, ConnectTimeout})
 	if err := b.addMQTT(b.tcp, "mqtt", "tcp://"); err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func (b *Broker) addListeners(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("-tls-listen: %w", err)
 		}
-		if err := b.addMQTT(listeners.NewNet("tls", tls.NewListener(ln, conf)), "mqtts", "ssl://"); err != nil {
+		if err := b.addMQTT(listeners.NewNet("tls", tls.NewListener(connectDeadline{ln, ConnectTimeout}, conf)), "mqtts", "ssl://"); err != nil {
 			return err
 		}
 	}

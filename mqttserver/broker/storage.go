@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,7 @@ func addStorage(server *mqtt.Server, dir string) (*boltStore, error) {
 // (see recount).
 type boltStore struct {
 	*bolt.Hook
+	unstored sync.Map // *mqtt.Client → packet id of the inbound PUBACK not stored
 }
 
 // OnQosPublish skips the PUBACK that mochi keeps in flight for the instant between receiving a
@@ -69,16 +71,29 @@ type boltStore struct {
 // (messages to subscribers, QoS 2 state) is stored.
 func (h *boltStore) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
 	if pk.FixedHeader.Type == packets.Puback {
+		h.unstored.Store(cl, pk.PacketID)
 		return
 	}
 	h.Hook.OnQosPublish(cl, pk, sent, resends)
 }
 
+// OnQosComplete deletes a completed message from the store. A PUBACK completes two things: the
+// inbound PUBACK skipped above (mochi completes it right after, on the same goroutine) and a
+// QoS 1 message the broker sent to the client, which is stored and must be deleted, or it is
+// sent again after every restart.
 func (h *boltStore) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	if pk.FixedHeader.Type == packets.Puback {
-		return
+		if id, ok := h.unstored.LoadAndDelete(cl); ok && id.(uint16) == pk.PacketID {
+			return
+		}
 	}
 	h.Hook.OnQosComplete(cl, pk)
+}
+
+// OnDisconnect forgets an inbound PUBACK left unstored when the ack could not be written.
+func (h *boltStore) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.unstored.Delete(cl)
+	h.Hook.OnDisconnect(cl, err, expire)
 }
 
 func (h *boltStore) Provides(b byte) bool {

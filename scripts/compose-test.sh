@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Runs the real compose demo and checks it: `docker compose up --build -d` with the repository's
+# Dockerfile and docker-compose.yml, then the broker turns healthy, the subscriber receives the
+# publisher's time: messages, the broker logs both clients, the published port answers MQTT, the
+# images are small and run as a user that is not root, and `docker compose down -v` (always run)
+# leaves no container, network or volume behind.
+#
+# Without a registry no Go image can be pulled, so the test makes a builder image of its own from
+# this machine's Go toolchain, a static busybox, the CA certificates and a module cache holding the
+# programs' modules, and passes it as the Dockerfile's GO_IMAGE (with GOPROXY=off): the build needs
+# no network. The Dockerfile and the compose file are the ones users run.
+#
+# When Docker is missing and this runs as root on Debian, scripts/install-docker.sh installs it; an
+# engine that is not running is started (and stopped again at the end). Without Docker the test says
+# "skipped: no Docker engine" and exits 0, except in CI (CI=true), where that is a failure.
+#
+# Usage: scripts/compose-test.sh
+#   MQTTDEMO_GO_IMAGE   builder image to use instead of making one (e.g. golang:1.26 with a registry)
+set -euo pipefail
+
+if [ $# -gt 0 ]; then
+  sed -n '/^# Usage:/,/^[^#]/s/^# \{0,1\}//p' "$0" >&2
+  exit 2
+fi
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+project=mqttdemo-test
+work=$(mktemp -d)
+dockerd_pid=""
+compose_up=""
+passed=0
+start=$SECONDS
+
+log() { echo "compose-test: $*" >&2; }
+ok() { passed=$((passed + 1)); echo "ok   compose: $*"; }
+phase() { log "$* ($((SECONDS - start)) s)"; }
+compose() { docker compose -p "$project" "$@"; }
+plain() { sed 's/\x1b\[[0-9;]*m//g; s/\r$//'; }
+# logs SERVICE: the service's log as it is, colours included. Read whole into a variable before any
+# grep -q, which would otherwise close the pipe early and fail the pipeline (pipefail).
+logs() { compose logs --no-color "$1" 2>&1; }
+
+fail() {
+  echo "compose-test: FAIL: $*" >&2
+  if [ -n "$compose_up" ]; then
+    echo "--- docker compose ps" >&2
+    compose ps -a >&2 || true
+    echo "--- docker compose logs (last 30 lines of each)" >&2
+    compose logs --no-color --tail 30 >&2 || true
+  fi
+  echo "compose-test: $passed passed, 1 failed" >&2
+  exit 1
+}
+
+skip() {
+  if [ "${CI:-}" = true ]; then
+    fail "no Docker engine ($1), and CI must not skip this test"
+  fi
+  echo "compose-test: skipped: no Docker engine ($1)"
+  exit 0
+}
+
+cleanup() {
+  local status=$?
+  if [ -n "$compose_up" ]; then
+    compose down -v --remove-orphans --timeout 10 >"$work/down.log" 2>&1 || cat "$work/down.log" >&2
+  fi
+  # Images of earlier runs that this run's build replaced (the current ones are kept for the next).
+  docker image prune -f --filter "label=com.docker.compose.project=$project" >/dev/null 2>&1 || true
+  if [ -n "$dockerd_pid" ]; then
+    kill -TERM "$dockerd_pid" 2>/dev/null || true
+    for _ in $(seq 200); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+
+# until_true SECONDS COMMAND…: polls COMMAND every 0.5 s until it succeeds or SECONDS pass.
+until_true() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.5
+  done
+}
+
+# --- A Docker engine with the Compose plugin ------------------------------------------------------
+as_root=""
+[ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 && as_root=1
+if ! command -v docker >/dev/null 2>&1 || ! docker compose version >/dev/null 2>&1; then
+  [ -n "$as_root" ] || skip "docker or its compose plugin is not installed; see scripts/install-docker.sh"
+  phase "installing Docker (scripts/install-docker.sh)"
+  "$root/scripts/install-docker.sh" || skip "scripts/install-docker.sh failed"
+fi
+if ! docker info >/dev/null 2>&1; then
+  command -v dockerd >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] || skip "the engine is not running and cannot be started here"
+  phase "starting dockerd (log: /var/log/mqttdemo-dockerd.log)"
+  dockerd >>/var/log/mqttdemo-dockerd.log 2>&1 &
+  dockerd_pid=$!
+  until_true 60 docker info >/dev/null 2>&1 || skip "dockerd did not answer within 60 s (see /var/log/mqttdemo-dockerd.log)"
+fi
+phase "engine $(docker version -f '{{.Server.Version}}'), $(docker compose version)"
+
+# --- The builder image ----------------------------------------------------------------------------
+# make_builder prints the tag of a local image with Go, /bin/sh, CA certificates and the modules of
+# the programs, made with `docker import` of a root filesystem (no base image to pull).
+make_builder() {
+  local gover sum tag fs busybox mod
+  gover=$(go env GOVERSION)
+  sum=$(cat shared/go.sum mqttserver/go.sum mqttpublisher/go.sum mqttsubscriber/go.sum | sha256sum | cut -c1-12)
+  tag="mqttdemo-gobuilder:$gover-$sum"
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    echo "$tag"
+    return
+  fi
+  busybox=$(command -v busybox || true)
+  if [ -z "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
+    log "a static busybox is needed for the builder image's /bin/sh (apt-get install busybox-static)"
+    return 1
+  fi
+  fs="$work/rootfs"
+  mkdir -p "$fs/bin" "$fs/etc/ssl/certs" "$fs/usr/local" "$fs/go/pkg/mod" "$fs/root" "$fs/tmp"
+  chmod 1777 "$fs/tmp"
+  # The toolchain without its own tests and API lists: what `go build` needs.
+  tar -C "$(go env GOROOT)/.." --exclude=go/test --exclude=go/api --exclude=go/doc -cf - "$(basename "$(go env GOROOT)")" |
+    tar -C "$fs/usr/local" -xf -
+  [ -d "$fs/usr/local/go" ] || mv "$fs/usr/local/$(basename "$(go env GOROOT)")" "$fs/usr/local/go"
+  cp "$busybox" "$fs/bin/busybox"
+  for applet in $("$busybox" --list); do
+    [ -e "$fs/bin/$applet" ] || ln -s busybox "$fs/bin/$applet"
+  done
+  cp /etc/ssl/certs/ca-certificates.crt "$fs/etc/ssl/certs/"
+  # The modules of the three programs, from this machine's module cache when it has them, else
+  # from the module proxy; -modcacherw so the temporary tree can be removed.
+  mod=$(go env GOMODCACHE)
+  for m in mqttserver mqttpublisher mqttsubscriber; do
+    (cd "$m" && GOWORK=off GOMODCACHE="$fs/go/pkg/mod" GOFLAGS="$(go env GOFLAGS) -modcacherw" \
+      GOPROXY="file://$mod/cache/download,$(go env GOPROXY)" go mod download)
+  done
+  tar -C "$fs" -cf - . | docker import \
+    -c 'ENV PATH=/usr/local/go/bin:/bin HOME=/root GOMODCACHE=/go/pkg/mod GOPROXY=off GOTOOLCHAIN=local' \
+    -m "mqttdemo compose-test builder: $gover, busybox, CA certificates, module cache" \
+    - "$tag" >/dev/null
+  rm -rf "$fs"
+  # Builder images for other toolchains or go.sum files are stale now: 240 MB each.
+  docker images --format '{{.Repository}}:{{.Tag}}' mqttdemo-gobuilder | grep -vxF "$tag" |
+    xargs -r docker rmi >/dev/null 2>&1 || true
+  echo "$tag"
+}
+
+go_image=${MQTTDEMO_GO_IMAGE:-}
+if [ -z "$go_image" ]; then
+  phase "making the builder image"
+  go_image=$(make_builder) || fail "could not make the builder image"
+  export GOPROXY=off
+fi
+ok "builder image $go_image"
+
+# --- Up ---------------------------------------------------------------------------------------------
+# GO_IMAGE and GOPROXY reach the Dockerfile through the compose file's build args. The broker's port
+# is published on an ephemeral loopback port, so that nothing else on 1883 is in the way.
+export GO_IMAGE=$go_image MQTTDEMO_PUBLISH=127.0.0.1: MQTT_COLOR=always
+phase "docker compose up --build -d"
+compose_up=1
+compose up --build -d --quiet-pull >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "docker compose up failed"; }
+phase "up"
+ok "docker compose up --build -d"
+
+server=$(compose ps -q mqttserver)
+health() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$server")" = healthy ]; }
+until_true 120 health || fail "the broker is not healthy after 120 s"
+ok "broker healthy (mqttserver -healthcheck)"
+
+received() { grep -q 'RECEIVED .* time:' <<<"$(logs mqttsubscriber | plain)"; }
+until_true 60 received || fail "the subscriber received no time: message within 60 s"
+ok "subscriber receives the publisher's time: messages"
+
+broker_log=$(logs mqttserver | plain)
+grep -q 'CONNECTED .*client=mqttsubscriber' <<<"$broker_log" || fail "the broker's log does not show the subscriber"
+grep -q 'CONNECTED .*client=mqttpublisher' <<<"$broker_log" || fail "the broker's log does not show the publisher"
+ok "broker log shows both clients connected"
+
+grep -q $'\x1b\\[' <<<"$(logs mqttsubscriber)" || fail "no colour in the subscriber's log"
+ok "colour in the logs"
+
+# The published port, from this machine: a message from inside the compose network comes out.
+published=$(compose port mqttserver 1883)
+if command -v mosquitto_sub >/dev/null 2>&1; then
+  msg=$(mosquitto_sub -h "${published%:*}" -p "${published##*:}" -t mytopic -C 1 -W 20) ||
+    fail "mosquitto_sub on the published port $published got nothing"
+  [[ $msg == time:* ]] || fail "mosquitto_sub on $published got '$msg', want time:…"
+  ok "published port $published delivers '$msg'"
+else
+  log "mosquitto_sub not installed: the published port $published is not checked"
+fi
+
+for service in mqttserver mqttsubscriber mqttpublisher; do
+  id=$(compose ps -q "$service")
+  image=$(docker inspect -f '{{.Image}}' "$id")
+  size=$(docker image inspect -f '{{.Size}}' "$image")
+  user=$(docker image inspect -f '{{.Config.User}}' "$image")
+  restart=$(docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' "$id")
+  [ "$size" -le $((20 * 1000 * 1000)) ] || fail "$service image is $size bytes, over 20 MB"
+  [ -n "$user" ] && [ "${user%%:*}" != 0 ] && [ "${user%%:*}" != root ] || fail "$service runs as '$user', want a user that is not root"
+  [ "$restart" = unless-stopped ] || fail "$service restart policy is '$restart'"
+  ok "$service image $((size / 1000)) kB, user $user, restart $restart"
+done
+
+# The broker's named volume is writable by the broker's user: it takes the owner of the image's /data.
+volume=$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/data"}}{{.Name}}{{end}}{{end}}' "$server")
+[ -n "$volume" ] || fail "the broker has no volume on /data"
+owner=$(docker run --rm --network none -v "$volume:/data:ro" --entrypoint stat "$go_image" -c %u:%g /data 2>&1) ||
+  fail "could not look into the volume $volume: $owner"
+[ "$owner" = "$(docker image inspect -f '{{.Config.User}}' "$(docker inspect -f '{{.Image}}' "$server")")" ] ||
+  fail "the broker's volume $volume is owned by $owner, not by the broker's user"
+ok "broker's data volume $volume on /data, owned by $owner"
+
+# MQTT_DATA on the volume: a retained message outlives the broker's container, and both clients
+# find the new broker by themselves.
+if command -v mosquitto_pub >/dev/null 2>&1; then
+  topic=mqttdemo/compose-test/retained
+  payload="kept-$$-$RANDOM"
+  mosquitto_pub -h "${published%:*}" -p "${published##*:}" -t "$topic" -m "$payload" -r -q 1 ||
+    fail "mosquitto_pub of a retained message failed"
+  count() { grep -c "$2" <<<"$(logs "$1" | plain)" || true; }
+  received_before=$(count mqttsubscriber 'RECEIVED .* time:')
+  connected_before=$(count mqttsubscriber 'CONNECTED')
+  phase "recreating the broker's container"
+  compose up -d --no-deps --force-recreate mqttserver >"$work/recreate.log" 2>&1 ||
+    { cat "$work/recreate.log" >&2; fail "could not recreate the broker"; }
+  server=$(compose ps -q mqttserver)
+  until_true 120 health || fail "the recreated broker is not healthy after 120 s"
+  published=$(compose port mqttserver 1883)
+  msg=$(mosquitto_sub -h "${published%:*}" -p "${published##*:}" -t "$topic" -C 1 -W 20) ||
+    fail "the retained message did not survive the broker's new container"
+  [ "$msg" = "$payload" ] || fail "retained message '$msg' after the restart, want '$payload'"
+  ok "retained message kept on the data volume across a new broker container"
+  reconnected() {
+    [ "$(count mqttsubscriber 'CONNECTED')" -gt "$connected_before" ] &&
+      [ "$(count mqttsubscriber 'RECEIVED .* time:')" -gt "$received_before" ]
+  }
+  until_true 60 reconnected || fail "the clients did not come back to the new broker within 60 s"
+  ok "subscriber and publisher reconnect to the new broker by themselves"
+fi
+
+# docker stop sends SIGTERM to each program, process 1 of its container: each must end by itself
+# (status 0), not be killed when the timeout runs out (137).
+ids=$(compose ps -q)
+compose stop --timeout 10 >"$work/stop.log" 2>&1 || { cat "$work/stop.log" >&2; fail "docker compose stop failed"; }
+for id in $ids; do
+  read -r name code <<<"$(docker inspect -f '{{.Name}} {{.State.ExitCode}}' "$id")"
+  [ "$code" = 0 ] || fail "${name#/} ended with status $code on docker stop"
+done
+ok "docker compose stop: every program ends by itself on SIGTERM, status 0"
+
+# --- Down -----------------------------------------------------------------------------------------
+phase "docker compose down -v"
+compose down -v --remove-orphans --timeout 10 >"$work/down.log" 2>&1 || { cat "$work/down.log" >&2; fail "docker compose down -v failed"; }
+compose_up=""
+filter="label=com.docker.compose.project=$project"
+left="$(docker ps -aq --filter "$filter")$(docker network ls -q --filter "$filter")$(docker volume ls -q --filter "$filter")"
+[ -z "$left" ] || fail "docker compose down -v left: $left"
+ok "docker compose down -v leaves no container, network or volume"
+
+phase "done"
+echo "compose-test: $passed passed, 0 failed"

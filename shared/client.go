@@ -23,6 +23,10 @@ const (
 	DefaultKeepAlive = 30 * time.Second
 	// RetryInterval is how long a client waits between attempts to reach a broker that is not up.
 	RetryInterval = time.Second
+	// MaxInFlight is how many QoS 1/2 messages the publisher sends before it waits for an
+	// acknowledgement, and so the most paho resends at once after a reconnect: below
+	// Mosquitto's default max_inflight_messages (20), past which it drops the connection.
+	MaxInFlight = 16
 	// AckTimeout bounds every wait on the broker (connect, publish acknowledgement, subscribe).
 	AckTimeout = 10 * time.Second
 )
@@ -120,6 +124,10 @@ func (c *ClientConfig) Options() (*mqtt.ClientOptions, error) {
 	// 3.1.1 only: with 0, paho retries a refused CONNECT as 3.1, which doubles every refusal.
 	o.SetProtocolVersion(4)
 	o.SetAutoReconnect(true)
+	// paho resends everything stored at once after a reconnect. The publisher never has more
+	// than MaxInFlight messages stored, so that stays under the brokers' limits. (paho's own
+	// SetMaxResumePubInFlight would bound it too, but its resume goroutine races with the next
+	// reconnect in v1.5.1, and -race builds die of it.)
 	o.SetMaxReconnectInterval(5 * time.Second)
 	// The first connection is retried by Connect below, so that a refusal ends the program.
 	o.SetConnectRetry(false)
@@ -216,6 +224,9 @@ func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *Console) (mqtt.
 		if ct, ok := token.(*mqtt.ConnectToken); ok && ct.ReturnCode() >= 1 && ct.ReturnCode() <= 5 {
 			return nil, &RefusedError{Code: ct.ReturnCode()}
 		}
+		if err := tlsFailure(err); err != nil {
+			return nil, err // trying again cannot help
+		}
 		if attempt == 1 || attempt%30 == 0 {
 			con.Linef(StyleWarn, "WAITING", "no broker answers yet (%v); trying every %s", err, RetryInterval)
 		}
@@ -225,6 +236,23 @@ func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *Console) (mqtt.
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// tlsFailure returns a clear error when err is a TLS handshake that failed for good: a
+// certificate not trusted or not for this host, or a broker that does not speak TLS there.
+func tlsFailure(err error) error {
+	var verify *tls.CertificateVerificationError
+	var host x509.HostnameError
+	var record tls.RecordHeaderError
+	switch {
+	case errors.As(err, &host):
+		return fmt.Errorf("TLS: %w (connect by a name the certificate lists)", host)
+	case errors.As(err, &verify):
+		return fmt.Errorf("TLS: the broker's certificate is not trusted: %w (give its CA with -cafile; -insecure skips the check, for testing)", verify.Err)
+	case errors.As(err, &record):
+		return errors.New("TLS: the broker did not answer in TLS: is this a plain tcp:// port?")
+	}
+	return nil
 }
 
 // Wait waits for token, at most AckTimeout or until ctx ends, and returns its error.

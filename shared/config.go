@@ -19,6 +19,7 @@ type Program struct {
 	Name    string // e.g. "mqttpublisher"
 	Summary string // one line: what the program does
 	Example string // one or more example command lines
+	Exit    string // the exit statuses, one per line, when they say more than 0 and 1
 }
 
 // NewFlagSet returns an empty flag set for p whose usage text names the program, its
@@ -33,6 +34,9 @@ func NewFlagSet(p Program, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 		if p.Example != "" {
 			fmt.Fprintf(out, "\nExample:\n%s\n", p.Example)
+		}
+		if p.Exit != "" {
+			fmt.Fprintf(out, "\nExit status:\n%s\n", p.Exit)
 		}
 	}
 	return fs

@@ -21,6 +21,13 @@ const (
 	ExitNotAllowed = 5 // the broker refused: not authorised (as mosquitto_sub)
 )
 
+// ClientExit describes the statuses ExitCode gives the clients, for their usage text; failure
+// is what status 1 means for the program.
+func ClientExit(failure string) string {
+	return "  0 done; 1 " + failure + "; 2 bad flag or variable;\n" +
+		"  3 the broker refused the connection; 4 bad user name or password; 5 not authorised"
+}
+
 // RunFunc is a program's whole behaviour, driven by tests exactly as main drives it.
 type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error
 

@@ -26,6 +26,7 @@ var program = shared.Program{
 	Summary: "publishes a message to an MQTT topic every interval (by default time:<now> to mytopic every second)",
 	Example: "  mqttpublisher -topic mytopic -qos 1 -count 10\n  echo hello | mqttpublisher -stdin -retain\n" +
 		"  MQTT_BROKER=tcp://broker.example:1883 mqttpublisher",
+	Exit: shared.ClientExit("a message was dropped or left unacknowledged, or another error"),
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
@@ -38,14 +39,17 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(topic, "topic", "`topic` to publish to")
 	fs.Var(&qos, "qos", "quality of service: `0` at most once, 1 at least once, 2 exactly once")
 	fs.BoolVar(&cfg.Retain, "retain", false, "ask the broker to keep the last message for new subscribers")
-	fs.Var(&interval, "interval", "`time` between messages; 0 sends as fast as the broker acknowledges")
+	fs.Var(&interval, "interval", "`time` between messages; 0 sends as fast as the broker acknowledges (at most 16 waiting at QoS 1/2)")
 	fs.IntVar(&cfg.Count, "count", 0, "stop after `N` messages (0: run until interrupted)")
 	fs.StringVar(&cfg.Message, "message", DefaultMessage, "message `template`: {time} is the time (RFC 3339, ms), {n} the message number, {id} the client id")
 	fs.BoolVar(&cfg.Stdin, "stdin", false, "publish each line read from standard input instead of -message")
-	fs.StringVar(&cfg.Store, "store", "", "`directory` that keeps unacknowledged QoS 1/2 messages across a restart of the publisher")
+	fs.StringVar(&cfg.Store, "store", "", "`directory` that keeps unacknowledged QoS 1/2 messages across a restart of the publisher (with -clean=false and -id)")
 	validate := func() error {
 		if cfg.Count < 0 {
 			return errors.New("invalid value for flag -count: must not be negative (0 means no limit)")
+		}
+		if cfg.Store != "" && cfg.Clean {
+			return errors.New("-store needs -clean=false and a fixed -id: with a clean session paho empties the store when it connects")
 		}
 		return cfg.ClientConfig.Validate()
 	}

@@ -8,12 +8,32 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"mqttdemo/shared"
 )
+
+// Window is how many QoS 1/2 messages may wait for their acknowledgement at once. Pipelining
+// keeps -interval 0 from paying a round trip per message (about twice as fast on loopback). The
+// bound stays under the brokers' in-flight limits: Mosquitto accepts 20 unreleased QoS 2
+// messages from an MQTT 3.1.1 client (max_inflight_messages) and drops the connection at the
+// 21st, which after a reconnect would repeat for ever.
+const Window = shared.MaxInFlight
+
+// DrainTimeout bounds the wait for outstanding acknowledgements after an interrupt.
+const DrainTimeout = 2 * time.Second
+
+// MaxDrops is how many times in a row the broker may close a working connection while a message
+// waits for its acknowledgement before the publisher gives up: a broker that refuses a topic to
+// an MQTT 3.1.1 client can only say so by disconnecting it (mochi does), and paho would resend
+// the message for ever.
+const MaxDrops = 3
+
+// ErrIncomplete ends the program when messages were dropped or left unacknowledged.
+var ErrIncomplete = errors.New("not every message was delivered")
 
 // Run is the whole mqttpublisher program.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -26,10 +46,25 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
+	store := shared.NewStore(mqtt.NewMemoryStore())
 	if cfg.Store != "" {
-		opts.SetStore(mqtt.NewFileStore(cfg.Store))
+		if store, err = shared.NewFileStore(cfg.Store); err != nil {
+			return err
+		}
+	}
+	opts.SetStore(store)
+	shared.KeepReleases(opts, store)
+	p := &publisher{cfg: cfg, con: con, store: store}
+	// Messages an earlier run left in -store: paho resends them on connect; wait for them too.
+	for _, m := range store.Outgoing() {
+		p.resume(m)
 	}
 	ready := shared.Announce(opts, con, nil)
+	announceLost := opts.OnConnectionLost
+	opts.SetConnectionLostHandler(func(c mqtt.Client, err error) {
+		p.drops.Add(1)
+		announceLost(c, err)
+	})
 	client, err := shared.Connect(ctx, opts, con)
 	if errors.Is(err, context.Canceled) {
 		return nil // interrupted before the broker came up
@@ -37,12 +72,18 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	shared.AwaitReady(ctx, ready)
-	p := &publisher{cfg: cfg, client: client, con: con}
+	p.client = client
 	err = p.run(ctx, messages(ctx, cfg, stdin))
 	shared.Disconnect(client)
 	p.summary()
 	if errors.Is(err, context.Canceled) {
-		return nil // Ctrl-C or SIGTERM: a normal end
+		err = nil // Ctrl-C or SIGTERM: a normal end
+	}
+	if err == nil && (p.dropped > 0 || p.unconfirmed() > 0) {
+		err = fmt.Errorf("%w: %d dropped, %d unacknowledged", ErrIncomplete, p.dropped, p.unconfirmed())
+		if p.unconfirmed() > 0 && cfg.Store != "" {
+			err = fmt.Errorf("%w (kept in %s: the next run with the same -id and -clean=false resends them)", err, cfg.Store)
+		}
 	}
 	return err
 }
@@ -63,6 +104,7 @@ func messages(ctx context.Context, cfg Config, stdin io.Reader) <-chan string {
 		}
 		if cfg.Stdin {
 			lines := bufio.NewScanner(stdin)
+			lines.Buffer(make([]byte, 64*1024), 1<<20)
 			for n := 1; (cfg.Count == 0 || n <= cfg.Count) && lines.Scan(); n++ {
 				if !send(lines.Text()) {
 					return
@@ -84,6 +126,7 @@ func messages(ctx context.Context, cfg Config, stdin io.Reader) <-chan string {
 					return
 				}
 			}
+			// Rendered when it is sent, so that {time} is the time of sending.
 			if !send(Render(cfg.Message, n, cfg.ID, time.Now())) {
 				return
 			}
@@ -92,75 +135,218 @@ func messages(ctx context.Context, cfg Config, stdin io.Reader) <-chan string {
 	return out
 }
 
+// inflight is a message waiting for the broker's word.
+type inflight struct {
+	n       int // 0: resent from -store
+	topic   string
+	payload string
+	qos     byte
+	start   time.Time
+	done    <-chan struct{} // closed on PUBACK/PUBCOMP (QoS 1/2) or the network write (QoS 0)
+	token   mqtt.Token      // QoS 0: its error says the write failed
+	warned  time.Time
+}
+
 type publisher struct {
 	cfg                  Config
 	client               mqtt.Client
 	con                  *shared.Console
+	store                *shared.Store
+	drops                atomic.Int32 // connections lost since the last acknowledgement
+	queue                []*inflight  // oldest first; lines are printed in this order
 	sent, acked, dropped int
+	resent, resentAcked  int
 }
 
+func (p *publisher) unconfirmed() int {
+	return p.sent + p.resent - p.acked - p.resentAcked - p.dropped
+}
+
+func (p *publisher) resume(m shared.Stored) {
+	ch, _ := p.store.Acked(m.ID)
+	p.resent++
+	p.queue = append(p.queue, &inflight{topic: m.Topic, payload: m.Payload, qos: m.QoS, start: time.Now(), done: ch})
+	if len(p.queue) == 1 {
+		p.con.Linef(shared.StyleWarn, "RESUMING", "unacknowledged messages from %s are resent", p.cfg.Store)
+	}
+}
+
+// run publishes every payload, keeping at most Window unacknowledged, then waits for the rest.
 func (p *publisher) run(ctx context.Context, payloads <-chan string) error {
-	for payload := range payloads {
-		if err := p.publish(ctx, payload); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
-
-// publish sends one message and waits for the broker's word on it: PUBACK (QoS 1), PUBCOMP
-// (QoS 2) or, at QoS 0, the write to the network.
-func (p *publisher) publish(ctx context.Context, payload string) error {
-	n := p.sent + 1
-	if p.cfg.QoS == 0 && !p.client.IsConnectionOpen() {
-		// paho would accept it and drop it silently.
-		p.sent++
-		p.dropped++
-		p.con.Linef(shared.StyleWarn, "DROPPED", "#%d %s: not connected, and QoS 0 messages are not kept", n, p.cfg.Topic)
-		return nil
-	}
-	start := time.Now()
-	token := p.client.Publish(p.cfg.Topic, p.cfg.QoS, p.cfg.Retain, payload)
-	p.sent++
-	patience := time.NewTicker(shared.AckTimeout)
+	patience := time.NewTicker(time.Second)
 	defer patience.Stop()
-	for {
+	for payloads != nil || len(p.queue) > 0 {
+		next := payloads
+		if len(p.queue) >= Window {
+			next = nil // full: wait for the oldest
+		}
+		var oldest <-chan struct{}
+		if len(p.queue) > 0 {
+			oldest = p.queue[0].done
+		}
 		select {
-		case <-token.Done():
-			if err := token.Error(); err != nil {
-				if p.cfg.QoS == 0 {
-					p.dropped++
-					p.con.Linef(shared.StyleWarn, "DROPPED", "#%d %s: %v", n, p.cfg.Topic, err)
-					return nil
-				}
-				return fmt.Errorf("publish #%d: %w", n, err)
+		case payload, ok := <-next:
+			if !ok {
+				payloads = nil
+				continue
 			}
-			p.acked++
-			p.con.Linef(shared.StyleMessage, "PUBLISHED", "#%d %s %s %s", n, p.cfg.Topic,
-				p.con.Paint(shared.StyleInfo, payload), p.con.Paint(shared.StyleDim, p.confirmation(time.Since(start))))
-			return nil
-		case <-patience.C:
-			// QoS 1 and 2 messages stay in paho's store and are sent again after a reconnect.
-			p.con.Linef(shared.StyleWarn, "WAITING", "#%d not acknowledged after %s; kept and resent when the broker is back",
-				n, time.Since(start).Round(time.Second))
+			if err := p.publish(payload); err != nil {
+				return err
+			}
+		case <-oldest:
+			p.complete()
+		case now := <-patience.C:
+			if err := p.tooManyDrops(); err != nil {
+				return err
+			}
+			p.warn(now)
 		case <-ctx.Done():
+			p.drain()
 			return ctx.Err()
 		}
 	}
+	return nil
 }
 
-func (p *publisher) confirmation(d time.Duration) string {
+// publish hands one message to paho.
+func (p *publisher) publish(payload string) error {
+	p.sent++
+	m := &inflight{n: p.sent, topic: p.cfg.Topic, payload: payload, qos: p.cfg.QoS, start: time.Now()}
+	if m.qos == 0 && !p.client.IsConnectionOpen() {
+		// paho would accept it and drop it silently.
+		p.drop(m, "not connected, and QoS 0 messages are not kept")
+		return nil
+	}
+	if len(p.queue) == 0 {
+		p.drops.Store(0) // count only what happens while something waits
+	}
+	token := p.client.Publish(m.topic, m.qos, p.cfg.Retain, payload)
+	if m.qos == 0 {
+		m.done, m.token = token.Done(), token
+		p.queue = append(p.queue, m)
+		return nil
+	}
+	id := token.(*mqtt.PublishToken).MessageID()
+	if id == 0 {
+		// Refused before paho kept it: not connected, or no free message id.
+		<-token.Done() // completed already: paho sets the error before returning the token
+		return fmt.Errorf("publish #%d: %w", m.n, token.Error())
+	}
+	done, waiting := p.store.Acked(id)
+	if !waiting {
+		done = closed // the acknowledgement came before we looked
+	}
+	m.done = done
+	p.queue = append(p.queue, m)
+	return nil
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// complete reports the oldest message, and every later one that is done as well.
+func (p *publisher) complete() {
+	for len(p.queue) > 0 {
+		m := p.queue[0]
+		select {
+		case <-m.done:
+		default:
+			return
+		}
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+		if m.token != nil && m.token.Error() != nil {
+			p.drop(m, m.token.Error().Error())
+			continue
+		}
+		p.drops.Store(0)
+		if m.n == 0 {
+			p.resentAcked++
+		} else {
+			p.acked++
+		}
+		p.con.Linef(shared.StyleMessage, "PUBLISHED", "%s %s %s %s", label(m), m.topic,
+			p.con.Paint(shared.StyleInfo, m.payload), p.con.Paint(shared.StyleDim, p.confirmation(m, time.Since(m.start))))
+	}
+}
+
+func label(m *inflight) string {
+	if m.n == 0 {
+		return "stored"
+	}
+	return fmt.Sprintf("#%d", m.n)
+}
+
+func (p *publisher) drop(m *inflight, why string) {
+	p.dropped++
+	p.con.Linef(shared.StyleWarn, "DROPPED", "%s %s: %s", label(m), m.topic, why)
+}
+
+// tooManyDrops ends the run when the broker keeps closing the connection while the oldest
+// QoS 1/2 message gets no acknowledgement.
+func (p *publisher) tooManyDrops() error {
+	if len(p.queue) == 0 || p.queue[0].qos == 0 || p.drops.Load() < MaxDrops {
+		return nil
+	}
+	m := p.queue[0]
+	return fmt.Errorf("the broker closed the connection %d times while %s to %s waited for its acknowledgement: "+
+		"is this client allowed to publish there?", p.drops.Load(), label(m), m.topic)
+}
+
+// warn says so when the oldest message has waited AckTimeout, and again every AckTimeout.
+func (p *publisher) warn(now time.Time) {
+	if len(p.queue) == 0 {
+		return
+	}
+	m := p.queue[0]
+	if now.Sub(m.start) < shared.AckTimeout || now.Sub(m.warned) < shared.AckTimeout {
+		return
+	}
+	m.warned = now
+	if m.qos == 0 {
+		// A QoS 0 write that does not finish is lost with its connection.
+		p.queue = p.queue[1:]
+		p.drop(m, "not written to the network in "+shared.AckTimeout.String())
+		return
+	}
+	// QoS 1 and 2 messages stay in paho's store and are sent again after a reconnect.
+	p.con.Linef(shared.StyleWarn, "WAITING", "%s not acknowledged after %s (%d waiting); kept and resent when the broker is back",
+		label(m), now.Sub(m.start).Round(time.Second), len(p.queue))
+}
+
+// drain gives messages in flight a moment to be acknowledged after an interrupt.
+func (p *publisher) drain() {
+	deadline := time.NewTimer(DrainTimeout)
+	defer deadline.Stop()
+	for len(p.queue) > 0 {
+		select {
+		case <-p.queue[0].done:
+			p.complete()
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
+func (p *publisher) confirmation(m *inflight, d time.Duration) string {
 	retain := ""
-	if p.cfg.Retain {
+	if p.cfg.Retain && m.n != 0 {
 		retain = ", retained"
 	}
-	if p.cfg.QoS == 0 {
+	if m.qos == 0 {
 		return fmt.Sprintf("(qos 0%s, sent)", retain)
 	}
-	return fmt.Sprintf("(qos %d%s, acknowledged in %s)", p.cfg.QoS, retain, d.Round(10*time.Microsecond))
+	from := ""
+	if m.n == 0 {
+		from = ", from the store"
+	}
+	return fmt.Sprintf("(qos %d%s%s, acknowledged in %s)", m.qos, retain, from, d.Round(10*time.Microsecond))
 }
 
 func (p *publisher) summary() {
-	p.con.Linef(shared.StyleInfo, "SUMMARY", "sent %d, acknowledged %d, dropped %d, unconfirmed %d",
+	text := fmt.Sprintf("sent %d, acknowledged %d, dropped %d, unconfirmed %d",
 		p.sent, p.acked, p.dropped, p.sent-p.acked-p.dropped)
+	if p.resent > 0 {
+		text += fmt.Sprintf("; resent from the store %d, acknowledged %d", p.resent, p.resentAcked)
+	}
+	p.con.Line(shared.StyleInfo, "SUMMARY", text)
 }

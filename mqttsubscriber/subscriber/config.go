@@ -23,6 +23,7 @@ var program = shared.Program{
 	Summary: "subscribes to MQTT topics (by default mytopic) and prints every message that arrives",
 	Example: "  mqttsubscriber -topic mytopic -topic 'sensors/+/temp' -qos 1\n" +
 		"  mqttsubscriber -topic '#' -json -count 5 -timeout 10s",
+	Exit: shared.ClientExit("no message within -timeout, or another error"),
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
@@ -35,7 +36,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(topics, "topic", "topic `filter` to subscribe to, + and # wildcards allowed; repeat for more")
 	fs.Var(&qos, "qos", "highest quality of service to receive at: `0`, 1 or 2")
 	fs.IntVar(&cfg.Count, "count", 0, "exit after `N` messages (0: run until interrupted)")
-	fs.Var(&timeout, "timeout", "exit with status 1 if no message arrives for this `long` (0: wait for ever)")
+	fs.Var(&timeout, "timeout", "exit with status 1 when no message arrives for this `long`, counted from the start and from each message (0: wait for ever)")
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object per message instead of a coloured line")
 	validate := func() error {
 		if cfg.Count < 0 {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"strings"
 	"sync"
@@ -32,20 +33,38 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		talk = stderr
 	}
 	con := shared.NewConsole(talk, shared.UseColor(cfg.Color.String(), talk, getenv))
-	s := &subscriber{cfg: cfg, con: con, inbox: newInbox()}
+	s := &subscriber{cfg: cfg, con: con, inbox: newInbox(), fatal: make(chan error, 1)}
 	opts, err := cfg.Options()
 	if err != nil {
 		return err
 	}
+	// A message is acknowledged once it is printed, not when paho hands it over: one that
+	// arrives after -count is reached, or while the program stops, stays with the broker for the
+	// next session (-clean=false) instead of being lost.
+	opts.SetAutoAckDisabled(true)
+	store := shared.NewStore(mqtt.NewMemoryStore())
+	store.OnRelease(s.inbox.release)
+	opts.SetStore(store)
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
 	ready := shared.Announce(opts, con, s.subscribe)
-	client, err := shared.Connect(ctx, opts, con)
-	if errors.Is(err, context.Canceled) {
+	// -timeout counts from the start: a broker that never answers is "no message" too.
+	start := time.Now()
+	connectCtx := ctx
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		connectCtx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, s.timeoutError())
+		defer cancel()
+	}
+	client, err := shared.Connect(connectCtx, opts, con)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return context.Cause(connectCtx)
+	} else if errors.Is(err, context.Canceled) {
 		return nil
 	} else if err != nil {
 		return err
 	}
+	s.start = start
 	shared.AwaitReady(ctx, ready)
 	defer shared.Disconnect(client)
 	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), shared.EnterPresses(stdin))
@@ -60,6 +79,12 @@ type subscriber struct {
 	con          *shared.Console
 	inbox        *inbox
 	unsubscribed atomic.Bool
+	start        time.Time // -timeout counts from here until the first message
+	fatal        chan error
+}
+
+func (s *subscriber) timeoutError() error {
+	return fmt.Errorf("%w: waited %s (-timeout)", ErrTimeout, s.cfg.Timeout)
 }
 
 // subscribe runs on every (re)connect, on its own goroutine, so it may wait for the SUBACK.
@@ -77,11 +102,20 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 		return
 	}
 	granted := token.(*mqtt.SubscribeToken).Result()
+	refused := 0
 	for _, t := range s.cfg.Topics {
 		if q := granted[t]; q > 2 {
+			refused++
 			s.con.Linef(shared.StyleError, "REFUSED", "the broker refused the subscription to %s", t)
 		} else {
 			s.con.Linef(shared.StyleSubscribe, "SUBSCRIBED", "%s (qos %d)", t, q)
+		}
+	}
+	if refused == len(s.cfg.Topics) {
+		// As mosquitto_sub: nothing can ever arrive.
+		select {
+		case s.fatal <- errors.New("the broker refused every subscription (not authorised for these topics?)"):
+		default:
 		}
 	}
 }
@@ -94,7 +128,7 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 	var timeout <-chan time.Time
 	var timer *time.Timer
 	if s.cfg.Timeout > 0 {
-		timer = time.NewTimer(s.cfg.Timeout)
+		timer = time.NewTimer(s.cfg.Timeout - time.Since(s.start))
 		defer timer.Stop()
 		timeout = timer.C
 	}
@@ -102,16 +136,21 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 	for {
 		select {
 		case <-s.inbox.ready:
-			for _, m := range s.inbox.take() {
-				if err := out.print(m); err != nil {
+			msgs, dups := s.inbox.take()
+			if dups > 0 {
+				s.con.Linef(shared.StyleDim, "DUPLICATE", "%d QoS 2 resend(s) of messages already printed: not printed again", dups)
+			}
+			for _, m := range msgs {
+				if err := out.print(m.Message); err != nil {
 					return err
 				}
+				m.ack()
 				received++
 				if s.cfg.Count > 0 && received >= s.cfg.Count {
 					return nil
 				}
 			}
-			if timer != nil {
+			if timer != nil && len(msgs) > 0 {
 				timer.Reset(s.cfg.Timeout)
 			}
 		case <-enter:
@@ -125,7 +164,9 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 			}
 			s.con.Linef(shared.StyleUnsubscribe, "UNSUBSCRIBED", "%s; press Enter to exit", strings.Join(s.cfg.Topics, ", "))
 		case <-timeout:
-			return fmt.Errorf("%w: waited %s (-timeout)", ErrTimeout, s.cfg.Timeout)
+			return s.timeoutError()
+		case err := <-s.fatal:
+			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -134,36 +175,91 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 
 // inbox takes messages from paho's handler without ever blocking it: a blocked handler stalls
 // paho's reading, keep-alive included. The main loop prints them in arrival order.
+//
+// It also drops resends of QoS 2 messages, which paho would hand over again: one printed whose
+// PUBREL has not come yet (MQTT 3.1.1, 4.3.3: the receiver must not deliver it twice), and one
+// the broker sends again, marked DUP, after it had released it: a broker restarted from state
+// saved a moment before (Mosquitto after SIGKILL) does that.
 type inbox struct {
-	mu    sync.Mutex
-	msgs  []Message
-	ready chan struct{}
+	mu       sync.Mutex
+	msgs     []received
+	open     map[uint16]uint64 // QoS 2 ids printed, not yet released -> fingerprint
+	released map[uint16]uint64 // QoS 2 ids released, not yet reused -> fingerprint
+	dups     int               // QoS 2 resends dropped
+	ready    chan struct{}
 }
 
-func newInbox() *inbox { return &inbox{ready: make(chan struct{}, 1)} }
+// received is a message waiting to be printed, and the acknowledgement to send once it is.
+type received struct {
+	Message
+	ack func()
+}
+
+func newInbox() *inbox {
+	return &inbox{ready: make(chan struct{}, 1), open: make(map[uint16]uint64), released: make(map[uint16]uint64)}
+}
 
 func (b *inbox) push(m mqtt.Message) {
-	msg := Message{
-		Topic:      m.Topic(),
-		Payload:    string(m.Payload()),
-		QoS:        m.Qos(),
-		Retained:   m.Retained(),
-		Duplicate:  m.Duplicate(),
-		ReceivedAt: time.Now(),
+	msg := received{
+		Message: Message{
+			Topic:      m.Topic(),
+			Payload:    string(m.Payload()),
+			QoS:        m.Qos(),
+			Retained:   m.Retained(),
+			Duplicate:  m.Duplicate(),
+			ReceivedAt: time.Now(),
+		},
+		ack: m.Ack,
 	}
 	b.mu.Lock()
+	if id := m.MessageID(); m.Qos() == 2 {
+		key := fingerprint(msg.Topic, msg.Payload)
+		if b.open[id] == key || (m.Duplicate() && b.released[id] == key) {
+			b.dups++
+			b.mu.Unlock()
+			m.Ack() // PUBREC again, so that the broker goes on to PUBREL
+			b.signal()
+			return
+		}
+		delete(b.released, id)
+		b.open[id] = key
+	}
 	b.msgs = append(b.msgs, msg)
 	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *inbox) signal() {
 	select {
 	case b.ready <- struct{}{}:
 	default: // already signalled; take() will get this one too
 	}
 }
 
-func (b *inbox) take() []Message {
+// release forgets a QoS 2 id: the broker has released the message, the id may be reused.
+func (b *inbox) release(id uint16) {
+	b.mu.Lock()
+	if key, ok := b.open[id]; ok {
+		b.released[id] = key
+		delete(b.open, id)
+	}
+	b.mu.Unlock()
+}
+
+// fingerprint identifies a message by content; kept instead of the payload, which may be large.
+func fingerprint(topic, payload string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write([]byte(payload))
+	return h.Sum64()
+}
+
+// take returns the messages waiting and how many QoS 2 resends were dropped since the last call.
+func (b *inbox) take() ([]received, int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	msgs := b.msgs
-	b.msgs = nil
-	return msgs
+	msgs, dups := b.msgs, b.dups
+	b.msgs, b.dups = nil, 0
+	return msgs, dups
 }

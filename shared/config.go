@@ -29,8 +29,15 @@ func NewFlagSet(p Program, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		out := fs.Output()
-		fmt.Fprintf(out, "%s: %s\n\nUsage: %s [flags]\n\nFlags (each also read from the environment: -log-level from %sLOG_LEVEL, -topic from %sTOPIC, …):\n",
-			p.Name, p.Summary, p.Name, EnvPrefix, EnvPrefix)
+		example := "" // a flag of this program with a dash in its name shows the rule best
+		fs.VisitAll(func(f *flag.Flag) {
+			b, isBool := f.Value.(interface{ IsBoolFlag() bool })
+			if example == "" && strings.Contains(f.Name, "-") && !(isBool && b.IsBoolFlag()) {
+				example = f.Name
+			}
+		})
+		fmt.Fprintf(out, "%s: %s\n\nUsage: %s [flags]\n\nFlags (each also read from the environment: -%s from %s):\n",
+			p.Name, p.Summary, p.Name, example, EnvName(example))
 		fs.PrintDefaults()
 		if p.Example != "" {
 			fmt.Fprintf(out, "\nExample:\n%s\n", p.Example)

@@ -113,7 +113,7 @@ func TestHelp(t *testing.T) {
 	if ExitCode("prog", err, new(bytes.Buffer)) != ExitOK {
 		t.Error("-h must exit 0")
 	}
-	for _, want := range []string{"prog: does things", "-broker URL", "MQTT_LOG_LEVEL", "Example:"} {
+	for _, want := range []string{"prog: does things", "-broker URL", "-will-payload from MQTT_WILL_PAYLOAD", "Example:"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("usage lacks %q:\n%s", want, stderr.String())
 		}

@@ -25,9 +25,11 @@ type persistentBroker struct {
 	// then looks new to it. No broker here promises it under SIGKILL; the field is for one that does.
 	exactlyOnce bool
 	// lossy, when not empty, is why the broker may lose the message it is acknowledging when
-	// SIGKILL comes: at most one per kill is then reported and the test skipped, not failed.
-	// More, or any loss when empty, fails the test.
+	// SIGKILL comes: up to lossPerKill a kill is then reported and the test skipped, not
+	// failed. More, or any loss when lossy is empty, fails the test.
 	lossy string
+	// lossPerKill is how many acknowledged messages one kill may cost before the test fails.
+	lossPerKill int
 }
 
 var persistentBrokers = []persistentBroker{
@@ -50,6 +52,9 @@ var persistentBrokers = []persistentBroker{
 		// without a QoS 2 message it had answered with PUBREC, and the publisher, rightly,
 		// only sends the PUBREL again.
 		lossy: "Mosquitto saves (autosave) after it acknowledges; a QoS 2 message it sent PUBREC for can be forgotten",
+		// Its save runs at most once a second: messages acknowledged since the last one are
+		// gone, a handful at this rate (4 seen). The reference, not our product: reported.
+		lossPerKill: 10,
 	},
 	{
 		name: "mqttserver",
@@ -69,6 +74,8 @@ var persistentBrokers = []persistentBroker{
 		// it hands the message to the subscribers' sessions, which the storage hook then saves:
 		// killed in between, the broker has acknowledged a message it no longer has.
 		lossy: "mochi acknowledges (PUBACK, PUBREC) before the subscribers' copies are stored",
+		// The window is the PUBACK's trip through the write queue: one message at most.
+		lossPerKill: 1,
 	},
 }
 
@@ -147,7 +154,7 @@ func TestNothingLost(t *testing.T) {
 					}
 				}
 				if lost := missing(seen, total); len(lost) > 0 {
-					if kind.lossy != "" && len(lost) <= kills {
+					if kind.lossy != "" && len(lost) <= kills*kind.lossPerKill {
 						t.Skipf("%s lost %v, a known limit: %s", kind.name, lost, kind.lossy)
 					}
 					t.Errorf("lost %d acknowledged messages over %d kills: %v", len(lost), kills, lost)

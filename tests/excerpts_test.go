@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite the code excerpts of README.md 
 var excerptMark = regexp.MustCompile(`^<!-- excerpt: (\S+) (\S+) -->$`)
 
 // TestExcerpts checks that every code excerpt of the pages is the declaration in the source as
-// it is now; go test ./tests -run TestExcerpts -update rewrites them.
+// it is now; go test mqttdemo/tests -run TestExcerpts -args -update rewrites them.
 func TestExcerpts(t *testing.T) {
 	files, _ := filepath.Glob("../docs/*.md")
 	files = append([]string{"../README.md"}, files...)
@@ -53,7 +53,7 @@ func TestExcerpts(t *testing.T) {
 				continue
 			}
 			if !*update {
-				t.Errorf("%s:%d: the excerpt of %s %s differs from the source; run go test ./tests -run TestExcerpts -update\n--- page:\n%s\n--- source:\n%s",
+				t.Errorf("%s:%d: the excerpt of %s %s differs from the source; run go test mqttdemo/tests -run TestExcerpts -args -update\n--- page:\n%s\n--- source:\n%s",
 					f, i+1, m[1], m[2], got, want)
 				continue
 			}

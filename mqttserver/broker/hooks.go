@@ -102,6 +102,8 @@ func (h *eventsHook) Stop() error {
 	return nil
 }
 
+// OnSessionEstablished is MqttServer's ClientConnected: mochi calls it once the CONNECT is
+// accepted and the session is set up, on the client's own goroutine.
 func (h *eventsHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	attrs := []slog.Attr{
 		slog.String("client", cl.ID),

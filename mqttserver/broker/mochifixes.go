@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -22,17 +23,32 @@ import (
 // It also mends the order in which mochi resends a resumed session's queued messages: it sorts
 // them by the low 16 bits of their creation second, unstably, so messages queued within one
 // second come back shuffled, though MQTT promises their order.
+//
+// And it mends a race of session take-over: mochi copies the old session's in-flight messages
+// to the new connection, then clears the old session; a QoS 1/2 message queued to the old one
+// in between (or before the new connection is registered) was lost. The hook notes every
+// message queued to a session being taken over and hands the missing ones to the new
+// connection right after mochi has resent the session.
 type packetIDHook struct {
 	mqtt.HookBase
-	server  *mqtt.Server
-	log     *slog.Logger
-	stashed sync.Map // *mqtt.Client → packets.Packet, between read and processed, on one goroutine
+	server    *mqtt.Server
+	log       *slog.Logger
+	stashed   sync.Map // *mqtt.Client → packets.Packet, between read and processed, on one goroutine
+	takeovers sync.Map // *mqtt.Client (old session) → *queued, from OnSessionEstablish to the CONNACK
+	newcomers sync.Map // *mqtt.Client (new connection) → *queued, the same list
+}
+
+// queued are the messages queued to a session while it is being taken over.
+type queued struct {
+	mu   sync.Mutex
+	msgs []packets.Packet
 }
 
 func (h *packetIDHook) ID() string { return "mochi-fixes" }
 
 func (h *packetIDHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnSessionEstablish}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
+		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish}, []byte{b})
 }
 
 // clientChoosesID reports whether pk carries an identifier the client chose.
@@ -92,7 +108,13 @@ func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	old, ok := h.server.Clients.Get(pk.Connect.ClientIdentifier)
-	if !ok || old == cl || old.State.Inflight.Len() < 2 {
+	if !ok || old == cl {
+		return
+	}
+	q := new(queued)
+	h.takeovers.Store(old, q)
+	h.newcomers.Store(cl, q)
+	if old.State.Inflight.Len() < 2 {
 		return
 	}
 	queued := QueueOrder(old.State.Inflight.GetAll(false))
@@ -124,4 +146,51 @@ func QueueOrder(msgs []packets.Packet) []packets.Packet {
 		}
 	}
 	return append(sorted[start:], sorted[:start]...)
+}
+
+// OnQosPublish notes a message queued to a session that is being taken over.
+func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends int) {
+	if resends > 0 || pk.FixedHeader.Type != packets.Publish {
+		return
+	}
+	if v, ok := h.takeovers.Load(cl); ok {
+		q := v.(*queued)
+		q.mu.Lock()
+		q.msgs = append(q.msgs, pk.Copy(true))
+		q.mu.Unlock()
+	}
+}
+
+// OnSessionEstablished runs once mochi has copied the old session to the new connection,
+// registered it and resent what it copied: what the copy missed is sent now, under new ids.
+func (h *packetIDHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	v, ok := h.newcomers.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	q := v.(*queued)
+	h.takeovers.Range(func(k, w any) bool {
+		if w == q {
+			h.takeovers.Delete(k)
+		}
+		return true
+	})
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, m := range q.msgs {
+		if have, ok := cl.State.Inflight.Get(m.PacketID); ok && have.TopicName == m.TopicName && bytes.Equal(have.Payload, m.Payload) {
+			continue // copied with the session
+		}
+		id, err := cl.NextPacketID()
+		if err != nil {
+			h.log.Error("message queued during a session take-over lost: no packet id left", "client", cl.ID, "topic", m.TopicName)
+			continue
+		}
+		m.PacketID = uint16(id)
+		if cl.State.Inflight.Set(m) {
+			atomic.AddInt64(&h.server.Info.Inflight, 1)
+		}
+		h.OnQosPublish(cl, m, 0, 0) // this connection may be being taken over already
+		_ = cl.WritePacket(m)       // a failed write leaves it in flight: resent at the next connection
+	}
 }

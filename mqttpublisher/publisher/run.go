@@ -46,7 +46,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	store := shared.NewStore(mqtt.NewMemoryStore())
+	// Ordered: after a reconnect paho resends what is stored in the store's order, and MQTT
+	// promises the order of a publisher's messages (the plain memory store is a map).
+	store := shared.NewStore(mqtt.NewOrderedMemoryStore())
 	if cfg.Store != "" {
 		if store, err = shared.NewFileStore(cfg.Store); err != nil {
 			return err

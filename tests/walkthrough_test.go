@@ -25,7 +25,8 @@ import (
 // ports; and what changes from run to run (times, ids, durations, ports) is compared loosely.
 // A command ending in "&" runs in the background as job %1, %2, …; its output lines below it are
 // waited for. An output line that starts with "[N] " is one that job N prints (later): the test
-// waits for it. Programs may be named bare (mqttserver): the built binaries come first in PATH. "kill [-SIGNAL] %N" signals job N (TERM, INT, 9 or KILL, STOP) and, but for STOP,
+// waits for it. Programs may be named bare (mqttserver): the built binaries come first in PATH.
+// In an output line, "…" stands for any text. "kill [-SIGNAL] %N" signals job N (TERM, INT, 9 or KILL, STOP) and, but for STOP,
 // waits for it to end. A command must exit 0: show a failure with "; echo exit status $?".
 type walkthrough struct {
 	file, name string
@@ -113,6 +114,14 @@ func normalise(s string) string {
 
 func runWalkthrough(t *testing.T, b harness.Bins, w walkthrough) {
 	dir := t.TempDir()
+	// The pages run scripts/… from the root of the repository.
+	scripts, err := filepath.Abs("../scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(scripts, filepath.Join(dir, "scripts")); err != nil {
+		t.Fatal(err)
+	}
 	ports := map[string]string{}
 	for _, p := range []string{"1883", "1882", "8883", "8080"} {
 		ports[p] = strconv.Itoa(harness.FreePort(t))
@@ -159,7 +168,8 @@ func runWalkthrough(t *testing.T, b harness.Bins, w walkthrough) {
 		}
 		own, fromJobs := splitJobLines(t, s.want, where)
 		if bg, ok := strings.CutSuffix(strings.TrimSpace(cmdline), "&"); ok {
-			p := harness.Start(t, s.command, "bash", env, "-c", "cd "+dir+" && exec "+bg)
+			// exec env: the job is the program itself (signals reach it), variables before it allowed.
+			p := harness.Start(t, s.command, "bash", env, "-c", "cd "+dir+" && exec env "+bg)
 			jobs = append(jobs, p)
 			for _, want := range own {
 				waitNormalised(t, p, want, where)
@@ -216,12 +226,26 @@ func waitNormalised(t *testing.T, p *harness.Proc, want, where string) {
 	n := normalise(want)
 	harness.Eventually(t, func() bool {
 		for _, l := range strings.Split(p.Out.String(), "\n") {
-			if strings.Contains(normalise(l), n) {
+			if matches(normalise(l), n) {
 				return true
 			}
 		}
 		return false
 	}, "%s to print %q", where, want)
+}
+
+// matches reports whether line holds want, where "…" in want stands for any text (the pages
+// use it for what differs from run to run, such as which message a crash interrupted).
+func matches(line, want string) bool {
+	for _, part := range strings.Split(want, "…") {
+		part = strings.TrimSpace(part)
+		at := strings.Index(line, part)
+		if at < 0 {
+			return false
+		}
+		line = line[at+len(part):]
+	}
+	return true
 }
 
 func checkInOrder(t *testing.T, out string, want []string, where string) {
@@ -234,7 +258,7 @@ func checkInOrder(t *testing.T, out string, want []string, where string) {
 	i := 0
 	for _, w := range want {
 		n := normalise(w)
-		for i < len(got) && !strings.Contains(got[i], n) {
+		for i < len(got) && !matches(got[i], n) {
 			i++
 		}
 		if i == len(got) {

@@ -204,6 +204,7 @@ var floodInflight int64 = 20
 type session struct {
 	w     workload
 	topic string
+	limit uint64 // flood: stop after this many messages per publisher (0: only the time)
 	subs  []*subscriber
 	pubs  []*publisher
 	wg    sync.WaitGroup
@@ -372,7 +373,7 @@ func (s *session) flood(p *publisher, d time.Duration) (int64, error) {
 	defer timer.Stop()
 	var seq, seen uint64
 	for {
-		if seq%32 == 0 && time.Now().After(end) {
+		if seq%32 == 0 && time.Now().After(end) || s.limit > 0 && seq >= s.limit {
 			break
 		}
 		// Wait while the window is full.

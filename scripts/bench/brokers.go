@@ -23,7 +23,8 @@ type brokerSpec struct {
 }
 
 // brokerSpecs are the four brokers, in the order of the table; Mosquitto is the reference.
-func brokerSpecs(mqttserver, mochi, mosquitto string) []brokerSpec {
+// mochiArgs are extra baremochi flags for an experiment (normally none).
+func brokerSpecs(mqttserver, mochi, mosquitto string, mochiArgs []string) []brokerSpec {
 	return []brokerSpec{
 		{"Mosquitto", func(addr, dir string) (*exec.Cmd, error) {
 			host, port, _ := net.SplitHostPort(addr)
@@ -41,7 +42,7 @@ func brokerSpecs(mqttserver, mochi, mosquitto string) []brokerSpec {
 			return exec.Command(mqttserver, "-listen", addr, "-log-level", "warn"), nil
 		}},
 		{"bare mochi", func(addr, _ string) (*exec.Cmd, error) {
-			return exec.Command(mochi, "-listen", addr), nil
+			return exec.Command(mochi, append([]string{"-listen", addr}, mochiArgs...)...), nil
 		}},
 	}
 }
@@ -134,6 +135,11 @@ func (b *brokerProc) stop() {
 		_ = b.cmd.Process.Kill()
 		<-b.done
 	}
+}
+
+func (b *brokerProc) kill() {
+	_ = b.cmd.Process.Kill()
+	<-b.done
 }
 
 func (b *brokerProc) alive() error {
@@ -230,7 +236,8 @@ func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (float6
 	if err != nil {
 		return 0, err
 	}
-	defer b.stop()
+	// Killed, not stopped: a graceful close of 10,000 clients takes seconds and measures nothing.
+	defer b.kill()
 	time.Sleep(300 * time.Millisecond) // let start-up allocations settle before the baseline
 	base, err := rssBytes(b.pid())
 	if err != nil {
@@ -245,6 +252,7 @@ func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (float6
 		}
 	}()
 	var wg sync.WaitGroup
+	t0 := time.Now()
 	errs := make(chan error, 1)
 	next := make(chan int)
 	for range 32 {
@@ -270,6 +278,7 @@ func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (float6
 	}
 	close(next)
 	wg.Wait()
+	connected := time.Since(t0)
 	select {
 	case err := <-errs:
 		return 0, fmt.Errorf("%s: %w", spec.Name, err)
@@ -286,6 +295,9 @@ func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (float6
 			break
 		}
 		prev = rss
+	}
+	if os.Getenv("BENCH_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "%s: %d connections in %s, settled after %s\n", spec.Name, n, connected, time.Since(t0)-connected)
 	}
 	return float64(rss-base) / float64(n), nil
 }

@@ -47,6 +47,7 @@ type options struct {
 	mqttserver, mochi    string
 	mosquitto, chartLink string
 	only                 string
+	mochiArgs            string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -69,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.mqttserver, "mqttserver", "", "mqttserver `binary`")
 	fs.StringVar(&o.mochi, "mochi", "", "baremochi `binary` (scripts/bench/baremochi)")
 	fs.StringVar(&o.mosquitto, "mosquitto", "/usr/sbin/mosquitto", "mosquitto `binary`")
+	fs.StringVar(&o.mochiArgs, "mochi-args", "", "experiment: extra baremochi `flags`, space-separated (e.g. \"-max-pending-writes 1024\")")
 	fs.StringVar(&o.only, "only", "", "run only the cases whose name contains this `text` (e.g. \"QoS1\"; a check, not a report)")
 	fs.Uint64Var(&floodWindow, "window", floodWindow, "flood: most messages a publisher has sent and not every subscriber received")
 	fs.Int64Var(&floodInflight, "inflight", floodInflight, "flood: most QoS 1/2 publishes a publisher has not had acknowledged by the broker")
@@ -153,7 +155,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	started := time.Now()
 	load0 := loadAvg()
-	specs := brokerSpecs(o.mqttserver, o.mochi, o.mosquitto)
+	specs := brokerSpecs(o.mqttserver, o.mochi, o.mosquitto, strings.Fields(o.mochiArgs))
 	names := make([]string, len(specs))
 	for i, s := range specs {
 		names[i] = s.Name

@@ -55,7 +55,7 @@ func startInProcess(tb testing.TB, which string) string {
 	}
 	switch which {
 	case "baremochi":
-		server, err := mochi.Start(addr)
+		server, err := mochi.Start(addr, mochi.Tuning{})
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -13,11 +13,25 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
+// Tuning holds the settings an experiment may change; zero values keep mochi's defaults (what
+// the benchmark measures).
+type Tuning struct {
+	MaxPendingWrites int32 // Capabilities.MaximumClientWritesPending (mochi: 8192)
+	ReadBuffer       int   // Options.ClientNetReadBufferSize (mochi: 2048)
+	WriteBuffer      int   // Options.ClientNetWriteBufferSize (mochi: 2048)
+}
+
 // Start serves MQTT on addr until Close; Serve returns once the listener is bound.
-func Start(addr string) (*mqtt.Server, error) {
+func Start(addr string, t Tuning) (*mqtt.Server, error) {
+	caps := mqtt.NewDefaultServerCapabilities()
+	if t.MaxPendingWrites > 0 {
+		caps.MaximumClientWritesPending = t.MaxPendingWrites
+	}
 	server := mqtt.New(&mqtt.Options{
-		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-		Capabilities: mqtt.NewDefaultServerCapabilities(),
+		Logger:                   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Capabilities:             caps,
+		ClientNetReadBufferSize:  t.ReadBuffer,
+		ClientNetWriteBufferSize: t.WriteBuffer,
 	})
 	// mochi refuses every client unless a hook allows it.
 	if err := server.AddHook(new(auth.AllowHook), nil); err != nil {

@@ -191,3 +191,17 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestKeepAnalysis(t *testing.T) {
+	for _, c := range []struct{ name, old, want string }{
+		{"no old report", "", "new\n"},
+		{"old report without analysis", "old table\n", "new\n"},
+		{"analysis kept, old results dropped", "old table\n" + analysisMarker + "\nfindings\n", "new\n\n" + analysisMarker + "\nfindings\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := keepAnalysis("new\n", c.old); got != c.want {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}

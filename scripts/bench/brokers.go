@@ -83,6 +83,8 @@ func startBroker(ctx context.Context, spec brokerSpec, dir string) (*brokerProc,
 		return nil, err
 	}
 	cmd.Env = brokerEnv()
+	// If the benchmark dies without stopping its brokers, the kernel kills them.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr := new(bytes.Buffer)
 	cmd.Stderr = &lockedBuffer{b: stderr}
 	cmd.Stdout = nil // /dev/null
@@ -229,30 +231,44 @@ func raiseFileLimit() (uint64, error) {
 }
 
 // idleMemory starts a fresh broker, opens n idle MQTT connections to it and returns the growth of
-// its RSS per connection, in bytes. Connections come from several source addresses in
-// 127.0.0.0/8 so ephemeral ports never run short.
-func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (float64, error) {
+// its RSS per connection, in bytes: fresh, and after churn (those n closed and n new ones
+// opened: memory the runtime reuses must be zeroed, so it is resident again — what a broker that
+// has run a while shows). Connections come from several source addresses in 127.0.0.0/8 so
+// ephemeral ports never run short.
+func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (fresh, churned float64, err error) {
 	b, err := startBroker(ctx, spec, dir)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Killed, not stopped: a graceful close of 10,000 clients takes seconds and measures nothing.
 	defer b.kill()
 	time.Sleep(300 * time.Millisecond) // let start-up allocations settle before the baseline
 	base, err := rssBytes(b.pid())
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	conns := make([]*mqttConn, n)
-	defer func() {
+	var rss [2]int64
+	for round := range rss {
+		conns, err := openIdle(ctx, b.addr, n, round)
+		if err == nil {
+			rss[round], err = settledRSS(b.pid())
+		}
 		for _, c := range conns {
 			if c != nil {
 				c.nc.Close()
 			}
 		}
-	}()
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", spec.Name, err)
+		}
+	}
+	return float64(rss[0]-base) / float64(n), float64(rss[1]-base) / float64(n), nil
+}
+
+// openIdle opens n MQTT connections (clean session, keep-alive 0) and waits for every CONNACK.
+func openIdle(ctx context.Context, addr string, n, round int) ([]*mqttConn, error) {
+	conns := make([]*mqttConn, n)
 	var wg sync.WaitGroup
-	t0 := time.Now()
 	errs := make(chan error, 1)
 	next := make(chan int)
 	for range 32 {
@@ -261,7 +277,7 @@ func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (float6
 			defer wg.Done()
 			for i := range next {
 				local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}
-				c, err := dialMQTT(ctx, b.addr, local, fmt.Sprintf("idle-%d", i))
+				c, err := dialMQTT(ctx, addr, local, fmt.Sprintf("idle-%d-%d", round, i), 64)
 				if err != nil {
 					select {
 					case errs <- fmt.Errorf("connection %d: %w", i, err):
@@ -278,28 +294,29 @@ func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (float6
 	}
 	close(next)
 	wg.Wait()
-	connected := time.Since(t0)
 	select {
 	case err := <-errs:
-		return 0, fmt.Errorf("%s: %w", spec.Name, err)
+		return conns, err
 	default:
+		return conns, nil
 	}
-	// Every CONNACK arrived; wait until the RSS stops moving (goroutines and buffers settle).
-	rss, prev := int64(0), int64(-1)
-	for i := 0; i < 20; i++ {
+}
+
+// settledRSS polls the RSS until it stops moving (goroutines and buffers settle), at most 5 s.
+func settledRSS(pid int) (int64, error) {
+	prev := int64(-1)
+	for range 20 {
 		time.Sleep(250 * time.Millisecond)
-		if rss, err = rssBytes(b.pid()); err != nil {
+		rss, err := rssBytes(pid)
+		if err != nil {
 			return 0, err
 		}
 		if prev > 0 && abs(rss-prev) < rss/200 {
-			break
+			return rss, nil
 		}
 		prev = rss
 	}
-	if os.Getenv("BENCH_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "%s: %d connections in %s, settled after %s\n", spec.Name, n, connected, time.Since(t0)-connected)
-	}
-	return float64(rss-base) / float64(n), nil
+	return prev, nil
 }
 
 func abs(x int64) int64 {

@@ -23,7 +23,7 @@ func (res *results) chartSVG() string {
 		labelW = 300
 		plotW  = 420
 		barH   = 7
-		top    = 58
+		top    = 62
 	)
 	rowH := barH*len(others) + 10
 	xmax := 2.0
@@ -38,12 +38,13 @@ func (res *results) chartSVG() string {
 	x := func(v float64) float64 { return labelW + min(v, xmax)/xmax*plotW }
 	height := top + rowH*len(rows) + 30
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", labelW+plotW+30, height)
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", labelW+plotW+50, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="10" y="18" font-size="14" font-weight="bold">Ratio to %s: median bar, min–max whisker (throughput: higher is better; latency and memory: lower is better)</text>`+"\n", html.EscapeString(ref))
+	fmt.Fprintf(&b, `<text x="10" y="16" font-size="13" font-weight="bold">Ratio to %s per round: bar = median, whisker = min–max</text>`+"\n", html.EscapeString(ref))
+	fmt.Fprintf(&b, `<text x="10" y="28">throughput: higher is better; latency and memory: lower is better; bars past %.0f× are cut and labelled</text>`+"\n", xmax)
 	for i, br := range others {
 		lx := 10 + i*180
-		fmt.Fprintf(&b, `<rect x="%d" y="30" width="12" height="10" fill="%s"/><text x="%d" y="39">%s</text>`+"\n", lx, colors[i%len(colors)], lx+16, html.EscapeString(br))
+		fmt.Fprintf(&b, `<rect x="%d" y="36" width="12" height="10" fill="%s"/><text x="%d" y="45">%s</text>`+"\n", lx, colors[i%len(colors)], lx+16, html.EscapeString(br))
 	}
 	// Grid every 0.5×, the 1.0× line bold.
 	for v := 0.0; v <= xmax+1e-9; v += 0.5 {
@@ -67,6 +68,9 @@ func (res *results) chartSVG() string {
 			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %s</title></rect>`+"\n",
 				labelW, y, x(s.Median)-labelW, barH-1, colors[j%len(colors)], html.EscapeString(br), html.EscapeString(fmtRatio(s)))
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#333"/>`+"\n", x(s.Min), float64(y)+float64(barH)/2, x(s.Max), float64(y)+float64(barH)/2)
+			if s.Median > xmax {
+				fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="9">%.1f×</text>`+"\n", x(xmax)+3, y+barH-1, s.Median)
+			}
 		}
 	}
 	b.WriteString("</svg>\n")

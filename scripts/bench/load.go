@@ -77,8 +77,9 @@ func now() int64 { return int64(time.Since(clockBase)) }
 var floodWindow uint64 = 200
 
 // stallTimeout is how long a publisher waits on a full window before sending anyway (the broker
-// dropped the tail of the window, which no later delivery would acknowledge).
-const stallTimeout = 200 * time.Millisecond
+// dropped the tail of the window, which no later delivery would acknowledge). Long, so that a
+// broker that is merely slow on a loaded machine is never pushed past its queue limits.
+const stallTimeout = 2 * time.Second
 
 type subscriber struct {
 	c        *mqttConn
@@ -229,7 +230,7 @@ func connectSession(ctx context.Context, addr string, w workload, runID string) 
 		s.pubs = append(s.pubs, &publisher{idx: uint16(i), notify: make(chan struct{}, 1)})
 	}
 	for i := 0; i < w.Scn.Subs; i++ {
-		c, err := dialMQTT(ctx, addr, nil, fmt.Sprintf("%s-s%d", runID, i))
+		c, err := dialMQTT(ctx, addr, nil, fmt.Sprintf("%s-s%d", runID, i), 64<<10)
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("subscriber %d: %w", i, err)
@@ -245,7 +246,7 @@ func connectSession(ctx context.Context, addr string, w workload, runID string) 
 		}
 	}
 	for i, p := range s.pubs {
-		c, err := dialMQTT(ctx, addr, nil, fmt.Sprintf("%s-p%d", runID, i))
+		c, err := dialMQTT(ctx, addr, nil, fmt.Sprintf("%s-p%d", runID, i), 64<<10)
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("publisher %d: %w", i, err)

@@ -169,12 +169,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Memory first, each broker fresh.
 	for r := range o.memRounds {
 		for _, i := range rotation(len(specs), r) {
-			perConn, err := idleMemory(ctx, specs[i], dir, o.conns)
+			fresh, churned, err := idleMemory(ctx, specs[i], dir, o.conns)
 			if err != nil {
 				return fmt.Errorf("idle memory: %w", err)
 			}
-			logf("memory round %d %-16s %7.1f KB per idle connection", r+1, specs[i].Name, perConn/1024)
-			res.add(fmt.Sprintf("%d idle connections", o.conns), mRSS, specs[i].Name, r, perConn/1024)
+			logf("memory round %d %-16s %7.1f KB per idle connection, %7.1f KB after churn", r+1, specs[i].Name, fresh/1024, churned/1024)
+			res.add(fmt.Sprintf("%d idle connections", o.conns), mRSS, specs[i].Name, r, fresh/1024)
+			res.add(fmt.Sprintf("%d idle connections after churn", o.conns), mRSS, specs[i].Name, r, churned/1024)
 		}
 	}
 
@@ -235,6 +236,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	fmt.Fprint(stdout, report)
 	if o.out != "" {
+		if old, err := os.ReadFile(o.out); err == nil {
+			report = keepAnalysis(report, string(old))
+		}
 		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
 			return err
 		}

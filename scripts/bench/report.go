@@ -43,7 +43,8 @@ func renderReport(res *results, o options, ours, mochi string, c reportCondition
 		"the subscriber takes the difference on receipt. p50/p99 over every delivery of the run.\n")
 	b.WriteString("- **Broker CPU**: user+system time of the broker process from `/proc/PID/stat` over the run, divided by deliveries (10 ms tick resolution).\n")
 	b.WriteString("- **Idle memory**: a fresh broker; RSS (`VmRSS`, `/proc/PID/status`) before and after opening the idle connections (clean session, keep-alive 0, " +
-		"from 8 source addresses in 127.0.0.0/8), divided by the number of connections.\n\n")
+		"from 8 source addresses in 127.0.0.0/8), divided by the number of connections. " +
+		"*After churn*: those connections closed and as many new ones opened, RSS against the same baseline: memory the Go runtime reuses is zeroed, so it is resident, as in a broker that has run for a while.\n\n")
 	b.WriteString("## Results\n\n")
 	b.WriteString(res.table(ours, mochi))
 	b.WriteString("\n## Targets (medians)\n\n")
@@ -55,4 +56,16 @@ func renderReport(res *results, o options, ours, mochi string, c reportCondition
 		}
 	}
 	return b.String()
+}
+
+// analysisMarker starts the hand-written part of BENCHMARKS.md (findings, profiles, proposed
+// fixes): a new run replaces everything above it and keeps everything from it on.
+const analysisMarker = "<!-- analysis: written by hand, kept when scripts/bench.sh rewrites the results above -->"
+
+func keepAnalysis(report, old string) string {
+	i := strings.Index(old, analysisMarker)
+	if i < 0 {
+		return report
+	}
+	return report + "\n" + old[i:]
 }

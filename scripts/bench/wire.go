@@ -41,13 +41,14 @@ type mqttConn struct {
 
 // dialMQTT connects to addr (from local, when not nil), sends CONNECT with a clean session and
 // waits for a successful CONNACK.
-func dialMQTT(ctx context.Context, addr string, local net.Addr, clientID string) (*mqttConn, error) {
+// bufSize is the read and write buffer size: large for the load, small for idle connections.
+func dialMQTT(ctx context.Context, addr string, local net.Addr, clientID string, bufSize int) (*mqttConn, error) {
 	d := net.Dialer{LocalAddr: local, Timeout: 10 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &mqttConn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), w: bufio.NewWriterSize(nc, 64<<10)}
+	c := &mqttConn{nc: nc, r: bufio.NewReaderSize(nc, bufSize), w: bufio.NewWriterSize(nc, bufSize)}
 	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
 	c.w.Write(encodeConnect(clientID))
 	if err := c.w.Flush(); err != nil {

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the tests need beside Go: Mosquitto (reference broker) and its clients.
+# Installs what the tests need beside Go: Mosquitto (reference broker) and its clients, and
+# openssl for scripts/gen-certs.sh.
 # Usage: scripts/install-deps.sh        (uses apt-get; sudo when not root)
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v openssl >/dev/null 2>&1 || need+=(openssl) # scripts/gen-certs.sh
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"errors"
 	"io"
 	"log/slog"
+	"time"
 
 	"mqttdemo/shared"
 )
@@ -18,12 +20,29 @@ type Config struct {
 	Color     string // auto, always, never
 	// HealthCheck makes the program a probe: connect to Listen, exit 0 if a broker answers.
 	HealthCheck bool
+	// HashPassword makes the program print the bcrypt hash of the password on stdin, for -auth files.
+	HashPassword bool
+	// DataDir keeps retained messages and persistent sessions across restarts; "" keeps them in memory.
+	DataDir string
+	// TLSListen serves MQTT over TLS with TLSCert and TLSKey; "" when no certificate is given.
+	TLSListen, TLSCert, TLSKey string
+	// WSListen serves MQTT over WebSocket; "" is off.
+	WSListen string
+	// HTTPListen serves /healthz and /stats ($SYS counters as JSON); "" is off.
+	HTTPListen string
+	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
+	AuthFile string
+	Limits
+	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
+	noEvents bool
 }
 
 var program = shared.Program{
 	Name:    "mqttserver",
 	Summary: "an MQTT broker that logs every client event",
-	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver",
+	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver\n" +
+		"  mqttserver -data /var/lib/mqttserver -auth users.yaml -tls-cert certs/server.crt -tls-key certs/server.key \\\n" +
+		"             -ws-listen :1882 -http-listen :8080",
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
@@ -37,12 +56,50 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(level, "log-level", "least `level` logged: debug (every packet), info (client events), warn or error")
 	fs.Var(format, "log-format", "log `format`: text (coloured lines for people) or json (one object per line)")
 	fs.Var(color, "color", "colour the text log: `auto` (when a terminal), always or never")
-	var health bool
+	var health, hash bool
 	fs.BoolVar(&health, "healthcheck", false, "do not serve: connect to -listen, exit 0 if a broker answers MQTT, else 1 (a container healthcheck)")
-	if err := shared.Load(fs, args, getenv, nil); err != nil {
+	fs.BoolVar(&hash, "hash-password", false, "do not serve: read a password from standard input, print its bcrypt hash for an -auth file")
+	var dataDir, authFile string
+	fs.StringVar(&dataDir, "data", "", "keep retained messages and persistent sessions in `dir` (a bbolt file), so they survive a restart; empty: in memory")
+	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
+	tlsListen := shared.NewChecked("", shared.CheckListenAddress)
+	wsListen := shared.NewChecked("", shared.CheckListenAddress)
+	httpListen := shared.NewChecked("", shared.CheckListenAddress)
+	var tlsCert, tlsKey string
+	fs.Var(tlsListen, "tls-listen", "`address` to serve MQTT over TLS on (default "+DefaultTLSListen+" when -tls-cert and -tls-key are given)")
+	fs.StringVar(&tlsCert, "tls-cert", "", "PEM `file` of the server certificate (and its chain) for -tls-listen; scripts/gen-certs.sh makes one")
+	fs.StringVar(&tlsKey, "tls-key", "", "PEM `file` of the private key of -tls-cert")
+	fs.Var(wsListen, "ws-listen", "`address` to serve MQTT over WebSocket on, e.g. :1882 (off when empty)")
+	fs.Var(httpListen, "http-listen", "`address` to serve /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty)")
+	lim := DefaultLimits()
+	minKeepAlive := shared.Duration(lim.MinKeepAlive)
+	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`; 0 is no limit")
+	fs.IntVar(&lim.MaxPendingWrites, "max-pending-writes", lim.MaxPendingWrites, "`packets` queued for one client before QoS 0 messages to it are dropped (8 bytes each, reserved at connect)")
+	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this; 0s is no floor")
+	fs.IntVar(&lim.MaxClients, "max-clients", 0, "refuse connections past this `number` of connected clients (CONNACK 3); 0 is no limit")
+	validate := func() error {
+		lim.MinKeepAlive = time.Duration(minKeepAlive)
+		if err := lim.check(); err != nil {
+			return err
+		}
+		switch {
+		case (tlsCert == "") != (tlsKey == ""):
+			return errors.New("-tls-cert and -tls-key go together: give both or neither")
+		case tlsListen.String() != "" && tlsCert == "":
+			return errors.New("-tls-listen needs -tls-cert and -tls-key")
+		}
+		return nil
+	}
+	if err := shared.Load(fs, args, getenv, validate); err != nil {
 		return Config{}, err
 	}
-	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health}
+	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health, HashPassword: hash,
+		DataDir: dataDir, AuthFile: authFile,
+		TLSListen: tlsListen.String(), TLSCert: tlsCert, TLSKey: tlsKey,
+		WSListen: wsListen.String(), HTTPListen: httpListen.String(), Limits: lim}
+	if cfg.TLSCert != "" && cfg.TLSListen == "" {
+		cfg.TLSListen = DefaultTLSListen
+	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(level.String())); err != nil {
 		return Config{}, err // unreachable: the choice admits only slog's level names
 	}

@@ -10,6 +10,9 @@ import (
 // HealthTimeout bounds the whole health probe: dial, CONNECT, CONNACK.
 const HealthTimeout = 3 * time.Second
 
+// healthCheckID is the probe's client id; the auth hook logs the probe's refusal at debug only.
+const healthCheckID = "healthcheck"
+
 // connectPacket is an MQTT 3.1.1 CONNECT: clean session, keep-alive 0, client id "healthcheck".
 var connectPacket = []byte{
 	0x10, 23, // CONNECT, remaining length

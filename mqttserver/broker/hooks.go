@@ -1,9 +1,9 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,35 +13,93 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// The messages of the events hook: the article's five client events, and start and stop.
+// The messages of the events hook: the article's five client events, start and stop, and the
+// other events of docs/events.md.
 const (
-	msgConnected    = "client connected"
-	msgDisconnected = "client disconnected"
-	msgPublished    = "message published"
-	msgSubscribed   = "topic subscribed"
-	msgUnsubscribed = "topic unsubscribed"
-	msgStarted      = "server started"
-	msgStopped      = "server stopped"
+	msgConnected     = "client connected"
+	msgDisconnected  = "client disconnected"
+	msgPublished     = "message published"
+	msgPublishedMore = "more messages published"
+	msgSubscribed    = "topic subscribed"
+	msgSubRefused    = "subscription refused"
+	msgUnsubscribed  = "topic unsubscribed"
+	msgStarted       = "server started"
+	msgStopped       = "server stopped"
+	msgAuthFailed    = "authentication failed"
+	msgPublishDenied = "publish denied"
+	msgDeniedMore    = "more publishes denied"
+	msgRestored      = "session restored"
+	msgLoaded        = "loaded from the data file"
+	msgDropped       = "message dropped"
+	msgWillSent      = "will message published"
+	msgExpired       = "session expired"
+	msgPacketIn      = "packet received"
+	msgPacketOut     = "packet sent"
 )
 
 // eventsHook logs one line per client event, as the article's MqttServer event handlers do.
-// Hooks run on the client's own goroutine, so each one only formats a line and returns.
+// Hooks run on the client's own goroutine, so each one only formats a line and returns; the
+// per-message lines are capped (see LinesPerSecond) and the writer behind the logger
+// never blocks (see asyncWriter).
 type eventsHook struct {
 	mqtt.HookBase
-	log *slog.Logger
+	log       *slog.Logger
+	debug     bool              // log the per-packet events too
+	topics    *mqtt.TopicsIndex // to tell a message nobody consumed, at debug
+	published *lineCap
+	dropped   *lineCap
+	provides  [256]bool
+}
+
+// newEventsHook returns the events hook for log; the per-packet hooks are enabled only when log
+// is at debug, so at info they cost nothing.
+func newEventsHook(log *slog.Logger, topics *mqtt.TopicsIndex) *eventsHook {
+	h := &eventsHook{
+		log:       log,
+		debug:     log.Enabled(context.Background(), slog.LevelDebug),
+		topics:    topics,
+		published: newLineCap(log, slog.LevelInfo, msgPublishedMore),
+		dropped:   newLineCap(log, slog.LevelWarn, msgDropped, slog.String("reason", "client write queue full")),
+	}
+	for _, b := range eventsAtInfo {
+		h.provides[b] = true
+	}
+	for _, b := range eventsAtDebug {
+		h.provides[b] = h.debug
+	}
+	return h
 }
 
 func (h *eventsHook) ID() string { return "events" }
 
-func (h *eventsHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
-		mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect,
-		mqtt.OnPublished,
-		mqtt.OnSubscribed,
-		mqtt.OnUnsubscribed,
-		mqtt.OnStopped,
-	}, []byte{b})
+// Provides is asked for every hook on every event of every packet, so it is a table lookup.
+func (h *eventsHook) Provides(b byte) bool { return h.provides[b] }
+
+// eventsAtInfo are the hooks that log at info and above; eventsAtDebug only at debug.
+var (
+	eventsAtInfo = []byte{
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublished, mqtt.OnPublishDropped,
+		mqtt.OnQosDropped, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnWillSent,
+		mqtt.OnClientExpired, mqtt.OnPacketIDExhausted, mqtt.OnStopped,
+	}
+	eventsAtDebug = []byte{
+		mqtt.OnStarted, mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnPacketRead, mqtt.OnPacketSent,
+		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
+	}
+)
+
+// Init starts the once-a-second summaries of capped lines.
+func (h *eventsHook) Init(any) error {
+	h.published.start()
+	h.dropped.start()
+	return nil
+}
+
+// Stop writes the last summaries.
+func (h *eventsHook) Stop() error {
+	h.published.close()
+	h.dropped.close()
+	return nil
 }
 
 func (h *eventsHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
@@ -60,6 +118,17 @@ func (h *eventsHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 }
 
 func (h *eventsHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if cl.Net.Conn == nil {
+		// Not a connection: mochi replaying a session from the -data store at start.
+		level := slog.LevelInfo
+		msg := msgRestored
+		if expire {
+			level, msg = slog.LevelDebug, "stale clean session discarded"
+		}
+		h.log.LogAttrs(context.Background(), level, msg, slog.String("client", cl.ID),
+			slog.String("username", string(cl.Properties.Username)))
+		return
+	}
 	reason, detail := DisconnectReason(cl, err)
 	attrs := []slog.Attr{
 		slog.String("client", cl.ID),
@@ -95,6 +164,13 @@ func DisconnectReason(cl *mqtt.Client, err error) (reason, detail string) {
 }
 
 func (h *eventsHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	if h.debug && h.unconsumed(pk.TopicName) {
+		h.log.LogAttrs(context.Background(), slog.LevelDebug, "message not consumed: no subscriber",
+			slog.String("client", cl.ID), slog.String("topic", pk.TopicName))
+	}
+	if !h.published.allow() {
+		return
+	}
 	h.log.LogAttrs(context.Background(), slog.LevelInfo, msgPublished,
 		slog.String("client", cl.ID),
 		slog.String("topic", pk.TopicName),
@@ -106,13 +182,17 @@ func (h *eventsHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
 
 func (h *eventsHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
 	for i, f := range pk.Filters {
-		attrs := []slog.Attr{slog.String("client", cl.ID), slog.String("filter", f.Filter)}
-		if i < len(reasonCodes) && reasonCodes[i] >= packets.ErrUnspecifiedError.Code {
-			attrs = append(attrs, slog.String("granted", "refused"))
-		} else if i < len(reasonCodes) {
-			attrs = append(attrs, slog.Int("granted_qos", int(reasonCodes[i])))
+		if i >= len(reasonCodes) {
+			break
 		}
-		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgSubscribed, attrs...)
+		if code := reasonCodes[i]; code >= packets.ErrUnspecifiedError.Code {
+			// 0x80 for MQTT 3.1.1; MQTT 5 says why (0x87 not authorised, …)
+			h.log.LogAttrs(context.Background(), slog.LevelInfo, msgSubRefused, slog.String("client", cl.ID),
+				slog.String("filter", f.Filter), slog.String("code", fmt.Sprintf("%#02x", code)))
+			continue
+		}
+		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgSubscribed, slog.String("client", cl.ID),
+			slog.String("filter", f.Filter), slog.Int("granted_qos", int(reasonCodes[i])))
 	}
 }
 
@@ -127,6 +207,125 @@ func (h *eventsHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgUnsubscribed,
 			slog.String("client", cl.ID), slog.String("filter", f.Filter))
 	}
+}
+
+func (h *eventsHook) unconsumed(topic string) bool {
+	subs := h.topics.Subscribers(topic)
+	return len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 && len(subs.InlineSubscriptions) == 0
+}
+
+// OnPublishDropped: mochi dropped a message for a client whose write queue was full
+// (-max-pending-writes). Counted into the once-a-second summary past the cap.
+func (h *eventsHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if !h.dropped.allow() {
+		return
+	}
+	h.log.LogAttrs(context.Background(), slog.LevelWarn, msgDropped, slog.String("client", cl.ID),
+		slog.String("topic", pk.TopicName), slog.String("reason", "client write queue full"))
+}
+
+// OnQosDropped: a QoS 1 or 2 message left a client's in-flight store undelivered: it expired
+// (MQTT 5 message expiry, or mochi's one-day maximum), its clean session ended, or the client
+// refused it. When a persistent session moves to a new connection mochi clears the old one's
+// copy too: that is no loss, so it is only a debug line.
+func (h *eventsHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		h.log.LogAttrs(context.Background(), slog.LevelDebug, "in-flight message moved to the new connection",
+			slog.String("client", cl.ID), slog.Int("packet_id", int(pk.PacketID)))
+		return
+	}
+	h.log.LogAttrs(context.Background(), slog.LevelWarn, msgDropped, slog.String("client", cl.ID),
+		slog.Int("packet_id", int(pk.PacketID)), slog.String("reason", "in-flight message expired or its session ended"))
+}
+
+func (h *eventsHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	h.log.LogAttrs(context.Background(), slog.LevelInfo, msgWillSent, slog.String("client", cl.ID),
+		slog.String("topic", pk.TopicName), slog.Int("qos", int(pk.FixedHeader.Qos)), slog.Bool("retain", pk.FixedHeader.Retain))
+}
+
+// OnClientExpired: a disconnected persistent session was kept past its expiry and deleted.
+func (h *eventsHook) OnClientExpired(cl *mqtt.Client) {
+	h.log.LogAttrs(context.Background(), slog.LevelInfo, msgExpired, slog.String("client", cl.ID))
+}
+
+func (h *eventsHook) OnPacketIDExhausted(cl *mqtt.Client, pk packets.Packet) {
+	h.log.LogAttrs(context.Background(), slog.LevelWarn, "packet ids exhausted: message not sent",
+		slog.String("client", cl.ID), slog.String("topic", pk.TopicName))
+}
+
+// The hooks below are enabled at debug only (see Provides): one line per packet or step.
+
+func (h *eventsHook) OnStarted() {
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, "listeners serving")
+}
+
+// OnConnect is the article's ValidatingConnection before the credentials are checked. The
+// password is never logged, only whether one was given.
+func (h *eventsHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, "client connecting",
+		slog.String("client", cl.ID), slog.String("remote", cl.Net.Remote),
+		slog.String("username", string(pk.Connect.Username)), slog.Bool("password", pk.Connect.PasswordFlag),
+		slog.Bool("clean", pk.Connect.Clean), slog.Bool("will", pk.Connect.WillFlag))
+	return nil
+}
+
+// OnSessionEstablish is the article's PreparingSession: credentials accepted, session not yet set up.
+func (h *eventsHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, "preparing session",
+		slog.String("client", cl.ID), slog.Bool("clean", pk.Connect.Clean))
+}
+
+// OnPacketRead is the article's InterceptingInboundPacket.
+func (h *eventsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, msgPacketIn, packetAttrs(cl, pk)...)
+	return pk, nil
+}
+
+// OnPacketSent is the article's InterceptingOutboundPacket, after the bytes are written.
+// (mochi has consumed the buffer by then, so b is empty.)
+func (h *eventsHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, msgPacketOut, packetAttrs(cl, pk)...)
+}
+
+// packetAttrs describes a packet without its payload or credentials: CONNECT packets carry a
+// password, so only the packet type, id and topic are ever logged.
+func packetAttrs(cl *mqtt.Client, pk packets.Packet) []slog.Attr {
+	attrs := []slog.Attr{slog.String("client", cl.ID), slog.String("type", packets.PacketNames[pk.FixedHeader.Type])}
+	if pk.PacketID != 0 {
+		attrs = append(attrs, slog.Int("packet_id", int(pk.PacketID)))
+	}
+	if pk.TopicName != "" {
+		attrs = append(attrs, slog.String("topic", pk.TopicName))
+	}
+	return attrs
+}
+
+// OnQosPublish is the article's ApplicationMessageEnqueued for QoS 1 and 2: stored in flight
+// for a client (and sent, if it is connected).
+func (h *eventsHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, "message in flight",
+		slog.String("client", cl.ID), slog.String("type", packets.PacketNames[pk.FixedHeader.Type]),
+		slog.Int("packet_id", int(pk.PacketID)), slog.Int("resends", resends))
+}
+
+// OnQosComplete is the article's ClientAcknowledgedPublishPacket.
+func (h *eventsHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, "message acknowledged",
+		slog.String("client", cl.ID), slog.Int("packet_id", int(pk.PacketID)))
+}
+
+// OnRetainMessage is the article's RetainedMessageChanged (r is 1 stored, 0 unchanged, -1 deleted).
+func (h *eventsHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	change := "stored"
+	if r < 0 {
+		change = "deleted"
+	}
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, "retained message "+change,
+		slog.String("client", cl.ID), slog.String("topic", pk.TopicName))
+}
+
+func (h *eventsHook) OnRetainedExpired(topic string) {
+	h.log.LogAttrs(context.Background(), slog.LevelDebug, "retained message expired", slog.String("topic", topic))
 }
 
 func (h *eventsHook) OnStopped() {

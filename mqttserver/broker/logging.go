@@ -8,33 +8,108 @@ import (
 	"strings"
 	"unicode"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"mqttdemo/shared"
 )
 
 // NewLogger returns the broker's logger: coloured lines for people (text) or one JSON object per
 // line for machines (json), at cfg.LogLevel and above.
-func NewLogger(cfg Config, stdout io.Writer, getenv func(string) string) *slog.Logger {
-	return slog.New(newHandler(cfg, stdout, getenv, cfg.LogLevel))
+func NewLogger(cfg Config, w io.Writer, getenv func(string) string) *slog.Logger {
+	return slog.New(newHandler(cfg, w, shared.UseColor(cfg.Color, w, getenv), cfg.LogLevel))
 }
 
-func newHandler(cfg Config, w io.Writer, getenv func(string) string, level slog.Level) slog.Handler {
+// newLoggers returns the broker's logger and mochi's, both writing to stdout through one
+// asyncWriter (Close it last, to write the final lines).
+func newLoggers(cfg Config, stdout io.Writer, getenv func(string) string) (log, library *slog.Logger, out *asyncWriter) {
+	color := shared.UseColor(cfg.Color, stdout, getenv) // asked of the terminal, not of the buffer
+	out = newAsyncWriter(stdout)
+	log = slog.New(newHandler(cfg, out, color, cfg.LogLevel))
+	out.onDrop = func(n int) {
+		log.Warn("log lines dropped: the output could not keep up", "count", n)
+	}
+	return log, libraryLogger(cfg, out, color), out
+}
+
+func newHandler(cfg Config, w io.Writer, color bool, level slog.Level) slog.Handler {
 	if cfg.LogFormat == "json" {
 		return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
 	}
-	return &consoleHandler{
-		console: shared.NewConsole(w, shared.UseColor(cfg.Color, w, getenv)),
-		level:   level,
-	}
+	return &consoleHandler{console: shared.NewConsole(w, color), level: level}
 }
 
 // libraryLogger is the logger handed to mochi. Its own info lines ("mochi mqtt starting", …)
 // repeat ours, so below debug it speaks only of warnings and errors.
-func libraryLogger(cfg Config, w io.Writer, getenv func(string) string) *slog.Logger {
+func libraryLogger(cfg Config, w io.Writer, color bool) *slog.Logger {
 	level := max(cfg.LogLevel, slog.LevelWarn)
 	if cfg.LogLevel <= slog.LevelDebug {
 		level = slog.LevelDebug
 	}
-	return slog.New(newHandler(cfg, w, getenv, level)).With("source", "mochi")
+	return slog.New(libraryHandler{newHandler(cfg, w, color, level)}).With("source", "mochi")
+}
+
+// libraryHandler adapts mochi's log lines. Its warning about keep-alives of 5 s or less (0
+// included, before it knows the client id) becomes debug. Its listener warnings (a blank message with the error
+// that ended a connection: a refused login, a reset, …) become debug lines, since the events hook
+// has said what happened at info. And mochi logs whole packets in some lines ("error processing
+// packet" with a second CONNECT, for one): a CONNECT carries the password, so a packet is
+// replaced by its type, id and topic.
+type libraryHandler struct{ slog.Handler }
+
+func (h libraryHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.Handler.Enabled(ctx, l) || l == slog.LevelWarn && h.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (h libraryHandler) Handle(ctx context.Context, r slog.Record) error {
+	level, msg := r.Level, r.Message
+	switch {
+	case msg == "" && level == slog.LevelWarn:
+		level, msg = slog.LevelDebug, "connection ended"
+	case msg == mqtt.ErrMinimumKeepalive.Error():
+		level = slog.LevelDebug // the keep-alive floor (-min-keepalive) deals with it
+	}
+	if !h.Handler.Enabled(ctx, level) {
+		return nil
+	}
+	out := slog.NewRecord(r.Time, level, msg, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(redactPacket(a))
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func redactPacket(a slog.Attr) slog.Attr {
+	switch pk := a.Value.Any().(type) {
+	case packets.Packet:
+		return slog.String(a.Key, describePacket(pk))
+	case *packets.Packet:
+		return slog.String(a.Key, describePacket(*pk))
+	}
+	return a
+}
+
+func describePacket(pk packets.Packet) string {
+	s := packets.PacketNames[pk.FixedHeader.Type]
+	if pk.PacketID != 0 {
+		s += " id=" + strconv.Itoa(int(pk.PacketID))
+	}
+	if pk.TopicName != "" {
+		s += " topic=" + pk.TopicName
+	}
+	return s
+}
+
+func (h libraryHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	for i := range attrs {
+		attrs[i] = redactPacket(attrs[i])
+	}
+	return libraryHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h libraryHandler) WithGroup(name string) slog.Handler {
+	return libraryHandler{h.Handler.WithGroup(name)}
 }
 
 // eventStyles gives each event message of the hook its tag and colour on the console.
@@ -42,14 +117,26 @@ var eventStyles = map[string]struct {
 	tag   string
 	style shared.Style
 }{
-	msgConnected:    {"CONNECTED", shared.StyleGood},
-	msgDisconnected: {"DISCONNECTED", shared.StyleWarn},
-	msgPublished:    {"PUBLISHED", shared.StyleMessage},
-	msgSubscribed:   {"SUBSCRIBED", shared.StyleSubscribe},
-	msgUnsubscribed: {"UNSUBSCRIBED", shared.StyleUnsubscribe},
-	msgStarted:      {"STARTED", shared.StyleGood},
-	msgStopped:      {"STOPPED", shared.StyleInfo},
+	msgConnected:     {"CONNECTED", shared.StyleGood},
+	msgDisconnected:  {"DISCONNECTED", shared.StyleWarn},
+	msgPublished:     {"PUBLISHED", shared.StyleMessage},
+	msgSubscribed:    {"SUBSCRIBED", shared.StyleSubscribe},
+	msgUnsubscribed:  {"UNSUBSCRIBED", shared.StyleUnsubscribe},
+	msgStarted:       {"STARTED", shared.StyleGood},
+	msgStopped:       {"STOPPED", shared.StyleInfo},
+	msgAuthFailed:    {"AUTH-FAILED", shared.StyleError},
+	msgPublishDenied: {"DENIED", shared.StyleError},
+	msgRestored:      {"RESTORED", shared.StyleGood},
+	msgPublishedMore: {"PUBLISHED", shared.StyleMessage},
+	msgDeniedMore:    {"DENIED", shared.StyleError},
+	msgDropped:       {"DROPPED", shared.StyleWarn},
+	msgSubRefused:    {"SUB-REFUSED", shared.StyleError},
+	msgWillSent:      {"WILL", shared.StyleWarn},
+	msgExpired:       {"EXPIRED", shared.StyleInfo},
 }
+
+// summaries are the once-a-second lines of capped events (see lineCap), and what they count.
+var summaries = map[string]string{msgPublishedMore: "messages published", msgDeniedMore: "publishes denied"}
 
 // consoleHandler is a slog.Handler that prints "15:04:05.000 TAG message key=value …".
 type consoleHandler struct {
@@ -71,8 +158,17 @@ func (h *consoleHandler) WithGroup(string) slog.Handler { return h }
 
 func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 	tag, style, text := levelTag(r.Level), levelStyle(r.Level), r.Message
-	if ev, ok := eventStyles[r.Message]; ok {
+	if ev, ok := eventStyles[r.Message]; ok && !h.library() {
 		tag, style, text = ev.tag, ev.style, ""
+	}
+	if what, ok := summaries[r.Message]; ok { // say it in words: "… 12345 more messages published in the last second"
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "count" {
+				text = "… " + a.Value.String() + " more " + what + " in the last second"
+			}
+			return true
+		})
+		r = slog.NewRecord(r.Time, r.Level, "", r.PC)
 	}
 	var b strings.Builder
 	b.WriteString(text)
@@ -91,6 +187,17 @@ func (h *consoleHandler) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(add)
 	h.console.Line(style, tag, b.String())
 	return nil
+}
+
+// library tells mochi's handler (its lines carry source=mochi): mochi's own "client
+// disconnected" is not our event.
+func (h *consoleHandler) library() bool {
+	for _, a := range h.attrs {
+		if a.Key == "source" {
+			return true
+		}
+	}
+	return false
 }
 
 func levelTag(l slog.Level) string {

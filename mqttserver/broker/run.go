@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"mqttdemo/shared"
@@ -17,29 +20,55 @@ import (
 // Broker is a configured mochi server with its listeners bound.
 type Broker struct {
 	server *mqtt.Server
-	tcp    *listeners.TCP
-	log    *slog.Logger
+	tcp    *listeners.Net
+	// endpoints are the bound addresses, for the "server started" line.
+	endpoints []endpoint
+	http      *http.Server // -http-listen: /healthz and /stats
+	httpLn    net.Listener
+	log       *slog.Logger
+	stored    bool // sessions and retained messages are kept in -data
+
+	closeOnce sync.Once // mochi's Close panics when called twice
+	closeErr  error
 }
 
 // New assembles a broker from cfg and binds its listeners; Start serves them.
-func New(cfg Config, log, libraryLog *slog.Logger) (*Broker, error) {
+func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	server := mqtt.New(&mqtt.Options{
 		Logger:       libraryLog,
-		Capabilities: mqtt.NewDefaultServerCapabilities(),
+		Capabilities: cfg.Limits.capabilities(),
 	})
 	b := &Broker{server: server, log: log}
-	if err := server.AddHook(&eventsHook{log: log}, nil); err != nil {
-		return nil, fmt.Errorf("add events hook: %w", err)
+	var store *boltStore
+	defer func() {
+		if err != nil { // free the ports and the data file for another attempt
+			b.closeListeners()
+			if store != nil {
+				_ = store.Stop()
+			}
+		}
+	}()
+	if !cfg.noEvents {
+		if err := server.AddHook(newEventsHook(log, server.Topics), nil); err != nil {
+			return nil, fmt.Errorf("add events hook: %w", err)
+		}
 	}
-	// mochi refuses every client unless a hook allows it; the article's broker is open.
-	if err := server.AddHook(new(auth.AllowHook), nil); err != nil {
-		return nil, fmt.Errorf("add allow-all hook: %w", err)
+	if err := addLimits(server, cfg.Limits, log); err != nil {
+		return nil, err
 	}
-	log.Warn("anonymous access: any client may connect, publish and subscribe to any topic")
-	b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Listen})
-	if err := server.AddListener(b.tcp); err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	if err := addAccess(server, cfg.AuthFile, log); err != nil {
+		return nil, err
 	}
+	if cfg.DataDir != "" {
+		if store, err = addStorage(server, cfg.DataDir); err != nil {
+			return nil, err
+		}
+		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
+	}
+	if err := b.addListeners(cfg); err != nil {
+		return nil, err
+	}
+	b.stored = store != nil
 	return b, nil
 }
 
@@ -51,12 +80,40 @@ func (b *Broker) Start() error {
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	b.log.Info(msgStarted, "mqtt", "tcp://"+b.Addr())
+	if b.stored {
+		sessions, subs, inflight, retained := recount(b.server)
+		b.log.Info(msgLoaded, "sessions", sessions, "subscriptions", subs,
+			"queued", inflight, "retained", retained)
+	}
+	if b.http != nil {
+		go func() { _ = b.http.Serve(b.httpLn) }()
+	}
+	attrs := make([]any, 0, 2*len(b.endpoints))
+	for _, e := range b.endpoints {
+		attrs = append(attrs, e.name, e.url)
+	}
+	b.log.Info(msgStarted, attrs...)
 	return nil
 }
 
-// Close disconnects every client and stops the listeners.
-func (b *Broker) Close() error { return b.server.Close() }
+// Close disconnects every client and stops the listeners. It may be called more than once.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		if b.http != nil {
+			_ = b.http.Close()
+		}
+		b.closeErr = b.server.Close()
+	})
+	return b.closeErr
+}
+
+// closeListeners frees the addresses bound by a New that failed later.
+func (b *Broker) closeListeners() {
+	b.server.Listeners.CloseAll(func(string) {})
+	if b.httpLn != nil {
+		_ = b.httpLn.Close()
+	}
+}
 
 // Run is the whole mqttserver program.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -67,8 +124,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if cfg.HealthCheck {
 		return HealthCheck(cfg.Listen)
 	}
-	log := NewLogger(cfg, stdout, getenv)
-	b, err := New(cfg, log, libraryLogger(cfg, stdout, getenv))
+	if cfg.HashPassword {
+		return HashPassword(stdin, stdout)
+	}
+	log, libraryLog, out := newLoggers(cfg, stdout, getenv)
+	defer out.Close()
+	b, err := New(cfg, log, libraryLog)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,74 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"mqttdemo/shared"
+)
+
+func TestLoad(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		check func(Config) bool
+	}{
+		{"defaults", nil, nil, func(c Config) bool {
+			return c.Listen == DefaultListen && c.TLSListen == "" && c.WSListen == "" && c.HTTPListen == "" &&
+				c.DataDir == "" && c.AuthFile == "" && c.Limits == DefaultLimits()
+		}},
+		{"tls listen defaults when a certificate is given", []string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, nil,
+			func(c Config) bool { return c.TLSListen == DefaultTLSListen }},
+		{"every setting from the environment", nil, map[string]string{
+			"MQTT_DATA": "/var/lib/mqtt", "MQTT_AUTH": "users.yaml", "MQTT_WS_LISTEN": ":1882",
+			"MQTT_HTTP_LISTEN": ":8080", "MQTT_MAX_PACKET_SIZE": "4096", "MQTT_MAX_PENDING_WRITES": "64",
+			"MQTT_MIN_KEEPALIVE": "10s", "MQTT_MAX_CLIENTS": "100",
+		}, func(c Config) bool {
+			return c.DataDir == "/var/lib/mqtt" && c.AuthFile == "users.yaml" && c.WSListen == ":1882" &&
+				c.HTTPListen == ":8080" && c.MaxPacketSize == 4096 && c.MaxPendingWrites == 64 &&
+				c.MinKeepAlive == 10*time.Second && c.MaxClients == 100
+		}},
+		{"flags win over the environment", []string{"-ws-listen", ":9001"}, map[string]string{"MQTT_WS_LISTEN": ":1882"},
+			func(c Config) bool { return c.WSListen == ":9001" }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Load(c.args, func(k string) string { return c.env[k] }, new(bytes.Buffer))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if !c.check(cfg) {
+				t.Errorf("Load gave %+v", cfg)
+			}
+		})
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-tls-cert", "c.pem"}, "-tls-cert and -tls-key go together"},
+		{[]string{"-tls-listen", ":8883"}, "-tls-listen needs -tls-cert"},
+		{[]string{"-ws-listen", "1882"}, "want host:port"},
+		{[]string{"-max-pending-writes", "0"}, "-max-pending-writes 0"},
+		{[]string{"-max-packet-size", "-1"}, "-max-packet-size -1"},
+		{[]string{"-min-keepalive", "30h"}, "-min-keepalive"},
+	} {
+		var stderr bytes.Buffer
+		_, err := Load(c.args, noEnv, &stderr)
+		var usage *shared.UsageError
+		if !errors.As(err, &usage) || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("Load(%q): err = %v, stderr %q; want a usage error saying %q", c.args, err, firstLine(stderr.String()), c.want)
+		}
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

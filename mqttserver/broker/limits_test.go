@@ -1,0 +1,59 @@
+package broker
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestOversizedPacketRefused(t *testing.T) {
+	lim := DefaultLimits()
+	lim.MaxPacketSize = 1024
+	b, logs := startBroker(t, Config{Limits: lim})
+	var got received
+	sub := connect(t, clientOpts(b.Addr(), "sub"))
+	if err := wait(sub.Subscribe("big/#", 0, got.handler)); err != nil {
+		t.Fatal(err)
+	}
+	pub := connect(t, clientOpts(b.Addr(), "big-pub"))
+	_ = pub.Publish("big/one", 0, false, strings.Repeat("x", 2000)) // the broker drops the connection
+	waitFor(t, "the sender to be disconnected", func() bool {
+		return logs.has(t, msgDisconnected, map[string]any{"client": "big-pub", "reason": "error"})
+	})
+	if !strings.Contains(logs.String(), "packet too large") {
+		t.Error("the disconnect does not say the packet was too large")
+	}
+	small := connect(t, clientOpts(b.Addr(), "small-pub"))
+	if err := wait(small.Publish("big/two", 0, false, "fits")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the small message", func() bool { return len(got.list()) > 0 })
+	if l := got.list(); len(l) != 1 || l[0] != "big/two fits" {
+		t.Errorf("delivered %q, want only the small message", l)
+	}
+}
+
+func TestKeepAliveFloor(t *testing.T) {
+	b, logs := startBroker(t, Config{}) // default floor: 5 s
+	connect(t, clientOpts(b.Addr(), "fast").SetKeepAlive(2*time.Second))
+	connect(t, clientOpts(b.Addr(), "slow").SetKeepAlive(60*time.Second))
+	waitFor(t, "both connections", func() bool {
+		return logs.has(t, msgConnected, map[string]any{"client": "fast", "keepalive": 5}) &&
+			logs.has(t, msgConnected, map[string]any{"client": "slow", "keepalive": 60})
+	})
+}
+
+func TestCapabilities(t *testing.T) {
+	c := DefaultLimits().capabilities()
+	if c.MaximumClientWritesPending != DefaultMaxPendingWrites || c.MaximumPacketSize != DefaultMaxPacketSize {
+		t.Errorf("capabilities %+v do not carry the default limits", c)
+	}
+	if c.MaximumClients <= 0 {
+		t.Errorf("max clients 0 must mean no limit, got %d", c.MaximumClients)
+	}
+	lim := DefaultLimits()
+	lim.MaxClients = 10
+	if c := lim.capabilities(); c.MaximumClients != 10 {
+		t.Errorf("MaximumClients = %d, want 10", c.MaximumClients)
+	}
+}

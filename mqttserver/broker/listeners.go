@@ -1,0 +1,196 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// DefaultTLSListen is where MQTT over TLS is served when -tls-cert and -tls-key are given.
+const DefaultTLSListen = ":8883"
+
+// endpoint is one bound listener, named for the "server started" line.
+type endpoint struct {
+	name string // mqtt, mqtts, ws, http
+	url  string // e.g. tcp://127.0.0.1:1883
+}
+
+// addListeners binds every configured address now, so that a busy port fails the start with
+// its name instead of a log line later, and :0 reports the port it got. mochi's own WebSocket
+// and HTTP listeners bind only when served, so those two are ours.
+func (b *Broker) addListeners(cfg Config) error {
+	tcp, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("-listen: %w", err)
+	}
+	b.tcp = listeners.NewNet("tcp", tcp)
+	if err := b.addMQTT(b.tcp, "mqtt", "tcp://"); err != nil {
+		return err
+	}
+	if cfg.TLSListen != "" {
+		conf, err := serverTLS(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", cfg.TLSListen)
+		if err != nil {
+			return fmt.Errorf("-tls-listen: %w", err)
+		}
+		if err := b.addMQTT(listeners.NewNet("tls", tls.NewListener(ln, conf)), "mqtts", "ssl://"); err != nil {
+			return err
+		}
+	}
+	if cfg.WSListen != "" {
+		ln, err := net.Listen("tcp", cfg.WSListen)
+		if err != nil {
+			return fmt.Errorf("-ws-listen: %w", err)
+		}
+		if err := b.addMQTT(&wsListener{id: "ws", ln: ln}, "ws", "ws://"); err != nil {
+			return err
+		}
+		b.endpoints[len(b.endpoints)-1].url += "/mqtt" // any path works; /mqtt is the usual one
+	}
+	if cfg.HTTPListen != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
+			return fmt.Errorf("-http-listen: %w", err)
+		}
+		b.http = &http.Server{Handler: statusHandler(b.server), ReadHeaderTimeout: 5 * time.Second}
+		b.httpLn = ln
+		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
+	}
+	return nil
+}
+
+func (b *Broker) addMQTT(l listeners.Listener, name, scheme string) error {
+	if err := b.server.AddListener(l); err != nil {
+		return fmt.Errorf("listener %s: %w", name, err)
+	}
+	b.endpoints = append(b.endpoints, endpoint{name, scheme + l.Address()})
+	return nil
+}
+
+// serverTLS loads the certificate (with its chain) and key; TLS 1.2 is the oldest accepted.
+func serverTLS(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// statusHandler serves /healthz (200 while the broker runs) and /stats (the $SYS counters).
+func statusHandler(server *mqtt.Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(server.Info.Clone())
+	})
+	return mux
+}
+
+// wsListener serves MQTT over WebSocket (binary frames, subprotocol "mqtt") on its own listener.
+type wsListener struct {
+	id        string
+	ln        net.Listener
+	server    *http.Server
+	establish listeners.EstablishFn
+	once      sync.Once
+}
+
+func (l *wsListener) ID() string       { return l.id }
+func (l *wsListener) Address() string  { return l.ln.Addr().String() }
+func (l *wsListener) Protocol() string { return "ws" }
+
+// Init prepares the HTTP server that upgrades requests to WebSocket connections.
+func (l *wsListener) Init(*slog.Logger) error {
+	upgrader := &websocket.Upgrader{
+		Subprotocols: []string{"mqtt"},
+		// Browsers send an Origin; MQTT credentials, not the page's origin, decide access.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	l.server = &http.Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := upgrader.Upgrade(w, r, nil)
+			if err != nil {
+				return // the upgrader has answered with an HTTP error
+			}
+			defer c.Close()
+			_ = l.establish(l.id, &wsConn{Conn: c.NetConn(), ws: c})
+		}),
+	}
+	return nil
+}
+
+// Serve accepts connections until Close; establish runs each MQTT session.
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.establish = establish  // set before the first connection is accepted
+	_ = l.server.Serve(l.ln) // returns http.ErrServerClosed on Close
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	l.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = l.server.Shutdown(ctx) // also closes l.ln
+	})
+	closeClients(l.id)
+}
+
+// wsConn makes a WebSocket connection a net.Conn carrying the MQTT byte stream: MQTT packets
+// may span or share binary messages, so reads continue across message boundaries.
+type wsConn struct {
+	net.Conn
+	ws *websocket.Conn
+	r  io.Reader // the current message
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			typ, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if typ != websocket.BinaryMessage {
+				return 0, errors.New("websocket: MQTT needs binary messages")
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n == 0 {
+				continue
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -277,7 +277,12 @@ func openIdle(ctx context.Context, addr string, n, round int) ([]*mqttConn, erro
 			defer wg.Done()
 			for i := range next {
 				local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}
-				c, err := dialMQTT(ctx, addr, local, fmt.Sprintf("idle-%d-%d", round, i), 64)
+				var c *mqttConn
+				var err error
+				// A loaded broker may reset a connection while it accepts thousands: retry.
+				for try := 0; try < 3 && (try == 0 || err != nil); try++ {
+					c, err = dialMQTT(ctx, addr, local, fmt.Sprintf("idle-%d-%d", round, i), 64)
+				}
 				if err != nil {
 					select {
 					case errs <- fmt.Errorf("connection %d: %w", i, err):

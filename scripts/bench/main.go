@@ -171,7 +171,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for _, i := range rotation(len(specs), r) {
 			fresh, churned, err := idleMemory(ctx, specs[i], dir, o.conns)
 			if err != nil {
-				return fmt.Errorf("idle memory: %w", err)
+				if ctx.Err() != nil {
+					return err
+				}
+				res.addFailure(fmt.Sprintf("memory round %d, %s: %v", r+1, specs[i].Name, err))
+				logf("memory round %d %-16s FAILED: %v", r+1, specs[i].Name, err)
+				continue
 			}
 			logf("memory round %d %-16s %7.1f KB per idle connection, %7.1f KB after churn", r+1, specs[i].Name, fresh/1024, churned/1024)
 			res.add(fmt.Sprintf("%d idle connections", o.conns), mRSS, specs[i].Name, r, fresh/1024)

@@ -83,8 +83,6 @@ func startBroker(ctx context.Context, spec brokerSpec, dir string) (*brokerProc,
 		return nil, err
 	}
 	cmd.Env = brokerEnv()
-	// If the benchmark dies without stopping its brokers, the kernel kills them.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr := new(bytes.Buffer)
 	cmd.Stderr = &lockedBuffer{b: stderr}
 	cmd.Stdout = nil // /dev/null
@@ -147,7 +145,7 @@ func (b *brokerProc) kill() {
 func (b *brokerProc) alive() error {
 	select {
 	case <-b.done:
-		return fmt.Errorf("%s exited: %s", b.spec.Name, strings.TrimSpace(b.stderr.String()))
+		return fmt.Errorf("%s exited (%s): %s", b.spec.Name, b.cmd.ProcessState, strings.TrimSpace(b.stderr.String()))
 	default:
 		return nil
 	}

@@ -221,8 +221,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				p := procs[i]
 				got, err := measure(ctx, p, w, d, fmt.Sprintf("r%dw%db%d", r, wi, i))
 				if err != nil {
-					if ctx.Err() != nil || p.alive() != nil {
-						return fmt.Errorf("%s on %s: %w", w, p.spec.Name, errors.Join(err, p.alive()))
+					if ctx.Err() != nil {
+						return err
+					}
+					if dead := p.alive(); dead != nil {
+						// Record it and carry on with a new process: one crash must not void the run.
+						res.addFailure(fmt.Sprintf("round %d, %s: %v", r+1, w, dead))
+						logf("round %d %-26s %-16s FAILED: %v; restarting it", r+1, w, p.spec.Name, dead)
+						if procs[i], err = startBroker(ctx, p.spec, dir); err != nil {
+							return err
+						}
+						continue
 					}
 					// One failed run (a client disconnected, a stall) leaves a gap, not a dead run.
 					res.addFailure(fmt.Sprintf("round %d, %s on %s: %v", r+1, w, p.spec.Name, err))

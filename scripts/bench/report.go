@@ -27,7 +27,7 @@ func renderReport(res *results, o options, ours, mochi string, c reportCondition
 	b.WriteString("## Conditions\n\n")
 	fmt.Fprintf(&b, "- CPU: %s; %s; load average %s at start, %s at end.\n", c.CPU, runtime.Version(), c.LoadStart, c.LoadEnd)
 	fmt.Fprintf(&b, "- Brokers: %s (`set_tcp_nodelay true`, `persistence false`, `log_dest none`, other settings default); "+
-		"`mqttserver` with its default logging (info: one line per message, stdout to /dev/null); `mqttserver -log-level warn`; "+
+		"`mqttserver` with its default logging (info level, stdout to /dev/null); `mqttserver -log-level warn`; "+
 		"bare mochi-mqtt v2.7.9 (allow-all hook only, `scripts/bench/baremochi`). All on 127.0.0.1, started by the benchmark.\n", c.Mosquitto)
 	fmt.Fprintf(&b, "- %d rounds; flood runs publish for %s, fixed-rate runs for %s; idle memory with %d connections, %d round(s).\n",
 		o.rounds, o.flood, o.rate, o.conns, o.memRounds)

@@ -1,0 +1,470 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// scenario is who publishes and who subscribes, all on one topic.
+type scenario struct {
+	Name       string
+	Pubs, Subs int
+}
+
+var (
+	oneToOne = scenario{"1→1", 1, 1}
+	fanIn    = scenario{"4→1", 4, 1}
+	fanOut   = scenario{"1→10", 1, 10}
+)
+
+// workload is one measured case: a flood (Rate 0) or an open-loop fixed rate in msg/s.
+type workload struct {
+	Scn  scenario
+	QoS  byte
+	Size int // payload bytes
+	Rate int // total published msg/s; 0 = closed-loop flood
+}
+
+func (w workload) String() string {
+	mode := "flood"
+	if w.Rate > 0 {
+		mode = fmt.Sprintf("%dk/s", w.Rate/1000)
+	}
+	return fmt.Sprintf("%s %s QoS%d %s", mode, w.Scn.Name, w.QoS, sizeName(w.Size))
+}
+
+func sizeName(n int) string {
+	if n >= 1024 && n%1024 == 0 {
+		return fmt.Sprintf("%dKB", n/1024)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// result is what one run of a workload against one broker measured.
+type result struct {
+	Sent      int64           // messages published
+	Expected  int64           // deliveries expected: Sent × subscribers
+	Delivered int64           // deliveries received
+	Elapsed   time.Duration   // first publish to last delivery
+	Latencies []time.Duration // rate mode: one per delivery
+	CPU       time.Duration   // broker user+system CPU during the run
+}
+
+func (r result) Throughput() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Delivered) / r.Elapsed.Seconds()
+}
+
+// Payload header: publisher index, sequence number (from 1), send time (ns since clockBase).
+const headerLen = 18
+
+var clockBase = time.Now()
+
+func now() int64 { return int64(time.Since(clockBase)) }
+
+// floodWindow bounds, per publisher, the messages sent but not yet seen by every subscriber. It
+// makes the flood closed-loop (a broker is measured at the rate it delivers, not at the rate it
+// can queue) and stays below every broker's per-client queue: Mosquitto queues 1000 QoS 1/2
+// messages (+20 in flight), mochi 1024 in flight and 8192 pending writes; fan-in puts 4×200 on
+// one subscriber.
+var floodWindow uint64 = 200
+
+// stallTimeout is how long a publisher waits on a full window before sending anyway (the broker
+// dropped the tail of the window, which no later delivery would acknowledge). Long, so that a
+// broker that is merely slow on a loaded machine is never pushed past its queue limits.
+const stallTimeout = 2 * time.Second
+
+type subscriber struct {
+	c        *mqttConn
+	lastSeq  []atomic.Uint64 // per publisher: highest sequence number received
+	received atomic.Int64
+	lastRecv atomic.Int64
+	record   bool
+	lat      []time.Duration // written by loop only; read after it returns
+	notify   []chan struct{} // per publisher: "the window may have moved"
+}
+
+func (s *subscriber) loop() error {
+	pending := 0
+	for {
+		typ, flags, body, err := s.c.readPacket()
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case pkPublish:
+			qos, id, payload, err := parsePublish(flags, body)
+			if err != nil {
+				return err
+			}
+			if len(payload) < headerLen {
+				return errors.New("payload without benchmark header")
+			}
+			t := now()
+			pub := binary.BigEndian.Uint16(payload)
+			seq := binary.BigEndian.Uint64(payload[2:])
+			if s.record {
+				s.lat = append(s.lat, time.Duration(t-int64(binary.BigEndian.Uint64(payload[10:]))))
+			}
+			if int(pub) < len(s.lastSeq) && seq > s.lastSeq[pub].Load() {
+				s.lastSeq[pub].Store(seq)
+			}
+			s.received.Add(1)
+			s.lastRecv.Store(t)
+			switch qos {
+			case 1:
+				s.c.writeAck(pkPuback, id)
+				pending++
+			case 2:
+				s.c.writeAck(pkPubrec, id)
+				pending++
+			}
+		case pkPubrel:
+			s.c.writeAck(pkPubcomp, binary.BigEndian.Uint16(body))
+			pending++
+		}
+		// Acknowledge in batches, but never sit on acks a broker may be waiting for (Mosquitto
+		// sends at most 20 QoS 1/2 messages before it needs acks).
+		if s.c.r.Buffered() == 0 || pending >= 8 {
+			if pending > 0 {
+				s.c.mu.Lock()
+				err := s.c.w.Flush()
+				s.c.mu.Unlock()
+				if err != nil {
+					return err
+				}
+				pending = 0
+			}
+			for _, n := range s.notify {
+				select {
+				case n <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+type publisher struct {
+	c        *mqttConn
+	idx      uint16
+	inflight atomic.Int64 // QoS 1/2 publishes the broker has not completed
+	notify   chan struct{}
+}
+
+// ackLoop handles the broker's PUBACK, PUBREC (answered by PUBREL) and PUBCOMP.
+func (p *publisher) ackLoop() error {
+	pending := 0
+	for {
+		typ, _, body, err := p.c.readPacket()
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case pkPuback, pkPubcomp:
+			p.inflight.Add(-1)
+		case pkPubrec:
+			p.c.mu.Lock()
+			p.c.writeAck(pkPubrel, binary.BigEndian.Uint16(body))
+			p.c.mu.Unlock()
+			pending++
+		}
+		if pending > 0 && (p.c.r.Buffered() == 0 || pending >= 8) {
+			p.c.mu.Lock()
+			err := p.c.w.Flush()
+			p.c.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			pending = 0
+		}
+		select {
+		case p.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// maxInflight keeps packet identifiers unique: far below the 65535 available.
+const maxInflight = 30000
+
+// floodInflight bounds a flood publisher's QoS 1/2 publishes not yet acknowledged by the broker
+// (PUBACK, PUBCOMP), as clients do (MQTT 5 calls it receive maximum). 20 is Mosquitto's
+// max_inflight_messages: above it Mosquitto 2.0 drops incoming QoS 2 messages it has already
+// acknowledged with PUBREC (measured: 60% lost with 100 in flight).
+var floodInflight int64 = 20
+
+// session is the connected clients of one run.
+type session struct {
+	w     workload
+	topic string
+	limit uint64 // flood: stop after this many messages per publisher (0: only the time)
+	subs  []*subscriber
+	pubs  []*publisher
+	wg    sync.WaitGroup
+
+	closing  atomic.Bool
+	failOnce sync.Once
+	failed   chan struct{} // closed on the first client error
+	err      error
+}
+
+// fail records the first error of a client goroutine and wakes everyone waiting.
+func (s *session) fail(err error) {
+	if err == nil || s.closing.Load() {
+		return
+	}
+	s.failOnce.Do(func() { s.err = err; close(s.failed) })
+}
+
+func connectSession(ctx context.Context, addr string, w workload, runID string) (*session, error) {
+	s := &session{w: w, topic: "bench/" + runID, failed: make(chan struct{})}
+	for i := 0; i < w.Scn.Pubs; i++ {
+		s.pubs = append(s.pubs, &publisher{idx: uint16(i), notify: make(chan struct{}, 1)})
+	}
+	for i := 0; i < w.Scn.Subs; i++ {
+		c, err := dialMQTT(ctx, addr, nil, fmt.Sprintf("%s-s%d", runID, i), 64<<10)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("subscriber %d: %w", i, err)
+		}
+		sub := &subscriber{c: c, lastSeq: make([]atomic.Uint64, w.Scn.Pubs), record: w.Rate > 0}
+		for _, p := range s.pubs {
+			sub.notify = append(sub.notify, p.notify)
+		}
+		s.subs = append(s.subs, sub)
+		if err := c.subscribe(s.topic, w.QoS); err != nil {
+			s.close()
+			return nil, fmt.Errorf("subscriber %d: %w", i, err)
+		}
+	}
+	for i, p := range s.pubs {
+		c, err := dialMQTT(ctx, addr, nil, fmt.Sprintf("%s-p%d", runID, i), 64<<10)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("publisher %d: %w", i, err)
+		}
+		p.c = c
+	}
+	for _, sub := range s.subs {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.fail(fmt.Errorf("subscriber: %w", sub.loop())) }()
+	}
+	for _, p := range s.pubs {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.fail(fmt.Errorf("publisher: %w", p.ackLoop())) }()
+	}
+	return s, nil
+}
+
+func (s *session) close() {
+	s.closing.Store(true)
+	for _, p := range s.pubs {
+		if p.c != nil {
+			p.c.close()
+		}
+	}
+	for _, sub := range s.subs {
+		sub.c.close()
+	}
+	s.wg.Wait()
+}
+
+// run publishes for d and waits for the deliveries to drain.
+func (s *session) run(ctx context.Context, d time.Duration) (result, error) {
+	var sent atomic.Int64
+	start := now()
+	var wg sync.WaitGroup
+	pubErr := make(chan error, len(s.pubs))
+	for _, p := range s.pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var n int64
+			var err error
+			if s.w.Rate > 0 {
+				n, err = s.publishRate(p, d)
+			} else {
+				n, err = s.flood(p, d)
+			}
+			sent.Add(n)
+			pubErr <- err
+		}()
+	}
+	wg.Wait()
+	close(pubErr)
+	for err := range pubErr {
+		if err != nil {
+			return result{}, err
+		}
+	}
+	select {
+	case <-s.failed:
+		return result{}, s.err
+	default:
+	}
+	r := result{Sent: sent.Load(), Expected: sent.Load() * int64(len(s.subs))}
+	// Drain: until everything arrived, or nothing arrived for a while (the broker dropped it).
+	deadline := time.Now().Add(15 * time.Second)
+	last, lastChange := int64(-1), time.Now()
+	for time.Now().Before(deadline) {
+		got := s.delivered()
+		if got >= r.Expected {
+			break
+		}
+		if got != last {
+			last, lastChange = got, time.Now()
+		} else if time.Since(lastChange) > 500*time.Millisecond {
+			break
+		}
+		select {
+		case <-s.failed:
+			return result{}, s.err
+		case <-ctx.Done():
+			return result{}, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	r.Delivered = s.delivered()
+	var end int64
+	for _, sub := range s.subs {
+		end = max(end, sub.lastRecv.Load())
+	}
+	r.Elapsed = time.Duration(end - start)
+	return r, nil
+}
+
+func (s *session) delivered() int64 {
+	var n int64
+	for _, sub := range s.subs {
+		n += sub.received.Load()
+	}
+	return n
+}
+
+// latencies gathers the subscribers' samples; call after close.
+func (s *session) latencies() []time.Duration {
+	var all []time.Duration
+	for _, sub := range s.subs {
+		all = append(all, sub.lat...)
+	}
+	return all
+}
+
+func fillHeader(payload []byte, pub uint16, seq uint64) {
+	binary.BigEndian.PutUint16(payload, pub)
+	binary.BigEndian.PutUint64(payload[2:], seq)
+	binary.BigEndian.PutUint64(payload[10:], uint64(now()))
+}
+
+func packetID(seq uint64) uint16 { return uint16(seq%65535) + 1 }
+
+// flood publishes as fast as the window allows for d; it returns the number sent.
+func (s *session) flood(p *publisher, d time.Duration) (int64, error) {
+	payload := make([]byte, s.w.Size)
+	end := time.Now().Add(d)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var seq, seen uint64
+	for {
+		if seq%32 == 0 && time.Now().After(end) || s.limit > 0 && seq >= s.limit {
+			break
+		}
+		// Wait while the window is full.
+		for seq-seen >= floodWindow || p.inflight.Load() >= floodInflight {
+			if seen = s.minSeen(p.idx); seq-seen < floodWindow && p.inflight.Load() < floodInflight {
+				break
+			}
+			p.c.mu.Lock()
+			err := p.c.w.Flush()
+			p.c.mu.Unlock()
+			if err != nil {
+				return int64(seq), err
+			}
+			if time.Since(end) > 10*time.Second {
+				return int64(seq), fmt.Errorf("no progress for 10s: %d sent, %d seen by every subscriber, %d unacknowledged", seq, seen, p.inflight.Load())
+			}
+			timer.Reset(stallTimeout)
+			stalled := false
+			select {
+			case <-p.notify:
+			case <-timer.C:
+				stalled = true
+			case <-s.failed:
+				return int64(seq), s.err
+			}
+			if !timer.Stop() && !stalled {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			if seen = s.minSeen(p.idx); stalled && seq-seen >= floodWindow {
+				seen = seq // give up on the lost tail; later deliveries move the window again
+			}
+		}
+		seq++
+		fillHeader(payload, p.idx, seq)
+		p.c.mu.Lock()
+		err := p.c.writePublish(s.topic, s.w.QoS, packetID(seq), payload)
+		p.c.mu.Unlock()
+		if err != nil {
+			return int64(seq), err
+		}
+		if s.w.QoS > 0 {
+			p.inflight.Add(1)
+		}
+	}
+	p.c.mu.Lock()
+	err := p.c.w.Flush()
+	p.c.mu.Unlock()
+	return int64(seq), err
+}
+
+func (s *session) minSeen(pub uint16) uint64 {
+	m := ^uint64(0)
+	for _, sub := range s.subs {
+		m = min(m, sub.lastSeq[pub].Load())
+	}
+	return m
+}
+
+// publishRate publishes at this publisher's share of the workload's rate for d, open loop: the
+// schedule does not wait for deliveries. Each message carries the time it was written.
+func (s *session) publishRate(p *publisher, d time.Duration) (int64, error) {
+	payload := make([]byte, s.w.Size)
+	perPub := float64(s.w.Rate) / float64(len(s.pubs))
+	n := int64(perPub * d.Seconds())
+	interval := time.Duration(float64(time.Second) / perPub)
+	start := time.Now()
+	for i := int64(0); i < n; i++ {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if p.inflight.Load() >= maxInflight {
+			return i, errors.New("broker stopped acknowledging QoS 1/2 publishes")
+		}
+		seq := uint64(i + 1)
+		fillHeader(payload, p.idx, seq)
+		p.c.mu.Lock()
+		err := p.c.writePublish(s.topic, s.w.QoS, packetID(seq), payload)
+		if err == nil {
+			err = p.c.w.Flush() // one message, one write: latency is not hidden in a buffer
+		}
+		p.c.mu.Unlock()
+		if err != nil {
+			return i, err
+		}
+		if s.w.QoS > 0 {
+			p.inflight.Add(1)
+		}
+	}
+	return n, nil
+}

@@ -110,7 +110,7 @@ func TestFaultKeepAliveTimeout(t *testing.T) {
 // other subscriber; the broker drops what it cannot queue for it, and counts and logs the drops.
 func TestFaultSlowConsumer(t *testing.T) {
 	// 4 KiB messages: the slow consumer's socket buffers hold a few thousand, the broker queues
-	// 1024 more per client (-max-pending-writes), so 16,000 overflow both.
+	// 8192 more per client (-max-pending-writes), so 16,000 overflow both.
 	const count, size = 16000, 4 << 10
 	server, url := harness.StartServer(t, nil)
 

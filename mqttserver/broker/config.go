@@ -74,7 +74,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	lim := DefaultLimits()
 	minKeepAlive := shared.Duration(lim.MinKeepAlive)
 	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`; 0 is no limit")
-	fs.IntVar(&lim.MaxPendingWrites, "max-pending-writes", lim.MaxPendingWrites, "`packets` queued for one client before QoS 0 messages to it are dropped (8 bytes each, reserved at connect)")
+	fs.IntVar(&lim.MaxPendingWrites, "max-pending-writes", lim.MaxPendingWrites, "`packets` queued for one client before messages to it are dropped (a slow reader); 8 bytes a slot")
 	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this; 0s is no floor")
 	fs.IntVar(&lim.MaxClients, "max-clients", 0, "refuse connections past this `number` of connected clients (CONNACK 3); 0 is no limit")
 	validate := func() error {

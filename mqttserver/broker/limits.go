@@ -15,11 +15,13 @@ const (
 	// DefaultMaxPacketSize refuses packets over 1 MiB: far above what the demo sends, small
 	// enough that one client cannot make the broker hold hundreds of megabytes.
 	DefaultMaxPacketSize = 1 << 20
-	// DefaultMaxPendingWrites is the queue of packets waiting to be written to one client. mochi
-	// allocates it at connect (8 bytes a slot): its default 8192 costs 64 KiB per connection
-	// even when idle; 1024 costs 8 KiB and still absorbs a burst of 1024 messages to a slow
-	// reader before QoS 0 messages to it are dropped (and logged).
-	DefaultMaxPendingWrites = 1024
+	// DefaultMaxPendingWrites is the queue of packets waiting to be written to one client,
+	// mochi's own default. The queue is a channel made at connect, 8 bytes a slot; above 4096
+	// slots (32 KiB) it is a run of pages the OS maps only when used, so an idle connection
+	// holds less than with 1024 slots, which are touched at once (26.9 KB against 30.5 KB per
+	// idle connection in BENCHMARKS.md). A slow subscriber may make the broker queue this many
+	// messages before copies to it are dropped, QoS 1 and 2 included (mochi rolls them back).
+	DefaultMaxPendingWrites = 8192
 	// DefaultMinKeepAlive is the keep-alive floor: a client asking for less gets this.
 	DefaultMinKeepAlive = 5 * time.Second
 )

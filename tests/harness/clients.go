@@ -16,28 +16,8 @@ import (
 // what the program wrote there (the subscriber's -json objects, say).
 func StartSplit(tb testing.TB, name, bin string, env []string, args ...string) (p *Proc, stdout *Output) {
 	tb.Helper()
-	if env == nil {
-		env = Env()
-	}
 	stdout = new(Output)
-	p = &Proc{Name: name, Cmd: exec.Command(bin, args...), Out: new(Output), done: make(chan struct{})}
-	p.Cmd.Env = env
-	p.Cmd.Stdout = teeWriter{stdout, p.Out}
-	p.Cmd.Stderr = p.Out
-	if err := p.Cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.waited = p.Cmd.Wait()
-		close(p.done)
-	}()
-	tb.Cleanup(func() {
-		_ = p.Cmd.Process.Kill()
-		<-p.done
-		if tb.Failed() {
-			tb.Logf("--- output of %s %s:\n%s", name, strings.Join(args, " "), p.Out.String())
-		}
-	})
+	p = launch(tb, name, bin, env, nil, stdout, args)
 	return p, stdout
 }
 

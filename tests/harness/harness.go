@@ -138,11 +138,12 @@ func Env(extra ...string) []string {
 // its output is logged if the test failed.
 func Start(tb testing.TB, name, bin string, env []string, args ...string) *Proc {
 	tb.Helper()
-	return launch(tb, name, bin, env, nil, args)
+	return launch(tb, name, bin, env, nil, nil, args)
 }
 
 // launch starts the process with stdin (nil: /dev/null) and arranges its end with the test.
-func launch(tb testing.TB, name, bin string, env []string, stdin *os.File, args []string) *Proc {
+// Its output goes to p.Out, and its standard output also to stdout when that is not nil.
+func launch(tb testing.TB, name, bin string, env []string, stdin *os.File, stdout *Output, args []string) *Proc {
 	tb.Helper()
 	if env == nil {
 		env = Env()
@@ -153,6 +154,9 @@ func launch(tb testing.TB, name, bin string, env []string, stdin *os.File, args 
 		p.Cmd.Stdin = stdin
 	}
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
+	if stdout != nil {
+		p.Cmd.Stdout = teeWriter{stdout, p.Out}
+	}
 	if err := p.Cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", name, err)
 	}

@@ -17,7 +17,7 @@ func StartInTerminal(tb testing.TB, name, bin string, env []string, args ...stri
 		tb.Skipf("no pseudo-terminal here: %v", err)
 	}
 	tb.Cleanup(func() { ptmx.Close() }) // runs after the process is killed (cleanups run last-in first-out)
-	p := launch(tb, name, bin, env, tty, args)
+	p := launch(tb, name, bin, env, tty, nil, args)
 	tty.Close() // the child holds its own copy
 	return p, ptmx
 }

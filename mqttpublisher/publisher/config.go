@@ -26,7 +26,7 @@ var program = shared.Program{
 	Summary: "publishes a message to an MQTT topic every interval (by default time:<now> to mytopic every second)",
 	Example: "  mqttpublisher -topic mytopic -qos 1 -count 10\n  echo hello | mqttpublisher -stdin -retain\n" +
 		"  MQTT_BROKER=tcp://broker.example:1883 mqttpublisher",
-	Exit: shared.ClientExit("a message was dropped or left unacknowledged, or another error"),
+	Exit: shared.ClientExit("it ran to its end (-count, -stdin) with a message dropped or unacknowledged, or another error"),
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.

@@ -78,10 +78,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	err = p.run(ctx, messages(ctx, cfg, stdin))
 	shared.Disconnect(client)
 	p.summary()
+	incomplete := p.dropped > 0 || p.unconfirmed() > 0
 	if errors.Is(err, context.Canceled) {
-		err = nil // Ctrl-C or SIGTERM: a normal end
-	}
-	if err == nil && (p.dropped > 0 || p.unconfirmed() > 0) {
+		// Ctrl-C or SIGTERM: the user ended it, a normal end (exit 0); the summary has the count.
+		err = nil
+		if incomplete && cfg.Store != "" && p.unconfirmed() > 0 {
+			con.Linef(shared.StyleWarn, "KEPT", "%d unacknowledged in %s: the next run with the same -id and -clean=false resends them",
+				p.unconfirmed(), cfg.Store)
+		}
+	} else if err == nil && incomplete {
+		// It ran to the end (-count, end of -stdin) and could not deliver everything: a failure.
 		err = fmt.Errorf("%w: %d dropped, %d unacknowledged", ErrIncomplete, p.dropped, p.unconfirmed())
 		if p.unconfirmed() > 0 && cfg.Store != "" {
 			err = fmt.Errorf("%w (kept in %s: the next run with the same -id and -clean=false resends them)", err, cfg.Store)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mqttdemo/shared"
+	"mqttdemo/shared/sharedtest"
 )
 
 // every is each flag of the publisher with a value that is not its default.
@@ -83,28 +84,7 @@ func equal(a, b any) bool {
 
 // TestLoadEveryFlag sets every flag once from the command line and once from MQTT_* variables.
 func TestLoadEveryFlag(t *testing.T) {
-	t.Run("flags", func(t *testing.T) {
-		var args []string
-		for name, v := range every {
-			args = append(args, "-"+name+"="+v)
-		}
-		cfg, err := Load(args, func(string) string { return "" }, new(bytes.Buffer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkEvery(t, cfg)
-	})
-	t.Run("environment", func(t *testing.T) {
-		env := make(map[string]string)
-		for name, v := range every {
-			env[shared.EnvName(name)] = v
-		}
-		cfg, err := Load(nil, func(k string) string { return env[k] }, new(bytes.Buffer))
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkEvery(t, cfg)
-	})
+	sharedtest.EveryFlag(t, every, nil, Load, checkEvery)
 }
 
 func TestLoadDefaults(t *testing.T) {

@@ -317,30 +317,11 @@ func Missing(tb testing.TB, name string) {
 	tb.Skipf("%s is not installed: run scripts/install-deps.sh", name)
 }
 
-// StartMosquitto runs the reference broker on a free loopback port with extra config lines
-// (persistence, …) and returns the process and its URL.
+// StartMosquitto runs the reference broker on a free loopback port, open to anonymous clients,
+// with extra config lines (persistence, …), and returns the process and its URL.
 func StartMosquitto(tb testing.TB, extraConfig ...string) (*Proc, string) {
 	tb.Helper()
-	bin := Mosquitto(tb)
 	port := FreePort(tb)
-	conf := filepath.Join(tb.TempDir(), "mosquitto.conf")
-	lines := append([]string{
-		fmt.Sprintf("listener %d 127.0.0.1", port),
-		"allow_anonymous true",
-		"log_dest stdout",
-	}, extraConfig...)
-	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	p := Start(tb, "mosquitto", bin, Env(), "-c", conf)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	Eventually(tb, func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	}, "mosquitto to listen on %s", addr)
-	return p, "tcp://" + addr
+	conf := WriteMosquittoConfig(tb, port, append([]string{"allow_anonymous true"}, extraConfig...)...)
+	return RunMosquitto(tb, conf, port), fmt.Sprintf("tcp://127.0.0.1:%d", port)
 }

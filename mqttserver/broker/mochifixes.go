@@ -34,12 +34,16 @@ type packetIDHook struct {
 	server    *mqtt.Server
 	log       *slog.Logger
 	stashed   sync.Map // *mqtt.Client → packets.Packet, between read and processed, on one goroutine
-	takeovers sync.Map // *mqtt.Client (old session) → *queued, from OnSessionEstablish to the CONNACK
+	takeovers sync.Map // *mqtt.Client (old session) → *queued, until the new one is established
 	newcomers sync.Map // *mqtt.Client (new connection) → *queued, the same list
+	// Counts of the entries above, so that the hooks called for every packet and every message
+	// (OnPacketProcessed, OnQosPublish) skip the map when nothing is pending, as is usual.
+	nStashed, nTakeovers atomic.Int32
 }
 
 // queued are the messages queued to a session while it is being taken over.
 type queued struct {
+	old  *mqtt.Client // the session being taken over
 	mu   sync.Mutex
 	msgs []packets.Packet
 }
@@ -75,6 +79,7 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 	if out, ok := cl.State.Inflight.Get(pk.PacketID); ok && brokerChoseID(out) {
 		cl.State.Inflight.Delete(pk.PacketID)
 		h.stashed.Store(cl, out)
+		h.nStashed.Add(1)
 	}
 	return pk, nil
 }
@@ -85,10 +90,14 @@ func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, _ packets.Packet, _ er
 func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.restore(cl) }
 
 func (h *packetIDHook) restore(cl *mqtt.Client) {
+	if h.nStashed.Load() == 0 {
+		return
+	}
 	v, ok := h.stashed.LoadAndDelete(cl)
 	if !ok {
 		return
 	}
+	h.nStashed.Add(-1)
 	out := v.(packets.Packet)
 	if _, taken := cl.State.Inflight.Get(out.PacketID); taken {
 		// Only if the broker wrapped all 65535 ids around within one packet: say so, never overwrite.
@@ -111,8 +120,10 @@ func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if !ok || old == cl {
 		return
 	}
-	q := new(queued)
-	h.takeovers.Store(old, q)
+	q := &queued{old: old}
+	if _, replaced := h.takeovers.Swap(old, q); !replaced {
+		h.nTakeovers.Add(1)
+	}
 	h.newcomers.Store(cl, q)
 	if old.State.Inflight.Len() < 2 {
 		return
@@ -150,7 +161,7 @@ func QueueOrder(msgs []packets.Packet) []packets.Packet {
 
 // OnQosPublish notes a message queued to a session that is being taken over.
 func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends int) {
-	if resends > 0 || pk.FixedHeader.Type != packets.Publish {
+	if resends > 0 || pk.FixedHeader.Type != packets.Publish || h.nTakeovers.Load() == 0 {
 		return
 	}
 	if v, ok := h.takeovers.Load(cl); ok {
@@ -169,12 +180,9 @@ func (h *packetIDHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		return
 	}
 	q := v.(*queued)
-	h.takeovers.Range(func(k, w any) bool {
-		if w == q {
-			h.takeovers.Delete(k)
-		}
-		return true
-	})
+	if h.takeovers.CompareAndDelete(q.old, q) { // not a later take-over's entry for the same session
+		h.nTakeovers.Add(-1)
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, m := range q.msgs {

@@ -76,7 +76,7 @@ func TestSessionTakeoverLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without the take-over fix about 70 of 3000 are lost here. With it, 0 to 2 still
-	// is (a race inside mochi not yet found; see docs/server.md): more than knownTakeoverGap fails.
+	// are (a race inside mochi not yet found; see docs/server.md): more than knownTakeoverGap fails.
 	const knownTakeoverGap = 10
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -22,7 +22,7 @@ type persistentBroker struct {
 	// message is delivered twice across a crash; a duplicate then fails the test. Otherwise
 	// duplicates are counted, not failed: Mosquitto saves after (autosave), so a crash in
 	// between rolls it back to before a PUBLISH it had acknowledged, and the publisher's resend
-	// then looks new to it. No broker here promises it under SIGKILL; the field is for one that does.
+	// then looks new to it. mqttserver with -data promises it.
 	exactlyOnce bool
 	// lossy, when not empty, is why the broker may lose the message it is acknowledging when
 	// SIGKILL comes: up to lossPerKill a kill is then reported and the test skipped, not
@@ -67,15 +67,9 @@ var persistentBrokers = []persistentBroker{
 				t.Skip("mqttserver has no -data flag yet (being added on the server branch)")
 			}
 		},
-		// Not at QoS 2 either: the same order of work (PUBREC before the subscribers' copies
-		// are stored) lets a resend after the restart through twice now and then.
-		exactlyOnce: false,
-		// mochi v2.7.9 (server.go, processPublish) writes the PUBACK of a QoS 1 message before
-		// it hands the message to the subscribers' sessions, which the storage hook then saves:
-		// killed in between, the broker has acknowledged a message it no longer has.
-		lossy: "mochi acknowledges (PUBACK, PUBREC) before the subscribers' copies are stored",
-		// The window is the PUBACK's trip through the write queue: one message at most.
-		lossPerKill: 1,
+		// With -data it stores the subscribers' copies and its QoS 2 state before it
+		// acknowledges (mqttserver/broker/storage.go): nothing lost, nothing twice.
+		exactlyOnce: true,
 	},
 }
 

@@ -175,6 +175,9 @@ func DisconnectReason(cl *mqtt.Client, err error) (reason, detail string) {
 }
 
 func (h *eventsHook) OnPublished(cl *mqtt.Client, pk packets.Packet) {
+	if pk.Ignore { // -data delivered it ahead of the ack, and this was logged then (storage.go)
+		return
+	}
 	if h.debug && h.unconsumed(pk.TopicName) {
 		h.log.LogAttrs(context.Background(), slog.LevelDebug, "message not consumed: no subscriber",
 			slog.String("client", cl.ID), slog.String("topic", pk.TopicName))

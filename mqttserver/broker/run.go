@@ -45,12 +45,12 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		Capabilities: cfg.Limits.capabilities(),
 	})
 	b := &Broker{server: server, log: log}
-	var store *boltStore
+	var data *store
 	defer func() {
 		if err != nil { // free the ports and the data file for another attempt
 			b.closeListeners()
-			if store != nil {
-				_ = store.Stop()
+			if data != nil {
+				_ = data.Stop()
 			}
 		}
 	}()
@@ -70,7 +70,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		return nil, err
 	}
 	if cfg.DataDir != "" {
-		if store, err = addStorage(server, cfg.DataDir); err != nil {
+		if data, err = addStorage(server, cfg.DataDir, log); err != nil {
 			return nil, err
 		}
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
@@ -78,7 +78,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := b.addListeners(cfg); err != nil {
 		return nil, err
 	}
-	b.stored = store != nil
+	b.stored = data != nil
 	return b, nil
 }
 

@@ -1,11 +1,14 @@
 package broker
 
 import (
+	"bytes"
+	"encoding"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +16,6 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
-	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
 )
@@ -21,98 +23,653 @@ import (
 // DataFile is the name of the store inside the -data directory.
 const DataFile = "mqttserver.db"
 
+// bucket is the bbolt bucket, and the keys below are those of mochi's bolt hook, so a data file
+// written by it (or by an earlier mqttserver) still loads.
+var bucket = []byte("mochi")
+
+func clientKey(id string) string { return storage.ClientKey + "_" + id }
+func subscriptionKey(id, filter string) string {
+	return storage.SubscriptionKey + "_" + id + ":" + filter
+}
+func inflightKey(id string, packetID uint16) string {
+	return fmt.Sprintf("%s_%s:%d", storage.InflightKey, id, packetID)
+}
+func retainedKey(topic string) string { return storage.RetainedKey + "_" + topic }
+
 // addStorage keeps what MQTT promises to keep across a restart (retained messages, sessions of
 // clean-session=false clients, their subscriptions and their queued and in-flight QoS 1 and 2
 // messages) in a bbolt file in dir.
 //
-// Why bbolt: every change is its own transaction, written copy-on-write and fsynced before the
-// hook returns, so a SIGKILL or a power cut loses nothing the broker has acknowledged, and the
-// file needs no recovery step. Badger and Pebble (mochi's other embedded stores) buffer writes
-// by default and need value-log garbage collection or compaction; durability per message costs
-// one fsync, which docs/server.md measures.
-func addStorage(server *mqtt.Server, dir string) (*boltStore, error) {
+// Why bbolt: a transaction is written copy-on-write and fsynced before it returns, so a SIGKILL
+// or a power cut loses nothing committed, and the file needs no recovery step. Badger and
+// Pebble (mochi's other embedded stores) buffer writes by default and need value-log garbage
+// collection or compaction.
+func addStorage(server *mqtt.Server, dir string, log *slog.Logger) (*store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	path := filepath.Join(dir, DataFile)
-	store := &boltStore{Hook: new(bolt.Hook)}
-	err := server.AddHook(store, &bolt.Options{
-		Path: path,
-		// bbolt locks the file; a second broker on the same directory fails fast instead of waiting.
-		Options: &bbolt.Options{Timeout: time.Second},
-	})
+	s := &store{server: server, log: log, path: filepath.Join(dir, DataFile)}
+	if err := server.AddHook(s, nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// store is the -data hook. mochi's own bolt hook writes each change in its own transaction,
+// whenever mochi calls it, and mochi calls it too late for a crash: it acknowledges a PUBLISH
+// before it queues the copies for the subscribers, and sends PUBREL and PUBCOMP before it
+// records them. A SIGKILL in between lost acknowledged messages or delivered QoS 2 messages
+// twice. This store makes three promises instead:
+//
+//   - Write ahead: no PUBLISH at QoS 1 or 2, acknowledgement, CONNACK or SUBACK leaves the
+//     broker before every change made so far is committed (OnPacketEncode waits for it).
+//   - Deliver, then acknowledge: a QoS 1 or 2 PUBLISH is handed to the subscribers (and so
+//     stored) from OnPublish, before mochi writes the PUBACK or PUBREC (see OnPublish).
+//   - All or nothing: the PUBREC state of an incoming QoS 2 message and its copies for the
+//     subscribers are committed in one transaction, so a resent PUBLISH is either delivered
+//     (nothing was kept) or recognised as a duplicate (all was).
+//
+// Changes are committed by one goroutine, as many as have accumulated in one transaction
+// (group commit): one fsync serves every client waiting at that moment.
+//
+// Sessions that end at disconnect (clean session, or MQTT 5 session expiry 0) are not stored:
+// after a crash they would have to be discarded, and mochi brought back their subscriptions.
+type store struct {
+	mqtt.HookBase
+	server *mqtt.Server
+	log    *slog.Logger
+	path   string
+	db     *bbolt.DB
+
+	// groups is held for reading while one incoming message is handled, so that a commit takes
+	// all of its changes or none.
+	groups sync.RWMutex
+
+	mu       sync.Mutex
+	next     *batch // collecting changes
+	writing  *batch // being committed, or nil
+	appended int64  // sequence number of the last change appended (under mu)
+	closed   bool
+	stored   map[string]bool // client ids with a stored session (under mu)
+
+	committed atomic.Int64 // sequence number of the last change committed
+	kick      chan struct{}
+	done      chan struct{}
+
+	// unstored: the instant PUBACK mochi keeps in flight for an incoming QoS 1 message; storing
+	// and deleting it would cost a commit and buy nothing (a publisher that saw no PUBACK sends
+	// again). *mqtt.Client → packet id.
+	unstored sync.Map
+	// early: changes this store made ahead of mochi (key → true for a put, false for a delete);
+	// mochi's own call for the same change is then skipped.
+	early sync.Map
+	// twins: an inline client with the id of each publishing client, through which its
+	// messages are delivered ahead of the acknowledgement. *mqtt.Client → *mqtt.Client.
+	twins sync.Map
+}
+
+type change struct {
+	key    string
+	value  []byte // nil deletes
+	client string // with value and key nil: delete everything of this client
+}
+
+type batch struct {
+	changes []change
+	last    int64 // sequence number of the last change
+	done    chan struct{}
+	err     error
+}
+
+func newBatch() *batch { return &batch{done: make(chan struct{})} }
+
+func (s *store) ID() string { return "data-store" }
+
+func (s *store) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnRetainMessage, mqtt.OnWillSent, mqtt.OnQosPublish, mqtt.OnQosComplete,
+		mqtt.OnQosDropped, mqtt.OnClientExpired, mqtt.OnRetainedExpired, mqtt.OnPublish,
+		mqtt.OnPacketRead, mqtt.OnPacketEncode,
+		mqtt.StoredClients, mqtt.StoredInflightMessages, mqtt.StoredRetainedMessages,
+		mqtt.StoredSubscriptions,
+	}, []byte{b})
+}
+
+// Init opens the file and drops what a crash left of sessions that should have ended.
+func (s *store) Init(any) error {
+	// bbolt locks the file; a second broker on the same directory fails fast instead of waiting.
+	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if errors.Is(err, bbolt.ErrTimeout) {
-		return nil, fmt.Errorf("data file %s is in use by another mqttserver", path)
+		return fmt.Errorf("data file %s is in use by another mqttserver", s.path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open data file %s: %w", path, err)
+		return fmt.Errorf("open data file %s: %w", s.path, err)
 	}
-	return store, nil
+	s.db = db
+	s.stored = map[string]bool{}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil {
+			return err
+		}
+		return s.dropEndedSessions(b)
+	})
+	if err != nil {
+		_ = db.Close()
+		return fmt.Errorf("prepare data file %s: %w", s.path, err)
+	}
+	s.next = newBatch()
+	s.kick = make(chan struct{}, 1)
+	s.done = make(chan struct{})
+	go s.commitLoop()
+	return nil
 }
 
-// boltStore is mochi's bolt hook with two repairs.
-//
-// The hook saves in-flight messages without their packet id (the badger and pebble hooks keep
-// it); restored with id 0, they make the resend on reconnect fail ("protocol violation:
-// missing packet id") and the session is lost. The id is also the end of the storage key, so
-// it is taken from there.
-//
-// The hook also stores the $SYS counters every second and, on a new data directory, logs an
-// error because none are stored yet. It is cheaper to leave them out and count after loading
-// (see recount).
-type boltStore struct {
-	*bolt.Hook
-	unstored sync.Map // *mqtt.Client → packet id of the inbound PUBACK not stored
+// dropEndedSessions deletes the clients whose session ends at disconnect (stored by an older
+// version, or left by a crash), and the subscriptions and messages of clients not stored.
+func (s *store) dropEndedSessions(b *bbolt.Bucket) error {
+	var drop [][]byte
+	c := b.Cursor()
+	prefix := []byte(storage.ClientKey + "_")
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var cl storage.Client
+		if err := cl.UnmarshalBinary(v); err != nil {
+			return fmt.Errorf("client %q: %w", k, err)
+		}
+		if sessionEnds(cl.ProtocolVersion, cl.Clean, cl.Properties.SessionExpiryInterval) {
+			drop = append(drop, bytes.Clone(k))
+			continue
+		}
+		s.stored[cl.ID] = true
+	}
+	for _, p := range []string{storage.SubscriptionKey + "_", storage.InflightKey + "_"} {
+		prefix := []byte(p)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if id, ok := ownerOf(v); !ok || !s.stored[id] {
+				drop = append(drop, bytes.Clone(k))
+			}
+		}
+	}
+	for _, k := range drop {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// OnQosPublish skips the PUBACK that mochi keeps in flight for the instant between receiving a
-// QoS 1 PUBLISH and acknowledging it: storing and deleting it cost two fsyncs per message and
-// buy nothing, since a publisher that saw no PUBACK sends the message again. Everything else
-// (messages to subscribers, QoS 2 state) is stored.
-func (h *boltStore) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
-	if pk.FixedHeader.Type == packets.Puback {
-		h.unstored.Store(cl, pk.PacketID)
+// ownerOf returns the client of a stored subscription or message.
+func ownerOf(v []byte) (string, bool) {
+	var owner struct {
+		Client string `json:"client"`
+	}
+	if err := json.Unmarshal(v, &owner); err != nil {
+		return "", false
+	}
+	return owner.Client, owner.Client != ""
+}
+
+// sessionEnds reports whether MQTT discards a client's session when it disconnects.
+func sessionEnds(version byte, clean bool, expiry uint32) bool {
+	if version == 5 {
+		return expiry == 0
+	}
+	return clean
+}
+
+func keepsSession(cl *mqtt.Client) bool {
+	return !cl.Net.Inline && !sessionEnds(cl.Properties.ProtocolVersion, cl.Properties.Clean, cl.Properties.Props.SessionExpiryInterval)
+}
+
+// Stop commits what is left and closes the file.
+func (s *store) Stop() error {
+	s.mu.Lock()
+	if s.closed || s.db == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.kick)
+	<-s.done
+	return s.db.Close()
+}
+
+// put and del append a change; the commit loop writes it.
+func (s *store) put(key string, v encoding.BinaryMarshaler) {
+	data, err := v.MarshalBinary()
+	if err != nil {
+		s.log.Error("data store: cannot encode", "key", key, "error", err)
 		return
 	}
-	h.Hook.OnQosPublish(cl, pk, sent, resends)
+	s.append(change{key: key, value: data})
 }
 
-// OnQosComplete deletes a completed message from the store. A PUBACK completes two things: the
-// inbound PUBACK skipped above (mochi completes it right after, on the same goroutine) and a
-// QoS 1 message the broker sent to the client, which is stored and must be deleted, or it is
-// sent again after every restart.
-func (h *boltStore) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+func (s *store) del(key string) { s.append(change{key: key}) }
+
+func (s *store) append(c change) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.appended++
+	s.next.changes = append(s.next.changes, c)
+	s.next.last = s.appended
+	select { // under mu: Stop closes kick
+	case s.kick <- struct{}{}:
+	default:
+	}
+	s.mu.Unlock()
+}
+
+// commitLoop commits the collected changes, one transaction per round, until Stop.
+func (s *store) commitLoop() {
+	defer close(s.done)
+	for range s.kick {
+		s.commitRound()
+	}
+	s.commitRound()
+}
+
+func (s *store) commitRound() {
+	s.groups.Lock() // no incoming message half handled
+	s.mu.Lock()
+	b := s.next
+	s.next = newBatch()
+	s.writing = b
+	s.mu.Unlock()
+	s.groups.Unlock()
+
+	if len(b.changes) > 0 {
+		b.err = s.db.Update(func(tx *bbolt.Tx) error { return apply(tx.Bucket(bucket), b.changes) })
+		if b.err != nil {
+			s.log.Error("data store: changes not saved; acknowledgements held back", "changes", len(b.changes), "error", b.err)
+		}
+		s.committed.Store(b.last)
+	}
+	s.mu.Lock()
+	s.writing = nil
+	s.mu.Unlock()
+	close(b.done)
+}
+
+func apply(b *bbolt.Bucket, changes []change) error {
+	for _, c := range changes {
+		var err error
+		switch {
+		case c.value != nil:
+			err = b.Put([]byte(c.key), c.value)
+		case c.key != "":
+			err = b.Delete([]byte(c.key))
+		default:
+			err = deleteClient(b, c.client)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteClient deletes a client's session, subscriptions and messages.
+func deleteClient(b *bbolt.Bucket, id string) error {
+	if err := b.Delete([]byte(clientKey(id))); err != nil {
+		return err
+	}
+	var drop [][]byte
+	c := b.Cursor()
+	for _, p := range []string{subscriptionKey(id, ""), storage.InflightKey + "_" + id + ":"} {
+		prefix := []byte(p)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if owner, _ := ownerOf(v); owner == id { // "a:" is also the start of client "a:b"'s keys
+				drop = append(drop, bytes.Clone(k))
+			}
+		}
+	}
+	for _, k := range drop {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sync waits until every change appended so far is committed, and reports whether it was.
+func (s *store) sync() bool {
+	s.mu.Lock()
+	target := s.appended
+	if s.committed.Load() >= target {
+		s.mu.Unlock()
+		return true
+	}
+	b := s.next
+	if s.writing != nil && target <= s.writing.last {
+		b = s.writing
+	}
+	s.mu.Unlock()
+	<-b.done
+	return b.err == nil
+}
+
+// OnPacketEncode holds back every packet that tells a client something was stored until it is.
+// If the commit failed, the packet is spoilt so that mochi does not send it: the client sends
+// its message again, or the message stays in flight.
+func (s *store) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if pk.FixedHeader.Qos == 0 {
+			return pk
+		}
+	case packets.Connack, packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp,
+		packets.Suback, packets.Unsuback:
+	default:
+		return pk
+	}
+	if !s.sync() {
+		pk.FixedHeader.Type = packets.Reserved // mochi cannot encode it and returns an error
+	}
+	return pk
+}
+
+// OnPublish delivers an incoming QoS 1 or 2 message to its subscribers before mochi
+// acknowledges it, and marks it handled so that mochi does not deliver it again. The delivery
+// goes through an inline twin of the publisher (same client id, so MQTT 5 No Local still
+// works), which mochi lets straight through to the subscribers.
+func (s *store) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
+		return pk, nil
+	}
+	twin := s.twinOf(cl)
+	s.groups.RLock()
+	if pk.FixedHeader.Qos == 2 && keepsSession(cl) { // the PUBREC state mochi stores after the ack
+		key := inflightKey(cl.ID, pk.PacketID)
+		s.early.Store(key, true)
+		s.put(key, &storage.Message{ID: key, T: storage.InflightKey, Client: cl.ID, PacketID: pk.PacketID,
+			FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, Created: time.Now().Unix()})
+	}
+	err := s.server.InjectPacket(twin, pk)
+	s.groups.RUnlock()
+	if err != nil { // mochi goes on and delivers it after the ack, as it would without this hook
+		s.early.Delete(inflightKey(cl.ID, pk.PacketID))
+		return pk, fmt.Errorf("deliver before acknowledging: %w", err)
+	}
+	// InjectPacket counted the message as received a second time.
+	atomic.AddInt64(&s.server.Info.PacketsReceived, -1)
+	atomic.AddInt64(&s.server.Info.MessagesReceived, -1)
+	pk.Ignore = true // delivered, retained and logged through the twin
+	return pk, nil
+}
+
+func (s *store) twinOf(cl *mqtt.Client) *mqtt.Client {
+	if v, ok := s.twins.Load(cl); ok {
+		return v.(*mqtt.Client)
+	}
+	twin := s.server.NewClient(nil, cl.Net.Listener, cl.ID, true)
+	twin.Properties.Username = cl.Properties.Username
+	twin.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
+	s.twins.Store(cl, twin)
+	return twin
+}
+
+// OnPacketRead records, before mochi answers it, the state a client's PUBREC or PUBREL moves a
+// QoS 2 message to: mochi sends the PUBREL or PUBCOMP without storing the change, so after a
+// crash it sent the message again, and a subscriber that had completed it took it twice.
+func (s *store) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	t := pk.FixedHeader.Type
+	if (t != packets.Pubrec && t != packets.Pubrel) || !keepsSession(cl) ||
+		pk.ReasonCode >= packets.ErrUnspecifiedError.Code || !pk.ReasonCodeValid() {
+		return pk, nil
+	}
+	held, ok := cl.State.Inflight.Get(pk.PacketID)
+	if !ok {
+		return pk, nil
+	}
+	key := inflightKey(cl.ID, pk.PacketID)
+	switch {
+	case t == packets.Pubrec && held.FixedHeader.Type == packets.Publish: // our message, now awaiting PUBCOMP
+		s.put(key, &storage.Message{ID: key, T: storage.InflightKey, Client: cl.ID, PacketID: pk.PacketID,
+			FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, Created: held.Created})
+	case t == packets.Pubrel && held.FixedHeader.Type == packets.Pubrec: // theirs, complete
+		s.early.Store(key, false)
+		s.del(key)
+	}
+	return pk, nil
+}
+
+// skipEarly reports whether this store already made the change mochi asks for.
+func (s *store) skipEarly(key string, isPut bool) bool {
+	v, ok := s.early.Load(key)
+	if ok && v.(bool) == isPut {
+		s.early.CompareAndDelete(key, v)
+		return true
+	}
+	return false
+}
+
+func (s *store) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) { s.updateClient(cl) }
+
+func (s *store) OnWillSent(cl *mqtt.Client, _ packets.Packet) { s.updateClient(cl) }
+
+func (s *store) updateClient(cl *mqtt.Client) {
+	if !keepsSession(cl) {
+		s.mu.Lock()
+		had := s.stored[cl.ID]
+		delete(s.stored, cl.ID)
+		s.mu.Unlock()
+		if had { // the client came back with a clean session
+			s.append(change{client: cl.ID})
+		}
+		return
+	}
+	s.mu.Lock()
+	s.stored[cl.ID] = true
+	s.mu.Unlock()
+	props := cl.Properties.Props.Copy(false)
+	s.put(clientKey(cl.ID), &storage.Client{
+		ID:              cl.ID,
+		T:               storage.ClientKey,
+		Remote:          cl.Net.Remote,
+		Listener:        cl.Net.Listener,
+		Username:        cl.Properties.Username,
+		Clean:           cl.Properties.Clean,
+		ProtocolVersion: cl.Properties.ProtocolVersion,
+		Properties: storage.ClientProperties{
+			SessionExpiryInterval:     props.SessionExpiryInterval,
+			SessionExpiryIntervalFlag: props.SessionExpiryIntervalFlag,
+			AuthenticationMethod:      props.AuthenticationMethod,
+			AuthenticationData:        props.AuthenticationData,
+			RequestProblemInfoFlag:    props.RequestProblemInfoFlag,
+			RequestProblemInfo:        props.RequestProblemInfo,
+			RequestResponseInfo:       props.RequestResponseInfo,
+			ReceiveMaximum:            props.ReceiveMaximum,
+			TopicAliasMaximum:         props.TopicAliasMaximum,
+			User:                      props.User,
+			MaximumPacketSize:         props.MaximumPacketSize,
+		},
+		Will: storage.ClientWill(cl.Properties.Will),
+	})
+}
+
+func (s *store) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	s.unstored.Delete(cl)
+	s.twins.Delete(cl)
+	if expire && cl.StopCause() != packets.ErrSessionTakenOver {
+		s.forget(cl.ID)
+	}
+}
+
+func (s *store) OnClientExpired(cl *mqtt.Client) { s.forget(cl.ID) }
+
+// forget deletes a stored session with everything in it.
+func (s *store) forget(id string) {
+	s.mu.Lock()
+	had := s.stored[id]
+	delete(s.stored, id)
+	s.mu.Unlock()
+	if had {
+		s.append(change{client: id})
+	}
+}
+
+func (s *store) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if !keepsSession(cl) {
+		return
+	}
+	for i, f := range pk.Filters {
+		if codes[i] >= packets.ErrUnspecifiedError.Code {
+			continue
+		}
+		key := subscriptionKey(cl.ID, f.Filter)
+		s.put(key, &storage.Subscription{
+			ID: key, T: storage.SubscriptionKey, Client: cl.ID, Qos: codes[i], Filter: f.Filter,
+			Identifier: f.Identifier, NoLocal: f.NoLocal, RetainHandling: f.RetainHandling,
+			RetainAsPublished: f.RetainAsPublished,
+		})
+	}
+}
+
+func (s *store) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if !keepsSession(cl) {
+		return
+	}
+	for _, f := range pk.Filters {
+		s.del(subscriptionKey(cl.ID, f.Filter))
+	}
+}
+
+func (s *store) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	key := retainedKey(pk.TopicName)
+	if r == -1 {
+		s.del(key)
+		return
+	}
+	m := message(cl.ID, pk)
+	m.ID, m.T = key, storage.RetainedKey
+	s.put(key, m)
+}
+
+func (s *store) OnRetainedExpired(topic string) { s.del(retainedKey(topic)) }
+
+// OnQosPublish stores a message in flight to a client, or the state of one from it.
+func (s *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
+	if !keepsSession(cl) {
+		return
+	}
 	if pk.FixedHeader.Type == packets.Puback {
-		if id, ok := h.unstored.LoadAndDelete(cl); ok && id.(uint16) == pk.PacketID {
+		s.unstored.Store(cl, pk.PacketID)
+		return
+	}
+	key := inflightKey(cl.ID, pk.PacketID)
+	if s.skipEarly(key, true) {
+		return
+	}
+	m := message(cl.ID, pk)
+	m.ID, m.T, m.Sent, m.PacketID = key, storage.InflightKey, sent, pk.PacketID
+	s.put(key, m)
+}
+
+// OnQosComplete deletes a completed message. A PUBACK completes two things: the incoming
+// PUBACK not stored (mochi completes it right after, on the same goroutine) and a QoS 1
+// message the broker sent to the client, which is stored.
+func (s *store) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if !keepsSession(cl) {
+		return
+	}
+	if pk.FixedHeader.Type == packets.Puback {
+		if id, ok := s.unstored.LoadAndDelete(cl); ok && id.(uint16) == pk.PacketID {
 			return
 		}
 	}
-	h.Hook.OnQosComplete(cl, pk)
+	key := inflightKey(cl.ID, pk.PacketID)
+	if s.skipEarly(key, false) {
+		return
+	}
+	s.del(key)
 }
 
-// OnDisconnect forgets an inbound PUBACK left unstored when the ack could not be written.
-func (h *boltStore) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	h.unstored.Delete(cl)
-	h.Hook.OnDisconnect(cl, err, expire)
+// OnQosDropped deletes a message that left a client's in-flight store undelivered. mochi also
+// clears the old connection when a session is taken over; its messages live on in the new one
+// under the same keys, so they are kept.
+func (s *store) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if !keepsSession(cl) || cl.IsTakenOver() {
+		return
+	}
+	s.del(inflightKey(cl.ID, pk.PacketID))
 }
 
-func (h *boltStore) Provides(b byte) bool {
-	return b != mqtt.StoredSysInfo && b != mqtt.OnSysInfoTick && h.Hook.Provides(b)
+func message(client string, pk packets.Packet) *storage.Message {
+	props := pk.Properties.Copy(false)
+	return &storage.Message{
+		Client:      client,
+		Origin:      pk.Origin,
+		FixedHeader: pk.FixedHeader,
+		TopicName:   pk.TopicName,
+		Payload:     pk.Payload,
+		Created:     pk.Created,
+		Properties: storage.MessageProperties{
+			PayloadFormat:          props.PayloadFormat,
+			MessageExpiryInterval:  props.MessageExpiryInterval,
+			ContentType:            props.ContentType,
+			ResponseTopic:          props.ResponseTopic,
+			CorrelationData:        props.CorrelationData,
+			SubscriptionIdentifier: props.SubscriptionIdentifier,
+			TopicAlias:             props.TopicAlias,
+			User:                   props.User,
+		},
+	}
 }
 
-func (h *boltStore) StoredInflightMessages() ([]storage.Message, error) {
-	msgs, err := h.Hook.StoredInflightMessages()
+func (s *store) StoredClients() ([]storage.Client, error) {
+	return load[storage.Client](s, storage.ClientKey)
+}
+
+func (s *store) StoredSubscriptions() ([]storage.Subscription, error) {
+	return load[storage.Subscription](s, storage.SubscriptionKey)
+}
+
+func (s *store) StoredRetainedMessages() ([]storage.Message, error) {
+	return load[storage.Message](s, storage.RetainedKey)
+}
+
+// StoredInflightMessages also restores the packet id, which mochi's bolt hook did not store (an
+// older data file): it is the end of the key.
+func (s *store) StoredInflightMessages() ([]storage.Message, error) {
+	msgs, err := load[storage.Message](s, storage.InflightKey)
 	for i, m := range msgs {
 		if m.PacketID != 0 {
 			continue
 		}
 		if n := strings.LastIndexByte(m.ID, ':'); n >= 0 {
-			if id, err := strconv.ParseUint(m.ID[n+1:], 10, 16); err == nil {
-				msgs[i].PacketID = uint16(id)
+			var id uint16
+			if _, err := fmt.Sscan(m.ID[n+1:], &id); err == nil {
+				msgs[i].PacketID = id
 			}
 		}
 	}
 	return msgs, err
+}
+
+// load reads every record of one kind (those of sessions dropped at Init are gone already).
+func load[T any, P interface {
+	*T
+	encoding.BinaryUnmarshaler
+}](s *store, kind string) ([]T, error) {
+	var out []T
+	prefix := []byte(kind + "_")
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var rec T
+			if err := P(&rec).UnmarshalBinary(v); err != nil {
+				return fmt.Errorf("read %s: %w", k, err)
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // recount sets the $SYS gauges that describe what was loaded from the store, and returns them.

@@ -3,9 +3,7 @@ package broker
 import (
 	"bufio"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -60,7 +58,7 @@ func BenchmarkEventLog(b *testing.B) {
 // benchFlow sends b.N messages from a raw MQTT publisher to a raw subscriber.
 func benchFlow(b *testing.B, addr string) {
 	const window = 1000
-	sub := rawConnect(b, addr, "bench-sub")
+	sub := rawConnect(b, addr, "bench-sub", true)
 	defer sub.Close()
 	// SUBSCRIBE id 1 to bench/# at QoS 0, then wait for the SUBACK.
 	if _, err := sub.Write([]byte{0x82, 12, 0, 1, 0, 7, 'b', 'e', 'n', 'c', 'h', '/', '#', 0}); err != nil {
@@ -93,7 +91,7 @@ func benchFlow(b *testing.B, addr string) {
 		}
 	}()
 
-	pub := rawConnect(b, addr, "bench-pub")
+	pub := rawConnect(b, addr, "bench-pub", true)
 	defer pub.Close()
 	w := bufio.NewWriterSize(pub, 64<<10)
 	publish := append([]byte{0x30, 2 + 9 + 64, 0, 9}, "bench/msg"...)
@@ -146,24 +144,6 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// rawConnect opens an MQTT 3.1.1 connection with a clean session and no keep-alive.
-func rawConnect(b *testing.B, addr, id string) net.Conn {
-	b.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pk := []byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, 0, byte(len(id))}
-	if _, err := conn.Write(append(pk, id...)); err != nil {
-		b.Fatal(err)
-	}
-	ack := make([]byte, 4)
-	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
-		b.Fatalf("CONNACK % x, %v", ack, err)
-	}
-	return conn
 }
 
 // readPacket reads one MQTT packet and returns its type.

@@ -26,7 +26,7 @@ type Broker struct {
 	http      *http.Server // -http-listen: /healthz and /stats
 	httpLn    net.Listener
 	log       *slog.Logger
-	stored    bool // sessions and retained messages are kept in -data
+	data      *store // -data, or nil
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
@@ -78,7 +78,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := b.addListeners(cfg); err != nil {
 		return nil, err
 	}
-	b.stored = data != nil
+	b.data = data
 	return b, nil
 }
 
@@ -90,7 +90,7 @@ func (b *Broker) Start() error {
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	if b.stored {
+	if b.data != nil {
 		sessions, subs, inflight, retained := recount(b.server)
 		b.log.Info(msgLoaded, "sessions", sessions, "subscriptions", subs,
 			"queued", inflight, "retained", retained)

@@ -1,0 +1,220 @@
+package broker
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"go.etcd.io/bbolt"
+)
+
+// TestDataStoredBeforeAck: when a publisher holds its PUBACK (QoS 1) or PUBREC (QoS 2), the
+// copy for an offline persistent subscriber is already in the data file, and at QoS 2 so is
+// the broker's PUBREC state; after PUBCOMP that state is gone. mochi on its own wrote the
+// acknowledgement first, so a SIGKILL right after it lost a message the publisher saw accepted.
+func TestDataStoredBeforeAck(t *testing.T) {
+	for _, qos := range []byte{1, 2} {
+		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
+			b, _ := startBroker(t, Config{DataDir: t.TempDir()})
+			keeper := connect(t, clientOpts(b.Addr(), "keeper").SetCleanSession(false))
+			if err := wait(keeper.Subscribe("orders/#", 2, nil)); err != nil {
+				t.Fatal(err)
+			}
+			keeper.Disconnect(100)
+
+			conn := rawConnect(t, b.Addr(), "raw-pub", false)
+			ackType := map[byte]byte{1: 0x40, 2: 0x50}[qos]
+			for id := 1; id <= 20; id++ {
+				payload := fmt.Sprintf("order %d", id)
+				rawExchange(t, conn, fzPublish(qos, id, "orders/x", payload), ackType, id)
+				if !b.data.holds(t, "keeper", func(m storage.Message) bool { return string(m.Payload) == payload }) {
+					t.Fatalf("%q acknowledged before its copy for keeper was stored", payload)
+				}
+				if qos == 1 {
+					continue
+				}
+				isState := func(m storage.Message) bool {
+					return m.PacketID == uint16(id) && m.FixedHeader.Type == packets.Pubrec
+				}
+				if !b.data.holds(t, "raw-pub", isState) {
+					t.Fatalf("PUBREC %d sent before the broker stored that it has the message", id)
+				}
+				rawExchange(t, conn, fzPacket(0x62, fzU16(id)), 0x70, id) // PUBREL → PUBCOMP
+				if b.data.holds(t, "raw-pub", isState) {
+					t.Fatalf("PUBCOMP %d sent before the broker forgot the message: a new one with this id would be taken for it", id)
+				}
+			}
+		})
+	}
+}
+
+// TestDataStoresPubrelBeforeSending: the broker's PUBREL for a QoS 2 message it delivered is
+// in the data file before the subscriber gets it. mochi on its own changed the state in memory
+// only, so after a crash it sent the PUBLISH again to a subscriber that had released it.
+func TestDataStoresPubrelBeforeSending(t *testing.T) {
+	b, _ := startBroker(t, Config{DataDir: t.TempDir()})
+	sub := rawConnect(t, b.Addr(), "rel-sub", false)
+	rawExchange(t, sub, fzSubscribe(1, "rel/#", 2), 0x90, 1)
+	pub := connect(t, clientOpts(b.Addr(), "rel-pub"))
+	tok := pub.Publish("rel/x", 2, false, "once")
+
+	_ = sub.SetDeadline(time.Now().Add(10 * time.Second))
+	pk, err := fzReadPacket(sub)
+	if err != nil || pk[0] != 0x34 {
+		t.Fatalf("want a QoS 2 PUBLISH, got % x, %v", pk, err)
+	}
+	topicLen := int(pk[2])<<8 | int(pk[3])
+	id := int(pk[4+topicLen])<<8 | int(pk[5+topicLen])
+	isRel := func(m storage.Message) bool {
+		return m.PacketID == uint16(id) && m.FixedHeader.Type == packets.Pubrel
+	}
+	rawExchange(t, sub, fzPacket(0x50, fzU16(id)), 0x62, id) // PUBREC → PUBREL
+	if !b.data.holds(t, "rel-sub", isRel) {
+		t.Fatal("PUBREL sent before the broker stored that the message is released")
+	}
+	if _, err := sub.Write(fzPacket(0x70, fzU16(id))); err != nil { // PUBCOMP
+		t.Fatal(err)
+	}
+	waitFor(t, "the completed message to leave the data file", func() bool {
+		b.data.sync()
+		return !b.data.holds(t, "rel-sub", func(m storage.Message) bool { return m.PacketID == uint16(id) })
+	})
+	if err := wait(tok); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDataKeepsOnlyLastingSessions: sessions that end at disconnect (clean session) are not
+// written, and records a crash or an older version left of them are dropped at start, with
+// any subscription or message whose client is not stored.
+func TestDataKeepsOnlyLastingSessions(t *testing.T) {
+	dir := t.TempDir()
+	b1, _ := startBroker(t, Config{DataDir: dir})
+	for _, c := range []struct {
+		id    string
+		clean bool
+	}{{"lasting", false}, {"passing", true}} {
+		cl := connect(t, clientOpts(b1.Addr(), c.id).SetCleanSession(c.clean))
+		if err := wait(cl.Subscribe("news/#", 1, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b1.data.keys(t); !slices.Equal(got, []string{"CL_lasting", "SUB_lasting:news/#"}) {
+		t.Errorf("stored with one lasting and one clean session: %q", got)
+	}
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// What a SIGKILL left with mochi's own bolt hook: a clean session and its subscription,
+	// and the subscription of a client that is gone.
+	db, err := bbolt.Open(filepath.Join(dir, DataFile), 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucket)
+		for key, rec := range map[string]interface{ MarshalBinary() ([]byte, error) }{
+			"CL_crashed":         &storage.Client{ID: "crashed", T: storage.ClientKey, Clean: true, ProtocolVersion: 4},
+			"SUB_crashed:news/#": &storage.Subscription{ID: "SUB_crashed:news/#", T: storage.SubscriptionKey, Client: "crashed", Filter: "news/#", Qos: 1},
+			"IFM_crashed:1":      &storage.Message{ID: "IFM_crashed:1", T: storage.InflightKey, Client: "crashed", PacketID: 1, TopicName: "news/a", FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}},
+			"SUB_ghost:news/#":   &storage.Subscription{ID: "SUB_ghost:news/#", T: storage.SubscriptionKey, Client: "ghost", Filter: "news/#", Qos: 1},
+		} {
+			v, err := rec.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := bk.Put([]byte(key), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b2, logs := startBroker(t, Config{DataDir: dir})
+	if !logs.has(t, msgLoaded, map[string]any{"sessions": 1, "subscriptions": 1, "queued": 0}) {
+		t.Errorf("want only the lasting session loaded:\n%s", logs)
+	}
+	if subs := b2.server.Topics.Subscribers("news/a"); len(subs.Subscriptions) != 1 {
+		t.Errorf("subscribers of news/a after restart: %v, want only lasting", subs.Subscriptions)
+	}
+	if got := b2.data.keys(t); !slices.Equal(got, []string{"CL_lasting", "SUB_lasting:news/#"}) {
+		t.Errorf("data file after start: %q", got)
+	}
+}
+
+// rawConnect opens an MQTT 3.1.1 connection without a client library, to see each packet.
+func rawConnect(t testing.TB, addr, id string, clean bool) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	rawExchange(t, conn, fzConnect(id, clean, 60), 0x20, -1)
+	return conn
+}
+
+// rawExchange sends pk and reads the answer, which must be of type want (and, unless id < 0,
+// carry that packet id).
+func rawExchange(t testing.TB, conn net.Conn, pk []byte, want byte, id int) {
+	t.Helper()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(pk); err != nil {
+		t.Fatal(err)
+	}
+	got, err := fzReadPacket(conn)
+	if err != nil {
+		t.Fatalf("waiting for %#x: %v", want, err)
+	}
+	if got[0] != want || (id >= 0 && !bytes.Equal(got[2:4], fzU16(id))) {
+		t.Fatalf("got % x, want type %#x id %d", got, want, id)
+	}
+}
+
+// holds reports whether the data file has an in-flight record of client that match accepts.
+func (s *store) holds(t *testing.T, client string, match func(storage.Message) bool) bool {
+	t.Helper()
+	msgs, err := s.StoredInflightMessages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if m.Client == client && match(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// keys lists the data file's keys (bbolt keeps them sorted), once everything appended so far is committed.
+func (s *store) keys(t *testing.T) []string {
+	t.Helper()
+	s.sync()
+	var out []string
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, _ []byte) error {
+			if !strings.HasPrefix(string(k), storage.RetainedKey+"_$") {
+				out = append(out, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

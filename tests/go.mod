@@ -12,6 +12,7 @@ replace (
 require (
 	github.com/creack/pty v1.1.24
 	github.com/eclipse/paho.mqtt.golang v1.5.1
+	github.com/gorilla/websocket v1.5.3
 	mqttdemo/mqttpublisher v0.0.0
 	mqttdemo/mqttserver v0.0.0
 	mqttdemo/mqttsubscriber v0.0.0
@@ -19,7 +20,6 @@ require (
 
 require (
 	github.com/fatih/color v1.19.0 // indirect
-	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/mochi-mqtt/server/v2 v2.7.9 // indirect

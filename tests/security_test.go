@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"mqttdemo/mqttserver/broker"
 	"mqttdemo/tests/harness"
 )
@@ -275,25 +277,46 @@ func TestSecurityOversizedPacket(t *testing.T) {
 }
 
 // TestSecuritySilentConnectionClosed: a connection that never sends CONNECT, or stops half-way
-// through it, is closed after broker.ConnectTimeout instead of being held for ever.
+// through it, on TCP or after a WebSocket upgrade, is closed after broker.ConnectTimeout instead of being held for ever.
 func TestSecuritySilentConnectionClosed(t *testing.T) {
-	_, url := harness.StartServer(t, nil)
-	results := make(chan string, 2)
-	for _, c := range []struct {
-		name string
-		send []byte
-	}{
-		{"nothing", nil},
-		{"half a CONNECT", []byte{0x10, 20, 0, 4, 'M', 'Q'}},
-	} {
-		go func() {
+	server, url := harness.StartServer(t, nil, "-ws-listen", "127.0.0.1:0")
+	wsURL := regexp.MustCompile(`ws=(\S+)`).FindStringSubmatch(server.WaitFor(t, `STARTED`))
+	if wsURL == nil {
+		t.Fatal("no ws= endpoint in the started line")
+	}
+	tcp := func(send []byte) func() (net.Conn, error) {
+		return func() (net.Conn, error) {
 			conn, err := net.DialTimeout("tcp", hostPort(url), harness.Timeout)
+			if err == nil {
+				_, err = conn.Write(send)
+			}
+			return conn, err
+		}
+	}
+	cases := []struct {
+		name string
+		dial func() (net.Conn, error)
+	}{
+		{"nothing", tcp(nil)},
+		{"half a CONNECT", tcp([]byte{0x10, 20, 0, 4, 'M', 'Q'})},
+		{"nothing after the WebSocket upgrade", func() (net.Conn, error) {
+			d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: harness.Timeout}
+			ws, _, err := d.Dial(wsURL[1], nil)
 			if err != nil {
-				results <- fmt.Sprintf("%s: dial: %v", c.name, err)
+				return nil, err
+			}
+			return ws.NetConn(), nil
+		}},
+	}
+	results := make(chan string, len(cases))
+	for _, c := range cases {
+		go func() {
+			conn, err := c.dial()
+			if err != nil {
+				results <- fmt.Sprintf("%s: %v", c.name, err)
 				return
 			}
 			defer conn.Close()
-			_, _ = conn.Write(c.send)
 			start := time.Now()
 			_ = conn.SetReadDeadline(start.Add(broker.ConnectTimeout + harness.Timeout))
 			_, err = conn.Read(make([]byte, 1))
@@ -310,7 +333,7 @@ func TestSecuritySilentConnectionClosed(t *testing.T) {
 			results <- ""
 		}()
 	}
-	for range 2 {
+	for range cases {
 		if r := <-results; r != "" {
 			t.Error(r)
 		}

@@ -135,6 +135,8 @@ func (l *wsListener) Init(*slog.Logger) error {
 				return // the upgrader has answered with an HTTP error
 			}
 			defer c.Close()
+			// As on TCP: CONNECT within ConnectTimeout, then mochi's keep-alive deadline.
+			_ = c.NetConn().SetDeadline(time.Now().Add(ConnectTimeout))
 			_ = l.establish(l.id, &wsConn{Conn: c.NetConn(), ws: c})
 		}),
 	}

@@ -103,6 +103,13 @@ func (u User) check() error {
 	return nil
 }
 
+// unknownUserHash is checked, in vain, for a user not in the file, so that answering takes as
+// long as for a wrong password: otherwise the time to answer tells which user names exist.
+const unknownUserHash = "$2a$10$76AKT6hH9JxYuLQeqAF8c.pjn092LwcStrVPv6j0dpiMDoQMmOonK"
+
+// compareHash is bcrypt's check (a variable so that a test can count the calls).
+var compareHash = bcrypt.CompareHashAndPassword
+
 // authenticate tells whether password is the user's; reason says why not.
 func (u *Users) authenticate(username, password []byte) (ok bool, reason string) {
 	if len(username) == 0 {
@@ -111,9 +118,10 @@ func (u *Users) authenticate(username, password []byte) (ok bool, reason string)
 	user, found := u.Users[string(username)]
 	switch {
 	case !found:
+		_ = compareHash([]byte(unknownUserHash), password)
 		return false, "unknown user"
 	case user.Bcrypt != "":
-		if bcrypt.CompareHashAndPassword([]byte(user.Bcrypt), password) != nil {
+		if compareHash([]byte(user.Bcrypt), password) != nil {
 			return false, "wrong password"
 		}
 	case subtle.ConstantTimeCompare([]byte(user.Password), password) != 1:

@@ -266,3 +266,31 @@ func TestDeniedFloodIsCapped(t *testing.T) {
 	alice := connect(t, clientOpts(b.Addr(), "looper").SetUsername("alice").SetPassword(alicePassword))
 	floodAndCount(t, logs, alice, "forbidden", msgPublishDenied, msgDeniedMore)
 }
+
+// TestUnknownUserTakesAsLong: a user name not in the file costs a bcrypt check like a wrong
+// password does, so the time to answer does not tell which user names exist.
+func TestUnknownUserTakesAsLong(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("right"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := &Users{Users: map[string]User{"known": {Bcrypt: string(hash)}}}
+	calls := 0
+	orig := compareHash
+	compareHash = func(h, p []byte) error { calls++; return orig(h, p) }
+	t.Cleanup(func() { compareHash = orig })
+
+	for _, c := range []struct{ user, reason string }{
+		{"known", "wrong password"},
+		{"stranger", "unknown user"},
+	} {
+		calls = 0
+		ok, reason := users.authenticate([]byte(c.user), []byte("guess"))
+		if ok || reason != c.reason {
+			t.Errorf("%s: ok=%v reason=%q, want refused with %q", c.user, ok, reason, c.reason)
+		}
+		if calls != 1 {
+			t.Errorf("%s: %d bcrypt checks, want 1 (same cost as any refusal)", c.user, calls)
+		}
+	}
+}

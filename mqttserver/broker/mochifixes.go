@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -29,6 +30,11 @@ import (
 // in between (or before the new connection is registered) was lost. The hook notes every
 // message queued to a session being taken over and hands the missing ones to the new
 // connection right after mochi has resent the session.
+//
+// And it holds back new messages to a connection until mochi has sent its CONNACK and resent
+// its session: mochi registers the connection first, so a message published at that moment
+// went out before the CONNACK (paho then drops the connection: "non-CONNACK first packet") or
+// before the resent queue (out of order).
 type packetIDHook struct {
 	mqtt.HookBase
 	server    *mqtt.Server
@@ -36,14 +42,18 @@ type packetIDHook struct {
 	stashed   sync.Map // *mqtt.Client → packets.Packet, between read and processed, on one goroutine
 	takeovers sync.Map // *mqtt.Client (old session) → *queued, until the new one is established
 	newcomers sync.Map // *mqtt.Client (new connection) → *queued, the same list
+	gates     sync.Map // *mqtt.Client (new connection) → chan struct{}, closed once it is established
+	// persist stores a message this hook queues (-data's OnQosPublish), or is nil.
+	persist func(cl *mqtt.Client, pk packets.Packet, sent int64, resends int)
 	// Counts of the entries above, so that the hooks called for every packet and every message
 	// (OnPacketProcessed, OnQosPublish) skip the map when nothing is pending, as is usual.
-	nStashed, nTakeovers atomic.Int32
+	nStashed, nTakeovers, nGates atomic.Int32
 }
 
 // queued are the messages queued to a session while it is being taken over.
 type queued struct {
 	old  *mqtt.Client // the session being taken over
+	prev *queued      // old's own list, if old was taken over in turn before it was established
 	mu   sync.Mutex
 	msgs []packets.Packet
 }
@@ -52,7 +62,7 @@ func (h *packetIDHook) ID() string { return "mochi-fixes" }
 
 func (h *packetIDHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
-		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish}, []byte{b})
+		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish, mqtt.OnPacketEncode}, []byte{b})
 }
 
 // clientChoosesID reports whether pk carries an identifier the client chose.
@@ -87,7 +97,47 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, _ packets.Packet, _ error) { h.restore(cl) }
 
 // OnDisconnect puts back what a packet that failed validation (and so was never processed) left.
-func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.restore(cl) }
+func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.restore(cl)
+	h.open(cl)
+}
+
+// OnPacketEncode holds a new message (not DUP: the resent ones are) to a connection that is not
+// established yet. Only the connection's write loop sends those; mochi's own CONNACK and resend
+// go out from the connection's goroutine, which opens the gate when it is done.
+func (h *packetIDHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if h.nGates.Load() == 0 || pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup {
+		return pk
+	}
+	v, ok := h.gates.Load(cl)
+	if !ok {
+		return pk
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-v.(chan struct{}):
+			return pk
+		case <-tick.C:
+			if cl.Closed() { // set up failed before OnSessionEstablished
+				h.open(cl)
+				return pk
+			}
+		}
+	}
+}
+
+// open lets new messages through to cl.
+func (h *packetIDHook) open(cl *mqtt.Client) {
+	if h.nGates.Load() == 0 {
+		return
+	}
+	if v, ok := h.gates.LoadAndDelete(cl); ok {
+		h.nGates.Add(-1)
+		close(v.(chan struct{}))
+	}
+}
 
 func (h *packetIDHook) restore(cl *mqtt.Client) {
 	if h.nStashed.Load() == 0 {
@@ -113,6 +163,9 @@ func (h *packetIDHook) restore(cl *mqtt.Client) {
 // their queue order is the circular order of the ids, starting after the widest gap. Created
 // moves back by at most one second a message, which only makes expiry a little earlier.
 func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.sweep()
+	h.gates.Store(cl, make(chan struct{}))
+	h.nGates.Add(1)
 	if pk.Connect.Clean {
 		return
 	}
@@ -121,6 +174,9 @@ func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	q := &queued{old: old}
+	if v, ok := h.newcomers.LoadAndDelete(old); ok { // old never got to OnSessionEstablished
+		q.prev = v.(*queued)
+	}
 	if _, replaced := h.takeovers.Swap(old, q); !replaced {
 		h.nTakeovers.Add(1)
 	}
@@ -143,6 +199,24 @@ func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
+// sweep settles the take-overs and gates of connections that closed before they were
+// established (a failed CONNACK write, for one): mochi calls neither OnSessionEstablished nor
+// OnDisconnect for them.
+func (h *packetIDHook) sweep() {
+	if h.nGates.Load() == 0 {
+		return
+	}
+	h.gates.Range(func(k, _ any) bool {
+		if cl := k.(*mqtt.Client); cl.Closed() {
+			h.open(cl)
+			if v, ok := h.newcomers.LoadAndDelete(cl); ok {
+				h.settle(cl, v.(*queued)) // into its session, to be resent when the client is back
+			}
+		}
+		return true
+	})
+}
+
 // QueueOrder sorts in-flight messages into the order the broker queued them: by packet id,
 // circularly, starting after the widest gap between consecutive ids.
 func QueueOrder(msgs []packets.Packet) []packets.Packet {
@@ -159,46 +233,83 @@ func QueueOrder(msgs []packets.Packet) []packets.Packet {
 	return append(sorted[start:], sorted[:start]...)
 }
 
-// OnQosPublish notes a message queued to a session that is being taken over.
+// OnQosPublish notes a message queued to a session that is being taken over, and forwards one
+// queued to a session already taken over: a publisher that looked the client up just before
+// the take-over can queue to the old session after the new connection has been served.
 func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends int) {
-	if resends > 0 || pk.FixedHeader.Type != packets.Publish || h.nTakeovers.Load() == 0 {
+	if resends > 0 || pk.FixedHeader.Type != packets.Publish {
 		return
 	}
-	if v, ok := h.takeovers.Load(cl); ok {
-		q := v.(*queued)
-		q.mu.Lock()
-		q.msgs = append(q.msgs, pk.Copy(true))
-		q.mu.Unlock()
+	if h.nTakeovers.Load() > 0 {
+		if v, ok := h.takeovers.Load(cl); ok {
+			q := v.(*queued)
+			q.mu.Lock()
+			q.msgs = append(q.msgs, pk.Copy(true))
+			q.mu.Unlock()
+			return
+		}
 	}
+	if !cl.IsTakenOver() {
+		return
+	}
+	cur, ok := h.server.Clients.Get(cl.ID)
+	if !ok || cur == cl {
+		return
+	}
+	if cl.State.Inflight.Delete(pk.PacketID) {
+		atomic.AddInt64(&h.server.Info.Inflight, -1)
+	}
+	h.deliver(cur, pk.Copy(true))
 }
 
 // OnSessionEstablished runs once mochi has copied the old session to the new connection,
 // registered it and resent what it copied: what the copy missed is sent now, under new ids.
 func (h *packetIDHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	v, ok := h.newcomers.LoadAndDelete(cl)
-	if !ok {
+	defer h.open(cl) // after the missing messages: they are older than anything held
+	if v, ok := h.newcomers.LoadAndDelete(cl); ok {
+		h.settle(cl, v.(*queued))
+	}
+}
+
+// settle gives cl what was queued to the sessions it took over (q and the lists before it,
+// oldest first) and did not come with the copy, and stops noting them.
+func (h *packetIDHook) settle(cl *mqtt.Client, q *queued) {
+	var chain []*queued
+	for ; q != nil; q = q.prev {
+		chain = append(chain, q)
+	}
+	for _, q := range slices.Backward(chain) {
+		if h.takeovers.CompareAndDelete(q.old, q) { // not a later take-over's entry for the same session
+			h.nTakeovers.Add(-1)
+		}
+		q.mu.Lock()
+		for _, m := range q.msgs {
+			if have, ok := cl.State.Inflight.Get(m.PacketID); ok && have.TopicName == m.TopicName && bytes.Equal(have.Payload, m.Payload) {
+				continue // copied with the session
+			}
+			h.deliver(cl, m)
+		}
+		q.mu.Unlock()
+	}
+}
+
+// deliver queues m to cl under a new packet id and sends it, as mochi's publishToClient does.
+func (h *packetIDHook) deliver(cl *mqtt.Client, m packets.Packet) {
+	id, err := cl.NextPacketID()
+	if err != nil {
+		h.log.Error("message queued during a session take-over lost: no packet id left", "client", cl.ID, "topic", m.TopicName)
 		return
 	}
-	q := v.(*queued)
-	if h.takeovers.CompareAndDelete(q.old, q) { // not a later take-over's entry for the same session
-		h.nTakeovers.Add(-1)
+	m.PacketID = uint16(id)
+	// DUP: it may have gone out on the old connection, and it passes the gate of a connection
+	// still being set up (a publisher forwarding here must not wait for that).
+	m.FixedHeader.Dup = true
+	if cl.State.Inflight.Set(m) {
+		atomic.AddInt64(&h.server.Info.Inflight, 1)
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, m := range q.msgs {
-		if have, ok := cl.State.Inflight.Get(m.PacketID); ok && have.TopicName == m.TopicName && bytes.Equal(have.Payload, m.Payload) {
-			continue // copied with the session
-		}
-		id, err := cl.NextPacketID()
-		if err != nil {
-			h.log.Error("message queued during a session take-over lost: no packet id left", "client", cl.ID, "topic", m.TopicName)
-			continue
-		}
-		m.PacketID = uint16(id)
-		if cl.State.Inflight.Set(m) {
-			atomic.AddInt64(&h.server.Info.Inflight, 1)
-		}
-		h.OnQosPublish(cl, m, 0, 0) // this connection may be being taken over already
-		_ = cl.WritePacket(m)       // a failed write leaves it in flight: resent at the next connection
+	h.OnQosPublish(cl, m, 0, 0) // this connection may be being taken over already
+	if h.persist != nil {
+		h.persist(cl, m, 0, 0) // -data: mochi calls only its hooks, and this one is ours
 	}
+	_ = cl.WritePacket(m) // a failed write leaves it in flight: resent at the next connection
 }

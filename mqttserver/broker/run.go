@@ -55,7 +55,8 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		}
 	}()
 	// Before the others: it mends mochi's packet-id and resend-order flaws (mochifixes.go).
-	if err := server.AddHook(&packetIDHook{server: server, log: log}, nil); err != nil {
+	fixes := &packetIDHook{server: server, log: log}
+	if err := server.AddHook(fixes, nil); err != nil {
 		return nil, fmt.Errorf("add mochi fixes hook: %w", err)
 	}
 	if !cfg.noEvents {
@@ -74,6 +75,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 			return nil, err
 		}
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
+		fixes.persist = data.OnQosPublish
 	}
 	if err := b.addListeners(cfg); err != nil {
 		return nil, err

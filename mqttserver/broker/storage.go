@@ -554,7 +554,9 @@ func (s *store) OnRetainedExpired(topic string) { s.del(retainedKey(topic)) }
 
 // OnQosPublish stores a message in flight to a client, or the state of one from it.
 func (s *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
-	if !keepsSession(cl) {
+	// A session taken over lives on in the new connection, under the same keys: what is queued
+	// to the old one is either copied (and stored again by the resend) or forwarded (mochifixes.go).
+	if !keepsSession(cl) || cl.IsTakenOver() {
 		return
 	}
 	if pk.FixedHeader.Type == packets.Puback {

@@ -43,8 +43,8 @@ type packetIDHook struct {
 	takeovers sync.Map // *mqtt.Client (old session) → *queued, until the new one is established
 	newcomers sync.Map // *mqtt.Client (new connection) → *queued, the same list
 	gates     sync.Map // *mqtt.Client (new connection) → chan struct{}, closed once it is established
-	// persist stores a message this hook queues (-data's OnQosPublish), or is nil.
-	persist func(cl *mqtt.Client, pk packets.Packet, sent int64, resends int)
+	// persist stores a message this hook queues (-data), or is nil.
+	persist func(cl *mqtt.Client, pk packets.Packet)
 	// Counts of the entries above, so that the hooks called for every packet and every message
 	// (OnPacketProcessed, OnQosPublish) skip the map when nothing is pending, as is usual.
 	nStashed, nTakeovers, nGates atomic.Int32
@@ -56,6 +56,8 @@ type queued struct {
 	prev *queued      // old's own list, if old was taken over in turn before it was established
 	mu   sync.Mutex
 	msgs []packets.Packet
+	// settled: handed to the new connection; later messages go to it directly
+	settled bool
 }
 
 func (h *packetIDHook) ID() string { return "mochi-fixes" }
@@ -253,11 +255,21 @@ func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64,
 		return
 	}
 	cur, ok := h.server.Clients.Get(cl.ID)
-	if !ok || cur == cl {
+	if !ok || cur == cl || !keepsSession(cur) { // a clean session does not inherit the old one's messages
 		return
 	}
 	if cl.State.Inflight.Delete(pk.PacketID) {
 		atomic.AddInt64(&h.server.Info.Inflight, -1)
+	}
+	if v, ok := h.newcomers.Load(cur); ok { // cur is still being set up: with its list, after its CONNACK
+		q := v.(*queued)
+		q.mu.Lock()
+		if !q.settled {
+			q.msgs = append(q.msgs, pk.Copy(true))
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
 	}
 	h.deliver(cur, pk.Copy(true))
 }
@@ -285,10 +297,14 @@ func (h *packetIDHook) settle(cl *mqtt.Client, q *queued) {
 		q.mu.Lock()
 		for _, m := range q.msgs {
 			if have, ok := cl.State.Inflight.Get(m.PacketID); ok && have.TopicName == m.TopicName && bytes.Equal(have.Payload, m.Payload) {
-				continue // copied with the session
+				if h.persist != nil { // copied with the session, but after the store stopped writing the old one
+					h.persist(cl, have)
+				}
+				continue
 			}
 			h.deliver(cl, m)
 		}
+		q.settled = true
 		q.mu.Unlock()
 	}
 }
@@ -304,12 +320,13 @@ func (h *packetIDHook) deliver(cl *mqtt.Client, m packets.Packet) {
 	// DUP: it may have gone out on the old connection, and it passes the gate of a connection
 	// still being set up (a publisher forwarding here must not wait for that).
 	m.FixedHeader.Dup = true
+	m.Filters = nil // not part of a -data group any more (storage.go): stored and sent on its own
 	if cl.State.Inflight.Set(m) {
 		atomic.AddInt64(&h.server.Info.Inflight, 1)
 	}
 	h.OnQosPublish(cl, m, 0, 0) // this connection may be being taken over already
 	if h.persist != nil {
-		h.persist(cl, m, 0, 0) // -data: mochi calls only its hooks, and this one is ours
+		h.persist(cl, m) // -data: mochi calls only its hooks, and this one is ours
 	}
 	_ = cl.WritePacket(m) // a failed write leaves it in flight: resent at the next connection
 }

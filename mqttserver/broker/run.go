@@ -13,6 +13,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"mqttdemo/shared"
 )
@@ -75,7 +76,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 			return nil, err
 		}
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
-		fixes.persist = data.OnQosPublish
+		fixes.persist = func(cl *mqtt.Client, pk packets.Packet) { data.storeInflight(cl, pk, pk.Created) }
 	}
 	if err := b.addListeners(cfg); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,10 +68,15 @@ func addStorage(server *mqtt.Server, dir string, log *slog.Logger) (*store, erro
 //     stored) from OnPublish, before mochi writes the PUBACK or PUBREC (see OnPublish).
 //   - All or nothing: the PUBREC state of an incoming QoS 2 message and its copies for the
 //     subscribers are committed in one transaction, so a resent PUBLISH is either delivered
-//     (nothing was kept) or recognised as a duplicate (all was).
+//     (nothing was kept) or recognised as a duplicate (all was). They are gathered in a group
+//     while mochi delivers the message, and appended together; the copies carry the group's
+//     tag (see OnPublish), and a copy's write waits for its group.
 //
 // Changes are committed by one goroutine, as many as have accumulated in one transaction
-// (group commit): one fsync serves every client waiting at that moment.
+// (group commit): one fsync serves every client waiting at that moment. Nothing holds a lock
+// the committer needs while mochi may block (a slow subscriber blocks its publishers in mochi),
+// so one stuck client does not hold back the others' acknowledgements. A failed commit is
+// retried, and what waits for it is not sent meanwhile.
 //
 // Sessions that end at disconnect (clean session, or MQTT 5 session expiry 0) are not stored:
 // after a crash they would have to be discarded, and mochi brought back their subscriptions.
@@ -80,10 +86,6 @@ type store struct {
 	log    *slog.Logger
 	path   string
 	db     *bbolt.DB
-
-	// groups is held for reading while one incoming message is handled, so that a commit takes
-	// all of its changes or none.
-	groups sync.RWMutex
 
 	mu       sync.Mutex
 	next     *batch // collecting changes
@@ -100,9 +102,10 @@ type store struct {
 	// and deleting it would cost a commit and buy nothing (a publisher that saw no PUBACK sends
 	// again). *mqtt.Client → packet id.
 	unstored sync.Map
-	// early: changes this store made ahead of mochi (key → true for a put, false for a delete);
-	// mochi's own call for the same change is then skipped.
+	// early: deletes this store made ahead of mochi (earlyKey); mochi's own is then skipped.
 	early sync.Map
+	// groups: the open QoS 2 groups, by the address of their tag (see OnPublish).
+	groups sync.Map // *packets.Subscription → *group
 	// twins: an inline client with the id of each publishing client, through which its
 	// messages are delivered ahead of the acknowledgement. *mqtt.Client → *mqtt.Client.
 	twins sync.Map
@@ -112,6 +115,20 @@ type change struct {
 	key    string
 	value  []byte // nil deletes
 	client string // with value and key nil: delete everything of this client
+}
+
+// earlyKey is a client's packet id whose completion this store recorded ahead of mochi.
+type earlyKey struct {
+	cl *mqtt.Client
+	id uint16
+}
+
+// group gathers the changes of one incoming QoS 2 message until they are appended together.
+type group struct {
+	mu       sync.Mutex
+	changes  []change
+	closed   bool
+	appended chan struct{} // closed once the changes are in a batch
 }
 
 type batch struct {
@@ -236,63 +253,115 @@ func (s *store) Stop() error {
 	return s.db.Close()
 }
 
-// put and del append a change; the commit loop writes it.
-func (s *store) put(key string, v encoding.BinaryMarshaler) {
+// put and del append a change; the commit loop writes it. A change made for a message of an
+// open group goes into the group (tag is the message's Filters, see OnPublish).
+func (s *store) put(key string, v encoding.BinaryMarshaler) { s.putFor(nil, key, v) }
+
+func (s *store) putFor(tag packets.Subscriptions, key string, v encoding.BinaryMarshaler) {
 	data, err := v.MarshalBinary()
 	if err != nil {
 		s.log.Error("data store: cannot encode", "key", key, "error", err)
 		return
 	}
-	s.append(change{key: key, value: data})
+	c := change{key: key, value: data}
+	if g := s.groupOf(tag); g != nil {
+		g.mu.Lock()
+		if !g.closed {
+			g.changes = append(g.changes, c)
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+	}
+	s.append(c)
+}
+
+// groupOf returns the open group a message's tag names, or nil.
+func (s *store) groupOf(tag packets.Subscriptions) *group {
+	if len(tag) != 1 {
+		return nil
+	}
+	if v, ok := s.groups.Load(&tag[0]); ok {
+		return v.(*group)
+	}
+	return nil
 }
 
 func (s *store) del(key string) { s.append(change{key: key}) }
 
-func (s *store) append(c change) {
+func (s *store) append(c change) { s.appendAll([]change{c}) }
+
+// appendAll adds changes to the next batch, all in the same one.
+func (s *store) appendAll(cs []change) {
+	cs = slices.DeleteFunc(cs, func(c change) bool {
+		// bbolt refuses the whole transaction for one such key, and it would be retried for ever.
+		if len(c.key) > bbolt.MaxKeySize {
+			s.log.Error("data store: not saved, the topic or client id is too long for a key",
+				"key_prefix", c.key[:64], "bytes", len(c.key), "max", bbolt.MaxKeySize)
+			return true
+		}
+		return false
+	})
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.closed || len(cs) == 0 {
 		return
 	}
-	s.appended++
-	s.next.changes = append(s.next.changes, c)
+	s.appended += int64(len(cs))
+	s.next.changes = append(s.next.changes, cs...)
 	s.next.last = s.appended
 	select { // under mu: Stop closes kick
 	case s.kick <- struct{}{}:
 	default:
 	}
-	s.mu.Unlock()
 }
 
 // commitLoop commits the collected changes, one transaction per round, until Stop.
 func (s *store) commitLoop() {
 	defer close(s.done)
 	for range s.kick {
-		s.commitRound()
+		if !s.commitRound() {
+			time.Sleep(commitRetry) // a full or failing disk: do not spin
+			s.mu.Lock()
+			if !s.closed {
+				select {
+				case s.kick <- struct{}{}:
+				default:
+				}
+			}
+			s.mu.Unlock()
+		}
 	}
 	s.commitRound()
 }
 
-func (s *store) commitRound() {
-	s.groups.Lock() // no incoming message half handled
+// commitRetry is the pause before a failed commit is tried again.
+const commitRetry = 200 * time.Millisecond
+
+// commitRound commits the next batch, and reports whether it could. A failed batch goes back
+// in front of the next one: its waiters are told (and spoil their packets), later ones wait.
+func (s *store) commitRound() bool {
 	s.mu.Lock()
 	b := s.next
 	s.next = newBatch()
 	s.writing = b
 	s.mu.Unlock()
-	s.groups.Unlock()
 
 	if len(b.changes) > 0 {
 		b.err = s.db.Update(func(tx *bbolt.Tx) error { return apply(tx.Bucket(bucket), b.changes) })
-		if b.err != nil {
-			s.log.Error("data store: changes not saved; acknowledgements held back", "changes", len(b.changes), "error", b.err)
-		}
-		s.committed.Store(b.last)
 	}
 	s.mu.Lock()
+	if b.err != nil {
+		s.log.Error("data store: changes not saved, will retry; acknowledgements held back", "changes", len(b.changes), "error", b.err)
+		s.next.changes = append(b.changes, s.next.changes...)
+		s.next.last = max(s.next.last, b.last)
+	} else if len(b.changes) > 0 {
+		s.committed.Store(b.last)
+	}
 	s.writing = nil
 	s.mu.Unlock()
 	close(b.done)
+	return b.err == nil
 }
 
 func apply(b *bbolt.Bucket, changes []change) error {
@@ -367,6 +436,9 @@ func (s *store) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 	default:
 		return pk
 	}
+	if g := s.groupOf(pk.Filters); g != nil {
+		<-g.appended // a copy of a QoS 2 message still being handed out
+	}
 	if !s.sync() {
 		pk.FixedHeader.Type = packets.Reserved // mochi cannot encode it and returns an error
 	}
@@ -377,23 +449,41 @@ func (s *store) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 // acknowledges it, and marks it handled so that mochi does not deliver it again. The delivery
 // goes through an inline twin of the publisher (same client id, so MQTT 5 No Local still
 // works), which mochi lets straight through to the subscribers.
+//
+// At QoS 2 from a lasting session, the PUBREC state and the subscribers' copies form a group.
+// The message gets a tag for the time of the delivery: a one-element Filters slice, which
+// mochi copies by reference into every copy it makes (Packet.Copy) and ignores for a PUBLISH,
+// so the store recognises the copies (OnQosPublish) and their writes (OnPacketEncode).
 func (s *store) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline || pk.FixedHeader.Qos == 0 {
 		return pk, nil
 	}
 	twin := s.twinOf(cl)
-	s.groups.RLock()
-	if pk.FixedHeader.Qos == 2 && keepsSession(cl) { // the PUBREC state mochi stores after the ack
+	var g *group
+	if pk.FixedHeader.Qos == 2 && keepsSession(cl) {
 		key := inflightKey(cl.ID, pk.PacketID)
-		s.early.Store(key, true)
-		s.put(key, &storage.Message{ID: key, T: storage.InflightKey, Client: cl.ID, PacketID: pk.PacketID,
-			FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, Created: time.Now().Unix()})
+		state, err := (&storage.Message{ID: key, T: storage.InflightKey, Client: cl.ID, PacketID: pk.PacketID,
+			FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, Created: time.Now().Unix()}).MarshalBinary()
+		if err != nil {
+			return pk, nil // mochi handles it as without -data's ordering
+		}
+		g = &group{appended: make(chan struct{}), changes: []change{{key: key, value: state}}}
+		pk.Filters = packets.Subscriptions{{}}
+		s.groups.Store(&pk.Filters[0], g)
 	}
 	err := s.server.InjectPacket(twin, pk)
-	s.groups.RUnlock()
+	if g != nil {
+		g.mu.Lock()
+		s.appendAll(g.changes) // before the group leaves the map: a write that misses it finds its changes appended
+		g.closed = true
+		g.mu.Unlock()
+		s.groups.Delete(&pk.Filters[0])
+		close(g.appended)
+		pk.Filters = nil
+	}
 	if err != nil { // mochi goes on and delivers it after the ack, as it would without this hook
-		s.early.Delete(inflightKey(cl.ID, pk.PacketID))
-		return pk, fmt.Errorf("deliver before acknowledging: %w", err)
+		s.log.Error("data store: could not deliver before acknowledging", "client", cl.ID, "error", err)
+		return pk, nil
 	}
 	// InjectPacket counted the message as received a second time.
 	atomic.AddInt64(&s.server.Info.PacketsReceived, -1)
@@ -432,20 +522,10 @@ func (s *store) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		s.put(key, &storage.Message{ID: key, T: storage.InflightKey, Client: cl.ID, PacketID: pk.PacketID,
 			FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, Created: held.Created})
 	case t == packets.Pubrel && held.FixedHeader.Type == packets.Pubrec: // theirs, complete
-		s.early.Store(key, false)
+		s.early.Store(earlyKey{cl, pk.PacketID}, struct{}{})
 		s.del(key)
 	}
 	return pk, nil
-}
-
-// skipEarly reports whether this store already made the change mochi asks for.
-func (s *store) skipEarly(key string, isPut bool) bool {
-	v, ok := s.early.Load(key)
-	if ok && v.(bool) == isPut {
-		s.early.CompareAndDelete(key, v)
-		return true
-	}
-	return false
 }
 
 func (s *store) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) { s.updateClient(cl) }
@@ -495,7 +575,13 @@ func (s *store) updateClient(cl *mqtt.Client) {
 func (s *store) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	s.unstored.Delete(cl)
 	s.twins.Delete(cl)
-	if expire && cl.StopCause() != packets.ErrSessionTakenOver {
+	s.early.Range(func(k, _ any) bool {
+		if k.(earlyKey).cl == cl {
+			s.early.Delete(k)
+		}
+		return true
+	})
+	if expire && !cl.IsTakenOver() { // as mochi decides; the new connection owns the session
 		s.forget(cl.ID)
 	}
 }
@@ -547,29 +633,37 @@ func (s *store) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
 	}
 	m := message(cl.ID, pk)
 	m.ID, m.T = key, storage.RetainedKey
-	s.put(key, m)
+	s.putFor(pk.Filters, key, m)
 }
 
 func (s *store) OnRetainedExpired(topic string) { s.del(retainedKey(topic)) }
 
-// OnQosPublish stores a message in flight to a client, or the state of one from it.
+// OnQosPublish stores a message in flight to a client. The states of QoS 2 exchanges are
+// stored by OnPublish and OnPacketRead, and mochi's resends (DUP) were stored when first
+// queued: storing them again would cost a commit per message before a resumed session's
+// client is read.
 func (s *store) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
-	// A session taken over lives on in the new connection, under the same keys: what is queued
-	// to the old one is either copied (and stored again by the resend) or forwarded (mochifixes.go).
+	switch {
+	case !keepsSession(cl) || cl.IsTakenOver():
+		// A session taken over lives on in the new connection, under the same keys: what is
+		// queued to the old one is copied, or handed over by mochifixes.go (storeInflight).
+	case pk.FixedHeader.Type == packets.Puback:
+		s.unstored.Store(cl, pk.PacketID)
+	case pk.FixedHeader.Type == packets.Publish && !pk.FixedHeader.Dup:
+		s.storeInflight(cl, pk, sent)
+	}
+}
+
+// storeInflight stores a message queued to cl (also for mochifixes.go, whose messages are
+// marked DUP).
+func (s *store) storeInflight(cl *mqtt.Client, pk packets.Packet, sent int64) {
 	if !keepsSession(cl) || cl.IsTakenOver() {
 		return
 	}
-	if pk.FixedHeader.Type == packets.Puback {
-		s.unstored.Store(cl, pk.PacketID)
-		return
-	}
 	key := inflightKey(cl.ID, pk.PacketID)
-	if s.skipEarly(key, true) {
-		return
-	}
 	m := message(cl.ID, pk)
 	m.ID, m.T, m.Sent, m.PacketID = key, storage.InflightKey, sent, pk.PacketID
-	s.put(key, m)
+	s.putFor(pk.Filters, key, m)
 }
 
 // OnQosComplete deletes a completed message. A PUBACK completes two things: the incoming
@@ -584,11 +678,10 @@ func (s *store) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 			return
 		}
 	}
-	key := inflightKey(cl.ID, pk.PacketID)
-	if s.skipEarly(key, false) {
+	if _, ok := s.early.LoadAndDelete(earlyKey{cl, pk.PacketID}); ok {
 		return
 	}
-	s.del(key)
+	s.del(inflightKey(cl.ID, pk.PacketID))
 }
 
 // OnQosDropped deletes a message that left a client's in-flight store undelivered. mochi also
@@ -612,6 +705,7 @@ func message(client string, pk packets.Packet) *storage.Message {
 		Created:     pk.Created,
 		Properties: storage.MessageProperties{
 			PayloadFormat:          props.PayloadFormat,
+			PayloadFormatFlag:      props.PayloadFormatFlag,
 			MessageExpiryInterval:  props.MessageExpiryInterval,
 			ContentType:            props.ContentType,
 			ResponseTopic:          props.ResponseTopic,

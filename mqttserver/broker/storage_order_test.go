@@ -3,8 +3,10 @@ package broker
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -217,4 +219,77 @@ func (s *store) keys(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestDataSlowConsumerStallsNoOneElse: a subscriber that stops reading blocks the publisher
+// feeding it (mochi writes under the client's lock), but with -data no one else: another
+// client still connects and gets its PUBACK. The store once held a lock across mochi's
+// delivery that its committer needed, and every acknowledgement in the broker waited.
+func TestDataSlowConsumerStallsNoOneElse(t *testing.T) {
+	for _, data := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "data"}[data], func(t *testing.T) {
+			cfg := Config{}
+			if data {
+				cfg.DataDir = t.TempDir()
+			}
+			b, _ := startBroker(t, cfg)
+			var d net.Dialer
+			sub, err := d.Dial("tcp", b.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = sub.(*net.TCPConn).SetReadBuffer(4096) // and it never reads
+			t.Cleanup(func() { sub.Close() })
+			rawExchange(t, sub, fzConnect("slow", false, 60), 0x20, -1)
+			rawExchange(t, sub, fzSubscribe(1, "slow/#", 1), 0x90, 1)
+
+			feeder := rawConnect(t, b.Addr(), "feeder", true)
+			big := fzPublish(1, 1, "slow/x", strings.Repeat("x", 64<<10))
+			go func() { // bounded: 300 messages, ends when the connection does
+				for i := 1; i <= 300; i++ {
+					big[len(big)-(64<<10)-2], big[len(big)-(64<<10)-1] = byte(i>>8), byte(i)
+					_ = feeder.SetWriteDeadline(time.Now().Add(30 * time.Second))
+					if _, err := feeder.Write(big); err != nil {
+						return
+					}
+				}
+			}()
+			go func() { _, _ = io.Copy(io.Discard, feeder) }() // its PUBACKs
+			waitFor(t, "the feeder to block on the slow subscriber", func() bool { return goroutineWaitingIn("NextPacketID") })
+
+			other := rawConnect(t, b.Addr(), "other", false)
+			rawExchange(t, other, fzPublish(1, 1, "unrelated", "hello"), 0x40, 1)
+		})
+	}
+}
+
+// goroutineWaitingIn reports whether a goroutine is blocked on a lock inside fn.
+func goroutineWaitingIn(fn string) bool {
+	buf := make([]byte, 1<<22)
+	n := runtime.Stack(buf, true)
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if strings.Contains(g, fn) && (strings.Contains(g, "sync.(*Mutex).Lock") || strings.Contains(g, "semacquire")) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDataKeyTooLong: a retained message whose topic is longer than a bbolt key can be (32 KiB;
+// MQTT allows 64 KiB) is not saved, and says so, but it does not jam the store: bbolt refuses
+// the whole transaction, which would hold back every acknowledgement.
+func TestDataKeyTooLong(t *testing.T) {
+	b, logs := startBroker(t, Config{DataDir: t.TempDir()})
+	pub := rawConnect(t, b.Addr(), "long", true)
+	for i, topic := range []string{strings.Repeat("t", 40_000), "short"} {
+		pk := fzPublish(1, i+1, topic, "x")
+		pk[0] |= 1 // RETAIN
+		rawExchange(t, pub, pk, 0x40, i+1)
+	}
+	if !slices.Contains(b.data.keys(t), "RET_short") {
+		t.Errorf("the retained message after the long one was not saved: %q", b.data.keys(t))
+	}
+	if !strings.Contains(logs.String(), "too long for a key") {
+		t.Errorf("no error logged for the topic too long to save:\n%s", logs)
+	}
 }

@@ -3,6 +3,7 @@ package shared
 import (
 	"crypto/tls"
 	"errors"
+	"hash/fnv"
 	"net"
 	"net/url"
 	"sync"
@@ -17,13 +18,21 @@ import (
 // broker that has already finished the exchange takes for a new message: delivered twice. Here
 // the connection is watched for PUBREC and the stored PUBLISH replaced by the PUBREL at once,
 // so that the resend is the PUBREL, as MQTT 3.1.1 (4.3.3) requires.
+//
+// It also keeps a connection from carrying the same QoS 2 PUBLISH twice. paho v1.5.1 marks the
+// client connected before it resends what its store holds, so a message published in between,
+// or one whose Publish waited through the reconnect, goes out on the new connection twice:
+// once from Publish, once (marked DUP) from the store. When the broker has finished the first
+// exchange before the second copy arrives, the copy is a new message to it (Mosquitto 2.0.11
+// then delivers it a second time). The copy is dropped while the first waits for its PUBREC,
+// and sent as a PUBREL once the broker has received the message.
 func KeepReleases(opts *mqtt.ClientOptions, store *Store) {
 	opts.SetCustomOpenConnectionFn(func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		conn, err := dial(uri, o)
 		if err != nil {
 			return nil, err
 		}
-		return &pubrecConn{Conn: conn, onPubrec: store.released}, nil
+		return &qos2Conn{Conn: conn, store: store, onPubrec: store.released, carried: make(map[uint16]carried)}, nil
 	})
 }
 
@@ -81,9 +90,11 @@ func itoa(n uint16) string {
 	}
 }
 
-// pubrecConn follows the MQTT packets read from the broker and reports every PUBREC.
-type pubrecConn struct {
+// qos2Conn follows the MQTT packets read from the broker and reports every PUBREC, and keeps
+// the QoS 2 PUBLISH packets it writes from repeating (see KeepReleases).
+type qos2Conn struct {
 	net.Conn
+	store    *Store
 	onPubrec func(id uint16)
 
 	mu     sync.Mutex // Read is called by one goroutine; the lock is for the race detector's peace
@@ -92,9 +103,18 @@ type pubrecConn struct {
 	remain int
 	mult   int
 	id     []byte
+
+	wmu     sync.Mutex // paho writes from one goroutine; as above
+	carried map[uint16]carried
 }
 
-func (c *pubrecConn) Read(p []byte) (int, error) {
+// carried is a QoS 2 PUBLISH this connection has written.
+type carried struct {
+	n    uint64 // its number in the store
+	hash uint64 // its bytes, DUP flag aside
+}
+
+func (c *qos2Conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.mu.Lock()
 	c.scan(p[:n])
@@ -102,7 +122,65 @@ func (c *pubrecConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *pubrecConn) scan(data []byte) {
+// Write writes p, one packet (paho writes each packet at once), unless it is a QoS 2 PUBLISH
+// this connection has already carried: then it writes nothing while the broker has yet to
+// answer with PUBREC, and the PUBREL after.
+func (c *qos2Conn) Write(p []byte) (int, error) {
+	id, ok := qos2PublishID(p)
+	if !ok {
+		return c.Conn.Write(p)
+	}
+	h := fnv.New64a()
+	h.Write([]byte{p[0] &^ 0x08}) // the DUP flag
+	h.Write(p[1:])
+	sum := h.Sum64()
+	n, unreleased := c.store.unreleasedPublish(id)
+	c.wmu.Lock()
+	prev, seen := c.carried[id]
+	switch {
+	case unreleased && !(seen && prev.n == n):
+		c.carried[id] = carried{n: n, hash: sum}
+	case unreleased:
+		c.wmu.Unlock()
+		return len(p), nil // the broker has it and will answer; paho waits for that
+	case seen && prev.hash == sum:
+		// The broker has received this message and may have released it: only a PUBREL can
+		// follow. One it has finished already gets PUBCOMP, which completes paho's token.
+		c.wmu.Unlock()
+		if _, err := c.Conn.Write([]byte{packets.Pubrel<<4 | 0x02, 0x02, byte(id >> 8), byte(id)}); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	c.wmu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// qos2PublishID returns the packet id of p when p is a whole QoS 2 PUBLISH packet.
+func qos2PublishID(p []byte) (uint16, bool) {
+	if len(p) < 2 || p[0]>>4 != packets.Publish || (p[0]>>1)&0x03 != 2 {
+		return 0, false
+	}
+	i, remain, mult := 1, 0, 1
+	for ; i < len(p) && i <= 4; i++ {
+		remain += int(p[i]&0x7f) * mult
+		mult *= 128
+		if p[i]&0x80 == 0 {
+			break
+		}
+	}
+	body := i + 1
+	if body+2 > len(p) || len(p)-body != remain {
+		return 0, false
+	}
+	idAt := body + 2 + (int(p[body])<<8 | int(p[body+1]))
+	if idAt+2 > len(p) {
+		return 0, false
+	}
+	return uint16(p[idAt])<<8 | uint16(p[idAt+1]), true
+}
+
+func (c *qos2Conn) scan(data []byte) {
 	for _, b := range data {
 		switch c.phase {
 		case 0:

@@ -26,11 +26,16 @@ type Store struct {
 	mu        sync.Mutex
 	acked     map[uint16]chan struct{}
 	onRelease func(id uint16)
+	// unreleased numbers each outgoing QoS 2 PUBLISH stored and not yet answered with PUBREC,
+	// so that a connection can tell a repeat of the same message from a new one that reuses
+	// the id (see KeepReleases).
+	unreleased map[uint16]uint64
+	stored     uint64 // the last number given
 }
 
 // NewStore wraps inner: mqtt.NewMemoryStore() or, to keep messages across restarts, a file store.
 func NewStore(inner mqtt.Store) *Store {
-	return &Store{Store: inner, acked: make(map[uint16]chan struct{})}
+	return &Store{Store: inner, acked: make(map[uint16]chan struct{}), unreleased: make(map[uint16]uint64)}
 }
 
 // NewFileStore returns a Store on a paho file store in dir, which it creates if needed (paho's
@@ -56,22 +61,31 @@ func (s *Store) OnRelease(fn func(id uint16)) {
 	s.mu.Unlock()
 }
 
-// Put implements mqtt.Store.
+// Put implements mqtt.Store. A PUBLISH is kept as a copy, and Get returns copies: paho writes
+// a packet to the network (which sets its length field) while its resume marks the same
+// packet DUP when a Publish races with a reconnect (a data race,
+// eclipse-paho/paho.mqtt.golang#703). The stored packets are then the store's alone.
 func (s *Store) Put(key string, m packets.ControlPacket) {
+	m = copyPublish(m)
 	s.Store.Put(key, m)
 	id, out, ok := parseKey(key)
 	if !ok {
 		return
 	}
-	switch m.(type) {
+	switch m := m.(type) {
 	case *packets.PublishPacket:
 		if out {
 			s.mu.Lock()
 			s.acked[id] = make(chan struct{}) // an id is reused only after the last use was acknowledged
+			s.track(id, m.Qos)
 			s.mu.Unlock()
 		}
 	case *packets.PubrelPacket:
-		if !out {
+		if out {
+			s.mu.Lock()
+			delete(s.unreleased, id)
+			s.mu.Unlock()
+		} else {
 			s.mu.Lock()
 			fn := s.onRelease
 			s.mu.Unlock()
@@ -80,6 +94,31 @@ func (s *Store) Put(key string, m packets.ControlPacket) {
 			}
 		}
 	}
+}
+
+// track numbers a QoS 2 PUBLISH just stored under id; s.mu is held.
+func (s *Store) track(id uint16, qos byte) {
+	if qos != 2 {
+		delete(s.unreleased, id)
+		return
+	}
+	s.stored++
+	s.unreleased[id] = s.stored
+}
+
+// Get implements mqtt.Store: a PUBLISH comes back as a copy (see Put).
+func (s *Store) Get(key string) packets.ControlPacket {
+	return copyPublish(s.Store.Get(key))
+}
+
+// copyPublish returns a copy of m if it is a PUBLISH (the payload is shared: paho never
+// changes it), else m.
+func copyPublish(m packets.ControlPacket) packets.ControlPacket {
+	if p, ok := m.(*packets.PublishPacket); ok {
+		c := *p
+		return &c
+	}
+	return m
 }
 
 // Del implements mqtt.Store.
@@ -91,8 +130,18 @@ func (s *Store) Del(key string) {
 			close(ch)
 			delete(s.acked, id)
 		}
+		delete(s.unreleased, id)
 		s.mu.Unlock()
 	}
+}
+
+// unreleasedPublish returns the number of the QoS 2 PUBLISH stored under id, and false when
+// none waits for its PUBREC: the broker has received it, or it was never stored.
+func (s *Store) unreleasedPublish(id uint16) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.unreleased[id]
+	return n, ok
 }
 
 // Reset implements mqtt.Store. Paho resets the store when a clean session starts: nothing is
@@ -104,6 +153,7 @@ func (s *Store) Reset() {
 		close(ch)
 		delete(s.acked, id)
 	}
+	clear(s.unreleased)
 	s.mu.Unlock()
 }
 
@@ -136,9 +186,11 @@ func (s *Store) Outgoing() []Stored {
 			continue
 		}
 		st := Stored{ID: id}
+		publish := false
 		switch p := s.Store.Get(key).(type) {
 		case *packets.PublishPacket:
 			st.Topic, st.Payload, st.QoS = p.TopicName, string(p.Payload), p.Qos
+			publish = true
 		case *packets.PubrelPacket:
 			st.QoS = 2 // received by the broker; only the release is left
 		default:
@@ -146,6 +198,9 @@ func (s *Store) Outgoing() []Stored {
 		}
 		s.mu.Lock()
 		s.acked[id] = make(chan struct{})
+		if publish {
+			s.track(id, st.QoS)
+		}
 		s.mu.Unlock()
 		out = append(out, st)
 	}

@@ -191,3 +191,28 @@ func TestPahoURL(t *testing.T) {
 		}
 	}
 }
+
+// TestStorePublishCopies: paho writes the packet it stored (setting its length field) while its
+// resume, after a reconnect, sets DUP on the packet it gets from the store
+// (eclipse-paho/paho.mqtt.golang#703): the store keeps a copy of its own and hands out copies.
+func TestStorePublishCopies(t *testing.T) {
+	s := NewStore(mqtt.NewOrderedMemoryStore())
+	s.Open()
+	p := publishPacket(1, "x")
+	s.Put("o.1", p)
+	p.Dup = true // paho's packet, changed after Put
+	got := s.Get("o.1").(*packets.PublishPacket)
+	if got.Dup {
+		t.Error("the store kept the packet given to Put")
+	}
+	got.Dup = true
+	if again := s.Get("o.1").(*packets.PublishPacket); again.Dup {
+		t.Error("Get returned the stored packet itself")
+	}
+	if got.MessageID != 1 || string(got.Payload) != "x" {
+		t.Errorf("Get = %v, want message 1", got)
+	}
+	if s.Get("o.2") != nil {
+		t.Error("Get of a missing key is not nil")
+	}
+}

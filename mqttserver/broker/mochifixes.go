@@ -246,7 +246,7 @@ func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64,
 		if v, ok := h.takeovers.Load(cl); ok {
 			q := v.(*queued)
 			q.mu.Lock()
-			q.msgs = append(q.msgs, pk.Copy(true))
+			q.msgs = append(q.msgs, pk) // not a copy: settle tells by its payload whether mochi copied it
 			q.mu.Unlock()
 			return
 		}
@@ -296,7 +296,7 @@ func (h *packetIDHook) settle(cl *mqtt.Client, q *queued) {
 		}
 		q.mu.Lock()
 		for _, m := range q.msgs {
-			if have, ok := cl.State.Inflight.Get(m.PacketID); ok && have.TopicName == m.TopicName && bytes.Equal(have.Payload, m.Payload) {
+			if have, ok := cl.State.Inflight.Get(m.PacketID); ok && sameMessage(have, m) {
 				if h.persist != nil { // copied with the session, but after the store stopped writing the old one
 					h.persist(cl, have)
 				}
@@ -307,6 +307,16 @@ func (h *packetIDHook) settle(cl *mqtt.Client, q *queued) {
 		q.settled = true
 		q.mu.Unlock()
 	}
+}
+
+// sameMessage reports whether have is m as mochi copied it with the session: the copy shares
+// the payload's memory. The same content under the same id can be a different message (the
+// old session's id counter goes on after the copy, and the new one may pick the same id).
+func sameMessage(have, m packets.Packet) bool {
+	if len(m.Payload) == 0 || len(have.Payload) == 0 {
+		return have.TopicName == m.TopicName && len(have.Payload) == len(m.Payload)
+	}
+	return &have.Payload[0] == &m.Payload[0]
 }
 
 // deliver queues m to cl under a new packet id and sends it, as mochi's publishToClient does.

@@ -115,6 +115,7 @@ type change struct {
 	key    string
 	value  []byte // nil deletes
 	client string // with value and key nil: delete everything of this client
+	owner  string // the client of an in-flight record
 }
 
 // earlyKey is a client's packet id whose completion this store recorded ahead of mochi.
@@ -129,6 +130,28 @@ type group struct {
 	changes  []change
 	closed   bool
 	appended chan struct{} // closed once the changes are in a batch
+	held     []heldCopy    // copies whose write gave up waiting: sent when the group closes
+}
+
+type heldCopy struct {
+	cl *mqtt.Client
+	pk packets.Packet
+}
+
+// groupWait is how long a copy's write waits for its group before it is left to the group to
+// send: mochi may block the publisher for long on a subscriber that stopped reading, and the
+// other subscribers' write loops must not wait with it.
+const groupWait = 50 * time.Millisecond
+
+// hold leaves a copy to the group to send, unless the group has closed meanwhile.
+func (g *group) hold(cl *mqtt.Client, pk packets.Packet) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.held = append(g.held, heldCopy{cl, pk})
+	return true
 }
 
 type batch struct {
@@ -264,6 +287,9 @@ func (s *store) putFor(tag packets.Subscriptions, key string, v encoding.BinaryM
 		return
 	}
 	c := change{key: key, value: data}
+	if m, ok := v.(*storage.Message); ok && m.T == storage.InflightKey {
+		c.owner = m.Client
+	}
 	if g := s.groupOf(tag); g != nil {
 		g.mu.Lock()
 		if !g.closed {
@@ -289,10 +315,11 @@ func (s *store) groupOf(tag packets.Subscriptions) *group {
 
 func (s *store) del(key string) { s.append(change{key: key}) }
 
-func (s *store) append(c change) { s.appendAll([]change{c}) }
+func (s *store) append(c change) { s.appendAll([]change{c}, false) }
 
-// appendAll adds changes to the next batch, all in the same one.
-func (s *store) appendAll(cs []change) {
+// appendAll adds changes to the next batch, all in the same one. A group's in-flight records
+// for a client whose session is no longer stored are left out (forgotten while the group was open).
+func (s *store) appendAll(cs []change, group bool) {
 	cs = slices.DeleteFunc(cs, func(c change) bool {
 		// bbolt refuses the whole transaction for one such key, and it would be retried for ever.
 		if len(c.key) > bbolt.MaxKeySize {
@@ -304,6 +331,9 @@ func (s *store) appendAll(cs []change) {
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if group {
+		cs = slices.DeleteFunc(cs, func(c change) bool { return c.owner != "" && !s.stored[c.owner] })
+	}
 	if s.closed || len(cs) == 0 {
 		return
 	}
@@ -436,8 +466,17 @@ func (s *store) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 	default:
 		return pk
 	}
-	if g := s.groupOf(pk.Filters); g != nil {
-		<-g.appended // a copy of a QoS 2 message still being handed out
+	if g := s.groupOf(pk.Filters); g != nil { // a copy of a QoS 2 message still being handed out
+		wait := time.NewTimer(groupWait)
+		select {
+		case <-g.appended:
+		case <-wait.C:
+			if g.hold(cl, pk) {
+				pk.FixedHeader.Type = packets.Reserved // not now; it stays in flight
+				return pk
+			}
+		}
+		wait.Stop()
 	}
 	if !s.sync() {
 		pk.FixedHeader.Type = packets.Reserved // mochi cannot encode it and returns an error
@@ -474,12 +513,15 @@ func (s *store) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	err := s.server.InjectPacket(twin, pk)
 	if g != nil {
 		g.mu.Lock()
-		s.appendAll(g.changes) // before the group leaves the map: a write that misses it finds its changes appended
+		s.appendAll(g.changes, true) // before the group leaves the map: a write that misses it finds its changes appended
 		g.closed = true
 		g.mu.Unlock()
 		s.groups.Delete(&pk.Filters[0])
 		close(g.appended)
 		pk.Filters = nil
+		for _, h := range g.held {
+			_ = h.cl.WritePacket(h.pk) // a failed write leaves it in flight: resent at the next connection
+		}
 	}
 	if err != nil { // mochi goes on and delivers it after the ack, as it would without this hook
 		s.log.Error("data store: could not deliver before acknowledging", "client", cl.ID, "error", err)
@@ -544,8 +586,15 @@ func (s *store) updateClient(cl *mqtt.Client) {
 		return
 	}
 	s.mu.Lock()
+	had := s.stored[cl.ID]
 	s.stored[cl.ID] = true
 	s.mu.Unlock()
+	if !had {
+		// A lasting session that took over one that was not stored (an MQTT 5 session with
+		// expiry 0 becoming lasting): what it inherited is stored now, or mochi's resends,
+		// which the store skips, would be all there is of it.
+		s.storeSession(cl)
+	}
 	props := cl.Properties.Props.Copy(false)
 	s.put(clientKey(cl.ID), &storage.Client{
 		ID:              cl.ID,
@@ -570,6 +619,23 @@ func (s *store) updateClient(cl *mqtt.Client) {
 		},
 		Will: storage.ClientWill(cl.Properties.Will),
 	})
+}
+
+// storeSession stores a client's subscriptions and the messages in flight to it.
+func (s *store) storeSession(cl *mqtt.Client) {
+	for _, sub := range cl.State.Subscriptions.GetAll() {
+		key := subscriptionKey(cl.ID, sub.Filter)
+		s.put(key, &storage.Subscription{
+			ID: key, T: storage.SubscriptionKey, Client: cl.ID, Qos: sub.Qos, Filter: sub.Filter,
+			Identifier: sub.Identifier, NoLocal: sub.NoLocal, RetainHandling: sub.RetainHandling,
+			RetainAsPublished: sub.RetainAsPublished,
+		})
+	}
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		if t := pk.FixedHeader.Type; t == packets.Publish || t == packets.Pubrel || t == packets.Pubrec {
+			s.storeInflight(cl, pk, pk.Created)
+		}
+	}
 }
 
 func (s *store) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
@@ -633,7 +699,9 @@ func (s *store) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
 	}
 	m := message(cl.ID, pk)
 	m.ID, m.T = key, storage.RetainedKey
-	s.putFor(pk.Filters, key, m)
+	// Not in the message's group: a later retained message on the topic, stored while the
+	// group is open, must not be overwritten by it. Setting it again after a resend is harmless.
+	s.put(key, m)
 }
 
 func (s *store) OnRetainedExpired(topic string) { s.del(retainedKey(topic)) }

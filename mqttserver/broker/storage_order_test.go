@@ -233,34 +233,142 @@ func TestDataSlowConsumerStallsNoOneElse(t *testing.T) {
 				cfg.DataDir = t.TempDir()
 			}
 			b, _ := startBroker(t, cfg)
-			var d net.Dialer
-			sub, err := d.Dial("tcp", b.Addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = sub.(*net.TCPConn).SetReadBuffer(4096) // and it never reads
-			t.Cleanup(func() { sub.Close() })
-			rawExchange(t, sub, fzConnect("slow", false, 60), 0x20, -1)
-			rawExchange(t, sub, fzSubscribe(1, "slow/#", 1), 0x90, 1)
-
-			feeder := rawConnect(t, b.Addr(), "feeder", true)
-			big := fzPublish(1, 1, "slow/x", strings.Repeat("x", 64<<10))
-			go func() { // bounded: 300 messages, ends when the connection does
-				for i := 1; i <= 300; i++ {
-					big[len(big)-(64<<10)-2], big[len(big)-(64<<10)-1] = byte(i>>8), byte(i)
-					_ = feeder.SetWriteDeadline(time.Now().Add(30 * time.Second))
-					if _, err := feeder.Write(big); err != nil {
-						return
-					}
-				}
-			}()
-			go func() { _, _ = io.Copy(io.Discard, feeder) }() // its PUBACKs
-			waitFor(t, "the feeder to block on the slow subscriber", func() bool { return goroutineWaitingIn("NextPacketID") })
+			stallSlow(t, b, "slow/#", "slow/x")
 
 			other := rawConnect(t, b.Addr(), "other", false)
 			rawExchange(t, other, fzPublish(1, 1, "unrelated", "hello"), 0x40, 1)
 		})
 	}
+}
+
+// stallSlow connects a subscriber to filter that never reads, and a feeder publishing big QoS 1
+// messages to topic until mochi blocks it (NextPacketID, under the slow client's lock). It
+// returns the slow subscriber's connection: closing it frees the feeder.
+func stallSlow(t *testing.T, b *Broker, filter, topic string) net.Conn {
+	t.Helper()
+	var d net.Dialer
+	sub, err := d.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.(*net.TCPConn).SetReadBuffer(4096) // and it never reads
+	t.Cleanup(func() { sub.Close() })
+	rawExchange(t, sub, fzConnect("slow", false, 60), 0x20, -1)
+	rawExchange(t, sub, fzSubscribe(1, filter, 1), 0x90, 1)
+
+	feeder := rawConnect(t, b.Addr(), "feeder", true)
+	big := fzPublish(1, 1, topic, strings.Repeat("x", 64<<10))
+	go func() { // bounded: 300 messages, ends when the connection does
+		for i := 1; i <= 300; i++ {
+			big[len(big)-(64<<10)-2], big[len(big)-(64<<10)-1] = byte(i>>8), byte(i)
+			_ = feeder.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := feeder.Write(big); err != nil {
+				return
+			}
+		}
+	}()
+	go func() { _, _ = io.Copy(io.Discard, feeder) }() // its PUBACKs
+	waitFor(t, "the feeder to block on the slow subscriber", func() bool { return goroutineWaitingIn("NextPacketID") })
+	return sub
+}
+
+// TestDataRetainedKeepsTheNewest: a QoS 2 retained message whose delivery mochi holds up (a
+// slow subscriber) must not overwrite, in the data file, a newer retained message on the same
+// topic stored meanwhile: a restart would bring back the older one.
+func TestDataRetainedKeepsTheNewest(t *testing.T) {
+	b, _ := startBroker(t, Config{DataDir: t.TempDir()})
+	slow := stallSlow(t, b, "r/#", "r/feed")
+
+	p := rawConnect(t, b.Addr(), "p-lasting", false)
+	older := fzPublish(2, 7, "r/t", "A")
+	older[0] |= 1                             // RETAIN
+	if _, err := p.Write(older); err != nil { // its PUBREC comes once the slow one is gone
+		t.Fatal(err)
+	}
+	retained := func(want string) func() bool {
+		return func() bool { m, ok := b.server.Topics.Retained.Get("r/t"); return ok && string(m.Payload) == want }
+	}
+	waitFor(t, "A retained in memory", retained("A"))
+	q := rawConnect(t, b.Addr(), "q", true)
+	newer := fzPublish(0, 0, "r/t", "B")
+	newer[0] |= 1
+	if _, err := q.Write(newer); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "B retained in memory", retained("B"))
+	slow.Close() // frees the delivery of A
+	_ = p.SetDeadline(time.Now().Add(10 * time.Second))
+	if got, err := fzReadPacket(p); err != nil || got[0] != 0x50 {
+		t.Fatalf("no PUBREC: % x %v", got, err)
+	}
+	b.data.sync()
+	msgs, err := b.data.StoredRetainedMessages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if m.TopicName == "r/t" && string(m.Payload) != "B" {
+			t.Errorf("data file keeps retained %q for r/t, memory has \"B\"", m.Payload)
+		}
+	}
+}
+
+// TestDataLastingTakeoverOfEndingSession: an MQTT 5 client with session expiry 0 (not stored)
+// is taken over by a connection with expiry > 0 and Clean Start 0; mochi hands it the old
+// session. Its subscription and queued message must be stored then: mochi's resends (DUP)
+// are not stored again, and inherited subscriptions never pass OnSubscribed.
+func TestDataLastingTakeoverOfEndingSession(t *testing.T) {
+	b, _ := startBroker(t, Config{DataDir: t.TempDir()})
+	v5Connect := func(cleanStart bool, expiry uint32) []byte {
+		flags := byte(0)
+		if cleanStart {
+			flags = 0x02
+		}
+		props := []byte{}
+		if expiry > 0 {
+			props = []byte{0x11, byte(expiry >> 24), byte(expiry >> 16), byte(expiry >> 8), byte(expiry)}
+		}
+		return fzPacket(0x10, fzString("MQTT"), []byte{5, flags}, fzU16(60), []byte{byte(len(props))}, props, fzString("v5"))
+	}
+	old, err := net.DialTimeout("tcp", b.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { old.Close() })
+	rawExchange(t, old, v5Connect(true, 0), 0x20, -1)
+	rawExchange(t, old, fzPacket(0x82, fzU16(1), []byte{0}, fzString("v/t"), []byte{1}), 0x90, 1)
+	pub := rawConnect(t, b.Addr(), "pub", true)
+	rawExchange(t, pub, fzPublish(1, 1, "v/t", "queued"), 0x40, 1)
+	_ = old.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if pk, err := fzReadPacket(old); err != nil || pk[0]>>4 != 3 {
+		t.Fatalf("old connection: % x %v", pk, err)
+	} // and never acknowledged
+
+	next, err := net.DialTimeout("tcp", b.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Close() })
+	_ = next.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := next.Write(v5Connect(false, 3600)); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := fzReadPacket(next); err != nil || ack[0] != 0x20 || ack[2]&1 != 1 {
+		t.Fatalf("want CONNACK with session present, got % x %v", ack, err)
+	}
+	if pk, err := fzReadPacket(next); err != nil || pk[0]>>4 != 3 {
+		t.Fatalf("want the queued message again, got % x %v", pk, err)
+	}
+	// Stored once mochi has established the session, right after the resend.
+	waitFor(t, "the session, its subscription and its queued message in the data file", func() bool {
+		keys := b.data.keys(t)
+		for _, prefix := range []string{"CL_v5", "SUB_v5:v/t", "IFM_v5:"} {
+			if !slices.ContainsFunc(keys, func(k string) bool { return strings.HasPrefix(k, prefix) }) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // goroutineWaitingIn reports whether a goroutine is blocked on a lock inside fn.

@@ -70,7 +70,8 @@ func addStorage(server *mqtt.Server, dir string, log *slog.Logger) (*store, erro
 //     subscribers are committed in one transaction, so a resent PUBLISH is either delivered
 //     (nothing was kept) or recognised as a duplicate (all was). They are gathered in a group
 //     while mochi delivers the message, and appended together; the copies carry the group's
-//     tag (see OnPublish), and a copy's write waits for its group.
+//     tag (see OnPublish), and a copy's write waits for its group (50 ms at most; then the
+//     group sends it when it closes).
 //
 // Changes are committed by one goroutine, as many as have accumulated in one transaction
 // (group commit): one fsync serves every client waiting at that moment. Nothing holds a lock

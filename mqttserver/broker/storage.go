@@ -224,15 +224,29 @@ func (s *store) dropEndedSessions(b *bbolt.Bucket) error {
 		}
 		s.stored[cl.ID] = true
 	}
-	for _, p := range []string{storage.SubscriptionKey + "_", storage.InflightKey + "_"} {
+	for _, k := range drop {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return deleteOwned(b, []string{storage.SubscriptionKey + "_", storage.InflightKey + "_"},
+		func(owner string) bool { return !s.stored[owner] })
+}
+
+// deleteOwned deletes the subscriptions and messages under prefixes whose client drop accepts
+// ("" when the record names none).
+func deleteOwned(b *bbolt.Bucket, prefixes []string, drop func(owner string) bool) error {
+	var keys [][]byte
+	c := b.Cursor()
+	for _, p := range prefixes {
 		prefix := []byte(p)
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if id, ok := ownerOf(v); !ok || !s.stored[id] {
-				drop = append(drop, bytes.Clone(k))
+			if owner, _ := ownerOf(v); drop(owner) {
+				keys = append(keys, bytes.Clone(k))
 			}
 		}
 	}
-	for _, k := range drop {
+	for _, k := range keys {
 		if err := b.Delete(k); err != nil {
 			return err
 		}
@@ -418,22 +432,9 @@ func deleteClient(b *bbolt.Bucket, id string) error {
 	if err := b.Delete([]byte(clientKey(id))); err != nil {
 		return err
 	}
-	var drop [][]byte
-	c := b.Cursor()
-	for _, p := range []string{subscriptionKey(id, ""), storage.InflightKey + "_" + id + ":"} {
-		prefix := []byte(p)
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if owner, _ := ownerOf(v); owner == id { // "a:" is also the start of client "a:b"'s keys
-				drop = append(drop, bytes.Clone(k))
-			}
-		}
-	}
-	for _, k := range drop {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	// "a:" is also the start of client "a:b"'s keys: the owner decides.
+	return deleteOwned(b, []string{subscriptionKey(id, ""), storage.InflightKey + "_" + id + ":"},
+		func(owner string) bool { return owner == id })
 }
 
 // sync waits until every change appended so far is committed, and reports whether it was.

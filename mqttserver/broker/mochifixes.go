@@ -89,11 +89,25 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 		return pk, nil
 	}
 	if out, ok := cl.State.Inflight.Get(pk.PacketID); ok && brokerChoseID(out) {
+		passID(cl, pk.PacketID)
 		cl.State.Inflight.Delete(pk.PacketID)
 		h.stashed.Store(cl, out)
 		h.nStashed.Add(1)
 	}
 	return pk, nil
+}
+
+// passID moves the client's packet-id counter past id while id is still taken, so that a
+// message queued to the client while its entry is set aside does not get id: on a resumed
+// session the counter starts again at 0, and the client's first SUBSCRIBE is id 1. (That
+// message then took the id: the SUBSCRIBE was refused, 0x91, and the message set aside lost.)
+func passID(cl *mqtt.Client, id uint16) {
+	for range 1 << 16 { // bounded: the counter wraps after 65535
+		next, err := cl.NextPacketID()
+		if err != nil || next > uint32(id) {
+			return
+		}
+	}
 }
 
 func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, _ packets.Packet, _ error) { h.restore(cl) }

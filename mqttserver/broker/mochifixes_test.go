@@ -105,3 +105,43 @@ func mustWait(t *testing.T, tok paho.Token, what string) {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
+
+// TestSetAsideIDNotReused: while the broker's message with the id of a client's SUBSCRIBE is
+// set aside, no new message may take that id. A resumed session's counter starts at 0 and the
+// client's first SUBSCRIBE is id 1, the id of the first queued message: a message published at
+// that moment took it, the SUBSCRIBE was refused (0x91) and the message set aside was lost.
+func TestSetAsideIDNotReused(t *testing.T) {
+	b, _ := startBroker(t, Config{})
+	first := rawConnect(t, b.Addr(), "resumer", false)
+	rawExchange(t, first, fzSubscribe(1, "q/#", 1), 0x90, 1)
+	_, _ = first.Write([]byte{0xe0, 0}) // DISCONNECT
+	waitFor(t, "the session to be offline", func() bool {
+		cl, ok := b.server.Clients.Get("resumer")
+		return ok && cl.Closed()
+	})
+	pub := rawConnect(t, b.Addr(), "pub", true)
+	rawExchange(t, pub, fzPublish(1, 1, "q/x", "queued"), 0x40, 1)
+
+	back := rawConnect(t, b.Addr(), "resumer", false)
+	if pk, err := fzReadPacket(back); err != nil || pk[0]&0xf0 != 0x30 {
+		t.Fatalf("want the queued message resent, got % x, %v", pk, err)
+	}
+	cl, _ := b.server.Clients.Get("resumer")
+	held, ok := cl.State.Inflight.Get(1)
+	if !ok {
+		t.Fatal("the queued message is not in flight under id 1")
+	}
+
+	h := &packetIDHook{server: b.server, log: slog.New(slog.DiscardHandler)}
+	sub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 1}
+	if _, err := h.OnPacketRead(cl, sub); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := cl.NextPacketID(); err != nil || id == 1 {
+		t.Errorf("a new message got id %d (%v) while the message with id 1 was set aside", id, err)
+	}
+	h.OnPacketProcessed(cl, sub, nil)
+	if back, ok := cl.State.Inflight.Get(1); !ok || string(back.Payload) != string(held.Payload) {
+		t.Errorf("the message set aside did not come back under id 1")
+	}
+}

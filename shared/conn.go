@@ -138,6 +138,15 @@ func (c *qos2Conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	prev, seen := c.carried[id]
 	switch {
+	case !c.store.waiting(id):
+		// Finished: paho's resume read it from the store, then the broker's PUBREC (resent on
+		// reconnect), our PUBREL and its PUBCOMP came first. A PUBLISH now would be a new
+		// message to the broker; a PUBREL gets PUBCOMP, which frees the id resume claimed.
+		c.wmu.Unlock()
+		if _, err := c.Conn.Write([]byte{packets.Pubrel<<4 | 0x02, 0x02, byte(id >> 8), byte(id)}); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	case unreleased && !(seen && prev.n == n):
 		c.carried[id] = carried{n: n, hash: sum}
 	case unreleased:

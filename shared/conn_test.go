@@ -129,6 +129,18 @@ func TestQoS2ConnCarriesPublishOnce(t *testing.T) {
 	if _, err := c2.Write(b); err != nil || len(net2.written) != 1 || !bytes.Equal(net2.written[0], b) {
 		t.Errorf("after a reconnect: written %v, want the PUBLISH", net2.written)
 	}
+
+	// On a new connection the broker may resend its PUBREC at once (mochi does), and the
+	// exchange end (PUBREL, PUBCOMP) before paho's resume writes the PUBLISH it read from the
+	// store: that PUBLISH would be a new message to the broker.
+	net3 := new(recorder)
+	c3 := &qos2Conn{Conn: net3, store: s, onPubrec: s.released, carried: make(map[uint16]carried)}
+	stale := resend("o.66")
+	c3.scan([]byte{0x50, 0x02, 0x00, 66})
+	s.Del("o.66") // PUBCOMP
+	if _, err := c3.Write(packetBytes(t, stale)); err != nil || fmt.Sprint(net3.written) != fmt.Sprint([][]byte{pubrel}) {
+		t.Errorf("a PUBLISH finished before resume wrote it: written %v, want only a PUBREL", net3.written)
+	}
 }
 
 // marked is a copy of p marked DUP: what paho's resume sends.

@@ -3,7 +3,6 @@ package shared
 import (
 	"crypto/tls"
 	"errors"
-	"hash/fnv"
 	"net"
 	"net/url"
 	"sync"
@@ -32,7 +31,7 @@ func KeepReleases(opts *mqtt.ClientOptions, store *Store) {
 		if err != nil {
 			return nil, err
 		}
-		return &qos2Conn{Conn: conn, store: store, onPubrec: store.released, carried: make(map[uint16]carried)}, nil
+		return &qos2Conn{Conn: conn, store: store, onPubrec: store.released, carried: make(map[uint16]uint64)}, nil
 	})
 }
 
@@ -104,14 +103,8 @@ type qos2Conn struct {
 	mult   int
 	id     []byte
 
-	wmu     sync.Mutex // paho writes from one goroutine; as above
-	carried map[uint16]carried
-}
-
-// carried is a QoS 2 PUBLISH this connection has written.
-type carried struct {
-	n    uint64 // its number in the store
-	hash uint64 // its bytes, DUP flag aside
+	wmu     sync.Mutex        // paho writes from one goroutine; as above
+	carried map[uint16]uint64 // packet id → store number of the QoS 2 PUBLISH written on this connection
 }
 
 func (c *qos2Conn) Read(p []byte) (int, error) {
@@ -130,37 +123,26 @@ func (c *qos2Conn) Write(p []byte) (int, error) {
 	if !ok {
 		return c.Conn.Write(p)
 	}
-	h := fnv.New64a()
-	h.Write([]byte{p[0] &^ 0x08}) // the DUP flag
-	h.Write(p[1:])
-	sum := h.Sum64()
 	n, unreleased := c.store.unreleasedPublish(id)
 	c.wmu.Lock()
 	prev, seen := c.carried[id]
 	switch {
-	case !c.store.waiting(id):
-		// Finished: paho's resume read it from the store, then the broker's PUBREC (resent on
-		// reconnect), our PUBREL and its PUBCOMP came first. A PUBLISH now would be a new
-		// message to the broker; a PUBREL gets PUBCOMP, which frees the id resume claimed.
+	case !unreleased:
+		// The broker has it (its PUBREC came: the store holds the PUBREL) or has finished it
+		// (PUBCOMP: the store holds nothing). paho's resume may still write the PUBLISH it read
+		// from the store before that, on this or a new connection (mochi resends its PUBREC right
+		// after CONNACK): a PUBLISH now would be a new message to the broker. Only a PUBREL can
+		// follow; one the broker has finished gets PUBCOMP, which frees the id resume claimed.
 		c.wmu.Unlock()
 		if _, err := c.Conn.Write([]byte{packets.Pubrel<<4 | 0x02, 0x02, byte(id >> 8), byte(id)}); err != nil {
 			return 0, err
 		}
 		return len(p), nil
-	case unreleased && !(seen && prev.n == n):
-		c.carried[id] = carried{n: n, hash: sum}
-	case unreleased:
+	case seen && prev == n:
 		c.wmu.Unlock()
-		return len(p), nil // the broker has it and will answer; paho waits for that
-	case seen && prev.hash == sum:
-		// The broker has received this message and may have released it: only a PUBREL can
-		// follow. One it has finished already gets PUBCOMP, which completes paho's token.
-		c.wmu.Unlock()
-		if _, err := c.Conn.Write([]byte{packets.Pubrel<<4 | 0x02, 0x02, byte(id >> 8), byte(id)}); err != nil {
-			return 0, err
-		}
-		return len(p), nil
+		return len(p), nil // carried on this connection already; the broker will answer, paho waits for that
 	}
+	c.carried[id] = n
 	c.wmu.Unlock()
 	return c.Conn.Write(p)
 }

@@ -85,7 +85,7 @@ func TestQoS2ConnCarriesPublishOnce(t *testing.T) {
 	s := NewStore(mqtt.NewOrderedMemoryStore())
 	s.Open()
 	net1 := new(recorder)
-	c := &qos2Conn{Conn: net1, store: s, onPubrec: s.released, carried: make(map[uint16]carried)}
+	c := &qos2Conn{Conn: net1, store: s, onPubrec: s.released, carried: make(map[uint16]uint64)}
 	write := func(p packets.ControlPacket) {
 		t.Helper()
 		b := packetBytes(t, p)
@@ -124,7 +124,7 @@ func TestQoS2ConnCarriesPublishOnce(t *testing.T) {
 
 	// A new connection carries the stored PUBLISH again: the broker may not have it.
 	net2 := new(recorder)
-	c2 := &qos2Conn{Conn: net2, store: s, onPubrec: s.released, carried: make(map[uint16]carried)}
+	c2 := &qos2Conn{Conn: net2, store: s, onPubrec: s.released, carried: make(map[uint16]uint64)}
 	b := packetBytes(t, resend("o.66"))
 	if _, err := c2.Write(b); err != nil || len(net2.written) != 1 || !bytes.Equal(net2.written[0], b) {
 		t.Errorf("after a reconnect: written %v, want the PUBLISH", net2.written)
@@ -134,7 +134,7 @@ func TestQoS2ConnCarriesPublishOnce(t *testing.T) {
 	// exchange end (PUBREL, PUBCOMP) before paho's resume writes the PUBLISH it read from the
 	// store: that PUBLISH would be a new message to the broker.
 	net3 := new(recorder)
-	c3 := &qos2Conn{Conn: net3, store: s, onPubrec: s.released, carried: make(map[uint16]carried)}
+	c3 := &qos2Conn{Conn: net3, store: s, onPubrec: s.released, carried: make(map[uint16]uint64)}
 	stale := resend("o.66")
 	c3.scan([]byte{0x50, 0x02, 0x00, 66})
 	s.Del("o.66") // PUBCOMP

@@ -144,14 +144,6 @@ func (s *Store) unreleasedPublish(id uint16) (uint64, bool) {
 	return n, ok
 }
 
-// waiting reports whether outgoing message id is stored and not yet acknowledged for good.
-func (s *Store) waiting(id uint16) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.acked[id]
-	return ok
-}
-
 // Reset implements mqtt.Store. Paho resets the store when a clean session starts: nothing is
 // left to acknowledge.
 func (s *Store) Reset() {

@@ -88,8 +88,8 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 	if pk.PacketID == 0 || !clientChoosesID(pk) {
 		return pk, nil
 	}
+	passID(cl, pk.PacketID) // no message queued to the client from now on takes the id
 	if out, ok := cl.State.Inflight.Get(pk.PacketID); ok && brokerChoseID(out) {
-		passID(cl, pk.PacketID)
 		cl.State.Inflight.Delete(pk.PacketID)
 		h.stashed.Store(cl, out)
 		h.nStashed.Add(1)
@@ -97,10 +97,11 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 	return pk, nil
 }
 
-// passID moves the client's packet-id counter past id while id is still taken, so that a
-// message queued to the client while its entry is set aside does not get id: on a resumed
-// session the counter starts again at 0, and the client's first SUBSCRIBE is id 1. (That
-// message then took the id: the SUBSCRIBE was refused, 0x91, and the message set aside lost.)
+// passID moves the client's packet-id counter past id, so that no message queued to the
+// client while the client's packet is processed gets id: mochi then refused the SUBSCRIBE
+// (0x91), or took a QoS 1 PUBLISH's id for the broker's message and dropped that message, and
+// a message set aside here was lost. On a resumed session the counter starts again at 0 and
+// the client's first SUBSCRIBE is id 1, so this was not rare.
 func passID(cl *mqtt.Client, id uint16) {
 	for range 1 << 16 { // bounded: the counter wraps after 65535
 		next, err := cl.NextPacketID()

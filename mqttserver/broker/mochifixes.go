@@ -273,6 +273,9 @@ func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64,
 	if !ok || cur == cl || !keepsSession(cur) { // a clean session does not inherit the old one's messages
 		return
 	}
+	if have, ok := cur.State.Inflight.Get(pk.PacketID); ok && sameMessage(have, pk) {
+		return // queued to the old session before mochi copied it: the new connection has it
+	}
 	if cl.State.Inflight.Delete(pk.PacketID) {
 		atomic.AddInt64(&h.server.Info.Inflight, -1)
 	}
@@ -280,7 +283,7 @@ func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64,
 		q := v.(*queued)
 		q.mu.Lock()
 		if !q.settled {
-			q.msgs = append(q.msgs, pk.Copy(true))
+			q.msgs = append(q.msgs, pk) // not a copy: settle tells by its payload whether mochi copied it
 			q.mu.Unlock()
 			return
 		}

@@ -34,7 +34,9 @@ import (
 // And it holds back new messages to a connection until mochi has sent its CONNACK and resent
 // its session: mochi registers the connection first, so a message published at that moment
 // went out before the CONNACK (paho then drops the connection: "non-CONNACK first packet") or
-// before the resent queue (out of order).
+// before the resent queue (out of order). A message queued before mochi has taken the session
+// to resend was sent twice, from the session and from the write queue: the hook makes its
+// publisher wait until then (OnACLCheck, the only hook before mochi queues a message).
 type packetIDHook struct {
 	mqtt.HookBase
 	server    *mqtt.Server
@@ -42,7 +44,7 @@ type packetIDHook struct {
 	stashed   sync.Map // *mqtt.Client → packets.Packet, between read and processed, on one goroutine
 	takeovers sync.Map // *mqtt.Client (old session) → *queued, until the new one is established
 	newcomers sync.Map // *mqtt.Client (new connection) → *queued, the same list
-	gates     sync.Map // *mqtt.Client (new connection) → chan struct{}, closed once it is established
+	gates     sync.Map // *mqtt.Client (new connection) → *gate, until it is established
 	// persist stores a message this hook queues (-data), or is nil.
 	persist func(cl *mqtt.Client, pk packets.Packet)
 	// Counts of the entries above, so that the hooks called for every packet and every message
@@ -60,11 +62,29 @@ type queued struct {
 	settled bool
 }
 
+// gate holds new messages to a connection being established.
+type gate struct {
+	open chan struct{} // closed once the connection is established
+	// taken is closed once mochi has taken the session's messages to resend them (or
+	// established the connection): a message queued before was sent twice.
+	taken chan struct{}
+	once  sync.Once
+}
+
+func newGate() *gate { return &gate{open: make(chan struct{}), taken: make(chan struct{})} }
+
+func (g *gate) sessionTaken() { g.once.Do(func() { close(g.taken) }) }
+
+// acceptWait bounds how long a publisher waits for a connection to be ready for its message;
+// past it the message is queued anyway, as mochi would. It takes no more than a commit (-data).
+const acceptWait = 2 * time.Second
+
 func (h *packetIDHook) ID() string { return "mochi-fixes" }
 
 func (h *packetIDHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
-		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish, mqtt.OnPacketEncode}, []byte{b})
+		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish, mqtt.OnPacketEncode,
+		mqtt.OnACLCheck}, []byte{b})
 }
 
 // clientChoosesID reports whether pk carries an identifier the client chose.
@@ -130,16 +150,42 @@ func (h *packetIDHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packet
 	if !ok {
 		return pk
 	}
+	h.wait(cl, v.(*gate).open, 0)
+	return pk
+}
+
+// OnACLCheck, asked before mochi queues a message to cl (read), makes the publisher wait until
+// mochi has taken cl's session to resend it: queued in between, after mochi registered the
+// connection, the message was in both the session and the write queue and went out twice, the
+// second time after the DUP resend. A QoS 2 subscriber that had completed the first took the
+// second, under the same id, as a new message. It decides nothing: the auth hooks do.
+func (h *packetIDHook) OnACLCheck(cl *mqtt.Client, _ string, write bool) bool {
+	if write || h.nGates.Load() == 0 {
+		return false
+	}
+	if v, ok := h.gates.Load(cl); ok {
+		h.wait(cl, v.(*gate).taken, acceptWait)
+	}
+	return false
+}
+
+// wait waits until ready is closed, cl closes (set up failed before OnSessionEstablished), or
+// limit passes (0: no limit).
+func (h *packetIDHook) wait(cl *mqtt.Client, ready <-chan struct{}, limit time.Duration) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	start := time.Now()
 	for {
 		select {
-		case <-v.(chan struct{}):
-			return pk
+		case <-ready:
+			return
 		case <-tick.C:
-			if cl.Closed() { // set up failed before OnSessionEstablished
+			if cl.Closed() {
 				h.open(cl)
-				return pk
+				return
+			}
+			if limit > 0 && time.Since(start) > limit {
+				return
 			}
 		}
 	}
@@ -152,7 +198,9 @@ func (h *packetIDHook) open(cl *mqtt.Client) {
 	}
 	if v, ok := h.gates.LoadAndDelete(cl); ok {
 		h.nGates.Add(-1)
-		close(v.(chan struct{}))
+		g := v.(*gate)
+		g.sessionTaken()
+		close(g.open)
 	}
 }
 
@@ -181,7 +229,7 @@ func (h *packetIDHook) restore(cl *mqtt.Client) {
 // moves back by at most one second a message, which only makes expiry a little earlier.
 func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.sweep()
-	h.gates.Store(cl, make(chan struct{}))
+	h.gates.Store(cl, newGate())
 	h.nGates.Add(1)
 	if pk.Connect.Clean {
 		return
@@ -254,6 +302,12 @@ func QueueOrder(msgs []packets.Packet) []packets.Packet {
 // queued to a session already taken over: a publisher that looked the client up just before
 // the take-over can queue to the old session after the new connection has been served.
 func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends int) {
+	// Only mochi's resend of the session queues a DUP PUBLISH, a PUBREL or a PUBREC.
+	if (pk.FixedHeader.Dup || pk.FixedHeader.Type != packets.Publish) && h.nGates.Load() > 0 {
+		if v, ok := h.gates.Load(cl); ok {
+			v.(*gate).sessionTaken()
+		}
+	}
 	if resends > 0 || pk.FixedHeader.Type != packets.Publish {
 		return
 	}

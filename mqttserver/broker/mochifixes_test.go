@@ -3,11 +3,15 @@ package broker
 import (
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -96,6 +100,21 @@ func TestPersistentSessionComesBack(t *testing.T) {
 	}
 }
 
+// brokerWithOfflineSession starts a broker holding the persistent session of client id,
+// subscribed to filter at QoS 1, offline.
+func brokerWithOfflineSession(t *testing.T, id, filter string) *Broker {
+	t.Helper()
+	b, _ := startBroker(t, Config{})
+	first := rawConnect(t, b.Addr(), id, false)
+	rawExchange(t, first, fzSubscribe(1, filter, 1), 0x90, 1)
+	_, _ = first.Write([]byte{0xe0, 0}) // DISCONNECT
+	waitFor(t, "the session to be offline", func() bool {
+		cl, ok := b.server.Clients.Get(id)
+		return ok && cl.Closed()
+	})
+	return b
+}
+
 func mustWait(t *testing.T, tok paho.Token, what string) {
 	t.Helper()
 	if !tok.WaitTimeout(10 * time.Second) {
@@ -111,14 +130,7 @@ func mustWait(t *testing.T, tok paho.Token, what string) {
 // client's SUBSCRIBE often has the id of a queued message: a message published at that moment
 // took it, the SUBSCRIBE was refused (0x91) and the message set aside was lost.
 func TestSetAsideIDNotReused(t *testing.T) {
-	b, _ := startBroker(t, Config{})
-	first := rawConnect(t, b.Addr(), "resumer", false)
-	rawExchange(t, first, fzSubscribe(1, "q/#", 1), 0x90, 1)
-	_, _ = first.Write([]byte{0xe0, 0}) // DISCONNECT
-	waitFor(t, "the session to be offline", func() bool {
-		cl, ok := b.server.Clients.Get("resumer")
-		return ok && cl.Closed()
-	})
+	b := brokerWithOfflineSession(t, "resumer", "q/#")
 	pub := rawConnect(t, b.Addr(), "pub", true)
 	rawExchange(t, pub, fzPublish(1, 1, "q/x", "queued"), 0x40, 1)
 
@@ -148,4 +160,101 @@ func TestSetAsideIDNotReused(t *testing.T) {
 	if back, ok := cl.State.Inflight.Get(held.PacketID); !ok || string(back.Payload) != string(held.Payload) {
 		t.Errorf("the message set aside did not come back under id %d", held.PacketID)
 	}
+}
+
+// TestResumeSendsAQueuedMessageOnce: a message queued to a returning client after mochi has
+// registered its connection and before it takes the session to resend it is in both its write
+// queue and the resent session. It went out twice, the second time after the DUP resend: a QoS
+// 2 subscriber that had completed the first took the second as a new message (seen in
+// TestNothingLost: with -data, mochi waits for a commit in between).
+func TestResumeSendsAQueuedMessageOnce(t *testing.T) {
+	b := brokerWithOfflineSession(t, "resumer", "q/#")
+
+	injector := b.server.NewClient(nil, "local", "injector", true)
+	publish := func(payload string) error {
+		return b.server.InjectPacket(injector, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			TopicName: "q/x", Payload: []byte(payload), PacketID: 1})
+	}
+	published := make(chan error, 1)
+	// While mochi writes the CONNACK, another goroutine publishes: the broker either queues the
+	// message (done) or holds the publisher until the connection is ready for it.
+	race := &onConnack{client: "resumer", do: func() {
+		go func() { published <- publish("raced") }()
+		deadline := time.Now().Add(waitTimeout)
+		for len(published) == 0 && !goroutineIn("OnACLCheck") && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}}
+	if err := b.server.AddHook(race, nil); err != nil {
+		t.Fatal(err)
+	}
+	back := rawConnect(t, b.Addr(), "resumer", false)
+	select {
+	case err := <-published:
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the publisher was held past the connection's set-up")
+	}
+
+	// Every message to back goes through one write queue, so a second copy of "raced" held in
+	// it comes out before "marker", which is published after the first copy has arrived.
+	copies := 0
+	for {
+		_ = back.SetReadDeadline(time.Now().Add(waitTimeout))
+		pk, err := fzReadPacket(back)
+		if err != nil {
+			t.Fatalf("reading the resumed session (%d copies of the raced message so far): %v", copies, err)
+		}
+		if pk[0]&0xf0 != 0x30 {
+			continue
+		}
+		payload := string(pk[4+int(pk[2])<<8+int(pk[3])+2:]) // header, topic, packet id
+		if payload == "marker" {
+			break
+		}
+		if payload == "raced" {
+			copies++
+			if copies == 1 {
+				if err := publish("marker"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if copies != 1 {
+		t.Errorf("the message queued while the session resumed was sent %d times, want once", copies)
+	}
+}
+
+// onConnack runs do once, while mochi writes the CONNACK of client: after the connection is
+// registered and before the session is resent.
+type onConnack struct {
+	mqtt.HookBase
+	client string
+	do     func()
+	done   atomic.Bool
+}
+
+func (h *onConnack) ID() string           { return "test-on-connack" }
+func (h *onConnack) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
+
+func (h *onConnack) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && cl.ID == h.client && h.done.CompareAndSwap(false, true) {
+		h.do()
+	}
+	return pk
+}
+
+// goroutineIn reports whether a goroutine is inside function fn (a part of its name).
+func goroutineIn(fn string) bool {
+	buf := make([]byte, 1<<22)
+	n := runtime.Stack(buf, true)
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		if strings.Contains(g, fn) {
+			return true
+		}
+	}
+	return false
 }

@@ -47,9 +47,14 @@ type packetIDHook struct {
 	gates     sync.Map // *mqtt.Client (new connection) → *gate, until it is established
 	// persist stores a message this hook queues (-data), or is nil.
 	persist func(cl *mqtt.Client, pk packets.Packet)
+	// deliveredFirst: a message is delivered before mochi acknowledges it (-data, storage.go).
+	deliveredFirst bool
+	// answered: a client's QoS 2 PUBLISH being processed whose id was in PUBREC state already
+	// (a resend), so that mochi only acknowledges it again; *mqtt.Client → struct{}.
+	answered sync.Map
 	// Counts of the entries above, so that the hooks called for every packet and every message
 	// (OnPacketProcessed, OnQosPublish) skip the map when nothing is pending, as is usual.
-	nStashed, nTakeovers, nGates atomic.Int32
+	nStashed, nTakeovers, nGates, nAnswered atomic.Int32
 }
 
 // queued are the messages queued to a session while it is being taken over.
@@ -105,6 +110,12 @@ func brokerChoseID(pk packets.Packet) bool {
 }
 
 func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && !h.deliveredFirst {
+		if rec, ok := cl.State.Inflight.Get(pk.PacketID); ok && rec.FixedHeader.Type == packets.Pubrec {
+			h.answered.Store(cl, struct{}{})
+			h.nAnswered.Add(1)
+		}
+	}
 	if pk.PacketID == 0 || !clientChoosesID(pk) {
 		return pk, nil
 	}
@@ -131,11 +142,51 @@ func passID(cl *mqtt.Client, id uint16) {
 	}
 }
 
-func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, _ packets.Packet, _ error) { h.restore(cl) }
+func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
+	h.restore(cl)
+	answered := h.takeAnswered(cl)
+	if err != nil && !answered && !h.deliveredFirst && pk.FixedHeader.Type == packets.Publish {
+		h.unacknowledge(cl, pk)
+	}
+}
+
+// takeAnswered reports whether the PUBLISH being processed for cl was a resend of one in
+// PUBREC state, and forgets it.
+func (h *packetIDHook) takeAnswered(cl *mqtt.Client) bool {
+	if h.nAnswered.Load() == 0 {
+		return false
+	}
+	if _, ok := h.answered.LoadAndDelete(cl); ok {
+		h.nAnswered.Add(-1)
+		return true
+	}
+	return false
+}
+
+// unacknowledge forgets the PUBACK or PUBREC that mochi could not send for pk. mochi records
+// the acknowledgement, writes it, and only then delivers the message; when the write fails
+// it stops there. The record was kept and sent at the client's next connection: the client,
+// told its message had arrived, did not send it again, and it was lost. Without the record,
+// the client's resend is taken as the message.
+func (h *packetIDHook) unacknowledge(cl *mqtt.Client, pk packets.Packet) {
+	want := packets.Puback
+	if pk.FixedHeader.Qos == 2 {
+		want = packets.Pubrec
+	}
+	ack, ok := cl.State.Inflight.Get(pk.PacketID)
+	if !ok || pk.FixedHeader.Qos == 0 || ack.FixedHeader.Type != want {
+		return
+	}
+	if cl.State.Inflight.Delete(pk.PacketID) {
+		atomic.AddInt64(&h.server.Info.Inflight, -1)
+	}
+	cl.State.Inflight.IncreaseReceiveQuota()
+}
 
 // OnDisconnect puts back what a packet that failed validation (and so was never processed) left.
 func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.restore(cl)
+	h.takeAnswered(cl)
 	h.open(cl)
 }
 

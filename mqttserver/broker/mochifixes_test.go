@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
@@ -178,7 +179,7 @@ func TestResumeSendsAQueuedMessageOnce(t *testing.T) {
 	published := make(chan error, 1)
 	// While mochi writes the CONNACK, another goroutine publishes: the broker either queues the
 	// message (done) or holds the publisher until the connection is ready for it.
-	race := &onConnack{client: "resumer", do: func() {
+	race := &onEncode{client: "resumer", kind: packets.Connack, do: func(*mqtt.Client) {
 		go func() { published <- publish("raced") }()
 		deadline := time.Now().Add(waitTimeout)
 		for len(published) == 0 && !goroutineIn("OnACLCheck") && time.Now().Before(deadline) {
@@ -228,23 +229,119 @@ func TestResumeSendsAQueuedMessageOnce(t *testing.T) {
 	}
 }
 
-// onConnack runs do once, while mochi writes the CONNACK of client: after the connection is
-// registered and before the session is resent.
-type onConnack struct {
+// onEncode runs do once, as mochi encodes the first packet of type kind to client (a
+// CONNACK: after the connection is registered and before the session is resent).
+type onEncode struct {
 	mqtt.HookBase
 	client string
-	do     func()
+	kind   byte
+	do     func(cl *mqtt.Client)
 	done   atomic.Bool
 }
 
-func (h *onConnack) ID() string           { return "test-on-connack" }
-func (h *onConnack) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
+func (h *onEncode) ID() string           { return "test-on-encode" }
+func (h *onEncode) Provides(b byte) bool { return b == mqtt.OnPacketEncode }
 
-func (h *onConnack) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack && cl.ID == h.client && h.done.CompareAndSwap(false, true) {
-		h.do()
+func (h *onEncode) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == h.kind && cl.ID == h.client && h.done.CompareAndSwap(false, true) {
+		h.do(cl)
 	}
 	return pk
+}
+
+// TestUnsentAckForgotten: when mochi cannot send its PUBACK or PUBREC (the connection broke),
+// it has not delivered the message yet, and does not. It kept the acknowledgement and sent it
+// at the client's next connection, so the client did not send its message again: lost. The
+// broker must instead take the client's resend as the message. With -data the message is
+// delivered before the acknowledgement, which is then rightly sent again.
+func TestUnsentAckForgotten(t *testing.T) {
+	for _, c := range []struct {
+		qos  byte
+		ack  byte // packet type
+		data bool
+	}{{1, packets.Puback, false}, {2, packets.Pubrec, false}, {1, packets.Puback, true}, {2, packets.Pubrec, true}} {
+		t.Run(fmt.Sprintf("qos%d/data=%v", c.qos, c.data), func(t *testing.T) {
+			cfg := Config{}
+			if c.data {
+				cfg.DataDir = t.TempDir()
+			}
+			b, _ := startBroker(t, cfg)
+			sub := rawConnect(t, b.Addr(), "sub", true)
+			rawExchange(t, sub, fzSubscribe(1, "t", 2), 0x90, 1)
+			cut := &onEncode{client: "pub", kind: c.ack, do: func(cl *mqtt.Client) { _ = cl.Net.Conn.Close() }}
+			if err := b.server.AddHook(cut, nil); err != nil {
+				t.Fatal(err)
+			}
+			pub := rawConnect(t, b.Addr(), "pub", false)
+			if _, err := pub.Write(fzPublish(c.qos, 7, "t", "m")); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the broker to lose the publisher", func() bool {
+				cl, ok := b.server.Clients.Get("pub")
+				return cut.done.Load() && ok && cl.Closed()
+			})
+
+			pub = rawConnect(t, b.Addr(), "pub", false)
+			// The session is resent before the PINGREQ is read.
+			_ = pub.SetDeadline(time.Now().Add(waitTimeout))
+			if _, err := pub.Write([]byte{0xc0, 0}); err != nil {
+				t.Fatal(err)
+			}
+			resent, err := fzReadPacket(pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case !c.data && resent[0] != 0xd0:
+				t.Fatalf("back in its session, the client got % x, want PINGRESP: an acknowledgement of the message that was never delivered", resent)
+			case c.data && (resent[0] != c.ack<<4 || resent[3] != 7):
+				t.Fatalf("back in its session, the client got % x, want the acknowledgement of its delivered message", resent)
+			case c.data:
+				if got, err := fzReadPacket(pub); err != nil || got[0] != 0xd0 {
+					t.Fatalf("got % x (%v), want the PINGRESP", got, err)
+				}
+			default: // the client sends its message again, as it was never acknowledged
+				dup := fzPublish(c.qos, 7, "t", "m")
+				dup[0] |= 0x08
+				rawExchange(t, pub, dup, c.ack<<4, 7)
+			}
+			if c.qos == 2 {
+				rawExchange(t, pub, []byte{0x62, 2, 0, 7}, 0x70, 7) // PUBREL, PUBCOMP
+			}
+			if _, err := pub.Write(fzPublish(0, 0, "t", "marker")); err != nil {
+				t.Fatal(err)
+			}
+			if got := readUntil(t, sub, "marker"); got["m"] != 1 {
+				t.Errorf("the subscriber got the message %d times, want once", got["m"])
+			}
+		})
+	}
+}
+
+// readUntil reads PUBLISH packets from conn until one carries payload last, and counts the
+// payloads before it.
+func readUntil(t *testing.T, conn net.Conn, last string) map[string]int {
+	t.Helper()
+	seen := make(map[string]int)
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+		pk, err := fzReadPacket(conn)
+		if err != nil {
+			t.Fatalf("waiting for %q (got %v): %v", last, seen, err)
+		}
+		if pk[0]&0xf0 != 0x30 {
+			continue
+		}
+		topicEnd := 4 + int(pk[2])<<8 + int(pk[3])
+		if pk[0]&0x06 != 0 {
+			topicEnd += 2 // packet id
+		}
+		payload := string(pk[topicEnd:])
+		if payload == last {
+			return seen
+		}
+		seen[payload]++
+	}
 }
 
 // goroutineIn reports whether a goroutine is inside function fn (a part of its name).

@@ -77,6 +77,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		}
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
 		fixes.persist = func(cl *mqtt.Client, pk packets.Packet) { data.storeInflight(cl, pk, pk.Created) }
+		fixes.deliveredFirst = true
 	}
 	if err := b.addListeners(cfg); err != nil {
 		return nil, err

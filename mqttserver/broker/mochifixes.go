@@ -143,11 +143,22 @@ func passID(cl *mqtt.Client, id uint16) {
 }
 
 func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
-	h.restore(cl)
 	answered := h.takeAnswered(cl)
-	if err != nil && !answered && !h.deliveredFirst && pk.FixedHeader.Type == packets.Publish {
-		h.unacknowledge(cl, pk)
+	// With -data the message was delivered and the record is right, unless it holds the id of
+	// a message to the client set aside (QoS 1 only): that one is kept, and the client's resend
+	// may be a duplicate, which QoS 1 allows, not a loss.
+	if err != nil && !answered && pk.FixedHeader.Type == packets.Publish && (!h.deliveredFirst || h.hasStashed(cl)) {
+		h.unacknowledge(cl, pk) // before restore, which needs the id
 	}
+	h.restore(cl)
+}
+
+func (h *packetIDHook) hasStashed(cl *mqtt.Client) bool {
+	if h.nStashed.Load() == 0 {
+		return false
+	}
+	_, ok := h.stashed.Load(cl)
+	return ok
 }
 
 // takeAnswered reports whether the PUBLISH being processed for cl was a resend of one in

@@ -268,25 +268,8 @@ func TestUnsentAckForgotten(t *testing.T) {
 			b, _ := startBroker(t, cfg)
 			sub := rawConnect(t, b.Addr(), "sub", true)
 			rawExchange(t, sub, fzSubscribe(1, "t", 2), 0x90, 1)
-			cut := &onEncode{client: "pub", kind: c.ack, do: func(cl *mqtt.Client) { _ = cl.Net.Conn.Close() }}
-			if err := b.server.AddHook(cut, nil); err != nil {
-				t.Fatal(err)
-			}
 			pub := rawConnect(t, b.Addr(), "pub", false)
-			if _, err := pub.Write(fzPublish(c.qos, 7, "t", "m")); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, "the broker to lose the publisher", func() bool {
-				cl, ok := b.server.Clients.Get("pub")
-				return cut.done.Load() && ok && cl.Closed()
-			})
-
-			pub = rawConnect(t, b.Addr(), "pub", false)
-			// The session is resent before the PINGREQ is read.
-			_ = pub.SetDeadline(time.Now().Add(waitTimeout))
-			if _, err := pub.Write([]byte{0xc0, 0}); err != nil {
-				t.Fatal(err)
-			}
+			pub = publishCutOnAck(t, b, pub, "pub", c.ack, fzPublish(c.qos, 7, "t", "m"))
 			resent, err := fzReadPacket(pub)
 			if err != nil {
 				t.Fatal(err)
@@ -316,6 +299,87 @@ func TestUnsentAckForgotten(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUnsentAckKeepsOurMessage: the client's QoS 1 PUBLISH has the id of a message in flight
+// to it (each side picks its own ids; mochi keeps them in one map, see packetIDHook). When the
+// PUBACK cannot be sent, the message to the client must still be resent at its next
+// connection, not lost to the PUBACK's record.
+func TestUnsentAckKeepsOurMessage(t *testing.T) {
+	for _, data := range []bool{false, true} {
+		t.Run(fmt.Sprintf("data=%v", data), func(t *testing.T) {
+			cfg := Config{}
+			if data {
+				cfg.DataDir = t.TempDir()
+			}
+			b, _ := startBroker(t, cfg)
+			sub := rawConnect(t, b.Addr(), "sub", true)
+			rawExchange(t, sub, fzSubscribe(1, "t", 1), 0x90, 1)
+			pub := rawConnect(t, b.Addr(), "pub", false)
+			rawExchange(t, pub, fzSubscribe(1, "back", 1), 0x90, 1)
+			injector := b.server.NewClient(nil, "local", "injector", true)
+			if err := b.server.InjectPacket(injector, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+				TopicName: "back", Payload: []byte("queued"), PacketID: 1}); err != nil {
+				t.Fatal(err)
+			}
+			queued, err := fzReadPacket(pub) // not acknowledged: it stays in flight
+			if err != nil || queued[0]&0xf0 != 0x30 {
+				t.Fatalf("want the message to the client, got % x (%v)", queued, err)
+			}
+			id := int(queued[4+len("back")])<<8 | int(queued[5+len("back")])
+
+			pub = publishCutOnAck(t, b, pub, "pub", packets.Puback, fzPublish(1, id, "t", "m"))
+			var resent []string
+			for {
+				pk, err := fzReadPacket(pub)
+				if err != nil {
+					t.Fatalf("after %v: %v", resent, err)
+				}
+				if pk[0] == 0xd0 {
+					break
+				}
+				resent = append(resent, fmt.Sprintf("%x", pk))
+			}
+			queued[0] |= 0x08 // DUP, resent
+			if len(resent) != 1 || resent[0] != fmt.Sprintf("%x", queued) {
+				t.Fatalf("resent at the next connection: %v, want only the message in flight to the client (%x)", resent, queued)
+			}
+			dup := fzPublish(1, id, "t", "m")
+			dup[0] |= 0x08
+			rawExchange(t, pub, dup, 0x40, id)
+			if _, err := pub.Write(fzPublish(0, 0, "t", "marker")); err != nil {
+				t.Fatal(err)
+			}
+			if got := readUntil(t, sub, "marker")["m"]; got < 1 || (!data && got != 1) {
+				t.Errorf("the subscriber got the message %d times", got)
+			}
+		})
+	}
+}
+
+// publishCutOnAck sends the PUBLISH pk on conn, the persistent session of client id, and
+// breaks the connection as the broker encodes its acknowledgement (of type ack). Once the
+// broker has lost the client, it connects again and sends a PINGREQ, which the broker reads
+// after it has resent the session; it returns the new connection.
+func publishCutOnAck(t *testing.T, b *Broker, conn net.Conn, id string, ack byte, pk []byte) net.Conn {
+	t.Helper()
+	cut := &onEncode{client: id, kind: ack, do: func(cl *mqtt.Client) { _ = cl.Net.Conn.Close() }}
+	if err := b.server.AddHook(cut, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(pk); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the broker to lose the client", func() bool {
+		cl, ok := b.server.Clients.Get(id)
+		return cut.done.Load() && ok && cl.Closed()
+	})
+	conn = rawConnect(t, b.Addr(), id, false)
+	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+	if _, err := conn.Write([]byte{0xc0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 // readUntil reads PUBLISH packets from conn until one carries payload last, and counts the

@@ -287,8 +287,10 @@ func (h *packetIDHook) restore(cl *mqtt.Client) {
 // OnSessionEstablish runs before mochi takes over the old session's in-flight messages and
 // resends them ordered by uint16(Created). It rewrites Created so that this order is the order
 // in which the messages were queued: the broker numbers them with consecutive packet ids, so
-// their queue order is the circular order of the ids, starting after the widest gap. Created
-// moves back by at most one second a message, which only makes expiry a little earlier.
+// their queue order is the circular order of the ids, starting after the widest gap. The run
+// ends a second before the newest, so that a message queued to the old session meanwhile
+// (stamped now) comes after it, not tied with its last message. Created moves back by at most
+// one second a message, which only makes expiry a little earlier.
 func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.sweep()
 	h.gates.Store(cl, newGate())
@@ -308,7 +310,7 @@ func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		h.nTakeovers.Add(1)
 	}
 	h.newcomers.Store(cl, q)
-	if old.State.Inflight.Len() < 2 {
+	if old.State.Inflight.Len() == 0 {
 		return
 	}
 	queued := QueueOrder(old.State.Inflight.GetAll(false))
@@ -316,7 +318,7 @@ func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	for _, m := range queued {
 		newest = max(newest, m.Created)
 	}
-	first := newest - int64(len(queued)-1)
+	first := newest - int64(len(queued))
 	if int64(uint16(first))+int64(len(queued)) > 1<<16 {
 		first -= int64(uint16(first)) + int64(len(queued)) - 1<<16 // do not wrap uint16 in the run
 	}

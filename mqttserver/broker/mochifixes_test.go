@@ -249,6 +249,66 @@ func (h *onEncode) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pa
 	return pk
 }
 
+// TestResumeKeepsOrderOfAMessageQueuedMeanwhile: a message queued to the old session while a
+// client comes back, after the hook renumbered the queue and before mochi copied it, was
+// stamped with the same second as the newest queued message, and mochi's unstable sort could
+// resend it before that one.
+func TestResumeKeepsOrderOfAMessageQueuedMeanwhile(t *testing.T) {
+	for _, queued := range []string{"a", "abcd"} {
+		t.Run(queued, func(t *testing.T) {
+			b := brokerWithOfflineSession(t, "resumer", "q/#")
+			injector := b.server.NewClient(nil, "local", "injector", true)
+			publish := func(payload string) {
+				if err := b.server.InjectPacket(injector, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+					TopicName: "q/x", Payload: []byte(payload), PacketID: 1}); err != nil {
+					t.Error(err)
+				}
+			}
+			for _, p := range queued {
+				publish(string(p))
+			}
+			meanwhile := &onEstablish{client: "resumer", do: func() { publish("z") }}
+			if err := b.server.AddHook(meanwhile, nil); err != nil {
+				t.Fatal(err)
+			}
+			back := rawConnect(t, b.Addr(), "resumer", false)
+			want := queued + "z"
+			got := ""
+			for len(got) < len(want) {
+				_ = back.SetReadDeadline(time.Now().Add(waitTimeout))
+				pk, err := fzReadPacket(back)
+				if err != nil {
+					t.Fatalf("after %q: %v", got, err)
+				}
+				if pk[0]&0xf0 == 0x30 {
+					got += string(pk[len(pk)-1])
+				}
+			}
+			if got != want {
+				t.Errorf("the resumed session came back as %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// onEstablish runs do once, as mochi starts to set up the session of client; after the
+// mochi-fixes hook has (it is added later).
+type onEstablish struct {
+	mqtt.HookBase
+	client string
+	do     func()
+	done   atomic.Bool
+}
+
+func (h *onEstablish) ID() string           { return "test-on-establish" }
+func (h *onEstablish) Provides(b byte) bool { return b == mqtt.OnSessionEstablish }
+
+func (h *onEstablish) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if cl.ID == h.client && h.done.CompareAndSwap(false, true) {
+		h.do()
+	}
+}
+
 // TestUnsentAckForgotten: when mochi cannot send its PUBACK or PUBREC (the connection broke),
 // it has not delivered the message yet, and does not. It kept the acknowledgement and sent it
 // at the client's next connection, so the client did not send its message again: lost. The

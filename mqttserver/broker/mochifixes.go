@@ -282,6 +282,11 @@ func (h *packetIDHook) restore(cl *mqtt.Client) {
 		return
 	}
 	cl.State.Inflight.Set(out)
+	if out.FixedHeader.Type == packets.Publish {
+		// A take-over may have copied the session while the message was set aside: as one queued
+		// to the old session then, it goes to the new connection. (A PUBREL set aside is not.)
+		h.OnQosPublish(cl, out, out.Created, 0)
+	}
 }
 
 // OnSessionEstablish runs before mochi takes over the old session's in-flight messages and

@@ -309,6 +309,102 @@ func (h *onEstablish) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
+// TestSetAsideSurvivesTakeover: while a message to the client is set aside for the client's
+// SUBSCRIBE with its id, the client comes back on a new connection, whose copy of the session
+// misses it. Put back into the old session, it was lost; it must reach the new connection.
+func TestSetAsideSurvivesTakeover(t *testing.T) {
+	b := brokerWithOfflineSession(t, "resumer", "q/#")
+	pub := rawConnect(t, b.Addr(), "pub", true)
+	rawExchange(t, pub, fzPublish(1, 1, "q/x", "queued"), 0x40, 1)
+	first := rawConnect(t, b.Addr(), "resumer", false)
+	if pk, err := fzReadPacket(first); err != nil || pk[0]&0xf0 != 0x30 {
+		t.Fatalf("want the queued message resent, got % x, %v", pk, err)
+	}
+	old, _ := b.server.Clients.Get("resumer")
+	held := old.State.Inflight.GetAll(false)[0]
+
+	// During the SUBSCRIBE, with the message set aside, the client connects again; the old
+	// connection goes on once the new one is registered (mochi has copied the session).
+	back := make(chan net.Conn, 1)
+	takeover := &onSubscribe{client: old, do: func() {
+		go func() {
+			c, err := net.DialTimeout("tcp", b.Addr(), waitTimeout)
+			if err != nil {
+				t.Error(err)
+			} else {
+				_, _ = c.Write(fzConnect("resumer", false, 60))
+			}
+			back <- c
+		}()
+		deadline := time.Now().Add(waitTimeout)
+		for time.Now().Before(deadline) {
+			if cur, ok := b.server.Clients.Get("resumer"); ok && cur != old {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}}
+	if err := b.server.AddHook(takeover, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Write(fzSubscribe(int(held.PacketID), "other", 1)); err != nil {
+		t.Fatal(err)
+	}
+	conn := <-back
+	if conn == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+	if pk, err := fzReadPacket(conn); err != nil || pk[0] != 0x20 {
+		t.Fatalf("want CONNACK, got % x (%v)", pk, err)
+	}
+	waitFor(t, "the old connection to finish its SUBSCRIBE", takeover.processed.Load)
+	if _, err := conn.Write([]byte{0xc0, 0}); err != nil { // answered after what the broker sends now
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		pk, err := fzReadPacket(conn)
+		if err != nil {
+			t.Fatalf("after %q: %v", got, err)
+		}
+		if pk[0] == 0xd0 {
+			break
+		}
+		got = append(got, string(pk[len(pk)-len("queued"):]))
+	}
+	if len(got) != 1 || got[0] != "queued" {
+		t.Errorf("the new connection got %q, want the message that was set aside", got)
+	}
+}
+
+// onSubscribe runs do while mochi processes client's SUBSCRIBE, and notes when it has.
+type onSubscribe struct {
+	mqtt.HookBase
+	client    *mqtt.Client
+	do        func()
+	processed atomic.Bool
+}
+
+func (h *onSubscribe) ID() string { return "test-on-subscribe" }
+func (h *onSubscribe) Provides(b byte) bool {
+	return b == mqtt.OnSubscribe || b == mqtt.OnPacketProcessed
+}
+
+func (h *onSubscribe) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if cl == h.client {
+		h.do()
+	}
+	return pk
+}
+
+func (h *onSubscribe) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	if cl == h.client && pk.FixedHeader.Type == packets.Subscribe {
+		h.processed.Store(true)
+	}
+}
+
 // TestUnsentAckForgotten: when mochi cannot send its PUBACK or PUBREC (the connection broke),
 // it has not delivered the message yet, and does not. It kept the acknowledgement and sent it
 // at the client's next connection, so the client did not send its message again: lost. The

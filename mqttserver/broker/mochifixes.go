@@ -49,12 +49,12 @@ type packetIDHook struct {
 	persist func(cl *mqtt.Client, pk packets.Packet)
 	// deliveredFirst: a message is delivered before mochi acknowledges it (-data, storage.go).
 	deliveredFirst bool
-	// answered: a client's QoS 2 PUBLISH being processed whose id was in PUBREC state already
-	// (a resend), so that mochi only acknowledges it again; *mqtt.Client → struct{}.
-	answered sync.Map
+	// acks: *mqtt.Client → *ackSlot, the acknowledgement mochi recorded for the client's
+	// PUBLISH being processed.
+	acks sync.Map
 	// Counts of the entries above, so that the hooks called for every packet and every message
 	// (OnPacketProcessed, OnQosPublish) skip the map when nothing is pending, as is usual.
-	nStashed, nTakeovers, nGates, nAnswered atomic.Int32
+	nStashed, nTakeovers, nGates atomic.Int32
 }
 
 // queued are the messages queued to a session while it is being taken over.
@@ -110,12 +110,6 @@ func brokerChoseID(pk packets.Packet) bool {
 }
 
 func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && !h.deliveredFirst {
-		if rec, ok := cl.State.Inflight.Get(pk.PacketID); ok && rec.FixedHeader.Type == packets.Pubrec {
-			h.answered.Store(cl, struct{}{})
-			h.nAnswered.Add(1)
-		}
-	}
 	if pk.PacketID == 0 || !clientChoosesID(pk) {
 		return pk, nil
 	}
@@ -143,14 +137,67 @@ func passID(cl *mqtt.Client, id uint16) {
 }
 
 func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
-	answered := h.takeAnswered(cl)
-	// With -data the message was delivered and the record is right, unless it holds the id of
-	// a message to the client set aside (QoS 1 only): that one is kept, and the client's resend
-	// may be a duplicate, which QoS 1 allows, not a loss.
-	if err != nil && !answered && pk.FixedHeader.Type == packets.Publish && (!h.deliveredFirst || h.hasStashed(cl)) {
-		h.unacknowledge(cl, pk) // before restore, which needs the id
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 {
+		if v, ok := h.acks.Load(cl); ok {
+			if id, acked := v.(*ackSlot).take(); acked && id == pk.PacketID && err != nil {
+				h.ackNotSent(cl, pk) // before restore, which may need the id
+			}
+		}
 	}
 	h.restore(cl)
+}
+
+// ackSlot holds the packet id (+1; 0: none) of the PUBACK or PUBREC mochi recorded for the
+// PUBLISH a client's connection is processing.
+type ackSlot struct{ id atomic.Int32 }
+
+func (s *ackSlot) take() (id uint16, ok bool) {
+	v := s.id.Swap(0)
+	return uint16(v - 1), v != 0
+}
+
+// noteAck records that mochi recorded an acknowledgement of the client's PUBLISH id: it
+// calls OnQosPublish with it right after, before it writes it.
+func (h *packetIDHook) noteAck(cl *mqtt.Client, id uint16) {
+	v, ok := h.acks.Load(cl)
+	if !ok {
+		v, _ = h.acks.LoadOrStore(cl, new(ackSlot))
+	}
+	v.(*ackSlot).id.Store(int32(id) + 1)
+}
+
+// ackNotSent handles a PUBLISH whose PUBACK or PUBREC mochi recorded but could not send (the
+// connection broke at that instant). mochi delivers a message only after that write, and
+// stopped; but it keeps the record, and sends it at the client's next connection (or a
+// take-over copies it first). The client, told its message arrived, does not send it again:
+// the message is delivered now, so that the record is true. With -data it was delivered
+// before the acknowledgement (storage.go).
+//
+// The record is forgotten if it holds the id of a message to the client set aside (QoS 1;
+// mochi keeps both sides' ids in one map): the client then sends its message again, which
+// QoS 1 allows to arrive twice, and the message set aside gets its id back.
+func (h *packetIDHook) ackNotSent(cl *mqtt.Client, pk packets.Packet) {
+	if !h.deliveredFirst {
+		twin := h.server.NewClient(nil, cl.Net.Listener, cl.ID, true) // same id: No Local holds
+		twin.Properties.Username = cl.Properties.Username
+		twin.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
+		if pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 {
+			pk.TopicName = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, pk.TopicName)
+			pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
+		}
+		if err := h.server.InjectPacket(twin, pk); err != nil {
+			h.log.Error("message whose acknowledgement could not be sent not delivered", "client", cl.ID, "error", err)
+		}
+	}
+	if !h.hasStashed(cl) {
+		return
+	}
+	if ack, ok := cl.State.Inflight.Get(pk.PacketID); ok && ack.FixedHeader.Type == packets.Puback {
+		if cl.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&h.server.Info.Inflight, -1)
+		}
+		cl.State.Inflight.IncreaseReceiveQuota()
+	}
 }
 
 func (h *packetIDHook) hasStashed(cl *mqtt.Client) bool {
@@ -161,43 +208,10 @@ func (h *packetIDHook) hasStashed(cl *mqtt.Client) bool {
 	return ok
 }
 
-// takeAnswered reports whether the PUBLISH being processed for cl was a resend of one in
-// PUBREC state, and forgets it.
-func (h *packetIDHook) takeAnswered(cl *mqtt.Client) bool {
-	if h.nAnswered.Load() == 0 {
-		return false
-	}
-	if _, ok := h.answered.LoadAndDelete(cl); ok {
-		h.nAnswered.Add(-1)
-		return true
-	}
-	return false
-}
-
-// unacknowledge forgets the PUBACK or PUBREC that mochi could not send for pk. mochi records
-// the acknowledgement, writes it, and only then delivers the message; when the write fails
-// it stops there. The record was kept and sent at the client's next connection: the client,
-// told its message had arrived, did not send it again, and it was lost. Without the record,
-// the client's resend is taken as the message.
-func (h *packetIDHook) unacknowledge(cl *mqtt.Client, pk packets.Packet) {
-	want := packets.Puback
-	if pk.FixedHeader.Qos == 2 {
-		want = packets.Pubrec
-	}
-	ack, ok := cl.State.Inflight.Get(pk.PacketID)
-	if !ok || pk.FixedHeader.Qos == 0 || ack.FixedHeader.Type != want {
-		return
-	}
-	if cl.State.Inflight.Delete(pk.PacketID) {
-		atomic.AddInt64(&h.server.Info.Inflight, -1)
-	}
-	cl.State.Inflight.IncreaseReceiveQuota()
-}
-
 // OnDisconnect puts back what a packet that failed validation (and so was never processed) left.
 func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.restore(cl)
-	h.takeAnswered(cl)
+	h.acks.Delete(cl)
 	h.open(cl)
 }
 
@@ -226,31 +240,43 @@ func (h *packetIDHook) OnACLCheck(cl *mqtt.Client, _ string, write bool) bool {
 		return false
 	}
 	if v, ok := h.gates.Load(cl); ok {
-		h.wait(cl, v.(*gate).taken, acceptWait)
+		g := v.(*gate)
+		if !h.wait(cl, g.taken, acceptWait) {
+			g.sessionTaken() // the next publisher does not wait again
+		}
 	}
 	return false
 }
 
 // wait waits until ready is closed, cl closes (set up failed before OnSessionEstablished), or
-// limit passes (0: no limit).
-func (h *packetIDHook) wait(cl *mqtt.Client, ready <-chan struct{}, limit time.Duration) {
+// limit passes (0: no limit); it reports false for the limit.
+func (h *packetIDHook) wait(cl *mqtt.Client, ready <-chan struct{}, limit time.Duration) bool {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
 	for {
 		select {
 		case <-ready:
-			return
+			return true
 		case <-tick.C:
 			if cl.Closed() {
 				h.open(cl)
-				return
+				return true
 			}
 			if limit > 0 && time.Since(start) > limit {
-				return
+				return false
 			}
 		}
 	}
+}
+
+// gated reports whether cl is not established yet.
+func (h *packetIDHook) gated(cl *mqtt.Client) bool {
+	if h.nGates.Load() == 0 {
+		return false
+	}
+	_, ok := h.gates.Load(cl)
+	return ok
 }
 
 // open lets new messages through to cl.
@@ -298,13 +324,16 @@ func (h *packetIDHook) restore(cl *mqtt.Client) {
 // one second a message, which only makes expiry a little earlier.
 func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.sweep()
-	h.gates.Store(cl, newGate())
+	g := newGate()
+	h.gates.Store(cl, g)
 	h.nGates.Add(1)
 	if pk.Connect.Clean {
+		g.sessionTaken() // no session to resend
 		return
 	}
 	old, ok := h.server.Clients.Get(pk.Connect.ClientIdentifier)
 	if !ok || old == cl {
+		g.sessionTaken()
 		return
 	}
 	q := &queued{old: old}
@@ -377,6 +406,9 @@ func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64,
 			v.(*gate).sessionTaken()
 		}
 	}
+	if t := pk.FixedHeader.Type; (t == packets.Puback || t == packets.Pubrec) && !h.gated(cl) {
+		h.noteAck(cl, pk.PacketID) // not a resend: those come before the connection is established
+	}
 	if resends > 0 || pk.FixedHeader.Type != packets.Publish {
 		return
 	}
@@ -418,6 +450,9 @@ func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64,
 // OnSessionEstablished runs once mochi has copied the old session to the new connection,
 // registered it and resent what it copied: what the copy missed is sent now, under new ids.
 func (h *packetIDHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if v, ok := h.gates.Load(cl); ok {
+		v.(*gate).sessionTaken() // resent: publishers need not wait for what follows
+	}
 	defer h.open(cl) // after the missing messages: they are older than anything held
 	if v, ok := h.newcomers.LoadAndDelete(cl); ok {
 		h.settle(cl, v.(*queued))

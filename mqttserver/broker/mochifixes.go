@@ -89,7 +89,7 @@ func (h *packetIDHook) ID() string { return "mochi-fixes" }
 func (h *packetIDHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish, mqtt.OnPacketEncode,
-		mqtt.OnACLCheck}, []byte{b})
+		mqtt.OnACLCheck, mqtt.OnSubscribe}, []byte{b})
 }
 
 // clientChoosesID reports whether pk carries an identifier the client chose.
@@ -114,12 +114,29 @@ func (h *packetIDHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets
 		return pk, nil
 	}
 	passID(cl, pk.PacketID) // no message queued to the client from now on takes the id
-	if out, ok := cl.State.Inflight.Get(pk.PacketID); ok && brokerChoseID(out) {
-		cl.State.Inflight.Delete(pk.PacketID)
+	h.setAside(cl, pk.PacketID)
+	return pk, nil
+}
+
+// setAside moves the broker's message with the client's packet id out of the session until
+// the client's packet is processed.
+func (h *packetIDHook) setAside(cl *mqtt.Client, id uint16) {
+	if h.hasStashed(cl) {
+		return // one at a time: a second message with the id cannot be put back
+	}
+	if out, ok := cl.State.Inflight.Get(id); ok && brokerChoseID(out) {
+		cl.State.Inflight.Delete(id)
 		h.stashed.Store(cl, out)
 		h.nStashed.Add(1)
 	}
-	return pk, nil
+}
+
+// OnSubscribe, right before mochi checks the SUBSCRIBE's id, sets aside a message that took
+// the id after OnPacketRead: a publisher can get the id from mochi's counter just before
+// passID moves it and store the message just after (seen: SUBACK 0x91 on a resubscribe).
+func (h *packetIDHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.setAside(cl, pk.PacketID)
+	return pk
 }
 
 // passID moves the client's packet-id counter past id, so that no message queued to the

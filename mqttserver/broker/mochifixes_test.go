@@ -163,6 +163,51 @@ func TestSetAsideIDNotReused(t *testing.T) {
 	}
 }
 
+// TestSubscribeIDTakenMeanwhile: a message to the client takes the id of the client's
+// SUBSCRIBE after the hook has checked it (its publisher got the id from mochi's counter just
+// before): the SUBSCRIBE must still be granted, and the message kept.
+func TestSubscribeIDTakenMeanwhile(t *testing.T) {
+	b, _ := startBroker(t, Config{})
+	conn := rawConnect(t, b.Addr(), "sub", false)
+	late := &onRead{client: "sub", kind: packets.Subscribe, do: func(cl *mqtt.Client, pk packets.Packet) {
+		cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			PacketID: pk.PacketID, TopicName: "q/x", Payload: []byte("late")})
+	}}
+	if err := b.server.AddHook(late, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+	if _, err := conn.Write(fzSubscribe(5, "q/#", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := fzReadPacket(conn); err != nil || got[0] != 0x90 || got[4] != 1 {
+		t.Fatalf("got % x (%v), want SUBACK 5 granting QoS 1", got, err)
+	}
+	cl, _ := b.server.Clients.Get("sub")
+	waitFor(t, "the message that took the id back in the session", func() bool {
+		m, ok := cl.State.Inflight.Get(5)
+		return ok && string(m.Payload) == "late"
+	})
+}
+
+// onRead runs do after the mochi-fixes hook has read each packet of type kind from client.
+type onRead struct {
+	mqtt.HookBase
+	client string
+	kind   byte
+	do     func(cl *mqtt.Client, pk packets.Packet)
+}
+
+func (h *onRead) ID() string           { return "test-on-read" }
+func (h *onRead) Provides(b byte) bool { return b == mqtt.OnPacketRead }
+
+func (h *onRead) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.ID == h.client && pk.FixedHeader.Type == h.kind {
+		h.do(cl, pk)
+	}
+	return pk, nil
+}
+
 // TestResumeSendsAQueuedMessageOnce: a message queued to a returning client after mochi has
 // registered its connection and before it takes the session to resend it is in both its write
 // queue and the resent session. It went out twice, the second time after the DUP resend: a QoS

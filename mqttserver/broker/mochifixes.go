@@ -338,7 +338,7 @@ func (h *packetIDHook) restore(cl *mqtt.Client) {
 // their queue order is the circular order of the ids, starting after the widest gap. The run
 // ends a second before the newest, so that a message queued to the old session meanwhile
 // (stamped now) comes after it, not tied with its last message. Created moves back by at most
-// one second a message, which only makes expiry a little earlier.
+// a second for each message queued after it, which only makes expiry a little earlier.
 func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.sweep()
 	g := newGate()

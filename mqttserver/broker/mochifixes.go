@@ -195,14 +195,11 @@ func (h *packetIDHook) noteAck(cl *mqtt.Client, id uint16) {
 // QoS 1 allows to arrive twice, and the message set aside gets its id back.
 func (h *packetIDHook) ackNotSent(cl *mqtt.Client, pk packets.Packet) {
 	if !h.deliveredFirst {
-		twin := h.server.NewClient(nil, cl.Net.Listener, cl.ID, true) // same id: No Local holds
-		twin.Properties.Username = cl.Properties.Username
-		twin.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
 		if pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 {
 			pk.TopicName = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, pk.TopicName)
 			pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
 		}
-		if err := h.server.InjectPacket(twin, pk); err != nil {
+		if err := h.server.InjectPacket(newTwin(h.server, cl), pk); err != nil {
 			h.log.Error("message whose acknowledgement could not be sent not delivered", "client", cl.ID, "error", err)
 		}
 	}

@@ -540,10 +540,17 @@ func (s *store) twinOf(cl *mqtt.Client) *mqtt.Client {
 	if v, ok := s.twins.Load(cl); ok {
 		return v.(*mqtt.Client)
 	}
-	twin := s.server.NewClient(nil, cl.Net.Listener, cl.ID, true)
+	twin := newTwin(s.server, cl)
+	s.twins.Store(cl, twin)
+	return twin
+}
+
+// newTwin makes an inline client that publishes as cl: same id (MQTT 5 No Local holds), user
+// name and protocol. mochi delivers its messages at once, with no acknowledgement.
+func newTwin(server *mqtt.Server, cl *mqtt.Client) *mqtt.Client {
+	twin := server.NewClient(nil, cl.Net.Listener, cl.ID, true)
 	twin.Properties.Username = cl.Properties.Username
 	twin.Properties.ProtocolVersion = cl.Properties.ProtocolVersion
-	s.twins.Store(cl, twin)
 	return twin
 }
 

@@ -116,6 +116,43 @@ func brokerWithOfflineSession(t *testing.T, id, filter string) *Broker {
 	return b
 }
 
+// resumedWithQueuedMessage: client "resumer" comes back to its session, which holds one QoS 1
+// message ("queued"), resent to it and not acknowledged. It returns the connection, its
+// client and the message in flight.
+func resumedWithQueuedMessage(t *testing.T) (*Broker, net.Conn, *mqtt.Client, packets.Packet) {
+	t.Helper()
+	b := brokerWithOfflineSession(t, "resumer", "q/#")
+	if err := injectPublish(b, "q/x", "queued"); err != nil {
+		t.Fatal(err)
+	}
+	conn := rawConnect(t, b.Addr(), "resumer", false)
+	if pk, err := fzReadPacket(conn); err != nil || pk[0]&0xf0 != 0x30 {
+		t.Fatalf("want the queued message resent, got % x, %v", pk, err)
+	}
+	cl, _ := b.server.Clients.Get("resumer")
+	queued := cl.State.Inflight.GetAll(false)
+	if len(queued) != 1 {
+		t.Fatalf("in flight on the resumed session: %v, want the queued message", queued)
+	}
+	return b, conn, cl, queued[0]
+}
+
+// injectPublish publishes payload to topic at QoS 1 from an inline client of the broker.
+func injectPublish(b *Broker, topic, payload string) error {
+	return b.server.InjectPacket(b.server.NewClient(nil, "local", "injector", true), packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName:   topic, Payload: []byte(payload), PacketID: 1})
+}
+
+// publishPayload returns the payload of a PUBLISH packet under 128 bytes (one length byte).
+func publishPayload(pk []byte) string {
+	start := 4 + int(pk[2])<<8 + int(pk[3]) // header, topic
+	if pk[0]&0x06 != 0 {
+		start += 2 // packet id
+	}
+	return string(pk[start:])
+}
+
 func mustWait(t *testing.T, tok paho.Token, what string) {
 	t.Helper()
 	if !tok.WaitTimeout(10 * time.Second) {
@@ -131,20 +168,7 @@ func mustWait(t *testing.T, tok paho.Token, what string) {
 // client's SUBSCRIBE often has the id of a queued message: a message published at that moment
 // took it, the SUBSCRIBE was refused (0x91) and the message set aside was lost.
 func TestSetAsideIDNotReused(t *testing.T) {
-	b := brokerWithOfflineSession(t, "resumer", "q/#")
-	pub := rawConnect(t, b.Addr(), "pub", true)
-	rawExchange(t, pub, fzPublish(1, 1, "q/x", "queued"), 0x40, 1)
-
-	back := rawConnect(t, b.Addr(), "resumer", false)
-	if pk, err := fzReadPacket(back); err != nil || pk[0]&0xf0 != 0x30 {
-		t.Fatalf("want the queued message resent, got % x, %v", pk, err)
-	}
-	cl, _ := b.server.Clients.Get("resumer")
-	queued := cl.State.Inflight.GetAll(false)
-	if len(queued) != 1 {
-		t.Fatalf("in flight on the resumed session: %v, want the queued message", queued)
-	}
-	held := queued[0]
+	b, _, cl, held := resumedWithQueuedMessage(t)
 
 	// The client's SUBSCRIBE carries the id of the queued message, as the next one would.
 	h := &packetIDHook{server: b.server, log: slog.New(slog.DiscardHandler)}
@@ -216,11 +240,7 @@ func (h *onRead) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 func TestResumeSendsAQueuedMessageOnce(t *testing.T) {
 	b := brokerWithOfflineSession(t, "resumer", "q/#")
 
-	injector := b.server.NewClient(nil, "local", "injector", true)
-	publish := func(payload string) error {
-		return b.server.InjectPacket(injector, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-			TopicName: "q/x", Payload: []byte(payload), PacketID: 1})
-	}
+	publish := func(payload string) error { return injectPublish(b, "q/x", payload) }
 	published := make(chan error, 1)
 	// While mochi writes the CONNACK, another goroutine publishes: the broker either queues the
 	// message (done) or holds the publisher until the connection is ready for it.
@@ -256,7 +276,7 @@ func TestResumeSendsAQueuedMessageOnce(t *testing.T) {
 		if pk[0]&0xf0 != 0x30 {
 			continue
 		}
-		payload := string(pk[4+int(pk[2])<<8+int(pk[3])+2:]) // header, topic, packet id
+		payload := publishPayload(pk)
 		if payload == "marker" {
 			break
 		}
@@ -314,11 +334,9 @@ func TestResumeKeepsOrderOfAMessageQueuedMeanwhile(t *testing.T) {
 	for _, queued := range []string{"a", "abcd"} {
 		t.Run(queued, func(t *testing.T) {
 			b := brokerWithOfflineSession(t, "resumer", "q/#")
-			injector := b.server.NewClient(nil, "local", "injector", true)
 			publish := func(payload string) {
-				if err := b.server.InjectPacket(injector, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-					TopicName: "q/x", Payload: []byte(payload), PacketID: 1}); err != nil {
-					t.Error(err)
+				if err := injectPublish(b, "q/x", payload); err != nil {
+					t.Error(err) // also on the broker's goroutine: no t.Fatal
 				}
 			}
 			for _, p := range queued {
@@ -370,15 +388,7 @@ func (h *onEstablish) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 // SUBSCRIBE with its id, the client comes back on a new connection, whose copy of the session
 // misses it. Put back into the old session, it was lost; it must reach the new connection.
 func TestSetAsideSurvivesTakeover(t *testing.T) {
-	b := brokerWithOfflineSession(t, "resumer", "q/#")
-	pub := rawConnect(t, b.Addr(), "pub", true)
-	rawExchange(t, pub, fzPublish(1, 1, "q/x", "queued"), 0x40, 1)
-	first := rawConnect(t, b.Addr(), "resumer", false)
-	if pk, err := fzReadPacket(first); err != nil || pk[0]&0xf0 != 0x30 {
-		t.Fatalf("want the queued message resent, got % x, %v", pk, err)
-	}
-	old, _ := b.server.Clients.Get("resumer")
-	held := old.State.Inflight.GetAll(false)[0]
+	b, first, old, held := resumedWithQueuedMessage(t)
 
 	// During the SUBSCRIBE, with the message set aside, the client connects again; the old
 	// connection goes on once the new one is registered (mochi has copied the session).
@@ -523,9 +533,7 @@ func TestUnsentAckKeepsOurMessage(t *testing.T) {
 			rawExchange(t, sub, fzSubscribe(1, "t", 1), 0x90, 1)
 			pub := rawConnect(t, b.Addr(), "pub", false)
 			rawExchange(t, pub, fzSubscribe(1, "back", 1), 0x90, 1)
-			injector := b.server.NewClient(nil, "local", "injector", true)
-			if err := b.server.InjectPacket(injector, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-				TopicName: "back", Payload: []byte("queued"), PacketID: 1}); err != nil {
+			if err := injectPublish(b, "back", "queued"); err != nil {
 				t.Fatal(err)
 			}
 			queued, err := fzReadPacket(pub) // not acknowledged: it stays in flight
@@ -636,11 +644,7 @@ func readUntil(t *testing.T, conn net.Conn, last string) map[string]int {
 		if pk[0]&0xf0 != 0x30 {
 			continue
 		}
-		topicEnd := 4 + int(pk[2])<<8 + int(pk[3])
-		if pk[0]&0x06 != 0 {
-			topicEnd += 2 // packet id
-		}
-		payload := string(pk[topicEnd:])
+		payload := publishPayload(pk)
 		if payload == last {
 			return seen
 		}

@@ -32,6 +32,9 @@ type accessHook struct {
 	log    *slog.Logger
 	denied *lineCap // a client publishing in a loop to a forbidden topic must not flood the log
 	logins *loginThrottle
+	// suspectChecks lets one password check at a time run for addresses that failed recently:
+	// a guessing flood then keeps at most one core busy with bcrypt, whatever its width.
+	suspectChecks chan struct{}
 	// withheld is told of a queued message that is not resent because the client may no
 	// longer read its topic (the -data store forgets it).
 	withheld func(cl *mqtt.Client, pk packets.Packet)
@@ -49,7 +52,7 @@ const (
 
 // addAccess installs the access hook: the users of authFile, or anyone (with a warning).
 func addAccess(server *mqtt.Server, authFile string, log *slog.Logger) (*accessHook, error) {
-	h := &accessHook{server: server, file: authFile, log: log, logins: newLoginThrottle(),
+	h := &accessHook{server: server, file: authFile, log: log, logins: newLoginThrottle(), suspectChecks: make(chan struct{}, 1),
 		denied: newLineCap(log, slog.LevelInfo, msgDeniedMore), stop: make(chan struct{})}
 	if authFile != "" {
 		users, err := LoadUsers(authFile)
@@ -162,7 +165,7 @@ func (h *accessHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 func (h *accessHook) login(users *Users, cl *mqtt.Client, pk packets.Packet) error {
 	host := remoteHost(cl.Net.Remote)
 	user := string(pk.Connect.Username)
-	wait, ok := h.logins.admit(host, user)
+	wait, suspect, ok := h.logins.admit(host, user)
 	if !ok {
 		if !h.sleep(refusedLoginDelay) {
 			return packets.ErrServerShuttingDown
@@ -171,6 +174,16 @@ func (h *accessHook) login(users *Users, cl *mqtt.Client, pk packets.Packet) err
 	}
 	if !h.sleep(wait) {
 		return packets.ErrServerShuttingDown
+	}
+	if suspect {
+		select {
+		case h.suspectChecks <- struct{}{}:
+			defer func() { <-h.suspectChecks }()
+		case <-time.After(maxLoginDelay):
+			return h.refuse(cl, packets.ErrConnectionRateExceeded, "too many failed logins", slog.String("username", user))
+		case <-h.stop:
+			return packets.ErrServerShuttingDown
+		}
 	}
 	ok, reason := users.authenticate(pk.Connect.Username, pk.Connect.Password)
 	if ok {

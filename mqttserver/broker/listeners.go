@@ -69,7 +69,7 @@ func (b *Broker) addListeners(cfg Config) error {
 		}
 		// The timeouts free connections that send nothing, or hold on idle between requests.
 		b.http = &http.Server{Handler: statusHandler(b.server), ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second}
+			ReadTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
 		if !isLoopback(ln.Addr()) {

@@ -27,7 +27,8 @@ const (
 // recent failure never waits, so a guessing flood from other addresses does not starve honest
 // clients, and the waits spend no CPU (a bcrypt check does). A user name under attack slows
 // down further attempts from addresses that have failed before, so guesses spread over many
-// addresses are slowed too.
+// addresses are slowed too. And the password checks of suspect addresses take turns (see
+// accessHook.login), so that they cannot take every core.
 type loginThrottle struct {
 	mu      sync.Mutex
 	entries map[string]*loginFailures // "ip 127.0.0.2", "user reader"
@@ -59,16 +60,16 @@ func loginDelay(count int) time.Duration {
 	return min(d, maxLoginDelay)
 }
 
-// admit tells how long a login from host as user must wait before its password is checked;
-// ok is false if it would wait longer than maxLoginDelay. Waiting attempts take their turns
-// one after another, each a delay apart.
-func (t *loginThrottle) admit(host, user string) (wait time.Duration, ok bool) {
+// admit tells how long a login from host as user must wait before its password is checked,
+// and whether host is suspect (it failed recently); ok is false if it would wait longer than
+// maxLoginDelay. Waiting attempts take their turns one after another, each a delay apart.
+func (t *loginThrottle) admit(host, user string) (wait time.Duration, suspect, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	addr := t.entry("ip "+host, now)
 	if addr == nil {
-		return 0, true
+		return 0, false, true
 	}
 	name := t.entry("user "+user, now)
 	slot := later(now, addr.next)
@@ -77,7 +78,7 @@ func (t *loginThrottle) admit(host, user string) (wait time.Duration, ok bool) {
 	}
 	if wait = slot.Sub(now); wait > maxLoginDelay {
 		t.refused.Add(1)
-		return 0, false
+		return 0, true, false
 	}
 	addr.next = slot.Add(loginDelay(addr.count))
 	if name != nil {
@@ -86,7 +87,7 @@ func (t *loginThrottle) admit(host, user string) (wait time.Duration, ok bool) {
 	if wait > 0 {
 		t.waited.Add(1)
 	}
-	return wait, true
+	return wait, true, true
 }
 
 // failed counts a failed login; it reports whether the address is past its free failures,

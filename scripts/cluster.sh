@@ -169,9 +169,11 @@ up() {
   for n in $(seq 2 "$nodes"); do
     member "$n" && continue
     echo "cluster: joining $(node "$n") to $(node 1)" >&2
-    ctl "$n" stop_app >/dev/null
-    ctl "$n" join_cluster "$(node 1)" >/dev/null
-    ctl "$n" start_app >/dev/null
+    local out cmd
+    # Quiet unless it fails: join_cluster logs harmless errors about the stopped app's tables.
+    for cmd in stop_app "join_cluster $(node 1)" start_app; do
+      out=$(ctl "$n" $cmd 2>&1) || die "rabbitmqctl $cmd on $(node "$n"): $out"
+    done
     await "$n"
   done
   urls

@@ -95,6 +95,7 @@ func clusterUp(t *testing.T) []string {
 	if os.Getenv("CLUSTER_DIR") == "" {
 		t.Setenv("CLUSTER_DIR", t.TempDir())
 	}
+	t.Setenv("CLUSTER_NODES", "2")
 	if os.Getenv("CLUSTER_PORT") == "" {
 		t.Setenv("CLUSTER_PORT", strconv.Itoa(clusterPorts(t)))
 	}

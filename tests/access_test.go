@@ -295,6 +295,40 @@ func TestSecuritySessionOwnership(t *testing.T) {
 	server.WaitFor(t, `DISCONNECTED\s+client=owned-session .*reason=taken-over`)
 }
 
+// TestSecurityResendChecksPermissions: messages queued for a persistent session are resent
+// only if their topic is still readable when the client comes back (the file was reloaded).
+func TestSecurityResendChecksPermissions(t *testing.T) {
+	dir := t.TempDir()
+	auth := writeFile(t, dir, "users.yaml", accessUsers(t, ""))
+	server, url := harness.StartServer(t, nil, "-auth", auth)
+	var got inbox
+	owner := pahoOpts(url, "narrowed-reader").SetUsername("reader").SetPassword(readerPassword).SetCleanSession(false)
+	owner.SetDefaultPublishHandler(got.handler)
+	reader := mustConnect(t, owner)
+	if err := waitToken(reader.Subscribe("sensors/#", 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	reader.Disconnect(250)
+	sensor := mustConnect(t, pahoOpts(url, "resend-sensor").SetUsername("sensor").SetPassword(sensorPassword))
+	for _, topic := range []string{"sensors/a/x", "sensors/b/x"} {
+		if err := waitToken(sensor.Publish(topic, 1, false, topic)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, dir, "users.yaml", strings.Replace(accessUsers(t, ""), "subscribe: [sensors/#]", "subscribe: [sensors/a/#]", 1))
+	server.Signal(t, syscall.SIGHUP)
+	server.WaitFor(t, `RELOADED`)
+	mustConnect(t, owner)
+	server.WaitFor(t, `WITHHELD\s+client=narrowed-reader topic=sensors/b/x`)
+	if err := waitToken(sensor.Publish("sensors/a/sentinel", 1, false, "sentinel")); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, func() bool { return got.has("sentinel") }, "the sentinel")
+	if !got.has("sensors/a/x") || got.has("sensors/b/x") {
+		t.Errorf("resent after the reload: %v, want sensors/a/x and not sensors/b/x", got.payloads())
+	}
+}
+
 // TestSecurityAnonymousAndDeny: the policy the Eclipse paho interoperability suite expects
 // (anonymous clients may do anything but subscribe to test/nosubscribe), a deny_publish inside
 // a user's own topics, and SIGHUP: a new file takes effect at once, a broken one is refused

@@ -560,27 +560,52 @@ func TestSecurityPacketSizeIsWholePacket(t *testing.T) {
 	}
 }
 
-// TestSecurityMQTT5AcksCarryNoUserProperties: a PUBACK does not echo the PUBLISH's user
-// properties (the Eclipse paho MQTT 5 test client drops such acks and hangs).
+// TestSecurityMQTT5AcksCarryNoUserProperties: a PUBACK or PUBREC does not echo the PUBLISH's
+// user properties (the Eclipse paho MQTT 5 test client drops such acks and hangs), while the
+// message delivered to a subscriber keeps them.
 func TestSecurityMQTT5AcksCarryNoUserProperties(t *testing.T) {
 	_, url := harness.StartServer(t, nil)
 	c, code := rawConnect(t, hostPort(url), connectOpts{version: 5, id: "v5-props"})
 	if code != 0 {
 		t.Fatalf("CONNACK %#02x", code)
 	}
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
-		TopicName: "props", PacketID: 7, Payload: []byte("x"),
-		Properties: packets.Properties{User: []packets.UserProperty{{Key: "k", Val: "v"}}}}
-	var buf bytes.Buffer
-	if err := pk.PublishEncode(&buf); err != nil {
-		t.Fatal(err)
+	encode := func(pk packets.Packet, enc func(*packets.Packet, *bytes.Buffer) error) []byte {
+		pk.ProtocolVersion = 5
+		var buf bytes.Buffer
+		if err := enc(&pk, &buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
 	}
-	c.send(t, buf.Bytes())
-	ack := c.read(t)
-	if ack[0] != 0x40 {
-		t.Fatalf("answered % x, not a PUBACK", ack)
+	c.send(t, encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "props", Qos: 0}}}, (*packets.Packet).SubscribeEncode))
+	if ack := c.read(t); ack[0] != 0x90 {
+		t.Fatalf("answered % x, not a SUBACK", ack)
 	}
-	if bytes.Contains(ack, []byte("k")) || len(ack) > 5 {
-		t.Errorf("PUBACK % x carries properties", ack)
+	for _, qos := range []byte{1, 2} {
+		c.send(t, encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
+			TopicName: "props", PacketID: uint16(10 + qos), Payload: []byte("x"),
+			Properties: packets.Properties{User: []packets.UserProperty{{Key: "k", Val: "v"}}}}, (*packets.Packet).PublishEncode))
+		var ack, delivered []byte
+		for ack == nil || delivered == nil {
+			switch pk := c.read(t); pk[0] >> 4 {
+			case packets.Puback, packets.Pubrec:
+				ack = pk
+			case packets.Publish:
+				delivered = pk
+			}
+		}
+		if bytes.Contains(ack, []byte("k")) || len(ack) > 5 {
+			t.Errorf("QoS %d: the ack % x carries properties", qos, ack)
+		}
+		if !bytes.Contains(delivered, []byte{0x26, 0, 1, 'k', 0, 1, 'v'}) { // user property k=v
+			t.Errorf("QoS %d: the delivered message % x lost its user property", qos, delivered)
+		}
+		if qos == 2 {
+			c.send(t, []byte{0x62, 2, 0, 12}) // PUBREL, and the PUBCOMP it gets
+			if pk := c.read(t); pk[0] != 0x70 {
+				t.Errorf("PUBREL answered % x, not PUBCOMP", pk)
+			}
+		}
 	}
 }

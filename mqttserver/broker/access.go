@@ -48,6 +48,7 @@ const (
 	msgWillWithdrawn  = "will withdrawn"
 	msgNotResent      = "queued message not resent"
 	msgLoginsSlowed   = "failed logins slowed down"
+	msgRevoked        = "access revoked"
 )
 
 // addAccess installs the access hook: the users of authFile, or anyone (with a warning).
@@ -116,7 +117,7 @@ func (h *accessHook) Reload() error {
 			continue
 		}
 		if users.rules(cl.Properties.Username) == nil {
-			h.log.Info(msgDisconnected, "client", cl.ID, "username", string(cl.Properties.Username),
+			h.log.Info(msgRevoked, "client", cl.ID, "username", string(cl.Properties.Username),
 				"reason", "user no longer in the auth file")
 			_ = h.server.DisconnectClient(cl, packets.ErrNotAuthorized)
 			continue

@@ -25,6 +25,8 @@ func BenchmarkEventLog(b *testing.B) {
 		{"no-events-hook", Config{noEvents: true, LogFormat: "json"}},
 		{"events-text", Config{LogFormat: "text"}},
 		{"events-json", Config{LogFormat: "json"}},
+		// With -http-listen: the live page counts every message and copies the event lines.
+		{"events-text-livepage", Config{LogFormat: "text", HTTPListen: "127.0.0.1:0"}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cfg := c.cfg

@@ -67,7 +67,7 @@ func (b *Broker) addListeners(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("-http-listen: %w", err)
 		}
-		b.http = &http.Server{Handler: statusHandler(b.server), ReadHeaderTimeout: 5 * time.Second}
+		b.http = &http.Server{Handler: statusHandler(b.server, b.page), ReadHeaderTimeout: 5 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
 	}
@@ -91,9 +91,13 @@ func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// statusHandler serves /healthz (200 while the broker runs) and /stats (the $SYS counters).
-func statusHandler(server *mqtt.Server) http.Handler {
+// statusHandler serves /healthz (200 while the broker runs), /stats (the $SYS counters) and
+// the live page (livepage.go).
+func statusHandler(server *mqtt.Server, page *livePage) http.Handler {
 	mux := http.NewServeMux()
+	if page != nil {
+		page.register(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")

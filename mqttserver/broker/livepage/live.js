@@ -39,7 +39,7 @@ function since(t) {
   const d = new Date(t);
   const secs = Math.max(0, Math.round((Date.now() - d.getTime()) / 1000));
   const ago = secs < 60 ? `${secs}s` : secs < 3600 ? `${Math.floor(secs / 60)}m` : `${Math.floor(secs / 3600)}h`;
-  return `${d.toLocaleTimeString()} (${ago} ago)`;
+  return `${d.toTimeString().slice(0, 8)} (${ago} ago)`;
 }
 
 // chart draws the per-second counts of the last minute as a line.
@@ -91,9 +91,9 @@ function render(s) {
   }), s.subscriptionsTotal, "filters", "no subscription");
 
   const topics = (s.topics || []).map(t => {
-    const rate = el("td");
+    const rate = el("td", undefined, "rate");
     rate.appendChild(chart(t.rates));
-    rate.appendChild(el("span", `${t.lastMinute} (${(t.lastMinute / 60).toFixed(1)}/s)`, "rate-text"));
+    rate.appendChild(el("span", `${t.lastMinute} · ${(t.lastMinute / 60).toFixed(1)}/s`, "rate-text"));
     const count = el("td", t.count, "num count");
     return row([t.topic, count, rate, t.payload], { "data-topic": t.topic });
   });

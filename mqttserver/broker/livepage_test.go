@@ -237,3 +237,16 @@ func TestLivePageCountsWithoutAllocating(t *testing.T) {
 		t.Errorf("%d topics counted, %d others", len(p.topics), p.others.Load())
 	}
 }
+
+// BenchmarkLivePageOnPublished is the page's cost on the message path, one topic, from every
+// core at once.
+func BenchmarkLivePageOnPublished(b *testing.B) {
+	p := newLivePage(nil, new(lineRing))
+	pk := packets.Packet{TopicName: "sensors/1/temperature", Payload: []byte(`{"t":21.5}`)}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p.OnPublished(nil, pk)
+		}
+	})
+}

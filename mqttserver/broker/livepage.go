@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -363,6 +364,20 @@ func shorten(b []byte, size int) string {
 		s += "…"
 	}
 	return s
+}
+
+// announce logs the page's address for a reader to open; a listener on every interface is
+// reached from this machine as localhost.
+func (p *livePage) announce(log *slog.Logger, addr net.Addr) {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	access := "open" // anyone who reaches it sees every topic and payload
+	if p.checkUser != nil {
+		access = "users of the auth file"
+	}
+	log.Info("live page", "url", "http://"+net.JoinHostPort(host, port)+"/", "access", access)
 }
 
 // register serves the page and its stream on mux.

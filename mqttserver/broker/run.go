@@ -126,6 +126,9 @@ func (b *Broker) Start() error {
 		attrs = append(attrs, e.name, e.url)
 	}
 	b.log.Info(msgStarted, attrs...)
+	if b.page != nil {
+		b.page.announce(b.log, b.httpLn.Addr())
+	}
 	return nil
 }
 

@@ -261,11 +261,11 @@ func (d *devTools) open(t *testing.T, url string) string {
 	return attached.SessionID
 }
 
-// screenshot saves the page as a PNG of 1280 × 1000 pixels.
+// screenshot saves the page as a PNG of 1280 × 860 pixels.
 func (d *devTools) screenshot(t *testing.T, session, path string) {
 	t.Helper()
 	d.call(t, session, "Emulation.setDeviceMetricsOverride",
-		map[string]any{"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": false}, nil)
+		map[string]any{"width": 1280, "height": 860, "deviceScaleFactor": 1, "mobile": false}, nil)
 	var shot struct {
 		Data string `json:"data"`
 	}

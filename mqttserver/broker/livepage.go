@@ -66,7 +66,7 @@ type livePage struct {
 
 	viewers  atomic.Int32
 	buildMu  sync.Mutex // one snapshot built at a time
-	snap     atomic.Pointer[[]byte]
+	snap     atomic.Pointer[snapshot]
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
@@ -274,8 +274,23 @@ type liveRetained struct {
 	QoS     byte   `json:"qos"`
 }
 
+// snapshot is a liveSnapshot as sent, and when it was made.
+type snapshot struct {
+	json []byte
+	at   time.Time
+}
+
+// recent returns a snapshot at most a second old, so that pages opened in a loop cost no more
+// than one a second.
+func (p *livePage) recent() *snapshot {
+	if s := p.snap.Load(); s != nil && time.Since(s.at) < time.Second {
+		return s
+	}
+	return p.build()
+}
+
 // build makes the current snapshot and keeps it for the streams.
-func (p *livePage) build() *[]byte {
+func (p *livePage) build() *snapshot {
 	p.buildMu.Lock()
 	defer p.buildMu.Unlock()
 	s := liveSnapshot{Time: time.Now(), Open: p.checkUser == nil}
@@ -345,8 +360,9 @@ func (p *livePage) build() *[]byte {
 	if err != nil { // unreachable: the snapshot has only strings, numbers and times
 		b = []byte(`{}`)
 	}
-	p.snap.Store(&b)
-	return &b
+	snap := &snapshot{json: b, at: s.Time}
+	p.snap.Store(snap)
+	return snap
 }
 
 // shorten returns the first livePayload bytes of a payload of size bytes as text: invalid
@@ -442,8 +458,8 @@ func (p *livePage) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush()
 	}
-	snap := p.build() // a fresh one at once; then the loop's
-	if err := send("snapshot", *snap); err != nil {
+	snap := p.recent() // one at once; then the loop's
+	if err := send("snapshot", snap.json); err != nil {
 		return
 	}
 	lines, next := p.lines.since(0)
@@ -458,7 +474,7 @@ func (p *livePage) events(w http.ResponseWriter, r *http.Request) {
 		}
 		if cur := p.snap.Load(); cur != snap {
 			snap = cur
-			if err := send("snapshot", *snap); err != nil {
+			if err := send("snapshot", snap.json); err != nil {
 				return
 			}
 		}

@@ -93,7 +93,8 @@ function render(s) {
   const topics = (s.topics || []).map(t => {
     const rate = el("td", undefined, "rate");
     rate.appendChild(chart(t.rates));
-    rate.appendChild(el("span", `${t.lastMinute} · ${(t.lastMinute / 60).toFixed(1)}/s`, "rate-text"));
+    const now = t.rates.length ? t.rates[t.rates.length - 1] : 0; // the last whole second
+    rate.appendChild(el("span", `${t.lastMinute} · ${now}/s now`, "rate-text"));
     const count = el("td", t.count, "num count");
     return row([t.topic, count, rate, t.payload], { "data-topic": t.topic });
   });

@@ -11,7 +11,7 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl) # scripts/gen-certs.sh
 command -v tmux >/dev/null 2>&1 || need+=(tmux) # scripts/demo-test.sh runs the demo in a terminal
 command -v curl >/dev/null 2>&1 || need+=(curl) # the $SYS walkthrough reads the HTTP statistics
-command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium) # TestLivePageInBrowser
+command -v chromium >/dev/null 2>&1 || need+=(chromium) # TestLivePageInBrowser
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -25,7 +25,7 @@ import (
 // With MQTTDEMO_SCREENSHOT=docs/livepage.png (a path from the tests directory: ../docs/…) it
 // also saves what the browser shows, once a few seconds of messages are on the chart.
 func TestLivePageInBrowser(t *testing.T) {
-	chromium := findChromium(t)
+	chromium := harness.Tool(t, "chromium") // Debian's; scripts/install-deps.sh installs it
 	b := harness.Build(t)
 	server, url := harness.StartServer(t, nil, "-http-listen", "127.0.0.1:0")
 	m := regexp.MustCompile(`http=(http://\S+)`).FindStringSubmatch(server.WaitFor(t, `STARTED`))
@@ -126,18 +126,6 @@ func readPage(t *testing.T, b *devTools, session string) pageState {
 		t.Fatalf("reading the page: %v: %q", err, res.Result.Value)
 	}
 	return s
-}
-
-// findChromium returns Debian's chromium, skipping the test where it is not installed (it fails
-// in CI, where scripts/install-deps.sh installs it).
-func findChromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	harness.Missing(t, "chromium")
-	return ""
 }
 
 // devTools drives a headless Chromium through its DevTools protocol, over a WebSocket.

@@ -86,7 +86,7 @@ type topicStats struct {
 	lastMsg time.Time // when seen last changed
 }
 
-// newLivePage makes the page; lines receives the console's event lines (see newLineRing).
+// newLivePage makes the page; lines receives the console's event lines (see teeLog).
 func newLivePage(server *mqtt.Server, lines *lineRing) *livePage {
 	return &livePage{
 		server:  server,

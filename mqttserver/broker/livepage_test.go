@@ -58,8 +58,11 @@ func readEvents(t *testing.T, url, user, password string, until func(sseEvent) b
 }
 
 func TestLivePageShowsClientsTopicsAndEvents(t *testing.T) {
-	b, _ := startBroker(t, Config{HTTPListen: "127.0.0.1:0"})
+	b, logs := startBroker(t, Config{HTTPListen: "127.0.0.1:0"})
 	base := "http://" + b.endpointAddr(t, "http")
+	if !logs.has(t, "live page", map[string]any{"url": base + "/", "access": "open"}) {
+		t.Errorf("no line with the page's address %s/ and access=open", base)
+	}
 
 	sub := connect(t, clientOpts(b.Addr(), "live-sub"))
 	if err := wait(sub.Subscribe("live/+", 1, nil)); err != nil {
@@ -142,8 +145,11 @@ func TestLivePageAsksForAUserWithAuth(t *testing.T) {
 	if err := os.WriteFile(file, []byte("users:\n  viewer:\n    password: s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := startBroker(t, Config{HTTPListen: "127.0.0.1:0", AuthFile: file})
+	b, logs := startBroker(t, Config{HTTPListen: "127.0.0.1:0", AuthFile: file})
 	base := "http://" + b.endpointAddr(t, "http")
+	if !logs.has(t, "live page", map[string]any{"access": "users of the auth file"}) {
+		t.Error("the page's line does not say it asks for users of the auth file")
+	}
 	for _, c := range []struct {
 		path, user, password string
 		want                 int

@@ -179,7 +179,26 @@ func TestLivePageAsksForAUserWithAuth(t *testing.T) {
 			t.Errorf("GET %s: no basic auth challenge", c.path)
 		}
 	}
-	readEvents(t, base+"/events", "viewer", "s3cret", func(ev sseEvent) bool {
+	// A reload of the file (SIGHUP) applies to the page at once.
+	if err := os.WriteFile(file, []byte("users:\n  viewer:\n    password: n3w\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for password, want := range map[string]int{"s3cret": http.StatusUnauthorized, "n3w": http.StatusOK} {
+		req, _ := http.NewRequest("GET", base+"/", nil)
+		req.SetBasicAuth("viewer", password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("after the reload, GET / with password %q: %d, want %d", password, resp.StatusCode, want)
+		}
+	}
+	readEvents(t, base+"/events", "viewer", "n3w", func(ev sseEvent) bool {
 		if ev.name != "snapshot" {
 			return false
 		}

@@ -224,6 +224,27 @@ func (h *accessHook) sleep(d time.Duration) bool {
 	}
 }
 
+// pageLogin checks the HTTP basic credentials of the live page: a user of the auth file in
+// force (never anonymous: the page shows every topic), slowed down after failures from an
+// address as an MQTT login is.
+func (h *accessHook) pageLogin(remote, user, password string) bool {
+	users := h.users.Load()
+	if users == nil || user == "" {
+		return false
+	}
+	host := remoteHost(remote)
+	wait, _, ok := h.logins.admit(host, user)
+	if !ok || !h.sleep(wait) {
+		return false
+	}
+	if ok, _ := users.authenticate([]byte(user), []byte(password)); ok {
+		h.logins.succeeded(host, user)
+		return true
+	}
+	h.logins.failed(host, user)
+	return false
+}
+
 // refuse answers CONNECT with code (MQTT 5) or its MQTT 3.1.1 counterpart, logs why, and
 // returns the error that makes mochi close the connection.
 func (h *accessHook) refuse(cl *mqtt.Client, code packets.Code, reason string, attrs ...slog.Attr) error {

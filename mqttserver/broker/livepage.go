@@ -54,7 +54,7 @@ type livePage struct {
 	server *mqtt.Server
 	lines  *lineRing
 	// checkUser checks HTTP basic credentials against the -auth users; nil: the page is open.
-	checkUser func(user, password string) bool
+	checkUser func(remote, user, password string) bool
 	checks    chan struct{} // bounds the bcrypt checks running at once
 
 	mu      sync.Mutex
@@ -435,7 +435,7 @@ func (p *livePage) authorized(r *http.Request) bool {
 	case <-r.Context().Done():
 		return false
 	}
-	return p.checkUser(user, password)
+	return p.checkUser(r.RemoteAddr, user, password)
 }
 
 // events streams Server-Sent Events: "snapshot" (liveSnapshot) once a second, "lines" (the

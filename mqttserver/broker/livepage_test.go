@@ -179,23 +179,25 @@ func TestLivePageAsksForAUserWithAuth(t *testing.T) {
 			t.Errorf("GET %s: no basic auth challenge", c.path)
 		}
 	}
-	// A reload of the file (SIGHUP) applies to the page at once.
-	if err := os.WriteFile(file, []byte("users:\n  viewer:\n    password: n3w\n"), 0o600); err != nil {
+	// A reload of the file (SIGHUP) applies to the page at once; an anonymous entry in it does
+	// not open the page (an empty user name is refused).
+	if err := os.WriteFile(file, []byte("anonymous:\n  subscribe: [\"#\"]\nusers:\n  viewer:\n    password: n3w\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	for password, want := range map[string]int{"s3cret": http.StatusUnauthorized, "n3w": http.StatusOK} {
+	for user, want := range map[string]int{"viewer:s3cret": http.StatusUnauthorized, "viewer:n3w": http.StatusOK, ":": http.StatusUnauthorized} {
+		name, password, _ := strings.Cut(user, ":")
 		req, _ := http.NewRequest("GET", base+"/", nil)
-		req.SetBasicAuth("viewer", password)
+		req.SetBasicAuth(name, password)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != want {
-			t.Errorf("after the reload, GET / with password %q: %d, want %d", password, resp.StatusCode, want)
+			t.Errorf("after the reload, GET / as %q: %d, want %d", user, resp.StatusCode, want)
 		}
 	}
 	readEvents(t, base+"/events", "viewer", "n3w", func(ev sseEvent) bool {

@@ -88,7 +88,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		return nil, err
 	}
 	if page != nil && cfg.AuthFile != "" { // the page asks for the same users, with HTTP basic auth
-		page.checkUser = pageUsers(b.access.users.Load)
+		page.checkUser = b.access.pageLogin
 	}
 	if cfg.DataDir != "" {
 		if data, err = addStorage(server, cfg.DataDir, log); err != nil {

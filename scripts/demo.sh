@@ -16,6 +16,13 @@ fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 port=${MQTTDEMO_PORT:-1883}
+
+# Before anything starts: with another broker on the port, the clients would reach that one.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "demo: port $port on 127.0.0.1 is taken (another MQTT broker?); choose another with MQTTDEMO_PORT, e.g." >&2
+  echo "      MQTTDEMO_PORT=$((port == 1884 ? 1885 : 1884)) scripts/demo.sh" >&2
+  exit 1
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mqttdemo.XXXXXX")
 pids=()      # the three programs, in start order: server, subscriber, publisher
 printers=()  # the processes that prefix their lines
@@ -104,7 +111,7 @@ for _ in $(seq 100); do
 done
 if ! alive "${pids[0]}"; then
   wait "${pids[0]}" || true
-  echo "demo: mqttserver did not start (is port $port taken? try MQTTDEMO_PORT=1884)" >&2
+  echo "demo: mqttserver did not start (is port $port taken? choose another with MQTTDEMO_PORT=…)" >&2
   exit 1
 fi
 start mqttsubscriber '1;36' MQTT_BROKER="tcp://127.0.0.1:$port"

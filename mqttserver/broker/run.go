@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -28,6 +31,7 @@ type Broker struct {
 	httpLn    net.Listener
 	log       *slog.Logger
 	data      *store // -data, or nil
+	access    *accessHook
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
@@ -68,7 +72,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := addLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
-	if err := addAccess(server, cfg.AuthFile, log); err != nil {
+	if b.access, err = addAccess(server, cfg.AuthFile, log); err != nil {
 		return nil, err
 	}
 	if cfg.DataDir != "" {
@@ -78,6 +82,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
 		fixes.persist = func(cl *mqtt.Client, pk packets.Packet) { data.storeInflight(cl, pk, pk.Created) }
 		fixes.deliveredFirst = true
+		b.access.withheld = data.OnQosDropped
 	}
 	if err := b.addListeners(cfg); err != nil {
 		return nil, err
@@ -109,6 +114,9 @@ func (b *Broker) Start() error {
 	b.log.Info(msgStarted, attrs...)
 	return nil
 }
+
+// Reload reads the -auth file again; a file that does not load leaves the rules in force.
+func (b *Broker) Reload() error { return b.access.Reload() }
 
 // Close disconnects every client and stops the listeners. It may be called more than once.
 func (b *Broker) Close() error {
@@ -155,9 +163,20 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if enter != nil {
 		log.Info("press Enter to stop the server")
 	}
-	select {
-	case <-ctx.Done():
-	case <-enter:
+	var hangup chan os.Signal // SIGHUP reloads the -auth file, as it does Mosquitto's files
+	if cfg.AuthFile != "" {
+		hangup = make(chan os.Signal, 1)
+		signal.Notify(hangup, syscall.SIGHUP)
+		defer signal.Stop(hangup)
 	}
-	return b.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return b.Close()
+		case <-enter:
+			return b.Close()
+		case <-hangup:
+			_ = b.Reload() // a bad file is logged and changes nothing
+		}
+	}
 }

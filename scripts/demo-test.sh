@@ -86,8 +86,9 @@ run_case() {
   else
     # go build, then broker, subscriber, publisher: generous for a loaded 2-core machine.
     until_true 120 seen 'RECEIVED .* time:' || fail "$name: no time: message received"
-    seen '^mqttserver .*CONNECTED.*mqttsubscriber' || fail "$name: broker did not log the subscriber"
-    seen '^mqttserver .*CONNECTED.*mqttpublisher' || fail "$name: broker did not log the publisher"
+    # Each program's lines come through a pipe of their own: the broker's may come a moment later.
+    until_true 10 seen '^mqttserver .*CONNECTED.*mqttsubscriber' || fail "$name: broker did not log the subscriber"
+    until_true 10 seen '^mqttserver .*CONNECTED.*mqttpublisher' || fail "$name: broker did not log the publisher"
     grep -q $'\x1b\\[1;36mmqttsubscriber' "$work/out" || fail "$name: no coloured prefix in a terminal"
   fi
   pid=$(ps -o pid=,args= --ppid "$wrapper" | awk '/demo\.sh/ { print $1 }')

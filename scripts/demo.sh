@@ -18,6 +18,18 @@ fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 port=${MQTTDEMO_PORT:-1883}
 http_port=${MQTTDEMO_HTTP_PORT:-8080}
+
+# Before anything starts: with another broker on the port, the clients would reach that one.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "demo: port $port on 127.0.0.1 is taken (another MQTT broker?); choose another with MQTTDEMO_PORT, e.g." >&2
+  echo "      MQTTDEMO_PORT=$((port == 1884 ? 1885 : 1884)) scripts/demo.sh" >&2
+  exit 1
+fi
+if (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null; then
+  echo "demo: port $http_port on 127.0.0.1 (the live page) is taken; choose another with MQTTDEMO_HTTP_PORT, e.g." >&2
+  echo "      MQTTDEMO_HTTP_PORT=$((http_port == 8081 ? 8082 : 8081)) scripts/demo.sh" >&2
+  exit 1
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mqttdemo.XXXXXX")
 pids=()      # the three programs, in start order: server, subscriber, publisher
 printers=()  # the processes that prefix their lines

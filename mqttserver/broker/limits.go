@@ -8,6 +8,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqttdemo/shared"
 )
 
 // Defaults of the safety limits.
@@ -57,13 +59,13 @@ func (l Limits) capabilities() *mqtt.Capabilities {
 func (l Limits) check() error {
 	switch {
 	case l.MaxPacketSize < 0 || l.MaxPacketSize > math.MaxUint32:
-		return fmt.Errorf("-max-packet-size %d: want 0 (no limit) to %d bytes", l.MaxPacketSize, uint32(math.MaxUint32))
+		return &shared.BadValue{Flag: "max-packet-size", Why: fmt.Sprintf("want 0 (no limit) to %d bytes", uint32(math.MaxUint32))}
 	case l.MaxPendingWrites < 1 || l.MaxPendingWrites > math.MaxInt32:
-		return fmt.Errorf("-max-pending-writes %d: want at least 1", l.MaxPendingWrites)
+		return &shared.BadValue{Flag: "max-pending-writes", Why: "want at least 1"}
 	case l.MinKeepAlive > math.MaxUint16*time.Second:
-		return fmt.Errorf("-min-keepalive %v: MQTT keep-alive is at most %v", l.MinKeepAlive, math.MaxUint16*time.Second)
+		return &shared.BadValue{Flag: "min-keepalive", Why: fmt.Sprintf("MQTT keep-alive is at most %v", math.MaxUint16*time.Second)}
 	case l.MaxClients < 0:
-		return fmt.Errorf("-max-clients %d: want 0 (no limit) or more", l.MaxClients)
+		return &shared.BadValue{Flag: "max-clients", Why: "want 0 (no limit) or more"}
 	}
 	return nil
 }

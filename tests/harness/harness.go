@@ -32,6 +32,10 @@ var (
 	buildOnce sync.Once
 	bins      Bins
 	buildErr  error
+
+	examplesOnce sync.Once
+	examples     Bins
+	examplesErr  error
 )
 
 // Build compiles mqttserver, mqttpublisher and mqttsubscriber (with -race when the tests run
@@ -39,31 +43,46 @@ var (
 func Build(tb testing.TB) Bins {
 	tb.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mqttdemo-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		args := []string{"build", "-o", dir + string(filepath.Separator)}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "mqttdemo/mqttserver", "mqttdemo/mqttpublisher", "mqttdemo/mqttsubscriber")
-		cmd := exec.Command("go", args...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		bins = Bins{
-			Server:     filepath.Join(dir, "mqttserver"),
-			Publisher:  filepath.Join(dir, "mqttpublisher"),
-			Subscriber: filepath.Join(dir, "mqttsubscriber"),
-		}
+		bins, buildErr = build("", "mqttdemo/mqttserver", "mqttdemo/mqttpublisher", "mqttdemo/mqttsubscriber")
 	})
 	if buildErr != nil {
 		tb.Fatal(buildErr)
 	}
 	return bins
+}
+
+// BuildExamples compiles the three short programs of examples/ (server, publisher, subscriber)
+// like Build. They are built inside their own module (the path is relative to tests/, where the
+// tests run), which works with or without go.work.
+func BuildExamples(tb testing.TB) Bins {
+	tb.Helper()
+	examplesOnce.Do(func() {
+		examples, examplesErr = build("../examples", "./server", "./publisher", "./subscriber")
+	})
+	if examplesErr != nil {
+		tb.Fatal(examplesErr)
+	}
+	return examples
+}
+
+// build runs go build in dir (empty: the current directory) on three packages: a server, a
+// publisher and a subscriber, in that order.
+func build(dir string, pkgs ...string) (Bins, error) {
+	out, err := os.MkdirTemp("", "mqttdemo-bin-")
+	if err != nil {
+		return Bins{}, err
+	}
+	args := []string{"build", "-o", out + string(filepath.Separator)}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkgs...)...)
+	cmd.Dir = dir
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return Bins{}, fmt.Errorf("go build: %v\n%s", err, msg)
+	}
+	bin := func(pkg string) string { return filepath.Join(out, filepath.Base(pkg)) }
+	return Bins{Server: bin(pkgs[0]), Publisher: bin(pkgs[1]), Subscriber: bin(pkgs[2])}, nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It is drawn below

@@ -19,8 +19,6 @@ func main() {
 	if len(os.Args) > 1 {
 		broker = os.Args[1]
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	opts := mqtt.NewClientOptions().AddBroker(broker).SetClientID(fmt.Sprintf("publisher-%d", os.Getpid()))
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) { fmt.Println("connection lost:", err) })
 	opts.SetOnConnectHandler(func(mqtt.Client) { fmt.Println("connected to", broker) })
@@ -29,6 +27,8 @@ func main() {
 	if err := mqtt.WaitTokenTimeout(client.Connect(), 10*time.Second); err != nil {
 		log.Fatalf("connect to %s: %v", broker, err)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	defer client.Disconnect(250) // waits up to 250 ms for the work in progress to finish
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

@@ -24,8 +24,6 @@ func main() {
 	if len(os.Args) > 1 {
 		broker = os.Args[1]
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	var unsubscribed atomic.Bool
 	opts := mqtt.NewClientOptions().AddBroker(broker).SetClientID(fmt.Sprintf("subscriber-%d", os.Getpid()))
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) { fmt.Println("connection lost:", err) })
@@ -45,6 +43,8 @@ func main() {
 	if err := mqtt.WaitTokenTimeout(client.Connect(), 10*time.Second); err != nil {
 		log.Fatalf("connect to %s: %v", broker, err)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	defer client.Disconnect(250)
 	go func() { // Enter unsubscribes, Enter again ends the program as Ctrl-C does
 		in := bufio.NewScanner(os.Stdin)

@@ -28,27 +28,30 @@ const Timeout = 20 * time.Second
 // Bins are the paths of the three programs, built once per test binary.
 type Bins struct{ Server, Publisher, Subscriber string }
 
-var (
-	buildOnce sync.Once
-	bins      Bins
-	buildErr  error
+// once builds one set of programs once per test binary.
+type once struct {
+	sync.Once
+	bins Bins
+	err  error
+}
 
-	examplesOnce sync.Once
-	examples     Bins
-	examplesErr  error
-)
+var suite, examples once
+
+// get builds the programs on the first call; every call fails the test if that build failed.
+func (o *once) get(tb testing.TB, dir string, pkgs ...string) Bins {
+	tb.Helper()
+	o.Do(func() { o.bins, o.err = build(dir, pkgs...) })
+	if o.err != nil {
+		tb.Fatal(o.err)
+	}
+	return o.bins
+}
 
 // Build compiles mqttserver, mqttpublisher and mqttsubscriber (with -race when the tests run
 // with it) into a temporary directory shared by every test of this test binary.
 func Build(tb testing.TB) Bins {
 	tb.Helper()
-	buildOnce.Do(func() {
-		bins, buildErr = build("", "mqttdemo/mqttserver", "mqttdemo/mqttpublisher", "mqttdemo/mqttsubscriber")
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	return bins
+	return suite.get(tb, "", "mqttdemo/mqttserver", "mqttdemo/mqttpublisher", "mqttdemo/mqttsubscriber")
 }
 
 // BuildExamples compiles the three short programs of examples/ (server, publisher, subscriber)
@@ -56,13 +59,7 @@ func Build(tb testing.TB) Bins {
 // tests run), which works with or without go.work.
 func BuildExamples(tb testing.TB) Bins {
 	tb.Helper()
-	examplesOnce.Do(func() {
-		examples, examplesErr = build("../examples", "./server", "./publisher", "./subscriber")
-	})
-	if examplesErr != nil {
-		tb.Fatal(examplesErr)
-	}
-	return examples
+	return examples.get(tb, "../examples", "./server", "./publisher", "./subscriber")
 }
 
 // build runs go build in dir (empty: the current directory) on three packages: a server, a

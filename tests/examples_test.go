@@ -25,7 +25,7 @@ func TestExamples(t *testing.T) {
 	sub, term := harness.StartInTerminal(t, "examples/subscriber", b.Subscriber, nil, "tcp://"+addr)
 	sub.WaitFor(t, `^subscribed to mytopic; press Enter to unsubscribe$`)
 	server.WaitFor(t, `^connected subscriber-\d+$`)
-	server.WaitFor(t, `^subscribed subscriber-\d+ mytopic$`)
+	server.WaitFor(t, `^subscribed subscriber-\d+ mytopic \(code 0x0\)$`)
 
 	pub := harness.Start(t, "examples/publisher", b.Publisher, nil, "tcp://"+addr)
 	pub.WaitFor(t, `^connected to tcp://`+addr+`$`)
@@ -84,7 +84,7 @@ func TestExamplesReconnect(t *testing.T) {
 	sub.WaitFor(t, `^connection lost: `)
 	pub.WaitFor(t, `^connection lost: `)
 	server = harness.Start(t, "examples/server (again)", b.Server, nil, addr)
-	server.WaitFor(t, `^subscribed subscriber-\d+ mytopic$`)
+	server.WaitFor(t, `^subscribed subscriber-\d+ mytopic \(code 0x0\)$`)
 	sub.WaitCount(t, `^subscribed to mytopic`, 2)
 	// The second message the new server sees from now on comes after the new subscription (the
 	// first might have been on its way): it reaches the subscriber.

@@ -29,9 +29,9 @@ func (*events) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	fmt.Println("connected", cl.ID)
 }
 
-func (*events) OnSubscribed(cl *mqtt.Client, pk packets.Packet, _ []byte) {
-	for _, f := range pk.Filters {
-		fmt.Println("subscribed", cl.ID, f.Filter)
+func (*events) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	for i, f := range pk.Filters { // a code is the QoS granted (0, 1 or 2), or 0x80 and up if refused
+		fmt.Printf("subscribed %s %s (code %#x)\n", cl.ID, f.Filter, codes[i])
 	}
 }
 

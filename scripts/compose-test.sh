@@ -162,7 +162,7 @@ ok "builder image $go_image"
 # --- Up ---------------------------------------------------------------------------------------------
 # GO_IMAGE and GOPROXY reach the Dockerfile through the compose file's build args. The broker's port
 # is published on an ephemeral loopback port, so that nothing else on 1883 is in the way.
-export GO_IMAGE=$go_image MQTTDEMO_PUBLISH=127.0.0.1: MQTT_COLOR=always
+export GO_IMAGE=$go_image MQTTDEMO_PUBLISH=127.0.0.1: MQTTDEMO_HTTP_PUBLISH=127.0.0.1: MQTT_COLOR=always
 phase "docker compose up --build -d"
 compose_up=1
 compose up --build -d --quiet-pull >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "docker compose up failed"; }
@@ -195,6 +195,13 @@ if command -v mosquitto_sub >/dev/null 2>&1; then
   ok "published port $published delivers '$msg'"
 else
   log "mosquitto_sub not installed: the published port $published is not checked"
+fi
+
+grep -q 'live page url=http://localhost:8080/' <<<"$broker_log" || fail "the broker's log does not give the live page's address"
+page=$(compose port mqttserver 8080)
+if command -v curl >/dev/null 2>&1; then
+  curl -fsS "http://$page/" | grep -q '<title>mqttserver live</title>' || fail "no live page on the published port $page"
+  ok "live page on the published port $page"
 fi
 
 for service in mqttserver mqttsubscriber mqttpublisher; do

@@ -74,7 +74,7 @@ run_case() {
   # handler, not an ignore, so demo.sh gets Ctrl-C as usual. It then stays, so that tmux does not
   # have to reap it before the check for processes left behind.
   "${tmux[@]}" new-session -d -s demo -x 200 -y 50 \
-    "MQTTDEMO_PORT=$(free_port) exec bash -c 'trap : INT TERM; \"\$0\"; echo \$? >\"\$1\"; exec sleep 600' '$root/scripts/demo.sh' '$work/status'" \; \
+    "MQTTDEMO_PORT=$(free_port) MQTTDEMO_HTTP_PORT=$(free_port) exec bash -c 'trap : INT TERM; \"\$0\"; echo \$? >\"\$1\"; exec sleep 600' '$root/scripts/demo.sh' '$work/status'" \; \
     pipe-pane -t demo "cat >>'$work/out'" # in the same command: before tmux reads the first line
   wrapper=$(pane '#{pane_pid}')
   sid=$wrapper # tmux makes the pane's process a session leader

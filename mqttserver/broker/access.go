@@ -48,6 +48,7 @@ const (
 	msgWillWithdrawn  = "will withdrawn"
 	msgNotResent      = "queued message not resent"
 	msgLoginsSlowed   = "failed logins slowed down"
+	msgRevoked        = "access revoked"
 )
 
 // addAccess installs the access hook: the users of authFile, or anyone (with a warning).
@@ -116,7 +117,7 @@ func (h *accessHook) Reload() error {
 			continue
 		}
 		if users.rules(cl.Properties.Username) == nil {
-			h.log.Info(msgDisconnected, "client", cl.ID, "username", string(cl.Properties.Username),
+			h.log.Info(msgRevoked, "client", cl.ID, "username", string(cl.Properties.Username),
 				"reason", "user no longer in the auth file")
 			_ = h.server.DisconnectClient(cl, packets.ErrNotAuthorized)
 			continue
@@ -221,6 +222,27 @@ func (h *accessHook) sleep(d time.Duration) bool {
 	case <-h.stop:
 		return false
 	}
+}
+
+// pageLogin checks the HTTP basic credentials of the live page: a user of the auth file in
+// force (never anonymous: the page shows every topic), slowed down after failures from an
+// address as an MQTT login is.
+func (h *accessHook) pageLogin(remote, user, password string) bool {
+	users := h.users.Load()
+	if users == nil || user == "" {
+		return false
+	}
+	host := remoteHost(remote)
+	wait, _, ok := h.logins.admit(host, user)
+	if !ok || !h.sleep(wait) {
+		return false
+	}
+	if ok, _ := users.authenticate([]byte(user), []byte(password)); ok {
+		h.logins.succeeded(host, user)
+		return true
+	}
+	h.logins.failed(host, user)
+	return false
 }
 
 // refuse answers CONNECT with code (MQTT 5) or its MQTT 3.1.1 counterpart, logs why, and

@@ -30,8 +30,8 @@ import (
 //	    bcrypt: $2a$10$...                 # from: mqttserver -hash-password
 //	    subscribe: [sensors/+/temperature, alerts/#]
 type Users struct {
-	Anonymous *Rules          `yaml:"anonymous"`
-	Users     map[string]User `yaml:"users"`
+	Anonymous *Rules           `yaml:"anonymous"`
+	Users     map[string]*User `yaml:"users"` // pointers: the rules are looked up per message, without a copy
 }
 
 // User is one entry of the -auth file.
@@ -88,6 +88,9 @@ func LoadUsers(path string) (*Users, error) {
 		}
 	}
 	for name, user := range u.Users {
+		if user == nil {
+			return nil, fmt.Errorf("auth file %s: user %q: needs a password or a bcrypt hash", path, name)
+		}
 		if err := user.check(); err != nil {
 			return nil, fmt.Errorf("auth file %s: user %q: %w", path, name, err)
 		}
@@ -125,7 +128,7 @@ func (u *Users) rules(username []byte) *Rules {
 	if len(username) == 0 {
 		return u.Anonymous
 	}
-	if user, ok := u.Users[string(username)]; ok {
+	if user := u.Users[string(username)]; user != nil {
 		return &user.Rules
 	}
 	return nil
@@ -171,9 +174,9 @@ func (u *Users) authenticate(username, password []byte) (ok bool, reason string)
 		}
 		return false, "no username"
 	}
-	user, found := u.Users[string(username)]
+	user := u.Users[string(username)]
 	switch {
-	case !found:
+	case user == nil:
 		_ = compareHash([]byte(unknownUserHash), password)
 		return false, "unknown user"
 	case user.Bcrypt != "":

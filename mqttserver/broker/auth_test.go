@@ -77,7 +77,7 @@ func TestRulesAllow(t *testing.T) {
 // TestAnonymousEntry: without an anonymous entry a client without a user name is refused; with
 // one it is let in with those rules.
 func TestAnonymousEntry(t *testing.T) {
-	closed := &Users{Users: map[string]User{"u": {Password: "p"}}}
+	closed := &Users{Users: map[string]*User{"u": {Password: "p"}}}
 	if ok, _ := closed.authenticate(nil, nil); ok {
 		t.Error("anonymous let in without an anonymous entry")
 	}
@@ -319,7 +319,7 @@ func TestUnknownUserTakesAsLong(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users := &Users{Users: map[string]User{"known": {Bcrypt: string(hash)}}}
+	users := &Users{Users: map[string]*User{"known": {Bcrypt: string(hash)}}}
 	calls := 0
 	orig := compareHash
 	compareHash = func(h, p []byte) error { calls++; return orig(h, p) }

@@ -68,13 +68,14 @@ func (b *Broker) addListeners(cfg Config) error {
 			return fmt.Errorf("-http-listen: %w", err)
 		}
 		// The timeouts free connections that send nothing, or hold on idle between requests.
-		b.http = &http.Server{Handler: statusHandler(b.server), ReadHeaderTimeout: 5 * time.Second,
+		b.http = &http.Server{Handler: statusHandler(b.server, b.page), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
 		if !isLoopback(ln.Addr()) {
-			b.log.Warn("/stats is open to anyone who can reach this address: it shows the broker's counters, "+
-				"without a password; serve it on 127.0.0.1 or behind a proxy that asks for one", "http", ln.Addr().String())
+			b.log.Warn("/stats is open to anyone who can reach this address (the live page too, without -auth): "+
+				"it shows the broker's counters without a password; serve it on 127.0.0.1 or behind a proxy that asks for one",
+				"http", ln.Addr().String())
 		}
 	}
 	return nil
@@ -109,9 +110,13 @@ func isLoopback(addr net.Addr) bool {
 	return ok && tcp.IP.IsLoopback()
 }
 
-// statusHandler serves /healthz (200 while the broker runs) and /stats (the $SYS counters).
-func statusHandler(server *mqtt.Server) http.Handler {
+// statusHandler serves /healthz (200 while the broker runs), /stats (the $SYS counters) and
+// the live page (livepage.go).
+func statusHandler(server *mqtt.Server, page *livePage) http.Handler {
 	mux := http.NewServeMux()
+	if page != nil {
+		page.register(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")

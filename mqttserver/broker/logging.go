@@ -139,6 +139,7 @@ var eventStyles = map[string]struct {
 	msgNotResent:      {"WITHHELD", shared.StyleWarn},
 	msgAuthReloaded:   {"RELOADED", shared.StyleGood},
 	msgLoginsSlowed:   {"THROTTLED", shared.StyleWarn},
+	msgRevoked:        {"REVOKED", shared.StyleWarn},
 }
 
 // summaries are the once-a-second lines of capped events (see lineCap), and what they count.

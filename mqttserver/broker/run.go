@@ -27,7 +27,8 @@ type Broker struct {
 	tcp    *listeners.Net
 	// endpoints are the bound addresses, for the "server started" line.
 	endpoints []endpoint
-	http      *http.Server // -http-listen: /healthz and /stats
+	http      *http.Server // -http-listen: /healthz, /stats and the live page
+	page      *livePage    // with -http-listen, or nil
 	httpLn    net.Listener
 	log       *slog.Logger
 	data      *store // -data, or nil
@@ -49,7 +50,13 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		Logger:       libraryLog,
 		Capabilities: cfg.Limits.capabilities(),
 	})
-	b := &Broker{server: server, log: log}
+	var page *livePage
+	if cfg.HTTPListen != "" { // the live page: its own copy of the event lines (livepage.go)
+		lines := new(lineRing)
+		log = teeLog(log, lines)
+		page = newLivePage(server, lines)
+	}
+	b := &Broker{server: server, log: log, page: page}
 	var data *store
 	defer func() {
 		if err != nil { // free the ports and the data file for another attempt
@@ -69,11 +76,19 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 			return nil, fmt.Errorf("add events hook: %w", err)
 		}
 	}
+	if page != nil {
+		if err := server.AddHook(page, nil); err != nil {
+			return nil, fmt.Errorf("add live page hook: %w", err)
+		}
+	}
 	if err := addLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
 	if b.access, err = addAccess(server, cfg.AuthFile, log); err != nil {
 		return nil, err
+	}
+	if page != nil && cfg.AuthFile != "" { // the page asks for the same users, with HTTP basic auth
+		page.checkUser = b.access.pageLogin
 	}
 	if cfg.DataDir != "" {
 		if data, err = addStorage(server, cfg.DataDir, log); err != nil {
@@ -112,6 +127,9 @@ func (b *Broker) Start() error {
 		attrs = append(attrs, e.name, e.url)
 	}
 	b.log.Info(msgStarted, attrs...)
+	if b.page != nil {
+		b.page.announce(b.log, b.httpLn.Addr())
+	}
 	return nil
 }
 

@@ -21,6 +21,9 @@ const (
 	// refusedLoginDelay holds the answer to an attempt refused unchecked, so that a client
 	// retrying at once does not turn the refusals into a flood of its own.
 	refusedLoginDelay = time.Second
+	// loggedLoginFailures failures from one address are logged one by one; the rest are
+	// summed up once a second.
+	loggedLoginFailures = 5
 )
 
 // loginThrottle slows down password guessing without slowing anyone else: an address with no
@@ -90,8 +93,8 @@ func (t *loginThrottle) admit(host, user string) (wait time.Duration, suspect, o
 	return wait, true, true
 }
 
-// failed counts a failed login; it reports whether the address is past its free failures,
-// so that the caller leaves the line to the summary.
+// failed counts a failed login; it reports whether the address is past the failures logged
+// one by one, so that the caller leaves the line to the summary.
 func (t *loginThrottle) failed(host, user string) (slowed bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -108,7 +111,7 @@ func (t *loginThrottle) failed(host, user string) (slowed bool) {
 		e.count++
 		e.last = now
 		e.next = later(e.next, now.Add(loginDelay(e.count)))
-		if key[0] == 'i' && e.count > freeLoginFailures {
+		if key[0] == 'i' && e.count > loggedLoginFailures {
 			slowed = true
 			t.slowed.Add(1)
 		}

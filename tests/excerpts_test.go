@@ -13,7 +13,7 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite the code excerpts of README.md and docs/ from the source files")
+var update = flag.Bool("update", false, "rewrite the code excerpts of the READMEs and docs/ from the source files")
 
 // excerptMark stands before a ```go block that shows a declaration of a source file:
 // <!-- excerpt: mqttserver/broker/hooks.go OnSessionEstablished -->. The name is a function, a
@@ -24,9 +24,7 @@ var excerptMark = regexp.MustCompile(`^<!-- excerpt: (\S+)(?: (\S+))? -->$`)
 // TestExcerpts checks that every code excerpt of the pages is the declaration in the source as
 // it is now; go test mqttdemo/tests -run TestExcerpts -args -update rewrites them.
 func TestExcerpts(t *testing.T) {
-	files, _ := filepath.Glob("../docs/*.md")
-	files = append([]string{"../README.md"}, files...)
-	for _, f := range files {
+	for _, f := range docPages() {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 	"mqttdemo/tests/harness"
 )
 
-// A walkthrough is a console block of the README or docs/*.md marked with
+// A walkthrough is a console block of a README or docs/*.md marked with
 // <!-- walkthrough: NAME --> on the line before its ```console fence. Lines starting with "$ "
 // are commands; the lines after a command are output it must print.
 //
@@ -44,10 +44,8 @@ var walkthroughMark = regexp.MustCompile(`^<!-- walkthrough: (\S+) -->$`)
 
 func readWalkthroughs(t *testing.T) []walkthrough {
 	t.Helper()
-	files, _ := filepath.Glob("../docs/*.md")
-	files = append([]string{"../README.md"}, files...)
 	var all []walkthrough
-	for _, f := range files {
+	for _, f := range docPages() {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -83,7 +81,7 @@ func readWalkthroughs(t *testing.T) []walkthrough {
 func TestWalkthroughs(t *testing.T) {
 	all := readWalkthroughs(t)
 	if len(all) == 0 {
-		t.Fatal("no walkthroughs found in README.md and docs/")
+		t.Fatal("no walkthroughs found in the READMEs and docs/")
 	}
 	b := harness.Build(t)
 	var pages []string

@@ -144,13 +144,31 @@ func (h *packetIDHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.P
 // (0x91), or took a QoS 1 PUBLISH's id for the broker's message and dropped that message, and
 // a message set aside here was lost. On a resumed session the counter starts again at 0 and
 // the client's first SUBSCRIBE is id 1, so this was not rare.
+//
+// mochi's counter can only be moved one free id at a time (NextPacketID, under the client's
+// lock; it skips the ids in use in one call). So the walk stops when id is behind the counter
+// (half the id space or less: the counter wraps from 65535 to 1), and after passSteps calls:
+// whatever id the client sends costs a bounded number of calls. A client that sent 65535 made
+// every packet walk the whole id space before: the counter never goes past 65535.
 func passID(cl *mqtt.Client, id uint16) {
-	for range 1 << 16 { // bounded: the counter wraps after 65535
+	for range passSteps {
 		next, err := cl.NextPacketID()
-		if err != nil || next > uint32(id) {
+		if err != nil || !ahead(uint16(next), id) {
 			return
 		}
 	}
+}
+
+// passSteps bounds passID's walk. An id further away than that many free ids is reached only
+// if as many messages are queued to the client while one of its packets is processed; the
+// walk goes on with the client's next packets.
+const passSteps = 64
+
+// ahead reports whether mochi's counter at next reaches id within half the id space. The
+// ids run 1…65535, then 1 again: 65535 counts as 0.
+func ahead(next, id uint16) bool {
+	d := (int(id%65535) - int(next%65535) + 65535) % 65535
+	return d > 0 && d < 1<<15
 }
 
 func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {

@@ -102,7 +102,7 @@ func statusHandler(server *mqtt.Server) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(server.Info.Clone())
+		_ = enc.Encode(currentInfo(server))
 	})
 	return mux
 }

@@ -89,7 +89,18 @@ func (h *packetIDHook) ID() string { return "mochi-fixes" }
 func (h *packetIDHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish, mqtt.OnPacketEncode,
-		mqtt.OnACLCheck, mqtt.OnSubscribe}, []byte{b})
+		mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnQosDropped}, []byte{b})
+}
+
+// OnQosDropped mends mochi's count of messages in flight ($SYS, /stats) at a session take-over:
+// mochi copies the old session's messages to the new connection, then clears the old session
+// and counts each of them as gone. When the new connection completed them they were counted
+// again, and the count went below zero. mochi marks the old session taken over before it
+// clears it only when the new connection inherits the messages (for a clean one, after).
+func (h *packetIDHook) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
+	if cl.IsTakenOver() {
+		atomic.AddInt64(&h.server.Info.Inflight, 1)
+	}
 }
 
 // clientChoosesID reports whether pk carries an identifier the client chose.

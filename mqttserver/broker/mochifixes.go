@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -252,10 +253,29 @@ func (h *packetIDHook) hasStashed(cl *mqtt.Client) bool {
 }
 
 // OnDisconnect puts back what a packet that failed validation (and so was never processed) left.
-func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+//
+// It also waits, for a session that ends at disconnect and is being taken over, until mochi has
+// marked it taken over. mochi closes the old connection first and marks it after, and the old
+// connection's goroutine, right after this hook, ends such a session unless it is marked: it
+// dropped the messages and subscriptions the new connection was about to inherit (an MQTT 5
+// session with expiry 0 taken over by a lasting one: no resend, nothing stored), and it
+// removed the client id from mochi's registry, where the new connection may be already.
+func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if expire && errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+		waitTakenOver(cl)
+	}
 	h.restore(cl)
 	h.acks.Delete(cl)
 	h.open(cl)
+}
+
+// waitTakenOver waits until mochi marks cl taken over; at most acceptWait: the new connection's
+// goroutine does it right after closing cl's connection, with no wait in between.
+func waitTakenOver(cl *mqtt.Client) {
+	deadline := time.Now().Add(acceptWait)
+	for !cl.IsTakenOver() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // OnPacketEncode holds a new message (not DUP: the resent ones are) to a connection that is not

@@ -45,6 +45,8 @@ var program = shared.Program{
 	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver\n" +
 		"  mqttserver -data /var/lib/mqttserver -auth users.yaml -tls-cert certs/server.crt -tls-key certs/server.key \\\n" +
 		"             -ws-listen :1882 -http-listen :8080",
+	Exit: "  0 stopped; 1 could not start or serve, the message says why (a damaged -data file: see " + SetAsideFlag + ");\n" +
+		"  2 bad flag or variable",
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 // TestBinaryDamagedDataFile: a data file cut to half, emptied, or with random bytes over a few
@@ -40,17 +42,20 @@ func TestBinaryDamagedDataFile(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "is empty (0 bytes)"},
-		{"random bytes over pages 2 to 5", func(t *testing.T, path string) {
+		{"random bytes over 4 pages of records", func(t *testing.T, path string) {
 			f, err := os.OpenFile(path, os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			noise := make([]byte, 4*4096)
 			r := rand.NewChaCha8([32]byte{13})
-			_, _ = r.Read(noise)
-			if _, err := f.WriteAt(noise, 2*4096); err != nil {
-				t.Fatal(err)
+			leaves := leafPages(t, path)
+			for i := range 4 {
+				noise := make([]byte, pageSize)
+				_, _ = r.Read(noise)
+				if _, err := f.WriteAt(noise, int64(leaves[i*len(leaves)/4]*pageSize)); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}, "is damaged ("},
 	} {
@@ -125,6 +130,35 @@ func makeDataFile(t *testing.T, retained int) string {
 		t.Fatal(err)
 	}
 	return filepath.Join(dir, DataFile)
+}
+
+// pageSize is bbolt's page size on this machine, that of the files the tests make.
+var pageSize = os.Getpagesize()
+
+// leafPages lists the pages of a data file that hold records.
+func leafPages(t *testing.T, path string) []int {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var leaves []int
+	err = db.View(func(tx *bbolt.Tx) error {
+		for id := 2; ; id++ {
+			info, err := tx.Page(id)
+			if err != nil || info == nil {
+				return err
+			}
+			if info.Type == "leaf" {
+				leaves = append(leaves, id)
+			}
+		}
+	})
+	if err != nil || len(leaves) < 4 {
+		t.Fatalf("%d leaf pages in %s: %v", len(leaves), path, err)
+	}
+	return leaves
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -733,3 +733,35 @@ func TestAhead(t *testing.T) {
 		}
 	}
 }
+
+// TestNotedAfterSettleIsForwarded: a message queued to a session being taken over is noted on
+// the take-over's list, which is handed to the new connection once it is served. A publisher
+// that looked the list up just before it was handed over, and noted its message just after,
+// left the message on a list no one reads: lost. It must be forwarded to the new connection.
+func TestNotedAfterSettleIsForwarded(t *testing.T) {
+	b := brokerWithOfflineSession(t, "resumer", "q/#")
+	old, _ := b.server.Clients.Get("resumer")
+	conn := rawConnect(t, b.Addr(), "resumer", false) // takes the session over
+	cur, _ := b.server.Clients.Get("resumer")
+	if cur == old || !old.IsTakenOver() {
+		t.Fatal("the session was not taken over")
+	}
+
+	// A second fixes hook, driven by hand: the list, already handed over (settled), as the
+	// publisher's lookup found it.
+	h := &packetIDHook{server: b.server, log: slog.New(slog.DiscardHandler)}
+	q := &queued{old: old}
+	h.settle(cur, q)
+	h.takeovers.Store(old, q)
+	h.nTakeovers.Add(1)
+	late := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName: "q/x", Payload: []byte("late"), PacketID: 7}
+	old.State.Inflight.Set(late) // as mochi does before it calls OnQosPublish
+	h.OnQosPublish(old, late, late.Created, 0)
+
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	pk, err := fzReadPacket(conn)
+	if err != nil || pk[0]&0xf0 != 0x30 || publishPayload(pk) != "late" {
+		t.Fatalf("the new connection got % x (%v), want the message noted late", pk, err)
+	}
+}

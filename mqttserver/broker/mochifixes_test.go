@@ -765,3 +765,31 @@ func TestNotedAfterSettleIsForwarded(t *testing.T) {
 		t.Fatalf("the new connection got % x (%v), want the message noted late", pk, err)
 	}
 }
+
+// TestTakeoverLeavesOldSessionAlone: as a take-over starts, the old session's queue is left as
+// it is; it is put in order on mochi's copy, at the CONNACK. Rewritten on the old session, it
+// raced the old connection's acknowledgements: a message acknowledged meanwhile came back, and a
+// new message that had just taken its id was queued over it and lost.
+func TestTakeoverLeavesOldSessionAlone(t *testing.T) {
+	b := brokerWithOfflineSession(t, "resumer", "q/#")
+	for _, p := range []string{"a", "b"} {
+		if err := injectPublish(b, "q/x", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, _ := b.server.Clients.Get("resumer")
+	before := old.State.Inflight.GetAll(false)
+	h := &packetIDHook{server: b.server, log: slog.New(slog.DiscardHandler)}
+	next := b.server.NewClient(nil, "tcp", "resumer", false)
+	h.OnSessionEstablish(next, packets.Packet{Connect: packets.ConnectParams{ClientIdentifier: "resumer"}})
+	after := old.State.Inflight.GetAll(false)
+	if len(after) != len(before) {
+		t.Fatalf("old session: %d messages, had %d", len(after), len(before))
+	}
+	for i := range before {
+		if after[i].PacketID != before[i].PacketID || after[i].Created != before[i].Created {
+			t.Errorf("old session's message %d changed: id %d created %d, was id %d created %d",
+				i, after[i].PacketID, after[i].Created, before[i].PacketID, before[i].Created)
+		}
+	}
+}

@@ -24,6 +24,8 @@ type Config struct {
 	HashPassword bool
 	// DataDir keeps retained messages and persistent sessions across restarts; "" keeps them in memory.
 	DataDir string
+	// DataSetAside moves a damaged data file aside and starts with an empty one, instead of stopping.
+	DataSetAside bool
 	// TLSListen serves MQTT over TLS with TLSCert and TLSKey; "" when no certificate is given.
 	TLSListen, TLSCert, TLSKey string
 	// WSListen serves MQTT over WebSocket; "" is off.
@@ -43,6 +45,8 @@ var program = shared.Program{
 	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver\n" +
 		"  mqttserver -data /var/lib/mqttserver -auth users.yaml -tls-cert certs/server.crt -tls-key certs/server.key \\\n" +
 		"             -ws-listen :1882 -http-listen :8080",
+	Exit: "  0 stopped; 1 could not start or serve, the message says why (a damaged -data file: see " + SetAsideFlag + ");\n" +
+		"  2 bad flag or variable",
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
@@ -61,6 +65,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.BoolVar(&hash, "hash-password", false, "do not serve: read a password from standard input, print its bcrypt hash for an -auth file")
 	var dataDir, authFile string
 	fs.StringVar(&dataDir, "data", "", "keep retained messages and persistent sessions in `dir` (a bbolt file), so they survive a restart; empty: in memory")
+	var setAside bool
+	fs.BoolVar(&setAside, SetAsideFlag[1:], false, "when the -data file is damaged, rename it to mqttserver.db.damaged-TIME and start with no retained messages or stored sessions, instead of stopping")
 	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
 	tlsListen := shared.NewChecked("", shared.CheckListenAddress)
 	wsListen := shared.NewChecked("", shared.CheckListenAddress)
@@ -94,7 +100,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		return Config{}, err
 	}
 	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health, HashPassword: hash,
-		DataDir: dataDir, AuthFile: authFile,
+		DataDir: dataDir, DataSetAside: setAside, AuthFile: authFile,
 		TLSListen: tlsListen.String(), TLSCert: tlsCert, TLSKey: tlsKey,
 		WSListen: wsListen.String(), HTTPListen: httpListen.String(), Limits: lim}
 	if cfg.TLSCert != "" && cfg.TLSListen == "" {

@@ -277,6 +277,19 @@ func fzConnect(id string, clean bool, keepalive int) []byte {
 	return fzPacket(0x10, fzString("MQTT"), []byte{4, flags}, fzU16(keepalive), fzString(id))
 }
 
+// fzConnectV5 is an MQTT 5 CONNECT with Clean Start and a session expiry interval (0: none sent).
+func fzConnectV5(id string, cleanStart bool, expiry uint32) []byte {
+	flags := byte(0)
+	if cleanStart {
+		flags = 0x02
+	}
+	props := []byte{}
+	if expiry > 0 {
+		props = []byte{0x11, byte(expiry >> 24), byte(expiry >> 16), byte(expiry >> 8), byte(expiry)}
+	}
+	return fzPacket(0x10, fzString("MQTT"), []byte{5, flags}, fzU16(60), []byte{byte(len(props))}, props, fzString(id))
+}
+
 func fzSubscribe(pid int, filter string, qos byte) []byte {
 	return fzPacket(0x82, fzU16(pid), fzString(filter), []byte{qos})
 }

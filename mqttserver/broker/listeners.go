@@ -125,7 +125,7 @@ func statusHandler(server *mqtt.Server, page *livePage) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(server.Info.Clone())
+		_ = enc.Encode(currentInfo(server))
 	})
 	return mux
 }

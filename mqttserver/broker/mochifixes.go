@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -74,6 +75,8 @@ type gate struct {
 	// established the connection): a message queued before was sent twice.
 	taken chan struct{}
 	once  sync.Once
+	// renumber: the connection takes a session over; its queue is put in order at its CONNACK.
+	renumber atomic.Bool
 }
 
 func newGate() *gate { return &gate{open: make(chan struct{}), taken: make(chan struct{})} }
@@ -89,7 +92,18 @@ func (h *packetIDHook) ID() string { return "mochi-fixes" }
 func (h *packetIDHook) Provides(b byte) bool {
 	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish, mqtt.OnPacketEncode,
-		mqtt.OnACLCheck, mqtt.OnSubscribe}, []byte{b})
+		mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnQosDropped}, []byte{b})
+}
+
+// OnQosDropped mends mochi's count of messages in flight ($SYS, /stats) at a session take-over:
+// mochi copies the old session's messages to the new connection, then clears the old session
+// and counts each of them as gone. When the new connection completed them they were counted
+// again, and the count went below zero. mochi marks the old session taken over before it
+// clears it only when the new connection inherits the messages (for a clean one, after).
+func (h *packetIDHook) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
+	if cl.IsTakenOver() {
+		atomic.AddInt64(&h.server.Info.Inflight, 1)
+	}
 }
 
 // clientChoosesID reports whether pk carries an identifier the client chose.
@@ -144,13 +158,31 @@ func (h *packetIDHook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.P
 // (0x91), or took a QoS 1 PUBLISH's id for the broker's message and dropped that message, and
 // a message set aside here was lost. On a resumed session the counter starts again at 0 and
 // the client's first SUBSCRIBE is id 1, so this was not rare.
+//
+// mochi's counter can only be moved one free id at a time (NextPacketID, under the client's
+// lock; it skips the ids in use in one call). So the walk stops when id is behind the counter
+// (half the id space or less: the counter wraps from 65535 to 1), and after passSteps calls:
+// whatever id the client sends costs a bounded number of calls. A client that sent 65535 made
+// every packet walk the whole id space before: the counter never goes past 65535.
 func passID(cl *mqtt.Client, id uint16) {
-	for range 1 << 16 { // bounded: the counter wraps after 65535
+	for range passSteps {
 		next, err := cl.NextPacketID()
-		if err != nil || next > uint32(id) {
+		if err != nil || !ahead(uint16(next), id) {
 			return
 		}
 	}
+}
+
+// passSteps bounds passID's walk. An id further away than that many free ids is reached only
+// if as many messages are queued to the client while one of its packets is processed; the
+// walk goes on with the client's next packets.
+const passSteps = 64
+
+// ahead reports whether mochi's counter at next reaches id within half the id space. The
+// ids run 1…65535, then 1 again: 65535 counts as 0.
+func ahead(next, id uint16) bool {
+	d := (int(id%65535) - int(next%65535) + 65535) % 65535
+	return d > 0 && d < 1<<15
 }
 
 func (h *packetIDHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
@@ -223,16 +255,41 @@ func (h *packetIDHook) hasStashed(cl *mqtt.Client) bool {
 }
 
 // OnDisconnect puts back what a packet that failed validation (and so was never processed) left.
-func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+//
+// It also waits, for a session that ends at disconnect and is being taken over, until mochi has
+// marked it taken over. mochi closes the old connection first and marks it after, and the old
+// connection's goroutine, right after this hook, ends such a session unless it is marked: it
+// dropped the messages and subscriptions the new connection was about to inherit (an MQTT 5
+// session with expiry 0 taken over by a lasting one: no resend, nothing stored), and it
+// removed the client id from mochi's registry, where the new connection may be already.
+func (h *packetIDHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if expire && errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+		waitTakenOver(cl)
+	}
 	h.restore(cl)
 	h.acks.Delete(cl)
 	h.open(cl)
 }
 
-// OnPacketEncode holds a new message (not DUP: the resent ones are) to a connection that is not
-// established yet. Only the connection's write loop sends those; mochi's own CONNACK and resend
+// waitTakenOver waits until mochi marks cl taken over; at most acceptWait: the new connection's
+// goroutine does it right after closing cl's connection, with no wait in between.
+func waitTakenOver(cl *mqtt.Client) {
+	deadline := time.Now().Add(acceptWait)
+	for !cl.IsTakenOver() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// OnPacketEncode puts a resumed session's queue in order at its CONNACK (renumber), and holds a
+// new message (not DUP: the resent ones are) to a connection that is not established yet. Only the connection's write loop sends those; mochi's own CONNACK and resend
 // go out from the connection's goroutine, which opens the gate when it is done.
 func (h *packetIDHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if h.nGates.Load() > 0 && pk.FixedHeader.Type == packets.Connack {
+		if v, ok := h.gates.Load(cl); ok && v.(*gate).renumber.CompareAndSwap(true, false) {
+			renumber(cl.State.Inflight)
+		}
+		return pk
+	}
 	if h.nGates.Load() == 0 || pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup {
 		return pk
 	}
@@ -329,13 +386,8 @@ func (h *packetIDHook) restore(cl *mqtt.Client) {
 	}
 }
 
-// OnSessionEstablish runs before mochi takes over the old session's in-flight messages and
-// resends them ordered by uint16(Created). It rewrites Created so that this order is the order
-// in which the messages were queued: the broker numbers them with consecutive packet ids, so
-// their queue order is the circular order of the ids, starting after the widest gap. The run
-// ends a second before the newest, so that a message queued to the old session meanwhile
-// (stamped now) comes after it, not tied with its last message. Created moves back by at most
-// a second for each message queued after it, which only makes expiry a little earlier.
+// OnSessionEstablish runs before mochi takes over the old session: it notes the take-over, and
+// sets up the gate that holds new messages until the connection is established.
 func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.sweep()
 	g := newGate()
@@ -358,10 +410,27 @@ func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		h.nTakeovers.Add(1)
 	}
 	h.newcomers.Store(cl, q)
-	if old.State.Inflight.Len() == 0 {
+	g.renumber.Store(true)
+}
+
+// renumber puts a resumed session's queue in order before mochi resends it ordered by
+// uint16(Created): it rewrites Created so that this order is the order in which the messages
+// were queued. The broker numbers them with consecutive packet ids, so their queue order is the
+// circular order of the ids, starting after the widest gap. The run ends a second before the
+// newest, so that a message queued meanwhile (stamped now) comes after it, not tied with its
+// last message. Created moves back by at most a second for each message queued after it, which
+// only makes expiry a little earlier.
+//
+// It runs at the CONNACK, on the copy mochi made of the old session, which nothing changes
+// then (the connection reads nothing yet). Done on the old session before mochi copied it, it
+// raced the old connection's acknowledgements: a message acknowledged meanwhile was put back,
+// and a new message that had just taken its id was queued over it, never noted for the new
+// connection, and lost (one of 3,000 in TestSessionTakeoverLosesNothing, in one of 20 runs).
+func renumber(in *mqtt.Inflight) {
+	queued := QueueOrder(in.GetAll(false))
+	if len(queued) == 0 {
 		return
 	}
-	queued := QueueOrder(old.State.Inflight.GetAll(false))
 	newest := int64(0)
 	for _, m := range queued {
 		newest = max(newest, m.Created)
@@ -372,7 +441,7 @@ func (h *packetIDHook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	}
 	for i, m := range queued {
 		m.Created = first + int64(i)
-		old.State.Inflight.Set(m)
+		in.Set(m)
 	}
 }
 
@@ -430,9 +499,14 @@ func (h *packetIDHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64,
 		if v, ok := h.takeovers.Load(cl); ok {
 			q := v.(*queued)
 			q.mu.Lock()
-			q.msgs = append(q.msgs, pk) // not a copy: settle tells by its payload whether mochi copied it
+			if !q.settled {
+				q.msgs = append(q.msgs, pk) // not a copy: settle tells by its payload whether mochi copied it
+				q.mu.Unlock()
+				return
+			}
+			// Handed over since it was looked up: appended now, it was never sent (one of 3,000
+			// lost in TestSessionTakeoverLosesNothing, once in about 140 runs). Forwarded below.
 			q.mu.Unlock()
-			return
 		}
 	}
 	if !cl.IsTakenOver() {

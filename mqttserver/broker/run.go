@@ -91,7 +91,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		page.checkUser = b.access.pageLogin
 	}
 	if cfg.DataDir != "" {
-		if data, err = addStorage(server, cfg.DataDir, log); err != nil {
+		if data, err = addStorage(server, cfg.DataDir, cfg.DataSetAside, log); err != nil {
 			return nil, err
 		}
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))

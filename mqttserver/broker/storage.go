@@ -45,12 +45,24 @@ func retainedKey(topic string) string { return storage.RetainedKey + "_" + topic
 // or a power cut loses nothing committed, and the file needs no recovery step. Badger and
 // Pebble (mochi's other embedded stores) buffer writes by default and need value-log garbage
 // collection or compaction.
-func addStorage(server *mqtt.Server, dir string, log *slog.Logger) (*store, error) {
+//
+// A damaged file stops the start (datafile.go), unless setAside: then it is moved aside.
+func addStorage(server *mqtt.Server, dir string, setAside bool, log *slog.Logger) (*store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	s := &store{server: server, log: log, path: filepath.Join(dir, DataFile)}
+	db, err := openChecked(s.path)
+	var damaged *damagedError
+	if errors.As(err, &damaged) && setAside {
+		db, err = s.moveAside(damaged)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
 	if err := server.AddHook(s, nil); err != nil {
+		_ = db.Close()
 		return nil, err
 	}
 	return s, nil
@@ -177,27 +189,17 @@ func (s *store) Provides(b byte) bool {
 	}, []byte{b})
 }
 
-// Init opens the file and drops what a crash left of sessions that should have ended.
+// Init drops what a crash left of sessions that should have ended.
 func (s *store) Init(any) error {
-	// bbolt locks the file; a second broker on the same directory fails fast instead of waiting.
-	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{Timeout: time.Second})
-	if errors.Is(err, bbolt.ErrTimeout) {
-		return fmt.Errorf("data file %s is in use by another mqttserver", s.path)
-	}
-	if err != nil {
-		return fmt.Errorf("open data file %s: %w", s.path, err)
-	}
-	s.db = db
 	s.stored = map[string]bool{}
-	err = db.Update(func(tx *bbolt.Tx) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucket)
 		if err != nil {
 			return err
 		}
 		return s.dropEndedSessions(b)
 	})
-	if err != nil {
-		_ = db.Close()
+	if err != nil { // addStorage closes the file
 		return fmt.Errorf("prepare data file %s: %w", s.path, err)
 	}
 	s.next = newBatch()

@@ -319,23 +319,12 @@ func TestDataRetainedKeepsTheNewest(t *testing.T) {
 // are not stored again, and inherited subscriptions never pass OnSubscribed.
 func TestDataLastingTakeoverOfEndingSession(t *testing.T) {
 	b, _ := startBroker(t, Config{DataDir: t.TempDir()})
-	v5Connect := func(cleanStart bool, expiry uint32) []byte {
-		flags := byte(0)
-		if cleanStart {
-			flags = 0x02
-		}
-		props := []byte{}
-		if expiry > 0 {
-			props = []byte{0x11, byte(expiry >> 24), byte(expiry >> 16), byte(expiry >> 8), byte(expiry)}
-		}
-		return fzPacket(0x10, fzString("MQTT"), []byte{5, flags}, fzU16(60), []byte{byte(len(props))}, props, fzString("v5"))
-	}
 	old, err := net.DialTimeout("tcp", b.Addr(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { old.Close() })
-	rawExchange(t, old, v5Connect(true, 0), 0x20, -1)
+	rawExchange(t, old, fzConnectV5("v5", true, 0), 0x20, -1)
 	rawExchange(t, old, fzPacket(0x82, fzU16(1), []byte{0}, fzString("v/t"), []byte{1}), 0x90, 1)
 	pub := rawConnect(t, b.Addr(), "pub", true)
 	rawExchange(t, pub, fzPublish(1, 1, "v/t", "queued"), 0x40, 1)
@@ -350,7 +339,7 @@ func TestDataLastingTakeoverOfEndingSession(t *testing.T) {
 	}
 	t.Cleanup(func() { next.Close() })
 	_ = next.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := next.Write(v5Connect(false, 3600)); err != nil {
+	if _, err := next.Write(fzConnectV5("v5", false, 3600)); err != nil {
 		t.Fatal(err)
 	}
 	if ack, err := fzReadPacket(next); err != nil || ack[0] != 0x20 || ack[2]&1 != 1 {

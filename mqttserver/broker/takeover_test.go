@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -91,4 +94,102 @@ func TestSessionTakeoverLosesNothing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 	keeper.Disconnect(100)
+}
+
+// TestTakeoverOfEndingSessionKeepsItsQueue: MQTT 5 clients whose sessions end at disconnect
+// (expiry 0) are taken over by connections that keep a session, 200 times, 4 at a time. Each
+// new connection must get the session and its queued message. mochi closes the old connection
+// before it marks the session taken over, and the old connection's goroutine, waking in
+// between, ended the session: the new connection got it empty.
+func TestTakeoverOfEndingSessionKeepsItsQueue(t *testing.T) {
+	b, _ := startBroker(t, Config{DataDir: t.TempDir()})
+	pub := rawConnect(t, b.Addr(), "pub", true)
+	var pubMu sync.Mutex
+	pubID := 0
+	publish := func(topic string) error {
+		pubMu.Lock()
+		defer pubMu.Unlock()
+		pubID = pubID%65535 + 1
+		_, err := exchange(pub, fzPublish(1, pubID, topic, "queued"), 0x40)
+		return err
+	}
+	const rounds, parallel = 800, 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var lost []string
+	for w := range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds / parallel {
+				id := fmt.Sprintf("ending-%d-%d", w, r)
+				if err := takeOverEndingSession(b.Addr(), id, publish); err != nil {
+					mu.Lock()
+					lost = append(lost, id+": "+err.Error())
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(lost) > 0 {
+		t.Errorf("%d of %d take-overs lost the session or its message; first: %s", len(lost), rounds, lost[0])
+	}
+}
+
+// takeOverEndingSession connects id with session expiry 0, subscribes at QoS 1, receives one
+// message without acknowledging it, and takes the session over with a connection that keeps
+// it: that one must be told the session is present and get the message again.
+func takeOverEndingSession(addr, id string, publish func(topic string) error) error {
+	topic := "e/" + id
+	old, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer old.Close()
+	if _, err := exchange(old, fzConnectV5(id, true, 0), 0x20); err != nil {
+		return err
+	}
+	if _, err := exchange(old, fzPacket(0x82, fzU16(1), []byte{0}, fzString(topic), []byte{1}), 0x90); err != nil { // no properties
+		return err
+	}
+	if err := publish(topic); err != nil {
+		return err
+	}
+	if pk, err := fzReadPacket(old); err != nil || pk[0]>>4 != 3 {
+		return fmt.Errorf("old connection: % x %v", pk, err)
+	}
+	next, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer next.Close()
+	ack, err := exchange(next, fzConnectV5(id, false, 60), 0x20)
+	if err != nil {
+		return err
+	}
+	if ack[2]&1 != 1 {
+		return errors.New("CONNACK without session present")
+	}
+	_ = next.SetDeadline(time.Now().Add(2 * time.Second))
+	if pk, err := fzReadPacket(next); err != nil || pk[0]>>4 != 3 {
+		return fmt.Errorf("no queued message again: % x %v", pk, err)
+	}
+	return nil
+}
+
+// exchange sends pk and reads the answer, which must be of type want (the first byte).
+func exchange(conn net.Conn, pk []byte, want byte) ([]byte, error) {
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(pk); err != nil {
+		return nil, err
+	}
+	got, err := fzReadPacket(conn)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for %#x: %w", want, err)
+	}
+	if got[0] != want {
+		return got, fmt.Errorf("got % x, want type %#x", got, want)
+	}
+	return got, nil
 }

@@ -16,13 +16,13 @@ import (
 	"mqttdemo/tests/harness"
 )
 
-// TestStalledSubscriber: a QoS 1 or 2 subscriber that stops reading beside a healthy one. The
+// TestFaultStalledSubscriber: a QoS 1 or 2 subscriber that stops reading beside a healthy one. The
 // healthy one gets every message in about the time it takes alone, and the stalled one is
 // disconnected as a slow consumer. Before the connection layer of slowclients.go, the healthy
 // subscriber got 184 of 2,000 messages in 60 s: mochi's write to the stalled client blocked
 // holding the client's lock, and the publisher waited for that lock to number its next copy.
 // Mosquitto, run beside for the record, delivers them in about half a second.
-func TestStalledSubscriber(t *testing.T) {
+func TestFaultStalledSubscriber(t *testing.T) {
 	for _, qos := range []byte{1, 2} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
 			server, url := harness.StartServer(t, nil)
@@ -141,16 +141,20 @@ func dialStalled(tb testing.TB, addr, id, filter string, qos byte) {
 	}
 }
 
-// TestOfflineSessionsMemory: 100 persistent sessions subscribed to amp/# go offline and 3,000
+// TestLoadOfflineSessions: 100 persistent sessions subscribed to amp/# go offline and 3,000
 // QoS 1 messages of 1 KB are published. With the default limits each session keeps what
 // -max-queued-bytes allows and the rest is dropped, counted in $SYS and logged; the broker
 // grows by less than 256 MB (1.4 GB before the limits) and still serves new clients.
-func TestOfflineSessionsMemory(t *testing.T) {
+func TestLoadOfflineSessions(t *testing.T) {
 	server, url := harness.StartServer(t, nil)
 	grew := offlineSessions(t, url, server.Cmd.Process.Pid)
 	t.Logf("mqttserver grew by %d MB", grew>>20)
-	if grew > 256<<20 {
-		t.Errorf("mqttserver grew by %d MB, want under 256 MB", grew>>20)
+	limit := int64(256 << 20)
+	if raceDetector {
+		limit = 512 << 20 // the race detector's own memory: 294 MB measured; CI also runs this without it
+	}
+	if grew > limit {
+		t.Errorf("mqttserver grew by %d MB, want under %d MB", grew>>20, limit>>20)
 	}
 	server.WaitFor(t, `DROPPED\s+client=amp-\d+ topic=amp/x reason="session queue full \(-max-queued-bytes\)"`)
 

@@ -58,6 +58,11 @@ func TestLoadRejects(t *testing.T) {
 		{[]string{"-max-pending-writes", "0"}, "-max-pending-writes 0"},
 		{[]string{"-max-packet-size", "-1"}, "-max-packet-size -1"},
 		{[]string{"-min-keepalive", "30h"}, "-min-keepalive"},
+		{[]string{"-max-queued-bytes", "0"}, "-max-queued-bytes 0"},
+		{[]string{"-max-queued-messages", "70000"}, "-max-queued-messages 70000"},
+		{[]string{"-max-sessions", "-1"}, "-max-sessions -1"},
+		{[]string{"-session-expiry", "0s"}, "-session-expiry"},
+		{[]string{"-slow-client-timeout", "-1s"}, "-slow-client-timeout"},
 	} {
 		var stderr bytes.Buffer
 		_, err := Load(c.args, noEnv, &stderr)

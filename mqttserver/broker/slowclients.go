@@ -69,7 +69,9 @@ func (l flowListener) Serve(establish listeners.EstablishFn) {
 func (f *flowControl) wrap(c net.Conn) *flowConn {
 	fc := &flowConn{Conn: c, flow: f}
 	if sc, ok := c.(syscall.Conn); ok {
-		fc.raw, _ = sc.SyscallConn()
+		if raw, err := sc.SyscallConn(); err == nil {
+			fc.raw, fc.rawWrite = raw, fc.writeNow
+		}
 	}
 	// The listener's connect deadline covers reading CONNECT; writes have their own below.
 	_ = c.SetWriteDeadline(time.Time{})
@@ -122,9 +124,14 @@ func (*flowHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // which a writer goroutine drains.
 type flowConn struct {
 	net.Conn
-	raw  syscall.RawConn // for a write that returns at once when the socket is full; nil off TCP
-	flow *flowControl
-	id   atomic.Pointer[string]
+	raw syscall.RawConn // for a write that returns at once when the socket is full; nil off TCP
+	// rawWrite is writeNow, bound once; wp, wn and werr are its input and results (under mu).
+	rawWrite func(fd uintptr) bool
+	wp       []byte
+	wn       int
+	werr     error
+	flow     *flowControl
+	id       atomic.Pointer[string]
 
 	mu      sync.Mutex
 	pending []byte // waiting for the writer
@@ -153,7 +160,7 @@ func (c *flowConn) Write(p []byte) (int, error) {
 	}
 	n := len(p)
 	if !c.running && c.raw != nil { // nothing waits: try the socket at once, as before
-		w, err := tryWrite(c.raw, p)
+		w, err := c.tryWrite(p)
 		if err != nil {
 			c.err = err
 			return w, err

@@ -258,10 +258,9 @@ func (c *flowConn) drain() {
 		out := c.pending
 		c.pending, c.spare = c.spare[:0], nil
 		c.writing = len(out)
-		closed := c.closed
 		c.mu.Unlock()
 
-		err := c.writeAll(out, closed)
+		err := c.writeAll(out)
 
 		c.mu.Lock()
 		c.spare, c.writing = out[:0], 0
@@ -277,26 +276,35 @@ func (c *flowConn) drain() {
 
 // writeAll writes out in chunks, each with a deadline: a reader that takes nothing for the
 // timeout is a slow consumer. After Close the deadline Close set stays.
-func (c *flowConn) writeAll(out []byte, closed bool) error {
+func (c *flowConn) writeAll(out []byte) error {
 	for len(out) > 0 {
-		chunk := out[:min(len(out), maxWriteChunk)]
+		c.mu.Lock()
+		closed := c.closed
 		if !closed && c.flow.timeout > 0 {
 			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.flow.timeout))
 		}
-		n, err := c.Conn.Write(chunk)
+		c.mu.Unlock()
+		n, err := c.Conn.Write(out[:min(len(out), maxWriteChunk)])
 		out = out[n:]
 		var netErr net.Error
+		timeout := err != nil && errors.As(err, &netErr) && netErr.Timeout()
 		switch {
 		case err == nil:
-		case n > 0 && errors.As(err, &netErr) && netErr.Timeout():
+		case timeout && n > 0:
 			// slow but moving: a new deadline for the rest
-		case !closed && errors.As(err, &netErr) && netErr.Timeout():
+		case timeout && !c.isClosed():
 			return ErrSlowConsumer
 		default:
 			return err
 		}
 	}
 	return nil
+}
+
+func (c *flowConn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // fail ends the connection with err: mochi's reader sees it on its next Read. Called with mu held.

@@ -3,7 +3,10 @@ package broker
 import (
 	"bytes"
 	"log/slog"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 )
@@ -38,4 +41,33 @@ func TestWithoutQoS0(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlowClientTimeout: a subscriber that takes nothing of what waits for it for
+// -slow-client-timeout is disconnected as a slow consumer, though under -max-queued-bytes.
+func TestSlowClientTimeout(t *testing.T) {
+	lim := DefaultLimits()
+	lim.SlowClientTimeout, lim.MaxQueuedBytes = time.Second, 64<<20
+	b, logs := startBroker(t, Config{Limits: lim})
+	var d net.Dialer
+	sub, err := d.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.(*net.TCPConn).SetReadBuffer(4096) // and it never reads
+	t.Cleanup(func() { sub.Close() })
+	rawExchange(t, sub, fzConnect("slow", true, 0), 0x20, -1)
+	rawExchange(t, sub, fzSubscribe(1, "t", 1), 0x90, 1)
+
+	pub := connect(t, clientOpts(b.Addr(), "pub"))
+	big := strings.Repeat("x", 64<<10)
+	for range 100 { // 6.4 MB: more than the socket buffers take, less than -max-queued-bytes
+		if err := wait(pub.Publish("t", 1, false, big)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the slow consumer disconnected", func() bool {
+		return logs.has(t, "slow consumer disconnected", map[string]any{"client": "slow", "reason": "read nothing for -slow-client-timeout"}) &&
+			logs.has(t, msgDisconnected, map[string]any{"client": "slow", "reason": "slow-consumer"})
+	})
 }

@@ -70,7 +70,7 @@ func (f *flowControl) wrap(c net.Conn) *flowConn {
 	fc := &flowConn{Conn: c, flow: f}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			fc.raw, fc.rawWrite = raw, fc.writeNow
+			fc.raw, fc.rawWrite, fc.rawRead = raw, fc.writeNow, fc.readNow
 		}
 	}
 	// The listener's connect deadline covers reading CONNECT; writes have their own below.
@@ -131,6 +131,14 @@ type flowConn struct {
 	wn       int
 	werr     error
 	flow     *flowControl
+	// Read's state, used only by mochi's reading goroutine.
+	flowing  bool             // the last read filled mochi's buffer: more is likely waiting
+	aheadBuf *[readAhead]byte // from readAheadPool while it holds unread bytes
+	ahead    []byte           // the unread bytes in aheadBuf
+	rawRead  func(fd uintptr) bool
+	rp       []byte
+	rn       int
+	rerr     error
 	id       atomic.Pointer[string]
 
 	mu      sync.Mutex
@@ -315,20 +323,56 @@ func (c *flowConn) fail(err error) {
 }
 
 // Read returns ErrSlowConsumer once the connection was ended for it, so the disconnect line says so.
+// mochi reads through a 2 KiB buffer, so a 4 KiB packet costs several socket reads. While data
+// flows (the last read filled mochi's buffer), Read takes what the socket holds into a 64 KiB
+// buffer without waiting, and serves from it; the buffer goes back to a pool once empty, so a
+// connection waiting for its next packet holds none.
 func (c *flowConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if err != nil {
-		c.mu.Lock()
-		switch {
-		case errors.Is(c.err, ErrSlowConsumer):
-			err = ErrSlowConsumer
-		case c.closed:
-			err = net.ErrClosed // not the deadline Close set to wake this reader
+	if len(c.ahead) > 0 {
+		n := copy(p, c.ahead)
+		c.ahead = c.ahead[n:]
+		if len(c.ahead) == 0 {
+			readAheadPool.Put(c.aheadBuf)
+			c.aheadBuf, c.ahead = nil, nil
 		}
-		c.mu.Unlock()
+		return n, nil
+	}
+	if c.flowing && c.raw != nil {
+		buf := readAheadPool.Get().(*[readAhead]byte)
+		if n, err := c.tryRead(buf[:]); n > 0 {
+			c.aheadBuf, c.ahead = buf, buf[:n]
+			return c.Read(p)
+		} else if err != nil {
+			readAheadPool.Put(buf)
+			return 0, c.readErr(err)
+		}
+		readAheadPool.Put(buf) // nothing there now: wait below, in mochi's buffer
+	}
+	n, err := c.Conn.Read(p)
+	c.flowing = n == len(p)
+	if err != nil {
+		err = c.readErr(err)
 	}
 	return n, err
 }
+
+// readErr names why reading failed when the connection was ended here.
+func (c *flowConn) readErr(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case errors.Is(c.err, ErrSlowConsumer):
+		return ErrSlowConsumer
+	case c.closed:
+		return net.ErrClosed // not the deadline Close set to wake this reader
+	}
+	return err
+}
+
+// readAhead is the size of the buffer Read fills while data flows.
+const readAhead = 64 << 10
+
+var readAheadPool = sync.Pool{New: func() any { return new([readAhead]byte) }}
 
 // closeFlush is how long what waits may still take to go out after mochi closes a connection
 // (a refusing CONNACK, a DISCONNECT with a reason).

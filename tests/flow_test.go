@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,21 +79,8 @@ func floodPast(t *testing.T, url string, qos byte, name string, stall bool, time
 	pad := strings.Repeat("x", size-7)
 	start := time.Now()
 	done := make(chan error, 1)
-	go func() { // publish in windows of 64, as a real publisher with a bounded in-flight window
-		window := make([]paho.Token, 0, 64)
-		for i := range count {
-			window = append(window, pub.Publish(topic, qos, false, fmt.Sprintf("%06d %s", i, pad)))
-			if len(window) == cap(window) || i == count-1 {
-				for _, tok := range window {
-					if err := waitToken(tok); err != nil {
-						done <- fmt.Errorf("publish %d: %w", i, err)
-						return
-					}
-				}
-				window = window[:0]
-			}
-		}
-		done <- nil
+	go func() {
+		done <- publishAll(pub, topic, qos, count, func(i int) string { return fmt.Sprintf("%06d %s", i, pad) })
 	}()
 	deadline := time.Now().Add(timeout)
 	for healthy.len() < count && time.Now().Before(deadline) {
@@ -165,14 +153,7 @@ func TestLoadOfflineSessions(t *testing.T) {
 	if err := waitToken(watcher.Subscribe("$SYS/broker/messages/dropped", 0, nil)); err != nil {
 		t.Fatal(err)
 	}
-	logged := func() int {
-		n := len(server.Out.Lines(re(`DROPPED\s+client=amp-`)))
-		for _, l := range server.Out.Lines(re(`DROPPED\s+count=\d+`)) {
-			c, _ := strconv.Atoi(strings.Fields(l[strings.Index(l, "count=")+len("count="):])[0])
-			n += c
-		}
-		return n
-	}
+	logged := func() int { return droppedLogged(server.Out, "amp-") }
 	harness.Eventually(t, func() bool { return logged() > 0 && logged() == sys.lastInt() },
 		"the drops logged (%d) to equal $SYS/broker/messages/dropped (%d)", logged(), sys.lastInt())
 	t.Logf("mqttserver dropped %d of %d copies, each counted in $SYS and logged", logged(), 100*3000)
@@ -199,17 +180,8 @@ func offlineSessions(t *testing.T, url string, pid int) int64 {
 	before := vmRSS(t, pid)
 	pub := mustConnect(t, pahoOpts(url, "amp-publisher"))
 	pad := strings.Repeat("x", size-7)
-	window := make([]paho.Token, 0, 64)
-	for i := range count {
-		window = append(window, pub.Publish("amp/x", 1, false, fmt.Sprintf("%06d %s", i, pad)))
-		if len(window) == cap(window) || i == count-1 {
-			for _, tok := range window {
-				if err := waitToken(tok); err != nil {
-					t.Fatalf("publish %d: %v", i, err)
-				}
-			}
-			window = window[:0]
-		}
+	if err := publishAll(pub, "amp/x", 1, count, func(i int) string { return fmt.Sprintf("%06d %s", i, pad) }); err != nil {
+		t.Fatal(err)
 	}
 	grew := vmRSS(t, pid) - before
 
@@ -243,4 +215,33 @@ func vmRSS(tb testing.TB, pid int) int64 {
 	}
 	tb.Fatalf("no VmRSS in /proc/%d/status", pid)
 	return 0
+}
+
+// publishAll publishes count messages, payload(i) each, waiting for the acknowledgements every
+// 64 messages, as a publisher with a bounded in-flight window does.
+func publishAll(pub paho.Client, topic string, qos byte, count int, payload func(int) string) error {
+	window := make([]paho.Token, 0, 64)
+	for i := range count {
+		window = append(window, pub.Publish(topic, qos, false, payload(i)))
+		if len(window) == cap(window) || i == count-1 {
+			for _, tok := range window {
+				if err := waitToken(tok); err != nil {
+					return fmt.Errorf("publish %d: %w", i, err)
+				}
+			}
+			window = window[:0]
+		}
+	}
+	return nil
+}
+
+// droppedLogged counts the messages the broker logged as dropped for clients whose id starts
+// with prefix: the first ones one line each, then a count a second (summary lines of any client).
+func droppedLogged(out *harness.Output, prefix string) int {
+	n := len(out.Lines(re(`DROPPED\s+client=` + regexp.QuoteMeta(prefix))))
+	for _, l := range out.Lines(re(`DROPPED\s+count=\d+`)) {
+		c, _ := strconv.Atoi(strings.Fields(l[strings.Index(l, "count=")+len("count="):])[0])
+		n += c
+	}
+	return n
 }

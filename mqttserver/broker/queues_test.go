@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +25,16 @@ func offlineSession(t *testing.T, b *Broker, id, filter string) {
 	waitFor(t, id+" offline", func() bool { cl, ok := b.server.Clients.Get(id); return ok && cl.Closed() })
 }
 
+// publishEach publishes count QoS 1 messages to q/t, payload(i) each, one after the other.
+func publishEach(t *testing.T, pub paho.Client, count int, payload func(int) string) {
+	t.Helper()
+	for i := range count {
+		if err := wait(pub.Publish("q/t", 1, false, payload(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestOfflineSessionBytesLimit: an offline session keeps the oldest messages that fit in
 // -max-queued-bytes (payload, topic and 2 KiB each); the rest are dropped, counted in $SYS and
 // logged, and gone from the data file too. The session gets exactly the ones kept.
@@ -41,11 +52,7 @@ func TestOfflineSessionBytesLimit(t *testing.T) {
 			offlineSession(t, b, "late", "q/#")
 			pub := connect(t, clientOpts(b.Addr(), "pub"))
 			pad := strings.Repeat("x", size-3)
-			for i := range count {
-				if err := wait(pub.Publish("q/t", 1, false, fmt.Sprintf("%02d %s", i, pad))); err != nil {
-					t.Fatal(err)
-				}
-			}
+			publishEach(t, pub, count, func(i int) string { return fmt.Sprintf("%02d %s", i, pad) })
 			// mochi acknowledges a QoS 1 message before it delivers it
 			waitFor(t, "the drops counted", func() bool { return atomic.LoadInt64(&b.server.Info.MessagesDropped) >= count-keep })
 			if n := atomic.LoadInt64(&b.server.Info.MessagesDropped); n != count-keep {
@@ -89,11 +96,7 @@ func TestOfflineSessionMessagesLimit(t *testing.T) {
 	b, logs := startBroker(t, Config{Limits: lim})
 	offlineSession(t, b, "late", "q/#")
 	pub := connect(t, clientOpts(b.Addr(), "pub"))
-	for i := range 20 {
-		if err := wait(pub.Publish("q/t", 1, false, fmt.Sprint(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishEach(t, pub, 20, strconv.Itoa)
 	waitFor(t, "15 drops in $SYS", func() bool { return atomic.LoadInt64(&b.server.Info.MessagesDropped) == 15 })
 	summed := 0.0
 	for _, r := range logs.records(t) {

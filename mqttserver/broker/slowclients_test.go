@@ -49,15 +49,7 @@ func TestSlowClientTimeout(t *testing.T) {
 	lim := DefaultLimits()
 	lim.SlowClientTimeout, lim.MaxQueuedBytes = time.Second, 64<<20
 	b, logs := startBroker(t, Config{Limits: lim})
-	var d net.Dialer
-	sub, err := d.Dial("tcp", b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = sub.(*net.TCPConn).SetReadBuffer(4096) // and it never reads
-	t.Cleanup(func() { sub.Close() })
-	rawExchange(t, sub, fzConnect("slow", true, 0), 0x20, -1)
-	rawExchange(t, sub, fzSubscribe(1, "t", 1), 0x90, 1)
+	notReading(t, b.Addr(), fzConnect("slow", true, 0), "t")
 
 	pub := connect(t, clientOpts(b.Addr(), "pub"))
 	big := strings.Repeat("x", 64<<10)
@@ -70,4 +62,20 @@ func TestSlowClientTimeout(t *testing.T) {
 		return logs.has(t, "slow consumer disconnected", map[string]any{"client": "slow", "reason": "read nothing for -slow-client-timeout"}) &&
 			logs.has(t, msgDisconnected, map[string]any{"client": "slow", "reason": "slow-consumer"})
 	})
+}
+
+// notReading connects with connect (a CONNECT packet) and a 4 KiB receive buffer, subscribes to
+// filter at QoS 1 and then reads nothing.
+func notReading(t *testing.T, addr string, connect []byte, filter string) net.Conn {
+	t.Helper()
+	var d net.Dialer
+	sub, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.(*net.TCPConn).SetReadBuffer(4096)
+	t.Cleanup(func() { sub.Close() })
+	rawExchange(t, sub, connect, 0x20, -1)
+	rawExchange(t, sub, fzSubscribe(1, filter, 1), 0x90, 1)
+	return sub
 }

@@ -247,15 +247,7 @@ func TestDataSlowConsumerStallsNoOneElse(t *testing.T) {
 // Config.blockingWrites). It returns the slow subscriber's connection: closing it frees the feeder.
 func stallSlow(t *testing.T, b *Broker, filter, topic string) net.Conn {
 	t.Helper()
-	var d net.Dialer
-	sub, err := d.Dial("tcp", b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = sub.(*net.TCPConn).SetReadBuffer(4096) // and it never reads
-	t.Cleanup(func() { sub.Close() })
-	rawExchange(t, sub, fzConnect("slow", false, 60), 0x20, -1)
-	rawExchange(t, sub, fzSubscribe(1, filter, 1), 0x90, 1)
+	sub := notReading(t, b.Addr(), fzConnect("slow", false, 60), filter)
 
 	feeder := rawConnect(t, b.Addr(), "feeder", true)
 	big := fzPublish(1, 1, topic, strings.Repeat("x", 64<<10))

@@ -163,8 +163,8 @@ func (h *queueHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 // OnQosPublish drops a copy just queued to an offline session past -max-queued-bytes. A
 // connected client's copies are bounded where they wait to be written (slowclients.go).
 func (h *queueHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends int) {
-	if resends > 0 || !cl.Closed() || pk.FixedHeader.Type != packets.Publish || cl.IsTakenOver() {
-		return
+	if resends > 0 || !cl.Closed() || pk.FixedHeader.Type != packets.Publish || cl.IsTakenOver() || !keepsSession(cl) {
+		return // a clean session ending drops its queue whole (OnQosDropped)
 	}
 	cost := queuedCost(pk)
 	h.mu.Lock()

@@ -88,11 +88,11 @@ func (f *flowControl) dropQoS0(c *flowConn, topic string) {
 		slog.String("topic", topic), slog.String("reason", reasonNotReading))
 }
 
-// slowConsumer logs why c is being disconnected.
+// slowConsumer logs why c is being disconnected, with the count since the start.
 func (f *flowControl) slowConsumer(c *flowConn, why string, unsent int) {
-	f.slow.Add(1)
+	n := f.slow.Add(1)
 	f.log.LogAttrs(context.Background(), slog.LevelWarn, "slow consumer disconnected", slog.String("client", c.clientID()),
-		slog.String("reason", why), slog.Int("unsent_bytes", unsent))
+		slog.String("reason", why), slog.Int("unsent_bytes", unsent), slog.Int64("slow_consumers", n))
 }
 
 // flowHook tells each connection its client's id, for the log lines, and runs the drop summary.

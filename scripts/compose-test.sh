@@ -2,13 +2,19 @@
 # Runs the real compose demo and checks it: `docker compose up --build -d` with the repository's
 # Dockerfile and docker-compose.yml, then the broker turns healthy, the subscriber receives the
 # publisher's time: messages, the broker logs both clients, the published port answers MQTT, the
-# images are small and run as a user that is not root, and `docker compose down -v` (always run)
-# leaves no container, network or volume behind.
+# images are small and run as a user that is not root, the logs carry no colour codes by default,
+# and `docker compose down -v` (always run) leaves no container, network or volume behind.
 #
-# Without a registry no Go image can be pulled, so the test makes a builder image of its own from
-# this machine's Go toolchain, a static busybox, the CA certificates and a module cache holding the
-# programs' modules, and passes it as the Dockerfile's GO_IMAGE (with GOPROXY=off): the build needs
-# no network. The Dockerfile and the compose file are the ones users run.
+# Without a registry no Go image can be pulled, so the test makes a builder image of its own with
+# scripts/builder-image.sh (this machine's Go toolchain, a static busybox, the CA certificates and a
+# module cache holding the programs' modules) and passes it as the Dockerfile's GO_IMAGE (with
+# GOPROXY=off): the build needs no network. The Dockerfile and the compose file are the ones users
+# run.
+#
+# What it leaves behind, to make the next run fast: the builder image (mqttdemo-gobuilder:…, about
+# 240 MB), the three images of the project mqttdemo-test (mqttdemo-test-mqttserver, …; about 20 MB
+# in all) and Docker's build cache. docs/docker.md#what-the-compose-test-leaves-behind says how to
+# remove them.
 #
 # When Docker is missing and this runs as root on Debian, scripts/install-docker.sh installs it; an
 # engine that is not running is started (and stopped again at the end). Without Docker the test says
@@ -35,7 +41,9 @@ start=$SECONDS
 log() { echo "compose-test: $*" >&2; }
 ok() { passed=$((passed + 1)); echo "ok   compose: $*"; }
 phase() { log "$* ($((SECONDS - start)) s)"; }
-compose() { docker compose -p "$project" "$@"; }
+# --log-level error: without the buildx plugin every build warns that it is not installed (the
+# engine's own builder does the work).
+compose() { docker --log-level error compose -p "$project" "$@"; }
 plain() { sed 's/\x1b\[[0-9;]*m//g; s/\r$//'; }
 # logs SERVICE: the service's log as it is, colours included. Read whole into a variable before any
 # grep -q, which would otherwise close the pipe early and fail the pipeline (pipefail).
@@ -105,56 +113,10 @@ fi
 phase "engine $(docker version -f '{{.Server.Version}}'), $(docker compose version)"
 
 # --- The builder image ----------------------------------------------------------------------------
-# make_builder prints the tag of a local image with Go, /bin/sh, CA certificates and the modules of
-# the programs, made with `docker import` of a root filesystem (no base image to pull).
-make_builder() {
-  local gover sum tag fs busybox mod
-  gover=$(go env GOVERSION)
-  sum=$(cat shared/go.sum mqttserver/go.sum mqttpublisher/go.sum mqttsubscriber/go.sum | sha256sum | cut -c1-12)
-  tag="mqttdemo-gobuilder:$gover-$sum"
-  if docker image inspect "$tag" >/dev/null 2>&1; then
-    echo "$tag"
-    return
-  fi
-  busybox=$(command -v busybox || true)
-  if [ -z "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
-    log "a static busybox is needed for the builder image's /bin/sh (apt-get install busybox-static)"
-    return 1
-  fi
-  fs="$work/rootfs"
-  mkdir -p "$fs/bin" "$fs/etc/ssl/certs" "$fs/usr/local" "$fs/go/pkg/mod" "$fs/root" "$fs/tmp"
-  chmod 1777 "$fs/tmp"
-  # The toolchain without its own tests and API lists: what `go build` needs.
-  tar -C "$(go env GOROOT)/.." --exclude=go/test --exclude=go/api --exclude=go/doc -cf - "$(basename "$(go env GOROOT)")" |
-    tar -C "$fs/usr/local" -xf -
-  [ -d "$fs/usr/local/go" ] || mv "$fs/usr/local/$(basename "$(go env GOROOT)")" "$fs/usr/local/go"
-  cp "$busybox" "$fs/bin/busybox"
-  for applet in $("$busybox" --list); do
-    [ -e "$fs/bin/$applet" ] || ln -s busybox "$fs/bin/$applet"
-  done
-  cp /etc/ssl/certs/ca-certificates.crt "$fs/etc/ssl/certs/"
-  # The modules of the three programs, from this machine's module cache when it has them, else
-  # from the module proxy; -modcacherw so the temporary tree can be removed.
-  mod=$(go env GOMODCACHE)
-  for m in mqttserver mqttpublisher mqttsubscriber; do
-    (cd "$m" && GOWORK=off GOMODCACHE="$fs/go/pkg/mod" GOFLAGS="$(go env GOFLAGS) -modcacherw" \
-      GOPROXY="file://$mod/cache/download,$(go env GOPROXY)" go mod download)
-  done
-  tar -C "$fs" -cf - . | docker import \
-    -c 'ENV PATH=/usr/local/go/bin:/bin HOME=/root GOMODCACHE=/go/pkg/mod GOPROXY=off GOTOOLCHAIN=local' \
-    -m "mqttdemo compose-test builder: $gover, busybox, CA certificates, module cache" \
-    - "$tag" >/dev/null
-  rm -rf "$fs"
-  # Builder images for other toolchains or go.sum files are stale now: 240 MB each.
-  docker images --format '{{.Repository}}:{{.Tag}}' mqttdemo-gobuilder | grep -vxF "$tag" |
-    xargs -r docker rmi >/dev/null 2>&1 || true
-  echo "$tag"
-}
-
 go_image=${MQTTDEMO_GO_IMAGE:-}
 if [ -z "$go_image" ]; then
   phase "making the builder image"
-  go_image=$(make_builder) || fail "could not make the builder image"
+  go_image=$("$root/scripts/builder-image.sh") || fail "could not make the builder image (scripts/builder-image.sh)"
   export GOPROXY=off
 fi
 ok "builder image $go_image"
@@ -162,7 +124,8 @@ ok "builder image $go_image"
 # --- Up ---------------------------------------------------------------------------------------------
 # GO_IMAGE and GOPROXY reach the Dockerfile through the compose file's build args. The broker's port
 # is published on an ephemeral loopback port, so that nothing else on 1883 is in the way.
-export GO_IMAGE=$go_image MQTTDEMO_PUBLISH=127.0.0.1: MQTT_COLOR=always
+export GO_IMAGE=$go_image MQTTDEMO_PUBLISH=127.0.0.1: MQTTDEMO_HTTP_PUBLISH=127.0.0.1:
+unset MQTT_COLOR NO_COLOR # the compose file's default
 phase "docker compose up --build -d"
 compose_up=1
 compose up --build -d --quiet-pull >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; fail "docker compose up failed"; }
@@ -183,8 +146,10 @@ grep -q 'CONNECTED .*client=mqttsubscriber' <<<"$broker_log" || fail "the broker
 grep -q 'CONNECTED .*client=mqttpublisher' <<<"$broker_log" || fail "the broker's log does not show the publisher"
 ok "broker log shows both clients connected"
 
-grep -q $'\x1b\\[' <<<"$(logs mqttsubscriber)" || fail "no colour in the subscriber's log"
-ok "colour in the logs"
+# Docker's log is not a terminal: by default the programs do not colour it (docker compose colours
+# the service names on a terminal by itself), so logs --no-color and log files are plain text.
+! grep -q $'\x1b\\[' <<<"$(logs mqttsubscriber)" || fail "escape codes in the subscriber's log (docker compose logs --no-color)"
+ok "no colour codes in docker compose logs --no-color"
 
 # The published port, from this machine: a message from inside the compose network comes out.
 published=$(compose port mqttserver 1883)
@@ -195,6 +160,13 @@ if command -v mosquitto_sub >/dev/null 2>&1; then
   ok "published port $published delivers '$msg'"
 else
   log "mosquitto_sub not installed: the published port $published is not checked"
+fi
+
+grep -q 'live page url=http://localhost:8080/' <<<"$broker_log" || fail "the broker's log does not give the live page's address"
+page=$(compose port mqttserver 8080)
+if command -v curl >/dev/null 2>&1; then
+  curl -fsS "http://$page/" | grep -q '<title>mqttserver live</title>' || fail "no live page on the published port $page"
+  ok "live page on the published port $page"
 fi
 
 for service in mqttserver mqttsubscriber mqttpublisher; do

@@ -2,7 +2,8 @@
 # Checks scripts/demo.sh for real, in a terminal (tmux): it builds and starts the three programs,
 # messages flow, the output is prefixed and coloured, and each way of stopping it (Ctrl-C typed in
 # its terminal, SIGINT or SIGTERM sent to the script) stops all three, leaves no process behind and
-# removes its build directory.
+# removes its build directory; and with another broker (Mosquitto) on its port, it starts nothing
+# and says how to choose another.
 #
 # Usage: scripts/demo-test.sh      (needs tmux: scripts/install-deps.sh installs it)
 set -euo pipefail
@@ -74,7 +75,7 @@ run_case() {
   # handler, not an ignore, so demo.sh gets Ctrl-C as usual. It then stays, so that tmux does not
   # have to reap it before the check for processes left behind.
   "${tmux[@]}" new-session -d -s demo -x 200 -y 50 \
-    "MQTTDEMO_PORT=$(free_port) exec bash -c 'trap : INT TERM; \"\$0\"; echo \$? >\"\$1\"; exec sleep 600' '$root/scripts/demo.sh' '$work/status'" \; \
+    "MQTTDEMO_PORT=$(free_port) MQTTDEMO_HTTP_PORT=$(free_port) exec bash -c 'trap : INT TERM; \"\$0\"; echo \$? >\"\$1\"; exec sleep 600' '$root/scripts/demo.sh' '$work/status'" \; \
     pipe-pane -t demo "cat >>'$work/out'" # in the same command: before tmux reads the first line
   wrapper=$(pane '#{pane_pid}')
   sid=$wrapper # tmux makes the pane's process a session leader
@@ -85,8 +86,9 @@ run_case() {
   else
     # go build, then broker, subscriber, publisher: generous for a loaded 2-core machine.
     until_true 120 seen 'RECEIVED .* time:' || fail "$name: no time: message received"
-    seen '^mqttserver .*CONNECTED.*mqttsubscriber' || fail "$name: broker did not log the subscriber"
-    seen '^mqttserver .*CONNECTED.*mqttpublisher' || fail "$name: broker did not log the publisher"
+    # Each program's lines come through a pipe of their own: the broker's may come a moment later.
+    until_true 10 seen '^mqttserver .*CONNECTED.*mqttsubscriber' || fail "$name: broker did not log the subscriber"
+    until_true 10 seen '^mqttserver .*CONNECTED.*mqttpublisher' || fail "$name: broker did not log the publisher"
     grep -q $'\x1b\\[1;36mmqttsubscriber' "$work/out" || fail "$name: no coloured prefix in a terminal"
   fi
   pid=$(ps -o pid=,args= --ppid "$wrapper" | awk '/demo\.sh/ { print $1 }')
@@ -112,9 +114,32 @@ run_case() {
   echo "ok   demo.sh: $name"
 }
 
+# taken_port: with another broker on its port, demo.sh says so and what to do, and starts nothing.
+taken_port() {
+  local port status=0 mosquitto
+  mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+  [ -x "$mosquitto" ] || fail "taken port: mosquitto is needed (scripts/install-deps.sh)"
+  port=$(free_port)
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port" >"$work/mosquitto.conf"
+  "$mosquitto" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+  local other=$!
+  listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+  until_true 10 listening || { kill "$other"; fail "taken port: mosquitto did not start"; }
+  MQTTDEMO_PORT=$port "$root/scripts/demo.sh" >"$work/out" 2>&1 || status=$?
+  kill "$other"
+  wait "$other" 2>/dev/null || true
+  [ "$status" = 1 ] || fail "taken port: exit status $status, want 1"
+  seen "port $port on 127.0.0.1 is taken" || fail "taken port: no word about the port"
+  [ "$(tail -n 1 "$work/out")" = "      MQTTDEMO_PORT=$((port == 1884 ? 1885 : 1884)) scripts/demo.sh" ] ||
+    fail "taken port: the last line does not say what to run"
+  ! seen '^building' || fail "taken port: demo.sh built the programs before it checked the port"
+  echo "ok   demo.sh: a taken port"
+}
+
 early="Ctrl-C while it starts"
+taken_port
 run_case "Ctrl-C in its terminal" ctrl-c 130
 run_case "$early" early-ctrl-c 130
 run_case "SIGINT to the script" INT 130
 run_case "SIGTERM to the script" TERM 143
-echo "demo-test: 4 passed, 0 failed"
+echo "demo-test: 5 passed, 0 failed"

@@ -5,6 +5,7 @@
 #
 # Usage: scripts/demo.sh
 #   MQTTDEMO_PORT   port of the broker, on 127.0.0.1 (default 1883)
+#   MQTTDEMO_HTTP_PORT  port of the broker's live page, on 127.0.0.1 (default 8080)
 #   MQTT_*          passed to all three programs, e.g. MQTT_TOPIC=demo/time or MQTT_COLOR=never
 #                   (MQTT_LISTEN and MQTT_BROKER are set from MQTTDEMO_PORT)
 set -euo pipefail
@@ -16,6 +17,19 @@ fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 port=${MQTTDEMO_PORT:-1883}
+http_port=${MQTTDEMO_HTTP_PORT:-8080}
+
+# Before anything starts: with another broker on the port, the clients would reach that one.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "demo: port $port on 127.0.0.1 is taken (another MQTT broker?); choose another with MQTTDEMO_PORT, e.g." >&2
+  echo "      MQTTDEMO_PORT=$((port == 1884 ? 1885 : 1884)) scripts/demo.sh" >&2
+  exit 1
+fi
+if (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null; then
+  echo "demo: port $http_port on 127.0.0.1 (the live page) is taken; choose another with MQTTDEMO_HTTP_PORT, e.g." >&2
+  echo "      MQTTDEMO_HTTP_PORT=$((http_port == 8081 ? 8082 : 8081)) scripts/demo.sh" >&2
+  exit 1
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mqttdemo.XXXXXX")
 pids=()      # the three programs, in start order: server, subscriber, publisher
 printers=()  # the processes that prefix their lines
@@ -94,7 +108,7 @@ start() {
 echo "building mqttserver, mqttsubscriber and mqttpublisher into $tmp" >&2
 (cd "$root" && go build -o "$tmp/" ./mqttserver ./mqttsubscriber ./mqttpublisher)
 
-start mqttserver '1;35' MQTT_LISTEN="127.0.0.1:$port"
+start mqttserver '1;35' MQTT_LISTEN="127.0.0.1:$port" MQTT_HTTP_LISTEN="127.0.0.1:$http_port"
 # The clients would wait for the broker by themselves; starting them once it answers keeps the
 # output in the order a reader expects.
 for _ in $(seq 100); do
@@ -104,7 +118,7 @@ for _ in $(seq 100); do
 done
 if ! alive "${pids[0]}"; then
   wait "${pids[0]}" || true
-  echo "demo: mqttserver did not start (is port $port taken? try MQTTDEMO_PORT=1884)" >&2
+  echo "demo: mqttserver did not start (is port $port or $http_port taken? try MQTTDEMO_PORT=1884 MQTTDEMO_HTTP_PORT=8081)" >&2
   exit 1
 fi
 start mqttsubscriber '1;36' MQTT_BROKER="tcp://127.0.0.1:$port"
@@ -115,7 +129,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 start mqttpublisher '1;33' MQTT_BROKER="tcp://127.0.0.1:$port"
-echo "demo: running; press Ctrl-C to stop all three" >&2
+echo "demo: running; the live page is http://127.0.0.1:$http_port/ ; press Ctrl-C to stop all three" >&2
 
 # Until Ctrl-C, or until one of them ends by itself (then the others are stopped too).
 if [ "${BASH_VERSINFO[0]}" -gt 5 ] || { [ "${BASH_VERSINFO[0]}" -eq 5 ] && [ "${BASH_VERSINFO[1]}" -ge 1 ]; }; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need beside Go: Mosquitto (reference broker) and its clients,
-# openssl for scripts/gen-certs.sh, tmux for scripts/demo-test.sh, curl for the walkthroughs.
+# openssl for scripts/gen-certs.sh, tmux for scripts/demo-test.sh, curl for the walkthroughs,
+# chromium for the live page's browser test.
 # Usage: scripts/install-deps.sh        (uses apt-get; sudo when not root)
 set -euo pipefail
 
@@ -10,6 +11,7 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl) # scripts/gen-certs.sh
 command -v tmux >/dev/null 2>&1 || need+=(tmux) # scripts/demo-test.sh runs the demo in a terminal
 command -v curl >/dev/null 2>&1 || need+=(curl) # the $SYS walkthrough reads the HTTP statistics
+command -v chromium >/dev/null 2>&1 || need+=(chromium) # TestLivePageInBrowser
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -87,13 +87,13 @@ func (c *ClientConfig) Validate() error {
 	}
 	if c.WillTopic != "" {
 		if err := CheckTopic(c.WillTopic); err != nil {
-			return fmt.Errorf("invalid value %q for flag -will-topic: %v", c.WillTopic, err)
+			return &BadValue{Flag: "will-topic", Why: err.Error()}
 		}
 	} else if c.WillText != "" || c.WillRetain || c.WillQoS != 0 {
 		return errors.New("-will-payload, -will-qos and -will-retain need -will-topic")
 	}
 	if c.KeepAlive != 0 && time.Duration(c.KeepAlive) < time.Second {
-		return fmt.Errorf("invalid value %q for flag -keepalive: MQTT counts keep-alive in whole seconds; use 0 (off) or at least 1s", c.KeepAlive.String())
+		return &BadValue{Flag: "keepalive", Why: "MQTT counts keep-alive in whole seconds; use 0 (off) or at least 1s"}
 	}
 	if c.ID == "" {
 		c.ID = c.program + "-" + randomSuffix()

@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
+	"time"
 )
 
 // EnvPrefix starts the name of every environment variable the programs read.
@@ -56,8 +58,11 @@ func EnvName(flagName string) string {
 
 // Load fills fs from defaults (already in fs), then from MQTT_* variables read with getenv, then
 // from args, then runs validate (which may be nil). Any problem is reported on the flag set's
-// output as one line and the usage, and returned as a *UsageError; -h returns flag.ErrHelp.
+// output as a short usage line followed by one line that names the flag or variable and its
+// value, last so that it stays in sight; it is returned as a *UsageError. -h prints the whole
+// usage and returns flag.ErrHelp.
 func Load(fs *flag.FlagSet, args []string, getenv func(string) string, validate func() error) error {
+	fromEnv := map[string]string{} // flag name -> its value as the environment set it
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := EnvName(f.Name)
@@ -66,8 +71,9 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, validate 
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
-			envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, err)
+			envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, explain(f, err))
 		}
+		fromEnv[f.Name] = f.Value.String()
 		if l, ok := f.Value.(*StringList); ok {
 			l.fromEnv = true // flags given on the command line replace, not extend, the variable
 		}
@@ -75,26 +81,104 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, validate 
 	if envErr != nil {
 		return usageFailure(fs, envErr)
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &UsageError{Err: err} // the flag package has already printed the line and the usage
+	// The flag package would print its error, then the whole usage: the error would scroll away.
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(out)
+	if errors.Is(err, flag.ErrHelp) {
+		usage()
+		return err
+	}
+	if err != nil {
+		return usageFailure(fs, explainParse(fs, err))
 	}
 	if fs.NArg() > 0 {
 		return usageFailure(fs, fmt.Errorf("unexpected argument %q: every setting is a flag", fs.Arg(0)))
 	}
 	if validate != nil {
 		if err := validate(); err != nil {
+			var bad *BadValue
+			if errors.As(err, &bad) {
+				err = bad.describe(fs, fromEnv)
+			}
 			return usageFailure(fs, err)
 		}
 	}
 	return nil
 }
 
+// BadValue is a value that passed its flag's own check but not the program's: validate
+// functions return it, and Load names the flag or the variable the value came from.
+type BadValue struct {
+	Flag string // without the dash
+	Why  string
+}
+
+func (e *BadValue) Error() string { return "-" + e.Flag + ": " + e.Why }
+
+// describe names the variable when the value is still the one it gave, else the flag.
+func (e *BadValue) describe(fs *flag.FlagSet, fromEnv map[string]string) error {
+	f := fs.Lookup(e.Flag)
+	if f == nil {
+		return e
+	}
+	where := "flag -" + e.Flag
+	if v, ok := fromEnv[e.Flag]; ok && v == f.Value.String() {
+		where = EnvName(e.Flag)
+	}
+	return fmt.Errorf("invalid value %q for %s: %s", f.Value.String(), where, e.Why)
+}
+
+// parseErrorRE is the flag package's report of a number or boolean it could not read.
+var parseErrorRE = regexp.MustCompile(`^(invalid (?:boolean )?value ".*" for (?:flag )?-([^:\s]+)): (parse error|value out of range)$`)
+
+// explainParse replaces the flag package's "parse error" by what the flag wants.
+func explainParse(fs *flag.FlagSet, err error) error {
+	m := parseErrorRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	f := fs.Lookup(m[2])
+	if f == nil {
+		return err
+	}
+	return fmt.Errorf("%s: %v", m[1], explain(f, errors.New(m[3])))
+}
+
+// explain turns the flag package's "parse error" and "value out of range", which do not say
+// what was expected, into words that do.
+func explain(f *flag.Flag, err error) error {
+	if msg := err.Error(); msg != "parse error" && msg != "value out of range" {
+		return err
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return err
+	}
+	switch g.Get().(type) {
+	case bool:
+		return errors.New("want true or false")
+	case int, int64:
+		if err.Error() == "value out of range" {
+			return errors.New("the number is too large")
+		}
+		return errors.New("want a whole number, e.g. 10")
+	case uint, uint64:
+		return errors.New("want a whole number of 0 or more")
+	case float64:
+		return errors.New("want a number, e.g. 0.5")
+	case time.Duration:
+		return errors.New("want a duration such as 500ms, 1s or 2m")
+	}
+	return err
+}
+
+// usageFailure reports err after a short usage line, and returns it as a *UsageError.
 func usageFailure(fs *flag.FlagSet, err error) error {
-	fmt.Fprintln(fs.Output(), err)
-	fs.Usage()
+	fmt.Fprintf(fs.Output(), "Usage: %s [flags]  (%s -h lists every flag)\n%s: %v\n", fs.Name(), fs.Name(), fs.Name(), err)
 	return &UsageError{Err: err}
 }
 

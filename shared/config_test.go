@@ -19,6 +19,7 @@ func testFlags(stderr *bytes.Buffer) (*flag.FlagSet, *ClientConfig, *QoS, *Durat
 	fs.Var(qos, "qos", "QoS")
 	fs.Var(&interval, "interval", "interval")
 	fs.Var(topics, "topic", "topics")
+	fs.Int("count", 0, "count")
 	return fs, cc, qos, &interval, topics
 }
 
@@ -77,7 +78,15 @@ func TestLoadRejects(t *testing.T) {
 		{"cert without key", nil, []string{"-cert", "c.pem"}, "-cert and -key go together"},
 		{"will options without topic", nil, []string{"-will-payload", "bye"}, "need -will-topic"},
 		{"will topic with wildcard", nil, []string{"-will-topic", "a/#"}, "may not contain + or #"},
-		{"keepalive below a second", nil, []string{"-keepalive", "500ms"}, "whole seconds"},
+		{"keepalive below a second", nil, []string{"-keepalive", "500ms"}, `invalid value "500ms" for flag -keepalive: MQTT counts keep-alive in whole seconds`},
+		{"keepalive from environment", map[string]string{"MQTT_KEEPALIVE": "100ms"}, nil, `invalid value "100ms" for MQTT_KEEPALIVE: MQTT counts`},
+		{"keepalive flag beats environment", map[string]string{"MQTT_KEEPALIVE": "100ms"}, []string{"-keepalive", "200ms"}, `invalid value "200ms" for flag -keepalive`},
+		{"number", nil, []string{"-count", "abc"}, `invalid value "abc" for flag -count: want a whole number`},
+		{"number from environment", map[string]string{"MQTT_COUNT": "abc"}, nil, `invalid value "abc" for MQTT_COUNT: want a whole number`},
+		{"number too large", nil, []string{"-count", "99999999999999999999"}, `for flag -count: the number is too large`},
+		{"boolean", nil, []string{"-clean=maybe"}, `invalid boolean value "maybe" for -clean: want true or false`},
+		{"port out of range", nil, []string{"-broker", "tcp://127.0.0.1:99999"}, `invalid value "tcp://127.0.0.1:99999" for flag -broker: port 99999: want a number from 1 to 65535`},
+		{"port 0", map[string]string{"MQTT_BROKER": "tcp://h:0"}, nil, `invalid value "tcp://h:0" for MQTT_BROKER: port 0`},
 		{"colour word", nil, []string{"-color", "pink"}, "want one of auto, always, never"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -88,13 +97,11 @@ func TestLoadRejects(t *testing.T) {
 			if !errors.As(err, &usage) {
 				t.Fatalf("Load = %v, want a *UsageError", err)
 			}
-			out := stderr.String()
-			first, _, _ := strings.Cut(out, "\n")
-			if !strings.Contains(first, c.want) {
-				t.Errorf("first line %q does not contain %q", first, c.want)
-			}
-			if !strings.Contains(out, "Usage: prog [flags]") || !strings.Contains(out, "Example:\n  prog -qos 1") {
-				t.Errorf("usage with example not printed:\n%s", out)
+			// Two lines: the short usage, then the error, last, where it stays in sight.
+			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+			if len(lines) != 2 || lines[0] != "Usage: prog [flags]  (prog -h lists every flag)" ||
+				!strings.HasPrefix(lines[1], "prog: ") || !strings.Contains(lines[1], c.want) {
+				t.Errorf("got:\n%s\nwant the short usage, then a line with %q", stderr.String(), c.want)
 			}
 			if got := ExitCode("prog", err, new(bytes.Buffer)); got != ExitUsage {
 				t.Errorf("exit status %d, want %d", got, ExitUsage)

@@ -20,12 +20,17 @@ func Announce(opts *mqtt.ClientOptions, con *Console, onConnect func(mqtt.Client
 	var broker atomic.Pointer[url.URL]
 	ready := make(chan struct{})
 	var once sync.Once
+	// paho starts the reconnecting and the connection-lost handlers on goroutines of their own,
+	// so RECONNECTING could come before LOST: the first waits (a moment at most) for the second.
+	var lost atomic.Pointer[event]
+	lost.Store(newEvent())
 	opts.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
 		if b, ok := n.(mqtt.ConnectionNotificationBroker); ok {
 			broker.Store(b.Broker)
 		}
 	})
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
+		lost.Store(newEvent()) // for the loss of this connection
 		r := c.OptionsReader()
 		session := "clean session"
 		if !r.CleanSession() {
@@ -43,11 +48,36 @@ func Announce(opts *mqtt.ClientOptions, con *Console, onConnect func(mqtt.Client
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		con.Linef(StyleWarn, "LOST", "connection lost (%v); reconnecting", err)
+		lost.Load().happen()
 	})
 	opts.SetReconnectingHandler(func(_ mqtt.Client, _ *mqtt.ClientOptions) {
+		lost.Load().wait(lostWait)
 		con.Line(StyleDim, "RECONNECTING", "trying the broker again")
 	})
 	return ready
+}
+
+// lostWait bounds how long RECONNECTING waits for LOST: the order of the lines is never a
+// reason to delay a reconnect for long.
+const lostWait = time.Second
+
+// event is something that happens once; waiting for it is bounded.
+type event struct {
+	done chan struct{}
+	once sync.Once
+}
+
+func newEvent() *event { return &event{done: make(chan struct{})} }
+
+func (e *event) happen() { e.once.Do(func() { close(e.done) }) }
+
+func (e *event) wait(d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-e.done:
+	case <-timer.C:
+	}
 }
 
 // AwaitReady waits for the channel Announce returned, at most AckTimeout: the announcement is

@@ -1,23 +1,38 @@
 package shared
 
 import (
-	"bufio"
+	"bytes"
 	"io"
+	"os"
 )
 
 // EnterPresses returns a channel that receives once per line typed on stdin when stdin is a
 // terminal, as the article's "press Enter" prompts expect. For anything else (a pipe, /dev/null,
 // a test) it returns nil, a channel that never receives: such programs run until a signal.
+//
+// It reads the terminal only while the program is in the terminal's foreground: the kernel stops
+// a background process that reads its terminal (SIGTTIN), so `program &` would freeze at once and
+// `bg` would freeze it again. In the background it waits, and reads again after `fg`.
 func EnterPresses(stdin io.Reader) <-chan struct{} {
-	if !IsTerminal(stdin) {
+	f, ok := stdin.(*os.File)
+	if !ok || !IsTerminal(f) {
 		return nil
 	}
 	ch := make(chan struct{})
 	go func() {
-		// Ends with the process: a read on a terminal cannot be interrupted portably.
-		s := bufio.NewScanner(stdin)
-		for s.Scan() {
-			ch <- struct{}{}
+		// Ends with the process, or when the terminal goes away.
+		buf := make([]byte, 4096)
+		for {
+			if !lineWaiting(f) {
+				continue
+			}
+			n, err := f.Read(buf)
+			if n == 0 || err != nil {
+				return // end of input (Ctrl-D) or a terminal that is gone
+			}
+			for range bytes.Count(buf[:n], []byte{'\n'}) {
+				ch <- struct{}{}
+			}
 		}
 	}()
 	return ch

@@ -101,16 +101,28 @@ func CheckBrokerURL(s string) error {
 	if !brokerSchemes[u.Scheme] {
 		return fmt.Errorf("unknown scheme %q: want tcp, ssl, ws or wss", u.Scheme)
 	}
-	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+	_, port, err := net.SplitHostPort(u.Host)
+	if err != nil || port == "" {
 		return fmt.Errorf("%q has no port: want host:port, e.g. 127.0.0.1:1883", u.Host)
 	}
-	return nil
+	return checkPort(port, 1)
 }
 
-// CheckListenAddress accepts host:port or :port, as net.Listen does.
+// CheckListenAddress accepts host:port or :port, as net.Listen does; port 0 picks a free port.
 func CheckListenAddress(s string) error {
-	if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil || port == "" {
 		return fmt.Errorf("want host:port or :port, e.g. :1883")
+	}
+	return checkPort(port, 0)
+}
+
+// checkPort accepts a port number from least to 65535: a port out of range would only fail
+// when a client dials it, and a client retries for ever.
+func checkPort(port string, least int) error {
+	n, err := strconv.Atoi(port)
+	if err != nil || n < least || n > 65535 {
+		return fmt.Errorf("port %s: want a number from %d to 65535", port, least)
 	}
 	return nil
 }

@@ -13,19 +13,18 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite the code excerpts of README.md and docs/ from the source files")
+var update = flag.Bool("update", false, "rewrite the code excerpts of the READMEs and docs/ from the source files")
 
 // excerptMark stands before a ```go block that shows a declaration of a source file:
 // <!-- excerpt: mqttserver/broker/hooks.go OnSessionEstablished -->. The name is a function, a
-// method (either way, by its name alone) or a type.
-var excerptMark = regexp.MustCompile(`^<!-- excerpt: (\S+) (\S+) -->$`)
+// method (either way, by its name alone) or a type. Without a name the block is the whole file:
+// <!-- excerpt: examples/server/main.go -->.
+var excerptMark = regexp.MustCompile(`^<!-- excerpt: (\S+)(?: (\S+))? -->$`)
 
 // TestExcerpts checks that every code excerpt of the pages is the declaration in the source as
 // it is now; go test mqttdemo/tests -run TestExcerpts -args -update rewrites them.
 func TestExcerpts(t *testing.T) {
-	files, _ := filepath.Glob("../docs/*.md")
-	files = append([]string{"../README.md"}, files...)
-	for _, f := range files {
+	for _, f := range docPages() {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -44,7 +43,7 @@ func TestExcerpts(t *testing.T) {
 			for end < len(lines) && strings.TrimSpace(lines[end]) != "```" {
 				end++
 			}
-			want, err := declaration(filepath.Join("..", m[1]), m[2])
+			want, err := excerpt(filepath.Join("..", m[1]), m[2])
 			if err != nil {
 				t.Fatalf("%s:%d: %v", f, i+1, err)
 			}
@@ -53,8 +52,8 @@ func TestExcerpts(t *testing.T) {
 				continue
 			}
 			if !*update {
-				t.Errorf("%s:%d: the excerpt of %s %s differs from the source; run go test mqttdemo/tests -run TestExcerpts -args -update\n--- page:\n%s\n--- source:\n%s",
-					f, i+1, m[1], m[2], got, want)
+				t.Errorf("%s:%d: the excerpt of %s differs from the source; run go test mqttdemo/tests -run TestExcerpts -args -update\n--- page:\n%s\n--- source:\n%s",
+					f, i+1, strings.TrimSpace(m[1]+" "+m[2]), got, want)
 				continue
 			}
 			lines = append(lines[:i+2], append(strings.Split(want, "\n"), lines[end:]...)...)
@@ -66,6 +65,16 @@ func TestExcerpts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// excerpt returns the whole file when name is empty (without its final newline), else the
+// declaration of that name.
+func excerpt(path, name string) (string, error) {
+	if name != "" {
+		return declaration(path, name)
+	}
+	src, err := os.ReadFile(path)
+	return strings.TrimSuffix(string(src), "\n"), err
 }
 
 // declaration returns the source text of the named top-level declaration, doc comment included.

@@ -215,9 +215,10 @@ func TestSecurityNoPasswordInLogs(t *testing.T) {
 			}
 			run(b.Publisher, nil, "-username", "sensor", "-password", sensorPassword, "-topic", "sensors/a/temp", "-count", "1")
 			run(b.Publisher, harness.Env("MQTT_PASSWORD="+wrongPassword), "-username", "sensor", "-count", "1")
-			run(b.Subscriber, nil, "-username", "reader", "-password", wrongPassword, "-timeout", "2s")
+			// The -timeout lets a slow (loaded, -race) start connect: the refusal ends the first at once.
+			run(b.Subscriber, nil, "-username", "reader", "-password", wrongPassword, "-timeout", "15s")
 			run(b.Subscriber, harness.Env("MQTT_PASSWORD="+readerPassword), "-username", "reader",
-				"-topic", "sensors/+/temp", "-timeout", "1s")
+				"-topic", "sensors/+/temp", "-timeout", "3s")
 			server.WaitCount(t, `AUTH-FAILED|"authentication failed"`, 2)
 			server.WaitCount(t, `(CONNECTED|"client connected").*(sensor|reader)`, 2)
 			outputs = append(outputs, server.Out)

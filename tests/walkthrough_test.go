@@ -1,33 +1,34 @@
 package tests
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"mqttdemo/tests/harness"
 )
 
-// A walkthrough is a console block of the README or docs/*.md marked with
+// A walkthrough is a console block of a README or docs/*.md marked with
 // <!-- walkthrough: NAME --> on the line before its ```console fence. Lines starting with "$ "
-// are commands; the lines after a command are output it must print, in order.
+// are commands; the lines after a command are output it must print.
 //
-// The test runs every walkthrough as a reader would, with three liberties: "go run ./PROGRAM"
-// runs the binary built once for all tests; the ports 1883, 1882, 8883 and 8080 become free
+// The test runs the walkthroughs of each page as a reader does: typed one command at a time into
+// an interactive bash with job control on a pseudo-terminal, in the order of the page, as one
+// session, each command once the prompt is back. It takes three liberties: the programs are the
+// binaries built once for all tests (a "go build … ./mqttserver ./mqttpublisher ./mqttsubscriber"
+// links them, "go run ./PROGRAM" runs them); the ports 1883, 1882, 8883 and 8080 become free
 // ports; and what changes from run to run (times, ids, durations, ports) is compared loosely.
-// A command ending in "&" runs in the background as job %1, %2, …; its output lines below it are
-// waited for. An output line that starts with "[N] " is one that job N prints (later): the test
-// waits for it. Programs may be named bare (mqttserver): the built binaries come first in PATH.
-// In an output line, "…" stands for any text. "kill [-SIGNAL] %N" signals job N (TERM, INT, 9 or KILL, STOP) and, but for STOP,
-// waits for it to end. A command must exit 0: show a failure with "; echo exit status $?".
+//
+// A command must exit 0: show a failure with "; echo exit status $?". The output lines under a
+// command must appear after it, in order; those written "[N] …" are printed later by background
+// job N, and may come in any order. In an output line, "…" stands for any text. After the page,
+// no process of the session may be left, and the repository must hold no new file.
 type walkthrough struct {
 	file, name string
 	line       int
@@ -43,10 +44,8 @@ var walkthroughMark = regexp.MustCompile(`^<!-- walkthrough: (\S+) -->$`)
 
 func readWalkthroughs(t *testing.T) []walkthrough {
 	t.Helper()
-	files, _ := filepath.Glob("../docs/*.md")
-	files = append([]string{"../README.md"}, files...)
 	var all []walkthrough
-	for _, f := range files {
+	for _, f := range docPages() {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -82,11 +81,19 @@ func readWalkthroughs(t *testing.T) []walkthrough {
 func TestWalkthroughs(t *testing.T) {
 	all := readWalkthroughs(t)
 	if len(all) == 0 {
-		t.Fatal("no walkthroughs found in README.md and docs/")
+		t.Fatal("no walkthroughs found in the READMEs and docs/")
 	}
 	b := harness.Build(t)
+	var pages []string
+	byPage := map[string][]walkthrough{}
 	for _, w := range all {
-		t.Run(w.file+"/"+w.name, func(t *testing.T) { runWalkthrough(t, b, w) })
+		if byPage[w.file] == nil {
+			pages = append(pages, w.file)
+		}
+		byPage[w.file] = append(byPage[w.file], w)
+	}
+	for _, page := range pages {
+		t.Run(page, func(t *testing.T) { runPage(t, b, byPage[page]) })
 	}
 }
 
@@ -112,82 +119,77 @@ func normalise(s string) string {
 	return strings.TrimSpace(s)
 }
 
-func runWalkthrough(t *testing.T, b harness.Bins, w walkthrough) {
-	dir := t.TempDir()
-	// The pages run scripts/… from the root of the repository.
-	scripts, err := filepath.Abs("../scripts")
+// buildRE is the page's build command; the test links the binaries it built instead.
+var buildRE = regexp.MustCompile(`^go build .*-o "?([^" ]+)"? \./mqttserver \./mqttpublisher \./mqttsubscriber$`)
+
+func runPage(t *testing.T, b harness.Bins, page []walkthrough) {
+	repo, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(scripts, filepath.Join(dir, "scripts")); err != nil {
-		t.Fatal(err)
-	}
+	before := untracked(t, repo)
 	ports := map[string]string{}
 	for _, p := range []string{"1883", "1882", "8883", "8080"} {
 		ports[p] = strconv.Itoa(harness.FreePort(t))
 	}
 	portRE := regexp.MustCompile(`\b(1883|1882|8883|8080)\b`)
-	env := harness.Env(
+	sh := harness.StartShell(t, repo, harness.Env(
 		"PATH="+filepath.Dir(b.Server)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"MQTT_BROKER=tcp://127.0.0.1:"+ports["1883"],
 		"MQTT_LISTEN=127.0.0.1:"+ports["1883"],
-		"HOME="+dir,
-	)
+		"HOME="+t.TempDir(),
+		"TMPDIR="+t.TempDir(), // mktemp -d
+	))
 	programs := strings.NewReplacer(
 		"go run ./mqttserver", b.Server,
 		"go run ./mqttpublisher", b.Publisher,
 		"go run ./mqttsubscriber", b.Subscriber,
 	)
-	killRE := regexp.MustCompile(`^kill(?: -(\w+))? %(\d+)$`)
-	var jobs []*harness.Proc
-
-	for _, s := range w.steps {
-		cmdline := programs.Replace(portRE.ReplaceAllStringFunc(s.command, func(p string) string { return ports[p] }))
-		where := fmt.Sprintf("%s:%d %q", w.file, w.line, s.command)
-		if m := killRE.FindStringSubmatch(s.command); m != nil {
-			n, _ := strconv.Atoi(m[2])
-			if n < 1 || n > len(jobs) {
-				t.Fatalf("%s: no job %%%d", where, n)
+	for _, w := range page {
+		for _, s := range w.steps {
+			where := fmt.Sprintf("%s:%d (%s) %q", w.file, w.line, w.name, s.command)
+			cmdline := programs.Replace(portRE.ReplaceAllStringFunc(s.command, func(p string) string { return ports[p] }))
+			if m := buildRE.FindStringSubmatch(cmdline); m != nil {
+				cmdline = fmt.Sprintf("mkdir -p %s && ln -s %s %s %s %s", m[1], b.Server, b.Publisher, b.Subscriber, m[1])
 			}
-			sig := syscall.SIGTERM
-			switch m[1] {
-			case "9", "KILL":
-				sig = syscall.SIGKILL
-			case "INT":
-				sig = syscall.SIGINT
-			case "STOP":
-				sig = syscall.SIGSTOP // a client that hangs: the process stays, silent
+			from := len(sh.Screen())
+			out, status := sh.Run(t, cmdline)
+			if status != 0 {
+				t.Fatalf("%s: exit status %d\n%s", where, status, out)
 			}
-			jobs[n-1].Signal(t, sig)
-			if sig != syscall.SIGSTOP {
-				jobs[n-1].Exit(t)
+			// What the command printed comes after the echo of the command itself.
+			if i := strings.Index(sh.Screen()[from:], cmdline); i >= 0 {
+				from += i + len(cmdline)
 			}
-			_, fromJobs := splitJobLines(t, s.want, where)
-			waitJobs(t, jobs, fromJobs, where)
-			continue
+			own, fromJobs := splitJobLines(t, s.want, where)
+			waitInOrder(t, sh, from, own, where)
+			for _, l := range fromJobs {
+				waitInOrder(t, sh, from, []string{l.line}, fmt.Sprintf("%s: job [%d]", where, l.job))
+			}
 		}
-		own, fromJobs := splitJobLines(t, s.want, where)
-		if bg, ok := strings.CutSuffix(strings.TrimSpace(cmdline), "&"); ok {
-			// exec env: the job is the program itself (signals reach it), variables before it allowed.
-			p := harness.Start(t, s.command, "bash", env, "-c", "cd "+dir+" && exec env "+bg)
-			jobs = append(jobs, p)
-			for _, want := range own {
-				waitNormalised(t, p, want, where)
-			}
-			waitJobs(t, jobs, fromJobs, where)
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), harness.Timeout)
-		cmd := exec.CommandContext(ctx, "bash", "-c", cmdline)
-		cmd.Dir, cmd.Env = dir, env
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", where, err, out)
-		}
-		checkInOrder(t, string(out), own, where)
-		waitJobs(t, jobs, fromJobs, where)
 	}
+	harness.Eventually(t, func() bool { return len(sh.Left()) == 0 }, "%s: the walkthroughs to stop what they started; left: %v", page[0].file, sh.Left())
+	var left []string
+	for _, f := range untracked(t, repo) {
+		if !slices.Contains(before, f) {
+			left = append(left, f)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("%s: the walkthroughs left files in the repository:\n%s", page[0].file, strings.Join(left, "\n"))
+	}
+}
+
+// untracked lists the files in the repository that git does not track, ignored ones included
+// (.gitignore lists users.yaml and data/ only as a safety net).
+func untracked(t *testing.T, repo string) []string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", repo, "ls-files", "--others").Output()
+	if err != nil {
+		t.Logf("git ls-files: %v: not checking for files left in the repository", err)
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
 }
 
 type jobLine struct {
@@ -211,27 +213,35 @@ func splitJobLines(t *testing.T, want []string, where string) (own []string, job
 	return own, jobs
 }
 
-func waitJobs(t *testing.T, jobs []*harness.Proc, lines []jobLine, where string) {
+// waitInOrder waits until the terminal, after offset from, has shown lines matching want, in
+// this order.
+func waitInOrder(t *testing.T, sh *harness.Shell, from int, want []string, where string) {
 	t.Helper()
-	for _, l := range lines {
-		if l.job < 1 || l.job > len(jobs) {
-			t.Fatalf("%s: output for job [%d], which does not exist", where, l.job)
-		}
-		waitNormalised(t, jobs[l.job-1], l.line, where)
+	if len(want) == 0 {
+		return
 	}
+	harness.Eventually(t, func() bool { return firstMissing(sh.Screen()[from:], want) == "" },
+		"%s to print, in this order: %q", where, want)
 }
 
-func waitNormalised(t *testing.T, p *harness.Proc, want, where string) {
-	t.Helper()
-	n := normalise(want)
-	harness.Eventually(t, func() bool {
-		for _, l := range strings.Split(p.Out.String(), "\n") {
-			if matches(normalise(l), n) {
-				return true
-			}
+// firstMissing returns the first line of want that out lacks, in order; "" when none is.
+func firstMissing(out string, want []string) string {
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		got = append(got, normalise(l))
+	}
+	i := 0
+	for _, w := range want {
+		n := normalise(w)
+		for i < len(got) && !matches(got[i], n) {
+			i++
 		}
-		return false
-	}, "%s to print %q", where, want)
+		if i == len(got) {
+			return w
+		}
+		i++
+	}
+	return ""
 }
 
 // matches reports whether line holds want, where "…" in want stands for any text (the pages
@@ -246,24 +256,4 @@ func matches(line, want string) bool {
 		line = line[at+len(part):]
 	}
 	return true
-}
-
-func checkInOrder(t *testing.T, out string, want []string, where string) {
-	t.Helper()
-	var got []string
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		got = append(got, normalise(sc.Text()))
-	}
-	i := 0
-	for _, w := range want {
-		n := normalise(w)
-		for i < len(got) && !matches(got[i], n) {
-			i++
-		}
-		if i == len(got) {
-			t.Fatalf("%s: output lacks %q (in this order); it printed:\n%s", where, w, out)
-		}
-		i++
-	}
 }

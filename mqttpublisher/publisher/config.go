@@ -46,7 +46,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&cfg.Store, "store", "", "`directory` that keeps unacknowledged QoS 1/2 messages across a restart of the publisher (with -clean=false and -id)")
 	validate := func() error {
 		if cfg.Count < 0 {
-			return errors.New("invalid value for flag -count: must not be negative (0 means no limit)")
+			return &shared.BadValue{Flag: "count", Why: "must not be negative (0 means no limit)"}
 		}
 		if cfg.Store != "" && cfg.Clean {
 			return errors.New("-store needs -clean=false and a fixed -id: with a clean session paho empties the store when it connects")

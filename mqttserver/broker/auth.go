@@ -3,27 +3,25 @@ package broker
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
 	"mqttdemo/shared"
 )
 
-// Users is the -auth file: who may connect, and which topics each user may publish and
-// subscribe to. Anything not listed is denied.
+// Users is the -auth file: who may connect, and which topics each may publish and subscribe
+// to. Anything not allowed is denied, and a deny rule wins over any allow rule.
 //
+//	anonymous:                            # clients that give no user name; absent: refused
+//	  subscribe: ["#"]
+//	  deny_subscribe: [test/nosubscribe]
 //	users:
 //	  sensor:
 //	    password: s3cret                  # plain text, for demos
@@ -32,15 +30,23 @@ import (
 //	    bcrypt: $2a$10$...                 # from: mqttserver -hash-password
 //	    subscribe: [sensors/+/temperature, alerts/#]
 type Users struct {
-	Users map[string]User `yaml:"users"`
+	Anonymous *Rules           `yaml:"anonymous"`
+	Users     map[string]*User `yaml:"users"` // pointers: the rules are looked up per message, without a copy
 }
 
 // User is one entry of the -auth file.
 type User struct {
-	Password  string   `yaml:"password"` // plain text
-	Bcrypt    string   `yaml:"bcrypt"`   // a bcrypt hash ($2a$, $2b$ or $2y$)
-	Publish   []string `yaml:"publish"`  // topic filters the user may publish to
-	Subscribe []string `yaml:"subscribe"`
+	Password string `yaml:"password"` // plain text
+	Bcrypt   string `yaml:"bcrypt"`   // a bcrypt hash ($2a$, $2b$ or $2y$)
+	Rules    `yaml:",inline"`
+}
+
+// Rules are the topic filters a client may and may not publish and subscribe to.
+type Rules struct {
+	Publish       []string `yaml:"publish"`
+	Subscribe     []string `yaml:"subscribe"`
+	DenyPublish   []string `yaml:"deny_publish"`
+	DenySubscribe []string `yaml:"deny_subscribe"`
 }
 
 // HashPassword reads one line (the password) from r and writes its bcrypt hash to w.
@@ -73,10 +79,18 @@ func LoadUsers(path string) (*Users, error) {
 	if err := dec.Decode(&u); err != nil {
 		return nil, fmt.Errorf("auth file %s: %w", path, err)
 	}
-	if len(u.Users) == 0 {
-		return nil, fmt.Errorf("auth file %s: no users", path)
+	if len(u.Users) == 0 && u.Anonymous == nil {
+		return nil, fmt.Errorf("auth file %s: no users and no anonymous entry", path)
+	}
+	if u.Anonymous != nil {
+		if err := u.Anonymous.check(); err != nil {
+			return nil, fmt.Errorf("auth file %s: anonymous: %w", path, err)
+		}
 	}
 	for name, user := range u.Users {
+		if user == nil {
+			return nil, fmt.Errorf("auth file %s: user %q: needs a password or a bcrypt hash", path, name)
+		}
 		if err := user.check(); err != nil {
 			return nil, fmt.Errorf("auth file %s: user %q: %w", path, name, err)
 		}
@@ -95,12 +109,54 @@ func (u User) check() error {
 			return fmt.Errorf("bcrypt: %w", err)
 		}
 	}
-	for _, f := range append(append([]string(nil), u.Publish...), u.Subscribe...) {
-		if err := shared.CheckFilter(f); err != nil {
-			return err
+	return u.Rules.check()
+}
+
+func (r Rules) check() error {
+	for _, list := range [][]string{r.Publish, r.Subscribe, r.DenyPublish, r.DenySubscribe} {
+		for _, f := range list {
+			if err := shared.CheckFilter(f); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// rules are the rules of a client that gave username (empty: anonymous); nil if it has none.
+func (u *Users) rules(username []byte) *Rules {
+	if len(username) == 0 {
+		return u.Anonymous
+	}
+	if user := u.Users[string(username)]; user != nil {
+		return &user.Rules
+	}
+	return nil
+}
+
+// allows tells whether the rules let a client publish (write) or subscribe to topic, which may
+// be a filter. A filter is allowed when an allow rule covers every topic it can match and no
+// deny rule does; a wider filter that a deny rule only overlaps is allowed, and the messages it
+// would match on denied topics are withheld at delivery (asked with the topic name).
+func (r *Rules) allows(topic string, write bool) bool {
+	if r == nil {
+		return false
+	}
+	allow, deny := r.Subscribe, r.DenySubscribe
+	if write {
+		allow, deny = r.Publish, r.DenyPublish
+	}
+	for _, f := range deny {
+		if covers(f, topic) {
+			return false
+		}
+	}
+	for _, f := range allow {
+		if covers(f, topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // unknownUserHash is checked, in vain, for a user not in the file, so that answering takes as
@@ -113,11 +169,14 @@ var compareHash = bcrypt.CompareHashAndPassword
 // authenticate tells whether password is the user's; reason says why not.
 func (u *Users) authenticate(username, password []byte) (ok bool, reason string) {
 	if len(username) == 0 {
+		if u.Anonymous != nil {
+			return true, ""
+		}
 		return false, "no username"
 	}
-	user, found := u.Users[string(username)]
+	user := u.Users[string(username)]
 	switch {
-	case !found:
+	case user == nil:
 		_ = compareHash([]byte(unknownUserHash), password)
 		return false, "unknown user"
 	case user.Bcrypt != "":
@@ -128,95 +187,6 @@ func (u *Users) authenticate(username, password []byte) (ok bool, reason string)
 		return false, "wrong password"
 	}
 	return true, ""
-}
-
-// addAccess lets clients in: those of the -auth file, or anyone (with a warning) without one.
-func addAccess(server *mqtt.Server, authFile string, log *slog.Logger) error {
-	if authFile == "" {
-		// mochi refuses every client unless a hook allows it; the article's broker is open.
-		if err := server.AddHook(new(auth.AllowHook), nil); err != nil {
-			return fmt.Errorf("add allow-all hook: %w", err)
-		}
-		log.Warn("anonymous access: any client may connect, publish and subscribe to any topic")
-		return nil
-	}
-	users, err := LoadUsers(authFile)
-	if err != nil {
-		return err
-	}
-	if err := server.AddHook(&authHook{users: users, log: log,
-		denied: newLineCap(log, slog.LevelInfo, msgDeniedMore)}, nil); err != nil {
-		return fmt.Errorf("add auth hook: %w", err)
-	}
-	log.Info("access restricted to the users of the auth file", "file", authFile, "users", len(users.Users))
-	return nil
-}
-
-// authHook checks CONNECT credentials and every publish and subscribe against the -auth file.
-type authHook struct {
-	mqtt.HookBase
-	users  *Users
-	log    *slog.Logger
-	denied *lineCap // a client publishing in a loop to a forbidden topic must not flood the log
-}
-
-// Init starts the summary of capped "publish denied" lines; Stop writes the last one.
-func (h *authHook) Init(any) error {
-	h.denied.start()
-	return nil
-}
-
-func (h *authHook) Stop() error {
-	h.denied.close()
-	return nil
-}
-
-func (h *authHook) ID() string { return "auth-file" }
-
-func (h *authHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
-}
-
-// OnConnectAuthenticate refuses unknown users and wrong passwords; mochi then answers CONNACK
-// 0x04 (bad user name or password; 0x86 for MQTT 5). The password is never logged.
-func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	ok, reason := h.users.authenticate(pk.Connect.Username, pk.Connect.Password)
-	if ok {
-		return true
-	}
-	level := slog.LevelInfo
-	if cl.ID == healthCheckID && len(pk.Connect.Username) == 0 {
-		level = slog.LevelDebug // our own -healthcheck probe: a refusal is its expected answer
-	}
-	h.log.LogAttrs(context.Background(), level, msgAuthFailed,
-		slog.String("client", cl.ID),
-		slog.String("remote", cl.Net.Remote),
-		slog.String("username", string(pk.Connect.Username)),
-		slog.String("reason", reason))
-	return false
-}
-
-// OnACLCheck is asked for each PUBLISH a client sends (write), each filter it subscribes to
-// and each message delivered to it (read). A filter is allowed only when every topic it can
-// match is allowed, so "#" is refused to a user who may read only "sensors/#".
-func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	user := h.users.Users[string(cl.Properties.Username)]
-	allowed := user.Subscribe
-	if write {
-		allowed = user.Publish
-	}
-	for _, f := range allowed {
-		if covers(f, topic) {
-			return true
-		}
-	}
-	if write && h.denied.allow() {
-		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgPublishDenied,
-			slog.String("client", cl.ID),
-			slog.String("username", string(cl.Properties.Username)),
-			slog.String("topic", topic))
-	}
-	return false
 }
 
 // covers reports whether every topic that filter can match is also matched by allowed

@@ -46,6 +46,50 @@ func TestCovers(t *testing.T) {
 	}
 }
 
+// TestRulesAllow: allow rules, deny rules that win over them, and the wildcard semantics of
+// both: a filter is allowed when an allow rule covers all of it and no deny rule does.
+func TestRulesAllow(t *testing.T) {
+	anon := &Rules{Publish: []string{"#"}, Subscribe: []string{"#"}, DenySubscribe: []string{"test/nosubscribe"},
+		DenyPublish: []string{"secret/#"}}
+	for _, c := range []struct {
+		rules *Rules
+		topic string
+		write bool
+		want  bool
+	}{
+		{anon, "test/nosubscribe", false, false},
+		{anon, "test/+", false, true}, // wider than the denied topic: granted, and withheld at delivery
+		{anon, "#", false, true},
+		{anon, "test/other", false, true},
+		{anon, "test/nosubscribe", true, true}, // deny_subscribe does not touch publishing
+		{anon, "secret/key", true, false},
+		{anon, "secret", true, false}, // secret/# also matches secret
+		{anon, "$SYS/x", false, false},
+		{nil, "anything", false, false}, // no entry: nothing allowed
+		{&Rules{}, "anything", true, false},
+	} {
+		if got := c.rules.allows(c.topic, c.write); got != c.want {
+			t.Errorf("%+v.allows(%q, write=%v) = %v, want %v", c.rules, c.topic, c.write, got, c.want)
+		}
+	}
+}
+
+// TestAnonymousEntry: without an anonymous entry a client without a user name is refused; with
+// one it is let in with those rules.
+func TestAnonymousEntry(t *testing.T) {
+	closed := &Users{Users: map[string]*User{"u": {Password: "p"}}}
+	if ok, _ := closed.authenticate(nil, nil); ok {
+		t.Error("anonymous let in without an anonymous entry")
+	}
+	open := &Users{Anonymous: &Rules{Subscribe: []string{"#"}}}
+	if ok, _ := open.authenticate(nil, nil); !ok {
+		t.Error("anonymous refused with an anonymous entry")
+	}
+	if !open.rules(nil).allows("a/b", false) || open.rules([]byte("u")) != nil {
+		t.Error("anonymous rules not applied, or applied to a named user")
+	}
+}
+
 func TestLoadUsersRejects(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
 		{"no password", "users:\n  a:\n    publish: [x]\n", "needs a password"},
@@ -54,6 +98,7 @@ func TestLoadUsersRejects(t *testing.T) {
 		{"bad filter", "users:\n  a:\n    password: p\n    subscribe: [a/#/b]\n", "# must be the last level"},
 		{"typo", "users:\n  a:\n    password: p\n    publsh: [x]\n", "publsh"},
 		{"empty", "users: {}\n", "no users"},
+		{"bad deny filter", "anonymous:\n  deny_subscribe: [a+]\n", "anonymous"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "auth.yaml")
@@ -274,7 +319,7 @@ func TestUnknownUserTakesAsLong(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users := &Users{Users: map[string]User{"known": {Bcrypt: string(hash)}}}
+	users := &Users{Users: map[string]*User{"known": {Bcrypt: string(hash)}}}
 	calls := 0
 	orig := compareHash
 	compareHash = func(h, p []byte) error { calls++; return orig(h, p) }

@@ -3,7 +3,9 @@ package broker
 import (
 	"bufio"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -19,12 +21,16 @@ import (
 //	go test -run '^$' -bench EventLog -benchtime 200000x mqttdemo/mqttserver/broker
 func BenchmarkEventLog(b *testing.B) {
 	for _, c := range []struct {
-		name string
-		cfg  Config
+		name   string
+		cfg    Config
+		viewer bool // a live page open during the run
 	}{
-		{"no-events-hook", Config{noEvents: true, LogFormat: "json"}},
-		{"events-text", Config{LogFormat: "text"}},
-		{"events-json", Config{LogFormat: "json"}},
+		{"no-events-hook", Config{noEvents: true, LogFormat: "json"}, false},
+		{"events-text", Config{LogFormat: "text"}, false},
+		{"events-json", Config{LogFormat: "json"}, false},
+		// With -http-listen: the live page counts every message and copies the event lines.
+		{"events-text-livepage", Config{LogFormat: "text", HTTPListen: "127.0.0.1:0"}, false},
+		{"events-text-livepage-open", Config{LogFormat: "text", HTTPListen: "127.0.0.1:0"}, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cfg := c.cfg
@@ -44,6 +50,14 @@ func BenchmarkEventLog(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer broker.Close()
+			if c.viewer {
+				resp, err := http.Get("http://" + broker.endpointAddr(b, "http") + "/events")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer resp.Body.Close()
+				go func() { _, _ = io.Copy(io.Discard, resp.Body) }() // ends when the broker closes
+			}
 			benchFlow(b, broker.Addr())
 			b.StopTimer()
 			broker.Close()

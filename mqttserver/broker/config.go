@@ -28,7 +28,7 @@ type Config struct {
 	TLSListen, TLSCert, TLSKey string
 	// WSListen serves MQTT over WebSocket; "" is off.
 	WSListen string
-	// HTTPListen serves /healthz and /stats ($SYS counters as JSON); "" is off.
+	// HTTPListen serves /healthz, /stats ($SYS counters as JSON) and the live page; "" is off.
 	HTTPListen string
 	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
 	AuthFile string
@@ -73,7 +73,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&tlsCert, "tls-cert", "", "PEM `file` of the server certificate (and its chain) for -tls-listen; scripts/gen-certs.sh makes one")
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM `file` of the private key of -tls-cert")
 	fs.Var(wsListen, "ws-listen", "`address` to serve MQTT over WebSocket on, e.g. :1882 (off when empty)")
-	fs.Var(httpListen, "http-listen", "`address` to serve /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty)")
+	fs.Var(httpListen, "http-listen", "`address` to serve the live page (/), /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty)")
 	lim := DefaultLimits()
 	minKeepAlive := shared.Duration(lim.MinKeepAlive)
 	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`; 0 is no limit")

@@ -55,25 +55,32 @@ func TestLoadRejects(t *testing.T) {
 		{[]string{"-tls-cert", "c.pem"}, "-tls-cert and -tls-key go together"},
 		{[]string{"-tls-listen", ":8883"}, "-tls-listen needs -tls-cert"},
 		{[]string{"-ws-listen", "1882"}, "want host:port"},
-		{[]string{"-max-pending-writes", "0"}, "-max-pending-writes 0"},
-		{[]string{"-max-packet-size", "-1"}, "-max-packet-size -1"},
-		{[]string{"-min-keepalive", "30h"}, "-min-keepalive"},
-		{[]string{"-max-queued-bytes", "0"}, "-max-queued-bytes 0"},
-		{[]string{"-max-queued-messages", "70000"}, "-max-queued-messages 70000"},
-		{[]string{"-max-sessions", "-1"}, "-max-sessions -1"},
-		{[]string{"-session-expiry", "0s"}, "-session-expiry"},
-		{[]string{"-slow-client-timeout", "-1s"}, "-slow-client-timeout"},
+		{[]string{"-max-pending-writes", "0"}, `invalid value "0" for flag -max-pending-writes: want at least 1`},
+		{[]string{"-max-packet-size", "-1"}, `invalid value "-1" for flag -max-packet-size`},
+		{[]string{"-min-keepalive", "30h"}, `invalid value "30h0m0s" for flag -min-keepalive`},
+		{[]string{"-listen", ":65536"}, `invalid value ":65536" for flag -listen: port 65536`},
+		{[]string{"-max-queued-bytes", "0"}, `invalid value "0" for flag -max-queued-bytes: want at least 1`},
+		{[]string{"-max-queued-messages", "70000"}, `invalid value "70000" for flag -max-queued-messages`},
+		{[]string{"-max-sessions", "-1"}, `invalid value "-1" for flag -max-sessions`},
+		{[]string{"-session-expiry", "0s"}, `invalid value "0s" for flag -session-expiry`},
+		{[]string{"-slow-client-timeout", "-1s"}, `invalid value "-1s" for flag -slow-client-timeout`},
 	} {
 		var stderr bytes.Buffer
 		_, err := Load(c.args, noEnv, &stderr)
 		var usage *shared.UsageError
-		if !errors.As(err, &usage) || !strings.Contains(stderr.String(), c.want) {
-			t.Errorf("Load(%q): err = %v, stderr %q; want a usage error saying %q", c.args, err, firstLine(stderr.String()), c.want)
+		if !errors.As(err, &usage) || !strings.Contains(lastLine(stderr.String()), c.want) {
+			t.Errorf("Load(%q): err = %v, stderr %q; want a usage error ending with a line saying %q", c.args, err, stderr.String(), c.want)
 		}
+	}
+	// A value from the environment is named by its variable.
+	var stderr bytes.Buffer
+	getenv := func(k string) string { return map[string]string{"MQTT_MAX_CLIENTS": "-1"}[k] }
+	if _, err := Load(nil, getenv, &stderr); err == nil || !strings.Contains(lastLine(stderr.String()), `invalid value "-1" for MQTT_MAX_CLIENTS: want 0`) {
+		t.Errorf("MQTT_MAX_CLIENTS=-1: err = %v, stderr %q", err, stderr.String())
 	}
 }
 
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	return lines[len(lines)-1]
 }

@@ -5,13 +5,25 @@ import (
 	"io"
 	"net"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // HealthTimeout bounds the whole health probe: dial, CONNECT, CONNACK.
 const HealthTimeout = 3 * time.Second
 
-// healthCheckID is the probe's client id; the auth hook logs the probe's refusal at debug only.
+// healthCheckID is the probe's client id; the probe's visits are logged at debug only.
 const healthCheckID = "healthcheck"
+
+// isHealthProbe tells whether cl is our -healthcheck probe, which connects every few seconds:
+// its id, no user name, and from this machine. Anyone else using its id is logged as usual.
+func isHealthProbe(cl *mqtt.Client, username []byte) bool {
+	if cl.ID != healthCheckID || len(username) > 0 {
+		return false
+	}
+	ip := net.ParseIP(remoteHost(cl.Net.Remote))
+	return ip != nil && ip.IsLoopback()
+}
 
 // connectPacket is an MQTT 3.1.1 CONNECT: clean session, keep-alive 0, client id "healthcheck".
 var connectPacket = []byte{

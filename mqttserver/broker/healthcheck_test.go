@@ -29,6 +29,10 @@ func TestHealthCheck(t *testing.T) {
 			t.Errorf("%s: HealthCheck(%s) = %v, want healthy=%v", c.name, c.addr, err, c.healthy)
 		}
 	}
+	// mochi logs the visit after it wrote the CONNACK the probe returned on.
+	waitFor(t, "the probe's visit in the debug log", func() bool {
+		return openLogs.has(t, msgDisconnected, map[string]any{"client": healthCheckID})
+	})
 	// The probe's refusal is not an intrusion, and its visits every few seconds are not news:
 	// both are logged at debug, not info.
 	for _, l := range []*logBuffer{logs, openLogs} {

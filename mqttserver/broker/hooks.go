@@ -122,7 +122,7 @@ func (h *eventsHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 // clientLevel keeps the container health probe, which connects every few seconds, out of the
 // info log: its visits are debug lines.
 func clientLevel(cl *mqtt.Client) slog.Level {
-	if cl.ID == healthCheckID {
+	if isHealthProbe(cl, cl.Properties.Username) {
 		return slog.LevelDebug
 	}
 	return slog.LevelInfo

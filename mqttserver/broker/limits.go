@@ -8,6 +8,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqttdemo/shared"
 )
 
 // Defaults of the safety limits.
@@ -64,6 +66,9 @@ func (l Limits) capabilities() *mqtt.Capabilities {
 	if l.MaxClients > 0 {
 		c.MaximumClients = int64(l.MaxClients)
 	}
+	// mochi copies a PUBLISH's user properties into its PUBACK/PUBREC; MQTT 5 does not ask
+	// for that, and the Eclipse paho MQTT 5 test client rejects such acks.
+	c.Compatibilities.NoInheritedPropertiesOnAck = true
 	return c
 }
 
@@ -71,35 +76,43 @@ func (l Limits) capabilities() *mqtt.Capabilities {
 func (l Limits) check() error {
 	switch {
 	case l.MaxPacketSize < 0 || l.MaxPacketSize > math.MaxUint32:
-		return fmt.Errorf("-max-packet-size %d: want 0 (no limit) to %d bytes", l.MaxPacketSize, uint32(math.MaxUint32))
+		return &shared.BadValue{Flag: "max-packet-size", Why: fmt.Sprintf("want 0 (no limit) to %d bytes", uint32(math.MaxUint32))}
 	case l.MaxPendingWrites < 1 || l.MaxPendingWrites > math.MaxInt32:
-		return fmt.Errorf("-max-pending-writes %d: want at least 1", l.MaxPendingWrites)
+		return &shared.BadValue{Flag: "max-pending-writes", Why: "want at least 1"}
 	case l.MinKeepAlive > math.MaxUint16*time.Second:
-		return fmt.Errorf("-min-keepalive %v: MQTT keep-alive is at most %v", l.MinKeepAlive, math.MaxUint16*time.Second)
+		return &shared.BadValue{Flag: "min-keepalive", Why: fmt.Sprintf("MQTT keep-alive is at most %v", math.MaxUint16*time.Second)}
 	case l.MaxClients < 0:
-		return fmt.Errorf("-max-clients %d: want 0 (no limit) or more", l.MaxClients)
+		return &shared.BadValue{Flag: "max-clients", Why: "want 0 (no limit) or more"}
 	case l.MaxQueuedBytes < 1:
-		return fmt.Errorf("-max-queued-bytes %d: want at least 1", l.MaxQueuedBytes)
+		return &shared.BadValue{Flag: "max-queued-bytes", Why: "want at least 1"}
 	case l.SlowClientTimeout < 0:
-		return fmt.Errorf("-slow-client-timeout %v: want 0 (never) or more", l.SlowClientTimeout)
+		return &shared.BadValue{Flag: "slow-client-timeout", Why: "want 0 (never) or more"}
 	}
 	return l.checkSessions()
 }
 
-// keepAliveHook raises a keep-alive below the floor. mochi has no such capability. MQTT 5
-// clients are told the new value in the CONNACK (Server Keep Alive); MQTT 3.1.1 has no way to
-// tell them, so the broker only waits longer (1.5 × the floor) before it calls them dead.
-// Zero (keep-alive off) is left alone: 3.1.1 clients may rely on it.
-type keepAliveHook struct {
+// limitsHook applies the limits mochi has no capability for, or gets wrong.
+//
+// The keep-alive floor: a keep-alive below it is raised. MQTT 5 clients are told the new value
+// in the CONNACK (Server Keep Alive); MQTT 3.1.1 has no way to tell them, so the broker only
+// waits longer (1.5 × the floor) before it calls them dead. Zero (keep-alive off) is left
+// alone: 3.1.1 clients may rely on it.
+//
+// The packet size: mochi compares the remaining length plus one with its maximum, so packets
+// up to four bytes over it get through; MQTT 5 counts the whole packet, fixed header included.
+type limitsHook struct {
 	mqtt.HookBase
-	floor uint16 // seconds
-	log   *slog.Logger
+	floor   uint16 // seconds; 0 is no floor
+	maxSize int    // bytes; 0 is no limit
+	log     *slog.Logger
 }
 
-func (h *keepAliveHook) ID() string           { return "keepalive-floor" }
-func (h *keepAliveHook) Provides(b byte) bool { return b == mqtt.OnConnect }
+func (h *limitsHook) ID() string { return "limits" }
+func (h *limitsHook) Provides(b byte) bool {
+	return b == mqtt.OnConnect && h.floor > 0 || b == mqtt.OnPacketRead && h.maxSize > 0
+}
 
-func (h *keepAliveHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+func (h *limitsHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	if ka := cl.State.Keepalive; ka != 0 && ka < h.floor {
 		cl.State.Keepalive = h.floor
 		cl.State.ServerKeepalive = true
@@ -108,14 +121,48 @@ func (h *keepAliveHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	return nil
 }
 
-// addLimits installs the keep-alive floor.
+// OnPacketRead refuses a packet over the size limit; mochi then closes the connection.
+func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if size := packetSize(pk.FixedHeader.Remaining); size > h.maxSize {
+		return pk, tooLarge{size: size, limit: h.maxSize}
+	}
+	return pk, nil
+}
+
+// packetSize is the size of a whole packet whose remaining length is remaining: one byte of
+// type and flags, one to four of length, and the rest.
+func packetSize(remaining int) int {
+	size := 1 + remaining
+	for {
+		size++
+		if remaining < 128 {
+			return size
+		}
+		remaining /= 128
+	}
+}
+
+// tooLarge is the error of a packet over -max-packet-size; it is mochi's ErrPacketTooLarge, and
+// ErrRejectPacket, the one error of OnPacketRead that mochi does not ignore.
+type tooLarge struct{ size, limit int }
+
+func (e tooLarge) Error() string {
+	return fmt.Sprintf("packet of %d bytes is over -max-packet-size %d", e.size, e.limit)
+}
+
+func (e tooLarge) Is(target error) bool {
+	return target == packets.ErrPacketTooLarge || target == packets.ErrRejectPacket
+}
+
+// addLimits installs the keep-alive floor and the exact packet size check.
 func addLimits(server *mqtt.Server, l Limits, log *slog.Logger) error {
-	floor := uint16((l.MinKeepAlive + time.Second - 1) / time.Second) // whole seconds, rounded up
-	if floor == 0 {
+	h := &limitsHook{floor: uint16((l.MinKeepAlive + time.Second - 1) / time.Second), // whole seconds, rounded up
+		maxSize: l.MaxPacketSize, log: log}
+	if h.floor == 0 && h.maxSize == 0 {
 		return nil
 	}
-	if err := server.AddHook(&keepAliveHook{floor: floor, log: log}, nil); err != nil {
-		return fmt.Errorf("add keep-alive hook: %w", err)
+	if err := server.AddHook(h, nil); err != nil {
+		return fmt.Errorf("add limits hook: %w", err)
 	}
 	return nil
 }

@@ -67,9 +67,16 @@ func (b *Broker) addListeners(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("-http-listen: %w", err)
 		}
-		b.http = &http.Server{Handler: statusHandler(b.server), ReadHeaderTimeout: 5 * time.Second}
+		// The timeouts free connections that send nothing, or hold on idle between requests.
+		b.http = &http.Server{Handler: statusHandler(b.server, b.page), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
+		if !isLoopback(ln.Addr()) {
+			b.log.Warn("/stats is open to anyone who can reach this address (the live page too, without -auth): "+
+				"it shows the broker's counters without a password; serve it on 127.0.0.1 or behind a proxy that asks for one",
+				"http", ln.Addr().String())
+		}
 	}
 	return nil
 }
@@ -85,18 +92,34 @@ func (b *Broker) addMQTT(l listeners.Listener, name, scheme string) error {
 	return nil
 }
 
-// serverTLS loads the certificate (with its chain) and key; TLS 1.2 is the oldest accepted.
+// serverTLS loads the certificate (with its chain) and key. TLS 1.2 is the oldest accepted,
+// and only with forward-secret AEAD suites (TLS 1.3 has nothing else): no CBC, no RSA key exchange.
 func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		}}, nil
 }
 
-// statusHandler serves /healthz (200 while the broker runs) and /stats (the $SYS counters).
-func statusHandler(server *mqtt.Server) http.Handler {
+// isLoopback tells whether addr is on this machine only.
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+// statusHandler serves /healthz (200 while the broker runs), /stats (the $SYS counters) and
+// the live page (livepage.go).
+func statusHandler(server *mqtt.Server, page *livePage) http.Handler {
 	mux := http.NewServeMux()
+	if page != nil {
+		page.register(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")

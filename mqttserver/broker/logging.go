@@ -135,6 +135,13 @@ var eventStyles = map[string]struct {
 	msgSubRefused:    {"SUB-REFUSED", shared.StyleError},
 	msgWillSent:      {"WILL", shared.StyleWarn},
 	msgExpired:       {"EXPIRED", shared.StyleInfo},
+	// access control (access.go)
+	msgConnectRefused: {"REFUSED", shared.StyleError},
+	msgWillWithdrawn:  {"WILL-WITHDRAWN", shared.StyleWarn},
+	msgNotResent:      {"WITHHELD", shared.StyleWarn},
+	msgAuthReloaded:   {"RELOADED", shared.StyleGood},
+	msgLoginsSlowed:   {"THROTTLED", shared.StyleWarn},
+	msgRevoked:        {"REVOKED", shared.StyleWarn},
 }
 
 // summaries are the once-a-second lines of capped events (see lineCap), and what they count.

@@ -11,6 +11,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqttdemo/shared"
 )
 
 // Why this file: mochi bounds a session's queue only by a count of packets (8192 by default)
@@ -50,11 +52,11 @@ func (l Limits) sessionCapabilities(c *mqtt.Capabilities) {
 func (l Limits) checkSessions() error {
 	switch {
 	case l.MaxQueuedMessages < 1 || l.MaxQueuedMessages > math.MaxUint16:
-		return fmt.Errorf("-max-queued-messages %d: want 1 to %d", l.MaxQueuedMessages, math.MaxUint16)
+		return &shared.BadValue{Flag: "max-queued-messages", Why: fmt.Sprintf("want 1 to %d", math.MaxUint16)}
 	case l.MaxSessions < 0:
-		return fmt.Errorf("-max-sessions %d: want 0 (no limit) or more", l.MaxSessions)
+		return &shared.BadValue{Flag: "max-sessions", Why: "want 0 (no limit) or more"}
 	case l.SessionExpiry < time.Second || l.SessionExpiry > math.MaxUint32*time.Second:
-		return fmt.Errorf("-session-expiry %v: want 1s to %v", l.SessionExpiry, math.MaxUint32*time.Second)
+		return &shared.BadValue{Flag: "session-expiry", Why: fmt.Sprintf("want 1s to %v", math.MaxUint32*time.Second)}
 	}
 	return nil
 }

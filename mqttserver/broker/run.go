@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -24,11 +27,13 @@ type Broker struct {
 	tcp    *listeners.Net
 	// endpoints are the bound addresses, for the "server started" line.
 	endpoints []endpoint
-	http      *http.Server // -http-listen: /healthz and /stats
+	http      *http.Server // -http-listen: /healthz, /stats and the live page
+	page      *livePage    // with -http-listen, or nil
 	httpLn    net.Listener
 	log       *slog.Logger
 	data      *store // -data, or nil
 	flow      *flowControl
+	access    *accessHook
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
@@ -48,7 +53,13 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		Logger:       libraryLog,
 		Capabilities: caps,
 	})
-	b := &Broker{server: server, log: log}
+	var page *livePage
+	if cfg.HTTPListen != "" { // the live page: its own copy of the event lines (livepage.go)
+		lines := new(lineRing)
+		log = teeLog(log, lines)
+		page = newLivePage(server, lines)
+	}
+	b := &Broker{server: server, log: log, page: page}
 	if !cfg.blockingWrites {
 		b.flow = newFlowControl(server, cfg.Limits, log)
 	}
@@ -71,6 +82,11 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 			return nil, fmt.Errorf("add events hook: %w", err)
 		}
 	}
+	if page != nil {
+		if err := server.AddHook(page, nil); err != nil {
+			return nil, fmt.Errorf("add live page hook: %w", err)
+		}
+	}
 	if err := addLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
@@ -79,8 +95,11 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 			return nil, fmt.Errorf("add flow-control hook: %w", err)
 		}
 	}
-	if err := addAccess(server, cfg.AuthFile, log); err != nil {
+	if b.access, err = addAccess(server, cfg.AuthFile, log); err != nil {
 		return nil, err
+	}
+	if page != nil && cfg.AuthFile != "" { // the page asks for the same users, with HTTP basic auth
+		page.checkUser = b.access.pageLogin
 	}
 	if cfg.DataDir != "" {
 		if data, err = addStorage(server, cfg.DataDir, log); err != nil {
@@ -89,6 +108,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
 		fixes.persist = func(cl *mqtt.Client, pk packets.Packet) { data.storeInflight(cl, pk, pk.Created) }
 		fixes.deliveredFirst = true
+		b.access.withheld = data.OnQosDropped
 	}
 	// After the store: a message it stored and this hook drops is deleted from the file too.
 	queues := newQueueHook(server, cfg.Limits, log)
@@ -126,8 +146,14 @@ func (b *Broker) Start() error {
 		attrs = append(attrs, e.name, e.url)
 	}
 	b.log.Info(msgStarted, attrs...)
+	if b.page != nil {
+		b.page.announce(b.log, b.httpLn.Addr())
+	}
 	return nil
 }
+
+// Reload reads the -auth file again; a file that does not load leaves the rules in force.
+func (b *Broker) Reload() error { return b.access.Reload() }
 
 // Close disconnects every client and stops the listeners. It may be called more than once.
 func (b *Broker) Close() error {
@@ -174,9 +200,20 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if enter != nil {
 		log.Info("press Enter to stop the server")
 	}
-	select {
-	case <-ctx.Done():
-	case <-enter:
+	var hangup chan os.Signal // SIGHUP reloads the -auth file, as it does Mosquitto's files
+	if cfg.AuthFile != "" {
+		hangup = make(chan os.Signal, 1)
+		signal.Notify(hangup, syscall.SIGHUP)
+		defer signal.Stop(hangup)
 	}
-	return b.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return b.Close()
+		case <-enter:
+			return b.Close()
+		case <-hangup:
+			_ = b.Reload() // a bad file is logged and changes nothing
+		}
+	}
 }

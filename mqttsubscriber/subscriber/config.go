@@ -1,7 +1,6 @@
 package subscriber
 
 import (
-	"errors"
 	"io"
 	"time"
 
@@ -40,7 +39,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object per message instead of a coloured line")
 	validate := func() error {
 		if cfg.Count < 0 {
-			return errors.New("invalid value for flag -count: must not be negative (0 means no limit)")
+			return &shared.BadValue{Flag: "count", Why: "must not be negative (0 means no limit)"}
 		}
 		return cfg.ClientConfig.Validate()
 	}

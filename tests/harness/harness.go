@@ -28,42 +28,58 @@ const Timeout = 20 * time.Second
 // Bins are the paths of the three programs, built once per test binary.
 type Bins struct{ Server, Publisher, Subscriber string }
 
-var (
-	buildOnce sync.Once
-	bins      Bins
-	buildErr  error
-)
+// once builds one set of programs once per test binary.
+type once struct {
+	sync.Once
+	bins Bins
+	err  error
+}
+
+var suite, examples once
+
+// get builds the programs on the first call; every call fails the test if that build failed.
+func (o *once) get(tb testing.TB, dir string, pkgs ...string) Bins {
+	tb.Helper()
+	o.Do(func() { o.bins, o.err = build(dir, pkgs...) })
+	if o.err != nil {
+		tb.Fatal(o.err)
+	}
+	return o.bins
+}
 
 // Build compiles mqttserver, mqttpublisher and mqttsubscriber (with -race when the tests run
 // with it) into a temporary directory shared by every test of this test binary.
 func Build(tb testing.TB) Bins {
 	tb.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mqttdemo-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		args := []string{"build", "-o", dir + string(filepath.Separator)}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "mqttdemo/mqttserver", "mqttdemo/mqttpublisher", "mqttdemo/mqttsubscriber")
-		cmd := exec.Command("go", args...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		bins = Bins{
-			Server:     filepath.Join(dir, "mqttserver"),
-			Publisher:  filepath.Join(dir, "mqttpublisher"),
-			Subscriber: filepath.Join(dir, "mqttsubscriber"),
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
+	return suite.get(tb, "", "mqttdemo/mqttserver", "mqttdemo/mqttpublisher", "mqttdemo/mqttsubscriber")
+}
+
+// BuildExamples compiles the three short programs of examples/ (server, publisher, subscriber)
+// like Build. They are built inside their own module (the path is relative to tests/, where the
+// tests run), which works with or without go.work.
+func BuildExamples(tb testing.TB) Bins {
+	tb.Helper()
+	return examples.get(tb, "../examples", "./server", "./publisher", "./subscriber")
+}
+
+// build runs go build in dir (empty: the current directory) on three packages: a server, a
+// publisher and a subscriber, in that order.
+func build(dir string, pkgs ...string) (Bins, error) {
+	out, err := os.MkdirTemp("", "mqttdemo-bin-")
+	if err != nil {
+		return Bins{}, err
 	}
-	return bins
+	args := []string{"build", "-o", out + string(filepath.Separator)}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkgs...)...)
+	cmd.Dir = dir
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return Bins{}, fmt.Errorf("go build: %v\n%s", err, msg)
+	}
+	bin := func(pkg string) string { return filepath.Join(out, filepath.Base(pkg)) }
+	return Bins{Server: bin(pkgs[0]), Publisher: bin(pkgs[1]), Subscriber: bin(pkgs[2])}, nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. It is drawn below

@@ -1,0 +1,347 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqttdemo/shared"
+)
+
+// accessHook decides who may connect and what each client may publish and subscribe to: the
+// users and rules of the -auth file, or anyone when there is none. It is the only hook that
+// allows anything (mochi refuses every client unless a hook allows it, and lets any hook's
+// "yes" win), so the deny rules hold.
+//
+// What it checks, at CONNECT: the login (slowed down after failures, see loginThrottle), that
+// the will topic is a topic name the user may publish to, and that a session with the client's
+// id belongs to the same user; while connected: every PUBLISH, SUBSCRIBE and delivery.
+type accessHook struct {
+	mqtt.HookBase
+	server *mqtt.Server
+	file   string                // the -auth file; "" is open access
+	users  atomic.Pointer[Users] // nil: open access
+	log    *slog.Logger
+	denied *lineCap // a client publishing in a loop to a forbidden topic must not flood the log
+	logins *loginThrottle
+	// suspectChecks lets one password check at a time run for addresses that failed recently:
+	// a guessing flood then keeps at most one core busy with bcrypt, whatever its width.
+	suspectChecks chan struct{}
+	// withheld is told of a queued message that is not resent because the client may no
+	// longer read its topic (the -data store forgets it).
+	withheld func(cl *mqtt.Client, pk packets.Packet)
+	stop     chan struct{}
+}
+
+// The messages of the access hook.
+const (
+	msgConnectRefused = "connection refused"
+	msgAuthReloaded   = "auth file reloaded"
+	msgWillWithdrawn  = "will withdrawn"
+	msgNotResent      = "queued message not resent"
+	msgLoginsSlowed   = "failed logins slowed down"
+	msgRevoked        = "access revoked"
+)
+
+// addAccess installs the access hook: the users of authFile, or anyone (with a warning).
+func addAccess(server *mqtt.Server, authFile string, log *slog.Logger) (*accessHook, error) {
+	h := &accessHook{server: server, file: authFile, log: log, logins: newLoginThrottle(), suspectChecks: make(chan struct{}, 1),
+		denied: newLineCap(log, slog.LevelInfo, msgDeniedMore), stop: make(chan struct{})}
+	if authFile != "" {
+		users, err := LoadUsers(authFile)
+		if err != nil {
+			return nil, err
+		}
+		h.users.Store(users)
+	}
+	if err := server.AddHook(h, nil); err != nil {
+		return nil, fmt.Errorf("add access hook: %w", err)
+	}
+	if users := h.users.Load(); users != nil {
+		log.Info("access restricted to the users of the auth file", "file", authFile,
+			"users", len(users.Users), "anonymous", users.Anonymous != nil)
+	} else {
+		log.Warn("anonymous access: any client may connect, publish and subscribe to any topic")
+	}
+	return h, nil
+}
+
+func (h *accessHook) ID() string { return "access" }
+
+func (h *accessHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck:
+		return true
+	}
+	return false
+}
+
+// Init starts the once-a-second summaries; Stop writes the last ones and ends the waits of
+// slowed-down logins.
+func (h *accessHook) Init(any) error {
+	h.denied.start()
+	go h.logins.summarize(h.log, h.stop)
+	return nil
+}
+
+func (h *accessHook) Stop() error {
+	close(h.stop)
+	h.denied.close()
+	return nil
+}
+
+// Reload reads the -auth file again (on SIGHUP). A file that does not load is refused with one
+// line and the rules in force stay. Clients whose user is gone are disconnected, and wills the
+// new rules no longer allow are withdrawn.
+func (h *accessHook) Reload() error {
+	if h.file == "" {
+		return nil
+	}
+	users, err := LoadUsers(h.file)
+	if err != nil {
+		h.log.Error("auth file not reloaded; the rules in force stay", "error", err)
+		return err
+	}
+	h.users.Store(users)
+	h.log.Info(msgAuthReloaded, "file", h.file, "users", len(users.Users), "anonymous", users.Anonymous != nil)
+	for _, cl := range h.server.Clients.GetAll() {
+		if cl.Net.Inline || cl.Closed() {
+			continue
+		}
+		if users.rules(cl.Properties.Username) == nil {
+			h.log.Info(msgRevoked, "client", cl.ID, "username", string(cl.Properties.Username),
+				"reason", "user no longer in the auth file")
+			_ = h.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+			continue
+		}
+		h.checkWill(cl)
+	}
+	return nil
+}
+
+// OnConnect admits or refuses a client before mochi sets up its session: a refusal is
+// answered here, with the CONNACK code that says why, and the connection is closed.
+func (h *accessHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	users := h.users.Load()
+	if users != nil {
+		if err := h.login(users, cl, pk); err != nil {
+			return err
+		}
+	}
+	if pk.Connect.WillFlag {
+		topic := pk.Connect.WillTopic
+		if err := shared.CheckTopic(topic); err != nil || strings.ContainsAny(topic, "+#") {
+			return h.refuse(cl, packets.ErrTopicNameInvalid, "will topic is not a topic name", slog.String("will_topic", topic))
+		}
+		if !h.allows(users, pk.Connect.Username, topic, true) {
+			return h.refuse(cl, packets.ErrNotAuthorized, "may not publish to the will topic", slog.String("will_topic", topic))
+		}
+	}
+	if users == nil {
+		return nil // without users, sessions have no owner to protect
+	}
+	existing, ok := h.server.Clients.Get(cl.ID)
+	if !ok {
+		return nil
+	}
+	if !bytes.Equal(existing.Properties.Username, pk.Connect.Username) {
+		return h.refuse(cl, packets.ErrNotAuthorized, "client id in use by another user's session",
+			slog.String("owner", string(existing.Properties.Username)))
+	}
+	if !pk.Connect.Clean {
+		h.withholdUnreadable(users, existing)
+	}
+	return nil
+}
+
+// login checks the credentials, after the wait the login throttle imposes.
+func (h *accessHook) login(users *Users, cl *mqtt.Client, pk packets.Packet) error {
+	host := remoteHost(cl.Net.Remote)
+	user := string(pk.Connect.Username)
+	wait, suspect, ok := h.logins.admit(host, user)
+	if !ok {
+		if !h.sleep(refusedLoginDelay) {
+			return packets.ErrServerShuttingDown
+		}
+		return h.refuse(cl, packets.ErrConnectionRateExceeded, "too many failed logins", slog.String("username", user))
+	}
+	if !h.sleep(wait) {
+		return packets.ErrServerShuttingDown
+	}
+	if suspect {
+		select {
+		case h.suspectChecks <- struct{}{}:
+			defer func() { <-h.suspectChecks }()
+		case <-time.After(maxLoginDelay):
+			return h.refuse(cl, packets.ErrConnectionRateExceeded, "too many failed logins", slog.String("username", user))
+		case <-h.stop:
+			return packets.ErrServerShuttingDown
+		}
+	}
+	ok, reason := users.authenticate(pk.Connect.Username, pk.Connect.Password)
+	if ok {
+		h.logins.succeeded(host, user)
+		return nil
+	}
+	level := slog.LevelInfo
+	switch {
+	case isHealthProbe(cl, pk.Connect.Username):
+		level = slog.LevelDebug // our own -healthcheck probe: a refusal is its expected answer
+	case h.logins.failed(host, user):
+		level = slog.LevelDebug // counted in the once-a-second summary instead
+	}
+	h.log.LogAttrs(context.Background(), level, msgAuthFailed,
+		slog.String("client", cl.ID),
+		slog.String("remote", cl.Net.Remote),
+		slog.String("username", user),
+		slog.String("reason", reason))
+	// mochi's own answer to a failed login: CONNACK 5 (not authorised) for MQTT 3.1.1, as
+	// Mosquitto's, and 0x86 (bad user name or password) for MQTT 5.
+	_ = h.server.SendConnack(cl, packets.ErrBadUsernameOrPassword, false, nil)
+	return packets.ErrBadUsernameOrPassword
+}
+
+// sleep waits for d, or until the broker stops (false).
+func (h *accessHook) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-h.stop:
+		return false
+	}
+}
+
+// pageLogin checks the HTTP basic credentials of the live page: a user of the auth file in
+// force (never anonymous: the page shows every topic), slowed down after failures from an
+// address as an MQTT login is.
+func (h *accessHook) pageLogin(remote, user, password string) bool {
+	users := h.users.Load()
+	if users == nil || user == "" {
+		return false
+	}
+	host := remoteHost(remote)
+	wait, _, ok := h.logins.admit(host, user)
+	if !ok || !h.sleep(wait) {
+		return false
+	}
+	if ok, _ := users.authenticate([]byte(user), []byte(password)); ok {
+		h.logins.succeeded(host, user)
+		return true
+	}
+	h.logins.failed(host, user)
+	return false
+}
+
+// refuse answers CONNECT with code (MQTT 5) or its MQTT 3.1.1 counterpart, logs why, and
+// returns the error that makes mochi close the connection.
+func (h *accessHook) refuse(cl *mqtt.Client, code packets.Code, reason string, attrs ...slog.Attr) error {
+	level := slog.LevelInfo
+	if code == packets.ErrConnectionRateExceeded {
+		level = slog.LevelDebug // in the once-a-second summary of the login throttle
+	}
+	h.log.LogAttrs(context.Background(), level, msgConnectRefused, append([]slog.Attr{
+		slog.String("client", cl.ID),
+		slog.String("remote", cl.Net.Remote),
+		slog.String("username", string(cl.Properties.Username)),
+		slog.String("reason", reason),
+	}, attrs...)...)
+	answer := code
+	if cl.Properties.ProtocolVersion < 5 {
+		// 3.1.1 has no code for a bad will topic or a rate; "not authorised" and "server
+		// unavailable" are the nearest.
+		answer = packets.Err3NotAuthorized
+		if code == packets.ErrConnectionRateExceeded {
+			answer = packets.Err3ServerUnavailable
+		}
+	}
+	_ = h.server.SendConnack(cl, answer, false, nil)
+	return code
+}
+
+// OnConnectAuthenticate lets in every client OnConnect did not refuse.
+func (h *accessHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+// OnSessionEstablished checks the will once more: the auth file may have been reloaded between
+// OnConnect and now, when Reload could not see this client yet.
+func (h *accessHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) { h.checkWill(cl) }
+
+// checkWill withdraws cl's will if the rules in force no longer let it publish there.
+func (h *accessHook) checkWill(cl *mqtt.Client) {
+	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
+		return
+	}
+	if h.allows(h.users.Load(), cl.Properties.Username, cl.Properties.Will.TopicName, true) {
+		return
+	}
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // mochi's sendLWT skips a will without its flag
+	h.log.Info(msgWillWithdrawn, "client", cl.ID, "username", string(cl.Properties.Username),
+		"topic", cl.Properties.Will.TopicName, "reason", "may no longer publish to the will topic")
+}
+
+// withholdUnreadable takes out of a session about to be resumed the queued messages its user
+// may no longer read (the auth file was reloaded since they were queued), so they are not resent.
+func (h *accessHook) withholdUnreadable(users *Users, existing *mqtt.Client) {
+	rules := users.rules(existing.Properties.Username)
+	for _, pk := range existing.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type != packets.Publish || rules.allows(pk.TopicName, false) {
+			continue
+		}
+		if !existing.State.Inflight.Delete(pk.PacketID) {
+			continue
+		}
+		atomic.AddInt64(&h.server.Info.Inflight, -1)
+		if h.withheld != nil {
+			h.withheld(existing, pk)
+		}
+		h.log.Info(msgNotResent, "client", existing.ID, "topic", pk.TopicName,
+			"reason", "may no longer read the topic")
+	}
+}
+
+// OnACLCheck is asked for each PUBLISH a client sends (write), each filter it subscribes to
+// and each message delivered to it (read). Topics under $SYS are the broker's own: no client
+// may publish there.
+func (h *accessHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if h.allows(h.users.Load(), cl.Properties.Username, topic, write) {
+		return true
+	}
+	if write && h.denied.allow() {
+		h.log.LogAttrs(context.Background(), slog.LevelInfo, msgPublishDenied,
+			slog.String("client", cl.ID),
+			slog.String("username", string(cl.Properties.Username)),
+			slog.String("topic", topic))
+	}
+	return false
+}
+
+// allows applies the rules of username (everything, without users) to topic.
+func (h *accessHook) allows(users *Users, username []byte, topic string, write bool) bool {
+	if write && (topic == "$SYS" || strings.HasPrefix(topic, "$SYS/")) {
+		return false
+	}
+	if users == nil {
+		return true
+	}
+	return users.rules(username).allows(topic, write)
+}
+
+// remoteHost is the address of remote without its port.
+func remoteHost(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
+}

@@ -1,0 +1,8 @@
+//go:build !unix
+
+package shared
+
+import "os"
+
+// lineWaiting: without Unix job control a read never stops the process.
+func lineWaiting(*os.File) bool { return true }

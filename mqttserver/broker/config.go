@@ -37,6 +37,9 @@ type Config struct {
 	Limits
 	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
 	noEvents bool
+	// blockingWrites hands mochi the bare connections (no slowclients.go): for tests of what
+	// mochi's blocking writes did to the rest of the broker.
+	blockingWrites bool
 }
 
 var program = shared.Program{
@@ -83,8 +86,17 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.IntVar(&lim.MaxPendingWrites, "max-pending-writes", lim.MaxPendingWrites, "`packets` queued for one client before messages to it are dropped (a slow reader); 8 bytes a slot")
 	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this; 0s is no floor")
 	fs.IntVar(&lim.MaxClients, "max-clients", 0, "refuse connections past this `number` of connected clients (CONNACK 3); 0 is no limit")
+	slowTimeout := shared.Duration(lim.SlowClientTimeout)
+	fs.IntVar(&lim.MaxQueuedBytes, "max-queued-bytes", lim.MaxQueuedBytes, "`bytes` that may wait unsent for one client: past half, QoS 0 messages to it are dropped; past all, it is disconnected as a slow consumer")
+	fs.Var(&slowTimeout, "slow-client-timeout", "disconnect a client that reads nothing of what waits for it for this `duration`; 0s is never")
+	fs.IntVar(&lim.MaxQueuedMessages, "max-queued-messages", lim.MaxQueuedMessages, "QoS 1 and 2 `messages` one session holds unacknowledged, connected or not; past it, copies to it are dropped")
+	fs.IntVar(&lim.MaxSessions, "max-sessions", lim.MaxSessions, "sessions kept, connected or not; a new client id past this `number` is refused (CONNACK 3); 0 is no limit")
+	sessionExpiry := shared.Duration(lim.SessionExpiry)
+	fs.Var(&sessionExpiry, "session-expiry", "a persistent session ends this `duration` after its client went (MQTT 3.1.1; the most an MQTT 5 client may ask)")
 	validate := func() error {
 		lim.MinKeepAlive = time.Duration(minKeepAlive)
+		lim.SlowClientTimeout = time.Duration(slowTimeout)
+		lim.SessionExpiry = time.Duration(sessionExpiry)
 		if err := lim.check(); err != nil {
 			return err
 		}

@@ -59,6 +59,11 @@ func TestLoadRejects(t *testing.T) {
 		{[]string{"-max-packet-size", "-1"}, `invalid value "-1" for flag -max-packet-size`},
 		{[]string{"-min-keepalive", "30h"}, `invalid value "30h0m0s" for flag -min-keepalive`},
 		{[]string{"-listen", ":65536"}, `invalid value ":65536" for flag -listen: port 65536`},
+		{[]string{"-max-queued-bytes", "0"}, `invalid value "0" for flag -max-queued-bytes: want at least 1`},
+		{[]string{"-max-queued-messages", "70000"}, `invalid value "70000" for flag -max-queued-messages`},
+		{[]string{"-max-sessions", "-1"}, `invalid value "-1" for flag -max-sessions`},
+		{[]string{"-session-expiry", "0s"}, `invalid value "0s" for flag -session-expiry`},
+		{[]string{"-slow-client-timeout", "-1s"}, `invalid value "-1s" for flag -slow-client-timeout`},
 	} {
 		var stderr bytes.Buffer
 		_, err := Load(c.args, noEnv, &stderr)

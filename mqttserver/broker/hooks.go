@@ -155,7 +155,8 @@ func (h *eventsHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 
 // DisconnectReason names why a client went: "normal" (it sent DISCONNECT), "taken-over" (the
 // same id connected again), "keepalive-timeout" (silent for 1.5× its keep-alive),
-// "server-shutdown", "connection-lost" (closed without DISCONNECT) or "error".
+// "server-shutdown", "connection-lost" (closed without DISCONNECT), "slow-consumer" (it stopped
+// reading, see slowclients.go) or "error".
 func DisconnectReason(cl *mqtt.Client, err error) (reason, detail string) {
 	cause := cl.StopCause()
 	var netErr net.Error
@@ -166,6 +167,8 @@ func DisconnectReason(cl *mqtt.Client, err error) (reason, detail string) {
 		return "server-shutdown", ""
 	case err == nil || errors.Is(cause, packets.CodeDisconnect):
 		return "normal", ""
+	case errors.Is(err, ErrSlowConsumer):
+		return "slow-consumer", ""
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
 		return "keepalive-timeout", ""
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed):

@@ -26,6 +26,11 @@ const (
 	DefaultMaxPendingWrites = 8192
 	// DefaultMinKeepAlive is the keep-alive floor: a client asking for less gets this.
 	DefaultMinKeepAlive = 5 * time.Second
+	// DefaultMaxQueuedBytes bounds what waits for one client (see slowclients.go, queues.go):
+	// 100 offline sessions full to it grow the broker by about 200 MB (docs/reliability.md).
+	DefaultMaxQueuedBytes = 1 << 20
+	// DefaultSlowClientTimeout is how long a client may read nothing of what waits for it.
+	DefaultSlowClientTimeout = time.Minute
 )
 
 // Limits are the broker's safety limits.
@@ -34,11 +39,23 @@ type Limits struct {
 	MaxPendingWrites int           // packets queued for one client
 	MinKeepAlive     time.Duration // floor for the keep-alive clients ask for
 	MaxClients       int           // connected at once; 0 is no limit
+	// MaxQueuedBytes: unsent bytes a connected client may have waiting (QoS 0 messages are
+	// dropped past half of it, the client disconnected past it).
+	MaxQueuedBytes int
+	// SlowClientTimeout: a client that takes none of the bytes waiting for it this long is
+	// disconnected; 0 is never.
+	SlowClientTimeout time.Duration
+	// Session limits, see queues.go.
+	MaxQueuedMessages int           // QoS 1 and 2 messages one session holds unacknowledged
+	MaxSessions       int           // sessions kept, connected or not; 0 is no limit
+	SessionExpiry     time.Duration // how long a persistent session outlives its connection
 }
 
 // DefaultLimits are the limits when no flag is given.
 func DefaultLimits() Limits {
-	return Limits{MaxPacketSize: DefaultMaxPacketSize, MaxPendingWrites: DefaultMaxPendingWrites, MinKeepAlive: DefaultMinKeepAlive}
+	return Limits{MaxPacketSize: DefaultMaxPacketSize, MaxPendingWrites: DefaultMaxPendingWrites, MinKeepAlive: DefaultMinKeepAlive,
+		MaxQueuedBytes: DefaultMaxQueuedBytes, SlowClientTimeout: DefaultSlowClientTimeout,
+		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxSessions: DefaultMaxSessions, SessionExpiry: DefaultSessionExpiry}
 }
 
 // capabilities starts from mochi's defaults and applies the limits.
@@ -66,8 +83,12 @@ func (l Limits) check() error {
 		return &shared.BadValue{Flag: "min-keepalive", Why: fmt.Sprintf("MQTT keep-alive is at most %v", math.MaxUint16*time.Second)}
 	case l.MaxClients < 0:
 		return &shared.BadValue{Flag: "max-clients", Why: "want 0 (no limit) or more"}
+	case l.MaxQueuedBytes < 1:
+		return &shared.BadValue{Flag: "max-queued-bytes", Why: "want at least 1"}
+	case l.SlowClientTimeout < 0:
+		return &shared.BadValue{Flag: "slow-client-timeout", Why: "want 0 (never) or more"}
 	}
-	return nil
+	return l.checkSessions()
 }
 
 // limitsHook applies the limits mochi has no capability for, or gets wrong.

@@ -82,6 +82,9 @@ func (b *Broker) addListeners(cfg Config) error {
 }
 
 func (b *Broker) addMQTT(l listeners.Listener, name, scheme string) error {
+	if b.flow != nil {
+		l = b.flow.listener(l)
+	}
 	if err := b.server.AddListener(l); err != nil {
 		return fmt.Errorf("listener %s: %w", name, err)
 	}
@@ -212,6 +215,9 @@ func (c *wsConn) Read(p []byte) (int, error) {
 		return n, err
 	}
 }
+
+// SetWriteDeadline goes to the WebSocket, which sets its own deadline on every frame it writes.
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
 
 func (c *wsConn) Write(p []byte) (int, error) {
 	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {

@@ -68,6 +68,8 @@ func (h libraryHandler) Handle(ctx context.Context, r slog.Record) error {
 		level, msg = slog.LevelDebug, "connection ended"
 	case msg == mqtt.ErrMinimumKeepalive.Error():
 		level = slog.LevelDebug // the keep-alive floor (-min-keepalive) deals with it
+	case msg == "client store quota reached":
+		level = slog.LevelDebug // one per message: summed up once a second (queues.go)
 	}
 	if !h.Handler.Enabled(ctx, level) {
 		return nil

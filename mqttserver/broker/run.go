@@ -32,6 +32,7 @@ type Broker struct {
 	httpLn    net.Listener
 	log       *slog.Logger
 	data      *store // -data, or nil
+	flow      *flowControl
 	access    *accessHook
 
 	closeOnce sync.Once // mochi's Close panics when called twice
@@ -46,9 +47,11 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := cfg.Limits.check(); err != nil {
 		return nil, err
 	}
+	caps := cfg.Limits.capabilities()
+	cfg.Limits.sessionCapabilities(caps)
 	server := mqtt.New(&mqtt.Options{
 		Logger:       libraryLog,
-		Capabilities: cfg.Limits.capabilities(),
+		Capabilities: caps,
 	})
 	var page *livePage
 	if cfg.HTTPListen != "" { // the live page: its own copy of the event lines (livepage.go)
@@ -57,6 +60,9 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		page = newLivePage(server, lines)
 	}
 	b := &Broker{server: server, log: log, page: page}
+	if !cfg.blockingWrites {
+		b.flow = newFlowControl(server, cfg.Limits, log)
+	}
 	var data *store
 	defer func() {
 		if err != nil { // free the ports and the data file for another attempt
@@ -84,6 +90,11 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := addLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
+	if b.flow != nil {
+		if err := server.AddHook(&flowHook{flow: b.flow}, nil); err != nil {
+			return nil, fmt.Errorf("add flow-control hook: %w", err)
+		}
+	}
 	if b.access, err = addAccess(server, cfg.AuthFile, log); err != nil {
 		return nil, err
 	}
@@ -98,6 +109,14 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		fixes.persist = func(cl *mqtt.Client, pk packets.Packet) { data.storeInflight(cl, pk, pk.Created) }
 		fixes.deliveredFirst = true
 		b.access.withheld = data.OnQosDropped
+	}
+	// After the store: a message it stored and this hook drops is deleted from the file too.
+	queues := newQueueHook(server, cfg.Limits, log)
+	if data != nil {
+		queues.stored = data.OnQosDropped
+	}
+	if err := server.AddHook(queues, nil); err != nil {
+		return nil, fmt.Errorf("add session limits hook: %w", err)
 	}
 	if err := b.addListeners(cfg); err != nil {
 		return nil, err

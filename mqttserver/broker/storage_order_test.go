@@ -221,14 +221,15 @@ func (s *store) keys(t *testing.T) []string {
 	return out
 }
 
-// TestDataSlowConsumerStallsNoOneElse: a subscriber that stops reading blocks the publisher
-// feeding it (mochi writes under the client's lock), but with -data no one else: another
-// client still connects and gets its PUBACK. The store once held a lock across mochi's
-// delivery that its committer needed, and every acknowledgement in the broker waited.
+// TestDataSlowConsumerStallsNoOneElse: with mochi's own blocking writes (no slowclients.go), a
+// subscriber that stops reading blocks the publisher feeding it (mochi writes under the
+// client's lock), but with -data no one else: another client still connects and gets its
+// PUBACK. The store once held a lock across mochi's delivery that its committer needed, and
+// every acknowledgement in the broker waited.
 func TestDataSlowConsumerStallsNoOneElse(t *testing.T) {
 	for _, data := range []bool{false, true} {
 		t.Run(map[bool]string{false: "memory", true: "data"}[data], func(t *testing.T) {
-			cfg := Config{}
+			cfg := Config{blockingWrites: true}
 			if data {
 				cfg.DataDir = t.TempDir()
 			}
@@ -242,19 +243,11 @@ func TestDataSlowConsumerStallsNoOneElse(t *testing.T) {
 }
 
 // stallSlow connects a subscriber to filter that never reads, and a feeder publishing big QoS 1
-// messages to topic until mochi blocks it (NextPacketID, under the slow client's lock). It
-// returns the slow subscriber's connection: closing it frees the feeder.
+// messages to topic until mochi blocks it (NextPacketID, under the slow client's lock: b needs
+// Config.blockingWrites). It returns the slow subscriber's connection: closing it frees the feeder.
 func stallSlow(t *testing.T, b *Broker, filter, topic string) net.Conn {
 	t.Helper()
-	var d net.Dialer
-	sub, err := d.Dial("tcp", b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = sub.(*net.TCPConn).SetReadBuffer(4096) // and it never reads
-	t.Cleanup(func() { sub.Close() })
-	rawExchange(t, sub, fzConnect("slow", false, 60), 0x20, -1)
-	rawExchange(t, sub, fzSubscribe(1, filter, 1), 0x90, 1)
+	sub := notReading(t, b.Addr(), fzConnect("slow", false, 60), filter)
 
 	feeder := rawConnect(t, b.Addr(), "feeder", true)
 	big := fzPublish(1, 1, topic, strings.Repeat("x", 64<<10))
@@ -276,7 +269,7 @@ func stallSlow(t *testing.T, b *Broker, filter, topic string) net.Conn {
 // slow subscriber) must not overwrite, in the data file, a newer retained message on the same
 // topic stored meanwhile: a restart would bring back the older one.
 func TestDataRetainedKeepsTheNewest(t *testing.T) {
-	b, _ := startBroker(t, Config{DataDir: t.TempDir()})
+	b, _ := startBroker(t, Config{DataDir: t.TempDir(), blockingWrites: true})
 	slow := stallSlow(t, b, "r/#", "r/feed")
 
 	p := rawConnect(t, b.Addr(), "p-lasting", false)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -188,8 +189,9 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 // may span or share binary messages, so reads continue across message boundaries.
 type wsConn struct {
 	net.Conn
-	ws *websocket.Conn
-	r  io.Reader // the current message
+	ws            *websocket.Conn
+	r             io.Reader // the current message
+	writeDeadline atomic.Pointer[time.Time]
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {
@@ -216,10 +218,17 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	}
 }
 
-// SetWriteDeadline goes to the WebSocket, which sets its own deadline on every frame it writes.
-func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
+// SetWriteDeadline is kept for the next Write: the WebSocket sets its own deadline on every
+// frame it writes, and its deadline may be set only by the goroutine that writes.
+func (c *wsConn) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline.Store(&t)
+	return nil
+}
 
 func (c *wsConn) Write(p []byte) (int, error) {
+	if t := c.writeDeadline.Load(); t != nil {
+		_ = c.ws.SetWriteDeadline(*t)
+	}
 	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
 		return 0, err
 	}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -43,9 +44,11 @@ type flowControl struct {
 }
 
 func newFlowControl(server *mqtt.Server, l Limits, log *slog.Logger) *flowControl {
-	return &flowControl{server: server, log: log, timeout: l.SlowClientTimeout,
+	f := &flowControl{server: server, log: log, timeout: l.SlowClientTimeout,
 		maxUnsent: l.MaxQueuedBytes, qos0: l.MaxQueuedBytes / 2,
 		dropped: newLineCap(log, slog.LevelWarn, msgDropped, slog.String("reason", reasonNotReading))}
+	f.qos0 = max(f.qos0, 1)
+	return f
 }
 
 // reasonNotReading is why QoS 0 messages to a client that does not read are dropped.
@@ -62,12 +65,19 @@ type flowListener struct {
 }
 
 func (l flowListener) Serve(establish listeners.EstablishFn) {
-	l.Listener.Serve(func(id string, c net.Conn) error { return establish(id, l.flow.wrap(c)) })
+	l.Listener.Serve(func(id string, c net.Conn) error {
+		fc := l.flow.wrap(c)
+		err := establish(id, fc)
+		// mochi has closed fc, but what waited (a refusing CONNACK, a DISCONNECT with a reason)
+		// may still be going out: the WebSocket listener closes the socket once this returns.
+		fc.waitClosed(closeFlush + time.Second)
+		return err
+	})
 }
 
 // wrap returns c with a Write that never blocks.
 func (f *flowControl) wrap(c net.Conn) *flowConn {
-	fc := &flowConn{Conn: c, flow: f}
+	fc := &flowConn{Conn: c, flow: f, socketClosed: make(chan struct{})}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			fc.raw, fc.rawWrite, fc.rawRead = raw, fc.writeNow, fc.readNow
@@ -102,7 +112,7 @@ type flowHook struct {
 }
 
 func (*flowHook) ID() string           { return "flow-control" }
-func (*flowHook) Provides(b byte) bool { return b == mqtt.OnSessionEstablished }
+func (*flowHook) Provides(b byte) bool { return b == mqtt.OnSessionEstablish }
 
 func (h *flowHook) Init(any) error {
 	h.flow.dropped.start()
@@ -114,7 +124,8 @@ func (h *flowHook) Stop() error {
 	return nil
 }
 
-func (*flowHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+// OnSessionEstablish comes before mochi resends a session's queue, which may already be slow.
+func (*flowHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if c, ok := cl.Net.Conn.(*flowConn); ok {
 		c.id.Store(&cl.ID)
 	}
@@ -148,6 +159,9 @@ type flowConn struct {
 	running bool   // the writer goroutine
 	closed  bool   // Close was called: the writer flushes, then closes
 	err     error  // a failed connection: every later Write returns it
+
+	socketClosed chan struct{} // closed once the socket is
+	closeOnce    sync.Once
 }
 
 func (c *flowConn) clientID() string {
@@ -180,7 +194,10 @@ func (c *flowConn) Write(p []byte) (int, error) {
 	} else if unsent := len(c.pending) + c.writing; unsent >= c.flow.qos0 {
 		p = c.withoutQoS0(p)
 	}
-	if unsent := len(c.pending) + c.writing + len(p); unsent > c.flow.maxUnsent {
+	// What already waits counts, not p: one packet (up to -max-packet-size, or a little more
+	// for an MQTT 5 copy) may always go out, or a big message would end its subscriber at every
+	// reconnect.
+	if unsent := len(c.pending) + c.writing; unsent > c.flow.maxUnsent {
 		c.fail(ErrSlowConsumer)
 		c.flow.slowConsumer(c, "-max-queued-bytes unsent", unsent)
 		return 0, ErrSlowConsumer
@@ -259,7 +276,7 @@ func (c *flowConn) drain() {
 			}
 			c.mu.Unlock()
 			if closed {
-				_ = c.Conn.Close()
+				c.closeSocket(false)
 			}
 			return
 		}
@@ -315,11 +332,35 @@ func (c *flowConn) isClosed() bool {
 	return c.closed
 }
 
-// fail ends the connection with err: mochi's reader sees it on its next Read. Called with mu held.
+// fail ends the connection with err: mochi's reader sees it on its next Read. Called with mu
+// held, so the socket is closed without a goodbye that could wait (see closeSocket).
 func (c *flowConn) fail(err error) {
 	c.err = err
 	c.pending, c.spare = nil, nil
-	_ = c.Conn.Close()
+	c.closeSocket(true)
+}
+
+// closeSocket closes the socket once. now skips TLS's close_notify, which waits up to 5 s for a
+// socket the client does not read: while mu is held, every writer to this client would wait too.
+func (c *flowConn) closeSocket(now bool) {
+	c.closeOnce.Do(func() {
+		if t, ok := c.Conn.(*tls.Conn); ok && now {
+			_ = t.NetConn().Close()
+		} else {
+			_ = c.Conn.Close()
+		}
+		close(c.socketClosed)
+	})
+}
+
+// waitClosed waits until the socket is closed, at most limit.
+func (c *flowConn) waitClosed(limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-c.socketClosed:
+	case <-t.C:
+	}
 }
 
 // Read returns ErrSlowConsumer once the connection was ended for it, so the disconnect line says so.
@@ -381,14 +422,17 @@ const closeFlush = 2 * time.Second
 // Close ends reading at once; what waits is written for up to closeFlush, then the socket closes.
 func (c *flowConn) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil
 	}
 	c.closed = true
 	if !c.running || c.err != nil {
-		return c.Conn.Close()
+		c.mu.Unlock()
+		c.closeSocket(false) // outside mu: TLS's goodbye may wait, writers need not
+		return nil
 	}
+	defer c.mu.Unlock()
 	_ = c.Conn.SetReadDeadline(time.Unix(1, 0)) // wake mochi's reader now
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
 	return nil

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"mqttdemo/tests/harness"
@@ -612,5 +613,64 @@ func TestSecurityMQTT5AcksCarryNoUserProperties(t *testing.T) {
 				t.Errorf("PUBREL answered % x, not PUBCOMP", pk)
 			}
 		}
+	}
+}
+
+// TestSecurityRefusalReachesWebSocketClients: over WebSocket too, a refused client gets the
+// CONNACK that says why before the connection closes (the broker's writes there are buffered).
+func TestSecurityRefusalReachesWebSocketClients(t *testing.T) {
+	server, _ := harness.StartServer(t, nil, "-ws-listen", "127.0.0.1:0")
+	m := regexp.MustCompile(`ws=(\S+)`).FindStringSubmatch(server.WaitFor(t, `STARTED`))
+	if m == nil {
+		t.Fatal("no ws= endpoint in the started line")
+	}
+	for i := range 5 {
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: harness.Timeout}
+		ws, _, err := d.Dial(m[1], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		connect := encodeConnect(t, connectOpts{id: fmt.Sprint("ws-forger-", i), willTopic: "$SYS/forged"})
+		if err := ws.WriteMessage(websocket.BinaryMessage, connect); err != nil {
+			t.Fatal(err)
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(harness.Timeout))
+		_, ack, err := ws.ReadMessage()
+		ws.Close()
+		if err != nil || len(ack) < 4 || ack[0] != 0x20 || ack[3] != 0x05 {
+			t.Fatalf("attempt %d: read % x, %v; want CONNACK 5 (not authorised)", i, ack, err)
+		}
+	}
+}
+
+// TestSecurityRevokedUserLeavesNoWill: a client whose user is removed from the auth file is
+// disconnected by the reload, and its will is not published for it.
+func TestSecurityRevokedUserLeavesNoWill(t *testing.T) {
+	dir := t.TempDir()
+	auth := writeFile(t, dir, "users.yaml", accessUsers(t, ""))
+	server, url := harness.StartServer(t, nil, "-auth", auth)
+	watcher := mustConnect(t, pahoOpts(url, "revoke-watcher").SetUsername("watcher").SetPassword(watcherPassword))
+	var got inbox
+	if err := waitToken(watcher.Subscribe("#", 1, got.handler)); err != nil {
+		t.Fatal(err)
+	}
+	if _, code := rawConnect(t, hostPort(url), connectOpts{id: "revoked", user: "sensor", pass: sensorPassword,
+		willTopic: "sensors/revoked/status"}); code != 0 {
+		t.Fatalf("CONNACK %#02x", code)
+	}
+	server.WaitFor(t, `CONNECTED\s+client=revoked `)
+	without := strings.Replace(accessUsers(t, ""), "  sensor:\n", "  former-sensor:\n", 1)
+	writeFile(t, dir, "users.yaml", without)
+	server.Signal(t, syscall.SIGHUP)
+	server.WaitFor(t, `REVOKED\s+client=revoked `)
+	server.WaitFor(t, `DISCONNECTED\s+client=revoked `)
+	// A sentinel from a user still in the file: the will, had it gone out, would be before it.
+	other := mustConnect(t, pahoOpts(url, "revoke-sentinel").SetUsername("former-sensor").SetPassword(sensorPassword))
+	if err := waitToken(other.Publish("sensors/sentinel", 1, false, "sentinel")); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, func() bool { return got.has("sentinel") }, "the sentinel")
+	if got.has("forged") || strings.Contains(server.Out.String(), "WILL ") {
+		t.Errorf("the revoked user's will was published: %v", got.payloads())
 	}
 }

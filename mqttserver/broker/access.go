@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -119,6 +120,7 @@ func (h *accessHook) Reload() error {
 		if users.rules(cl.Properties.Username) == nil {
 			h.log.Info(msgRevoked, "client", cl.ID, "username", string(cl.Properties.Username),
 				"reason", "user no longer in the auth file")
+			atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // mochi would publish it for the error
 			_ = h.server.DisconnectClient(cl, packets.ErrNotAuthorized)
 			continue
 		}
@@ -164,39 +166,22 @@ func (h *accessHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 
 // login checks the credentials, after the wait the login throttle imposes.
 func (h *accessHook) login(users *Users, cl *mqtt.Client, pk packets.Packet) error {
-	host := remoteHost(cl.Net.Remote)
 	user := string(pk.Connect.Username)
-	wait, suspect, ok := h.logins.admit(host, user)
-	if !ok {
-		if !h.sleep(refusedLoginDelay) {
-			return packets.ErrServerShuttingDown
-		}
+	probe := isHealthProbe(cl, pk.Connect.Username)
+	ok, reason, slowed, err := h.checkLogin(users, remoteHost(cl.Net.Remote), pk.Connect.Username, pk.Connect.Password, probe)
+	switch {
+	case errors.Is(err, errThrottled):
 		return h.refuse(cl, packets.ErrConnectionRateExceeded, "too many failed logins", slog.String("username", user))
-	}
-	if !h.sleep(wait) {
-		return packets.ErrServerShuttingDown
-	}
-	if suspect {
-		select {
-		case h.suspectChecks <- struct{}{}:
-			defer func() { <-h.suspectChecks }()
-		case <-time.After(maxLoginDelay):
-			return h.refuse(cl, packets.ErrConnectionRateExceeded, "too many failed logins", slog.String("username", user))
-		case <-h.stop:
-			return packets.ErrServerShuttingDown
-		}
-	}
-	ok, reason := users.authenticate(pk.Connect.Username, pk.Connect.Password)
-	if ok {
-		h.logins.succeeded(host, user)
+	case err != nil:
+		return err
+	case ok:
 		return nil
 	}
 	level := slog.LevelInfo
-	switch {
-	case isHealthProbe(cl, pk.Connect.Username):
-		level = slog.LevelDebug // our own -healthcheck probe: a refusal is its expected answer
-	case h.logins.failed(host, user):
-		level = slog.LevelDebug // counted in the once-a-second summary instead
+	if probe || slowed {
+		// our own -healthcheck probe (a refusal is its expected answer), or a failure counted
+		// in the throttle's once-a-second summary instead
+		level = slog.LevelDebug
 	}
 	h.log.LogAttrs(context.Background(), level, msgAuthFailed,
 		slog.String("client", cl.ID),
@@ -207,6 +192,48 @@ func (h *accessHook) login(users *Users, cl *mqtt.Client, pk packets.Packet) err
 	// Mosquitto's, and 0x86 (bad user name or password) for MQTT 5.
 	_ = h.server.SendConnack(cl, packets.ErrBadUsernameOrPassword, false, nil)
 	return packets.ErrBadUsernameOrPassword
+}
+
+// errThrottled is a login refused unchecked: too many attempts wait already.
+var errThrottled = errors.New("too many failed logins")
+
+// checkLogin checks a password, MQTT's or the live page's, after the waits the login throttle
+// imposes on host. It reports whether it is right, or why not; slowed when the failure goes
+// into the throttle's summary rather than a line of its own. err is errThrottled for an
+// attempt refused unchecked, or ErrServerShuttingDown. The probe's failures are not counted.
+func (h *accessHook) checkLogin(users *Users, host string, username, password []byte, probe bool) (ok bool, reason string, slowed bool, err error) {
+	user := string(username)
+	wait, suspect, admitted := h.logins.admit(host, user)
+	if !admitted {
+		if !h.sleep(refusedLoginDelay) {
+			return false, "", false, packets.ErrServerShuttingDown
+		}
+		return false, "", false, errThrottled
+	}
+	defer h.logins.done(host)
+	if !h.sleep(wait) {
+		return false, "", false, packets.ErrServerShuttingDown
+	}
+	if suspect {
+		t := time.NewTimer(maxLoginDelay)
+		defer t.Stop()
+		select {
+		case h.suspectChecks <- struct{}{}:
+			defer func() { <-h.suspectChecks }()
+		case <-t.C:
+			return false, "", false, errThrottled
+		case <-h.stop:
+			return false, "", false, packets.ErrServerShuttingDown
+		}
+	}
+	ok, reason = users.authenticate(username, password)
+	switch {
+	case ok:
+		h.logins.succeeded(host, user)
+	case !probe:
+		slowed = h.logins.failed(host, user)
+	}
+	return ok, reason, slowed, nil
 }
 
 // sleep waits for d, or until the broker stops (false).
@@ -224,25 +251,21 @@ func (h *accessHook) sleep(d time.Duration) bool {
 	}
 }
 
-// pageLogin checks the HTTP basic credentials of the live page: a user of the auth file in
-// force (never anonymous: the page shows every topic), slowed down after failures from an
-// address as an MQTT login is.
+// pageLogin checks the HTTP basic credentials of the live page. The page shows every topic,
+// payload and client, so only a user of the auth file in force who may read everything anyway
+// (subscribe to "#", no deny_subscribe rule) may open it; never anonymous. Failures are slowed
+// down as an MQTT login's are.
 func (h *accessHook) pageLogin(remote, user, password string) bool {
 	users := h.users.Load()
 	if users == nil || user == "" {
 		return false
 	}
-	host := remoteHost(remote)
-	wait, _, ok := h.logins.admit(host, user)
-	if !ok || !h.sleep(wait) {
+	ok, _, _, err := h.checkLogin(users, remoteHost(remote), []byte(user), []byte(password), false)
+	if err != nil || !ok {
 		return false
 	}
-	if ok, _ := users.authenticate([]byte(user), []byte(password)); ok {
-		h.logins.succeeded(host, user)
-		return true
-	}
-	h.logins.failed(host, user)
-	return false
+	rules := users.rules([]byte(user))
+	return rules.allows("#", false) && len(rules.DenySubscribe) == 0
 }
 
 // refuse answers CONNECT with code (MQTT 5) or its MQTT 3.1.1 counterpart, logs why, and

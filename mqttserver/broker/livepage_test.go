@@ -142,7 +142,8 @@ func findTopic(topics []liveTopic, name string) liveTopic {
 
 func TestLivePageAsksForAUserWithAuth(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "users.yaml")
-	if err := os.WriteFile(file, []byte("users:\n  viewer:\n    password: s3cret\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("users:\n  viewer:\n    password: s3cret\n    subscribe: [\"#\"]\n"+
+		"  sensor:\n    password: s3cret\n    subscribe: [sensors/#]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b, logs := startBroker(t, Config{HTTPListen: "127.0.0.1:0", AuthFile: file})
@@ -156,6 +157,7 @@ func TestLivePageAsksForAUserWithAuth(t *testing.T) {
 	}{
 		{"/", "", "", http.StatusUnauthorized},
 		{"/", "viewer", "wrong", http.StatusUnauthorized},
+		{"/", "sensor", "s3cret", http.StatusUnauthorized}, // may not read every topic: may not see the page
 		{"/", "nobody", "s3cret", http.StatusUnauthorized},
 		{"/events", "", "", http.StatusUnauthorized},
 		{"/live.js", "", "", http.StatusUnauthorized},
@@ -181,7 +183,7 @@ func TestLivePageAsksForAUserWithAuth(t *testing.T) {
 	}
 	// A reload of the file (SIGHUP) applies to the page at once; an anonymous entry in it does
 	// not open the page (an empty user name is refused).
-	if err := os.WriteFile(file, []byte("anonymous:\n  subscribe: [\"#\"]\nusers:\n  viewer:\n    password: n3w\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("anonymous:\n  subscribe: [\"#\"]\nusers:\n  viewer:\n    password: n3w\n    subscribe: [\"#\"]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Reload(); err != nil {

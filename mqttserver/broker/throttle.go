@@ -45,6 +45,12 @@ type loginFailures struct {
 	count int
 	next  time.Time // no attempt is checked before this
 	last  time.Time
+	// Of an address: its checks running now (several at once make it suspect), and the user
+	// name its failures were for (mixed: more than one), so that only a success of that same
+	// user forgives them: a login to an account of the guesser's own must not.
+	checking int
+	user     string
+	mixed    bool
 }
 
 func newLoginThrottle() *loginThrottle {
@@ -72,7 +78,15 @@ func (t *loginThrottle) admit(host, user string) (wait time.Duration, suspect, o
 	now := t.now()
 	addr := t.entry("ip "+host, now)
 	if addr == nil {
-		return 0, false, true
+		if len(t.entries) >= maxLoginEntries && !t.sweep(now) {
+			return 0, false, true
+		}
+		addr = &loginFailures{last: now}
+		t.entries["ip "+host] = addr
+	}
+	if addr.count == 0 {
+		addr.checking++
+		return 0, addr.checking > 1, true // a burst of logins from one address takes turns too
 	}
 	name := t.entry("user "+user, now)
 	slot := later(now, addr.next)
@@ -90,7 +104,21 @@ func (t *loginThrottle) admit(host, user string) (wait time.Duration, suspect, o
 	if wait > 0 {
 		t.waited.Add(1)
 	}
+	addr.checking++
 	return wait, true, true
+}
+
+// done ends a login that admit let through, whatever its outcome.
+func (t *loginThrottle) done(host string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	key := "ip " + host
+	if e := t.entries[key]; e != nil {
+		e.checking = max(e.checking-1, 0)
+		if e.count == 0 && e.checking == 0 {
+			delete(t.entries, key)
+		}
+	}
 }
 
 // failed counts a failed login; it reports whether the address is past the failures logged
@@ -111,7 +139,14 @@ func (t *loginThrottle) failed(host, user string) (slowed bool) {
 		e.count++
 		e.last = now
 		e.next = later(e.next, now.Add(loginDelay(e.count)))
-		if key[0] == 'i' && e.count > loggedLoginFailures {
+		if key[0] != 'i' {
+			continue
+		}
+		if e.count > 1 && e.user != user {
+			e.mixed = true
+		}
+		e.user = user
+		if e.count > loggedLoginFailures {
 			slowed = true
 			t.slowed.Add(1)
 		}
@@ -119,18 +154,20 @@ func (t *loginThrottle) failed(host, user string) (slowed bool) {
 	return slowed
 }
 
-// succeeded forgets the failures of host and user.
+// succeeded forgets the failures of user, and those of host if they were all for user.
 func (t *loginThrottle) succeeded(host, user string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.entries, "ip "+host)
 	delete(t.entries, "user "+user)
+	if e := t.entries["ip "+host]; e != nil && !e.mixed && e.user == user {
+		e.count, e.next = 0, time.Time{}
+	}
 }
 
 // entry returns the failures remembered for key, or nil.
 func (t *loginThrottle) entry(key string, now time.Time) *loginFailures {
 	e := t.entries[key]
-	if e != nil && now.Sub(e.last) > loginMemory && !now.Before(e.next) {
+	if e != nil && e.checking == 0 && now.Sub(e.last) > loginMemory && !now.Before(e.next) {
 		delete(t.entries, key)
 		return nil
 	}

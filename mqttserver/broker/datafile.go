@@ -81,10 +81,20 @@ func openAndRead(path string) (*bbolt.DB, error) {
 		if fi.Size() < tx.Size() {
 			return &damagedError{path, fmt.Sprintf("is cut short (%d bytes; its pages need %d)", fi.Size(), tx.Size())}
 		}
-		if b := tx.Bucket(bucket); b != nil {
-			if err := b.ForEach(decodeRecord); err != nil {
-				return &damagedError{path, fmt.Sprintf("is damaged (%v)", err)}
+		// Every bucket, not just ours: bbolt's Check below walks them all, outside this guard.
+		err = tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			if !bytes.Equal(name, bucket) {
+				return fmt.Errorf("a bucket %q this broker never writes", name)
 			}
+			return b.ForEach(func(k, v []byte) error {
+				if v == nil {
+					return fmt.Errorf("a nested bucket %q this broker never writes", k)
+				}
+				return decodeRecord(k, v)
+			})
+		})
+		if err != nil {
+			return &damagedError{path, fmt.Sprintf("is damaged (%v)", err)}
 		}
 		return nil
 	})

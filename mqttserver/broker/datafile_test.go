@@ -58,6 +58,19 @@ func TestBinaryDamagedDataFile(t *testing.T) {
 				}
 			}
 		}, "is damaged ("},
+		{"a bucket this broker never writes", func(t *testing.T, path string) {
+			db, err := bbolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := db.Update(func(tx *bbolt.Tx) error {
+				_, err := tx.CreateBucket([]byte("stray"))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}, `is damaged (a bucket "stray"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -316,7 +316,8 @@ func (c *flowConn) writeAll(out []byte) error {
 		switch {
 		case err == nil:
 		case timeout && n > 0:
-			// slow but moving: a new deadline for the rest
+			// slow but moving: a new deadline for the rest (on TCP and WebSocket; a tls.Conn
+			// stays broken after a timeout, so its next write ends the client)
 		case timeout && !c.isClosed():
 			return ErrSlowConsumer
 		default:

@@ -198,21 +198,26 @@ func covers(allowed, filter string) bool {
 			filter = f
 		}
 	}
-	a, f := strings.Split(allowed, "/"), strings.Split(filter, "/")
-	if strings.HasPrefix(f[0], "$") && (a[0] == "+" || a[0] == "#") {
+	// Level by level, without splitting: it runs for every message delivered under -auth.
+	if first, _, _ := strings.Cut(allowed, "/"); strings.HasPrefix(filter, "$") && (first == "+" || first == "#") {
 		return false
 	}
-	for i, level := range a {
-		switch {
-		case level == "#":
+	a, f, fEnded := allowed, filter, false
+	for {
+		level, aRest, aMore := strings.Cut(a, "/")
+		if level == "#" {
 			return true // also covers the parent: a/# matches a
-		case i >= len(f), f[i] == "#":
-			return false
-		case level == "+":
-			continue
-		case level != f[i]: // includes a + in filter against a literal level
+		}
+		if fEnded {
 			return false
 		}
+		fLevel, fRest, fMore := strings.Cut(f, "/")
+		if fLevel == "#" || level != "+" && level != fLevel { // a + in filter against a literal level too
+			return false
+		}
+		if !aMore {
+			return !fMore
+		}
+		a, f, fEnded = aRest, fRest, !fMore
 	}
-	return len(f) == len(a)
 }

@@ -39,10 +39,21 @@ func TestCovers(t *testing.T) {
 		{"$SYS/#", "$SYS/broker/uptime", true},
 		{"jobs/#", "$share/workers/jobs/new", true},
 		{"jobs/#", "$share/workers/#", false},
+		{"a/b", "a", false},
+		{"a", "a/b", false},
+		{"+", "a/b", false},
+		{"+/+", "a/b", true},
+		{"a//c", "a//c", true},
+		{"a/+/c", "a//c", true},
+		{"#", "#", true},
 	} {
 		if got := covers(c.allowed, c.filter); got != c.want {
 			t.Errorf("covers(%q, %q) = %v, want %v", c.allowed, c.filter, got, c.want)
 		}
+	}
+	// It runs for every message delivered under -auth: no allocation.
+	if n := testing.AllocsPerRun(100, func() { covers("sensors/+/temp/#", "$share/g/sensors/kitchen/temp/x") }); n != 0 {
+		t.Errorf("covers allocates %v times per call", n)
 	}
 }
 

@@ -52,6 +52,9 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	server := mqtt.New(&mqtt.Options{
 		Logger:       libraryLog,
 		Capabilities: caps,
+		// mochi's per-connection read buffer (2 KiB by default) is held by every idle connection;
+		// while data flows, the connection layer reads ahead in 64 KiB (slowclients.go).
+		ClientNetReadBufferSize: idleReadBuffer,
 	})
 	var page *livePage
 	if cfg.HTTPListen != "" { // the live page: its own copy of the event lines (livepage.go)

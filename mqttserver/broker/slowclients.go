@@ -411,8 +411,12 @@ func (c *flowConn) readErr(err error) error {
 	return err
 }
 
-// readAhead is the size of the buffer Read fills while data flows.
-const readAhead = 64 << 10
+// readAhead is the size of the buffer Read fills while data flows; idleReadBuffer is mochi's
+// own, which each connection holds all the time.
+const (
+	readAhead      = 64 << 10
+	idleReadBuffer = 512
+)
 
 var readAheadPool = sync.Pool{New: func() any { return new([readAhead]byte) }}
 

@@ -159,10 +159,10 @@ func (h *queueHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	if cl.Properties.ProtocolVersion < 5 {
 		code = packets.ErrServerUnavailable // CONNACK 3 in MQTT 3.1.1
 	}
-	_ = h.server.SendConnack(cl, code, false, nil)
-	h.log.LogAttrs(context.Background(), slog.LevelWarn, "connection refused", slog.String("client", cl.ID),
+	h.log.LogAttrs(context.Background(), slog.LevelWarn, msgConnectRefused, slog.String("client", cl.ID),
 		slog.String("remote", cl.Net.Remote), slog.String("reason", "-max-sessions sessions kept"),
 		slog.Int("max_sessions", h.maxSessions))
+	_ = h.server.SendConnack(cl, code, false, nil)
 	return code
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"mqttdemo/mqttpublisher/publisher"
 	"mqttdemo/mqttserver/broker"
+	"mqttdemo/mqttserver/limits"
 	"mqttdemo/mqttsubscriber/subscriber"
 	"mqttdemo/tests/harness"
 )
@@ -17,7 +18,7 @@ import (
 // TestInProcess runs the broker in this process on 127.0.0.1:0 and drives the real Run
 // functions of the subscriber and the publisher, as main does.
 func TestInProcess(t *testing.T) {
-	cfg := broker.Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelInfo, LogFormat: "json", Limits: broker.DefaultLimits()}
+	cfg := broker.Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelInfo, LogFormat: "json", Limits: limits.DefaultLimits()}
 	var brokerLog harness.Output
 	log := broker.NewLogger(cfg, &brokerLog, noEnv)
 	b, err := broker.New(cfg, log, slog.New(slog.DiscardHandler))

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"mqttdemo/mqttserver/broker"
+	"mqttdemo/mqttserver/limits"
 	"mqttdemo/tests/harness"
 )
 
@@ -33,7 +34,7 @@ import (
 // race detector allows 8,128 goroutines in all).
 func TestLoadThousandClients(t *testing.T) {
 	const clients, perClient = 1000, 20
-	cfg := broker.Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelWarn, LogFormat: "json", Limits: broker.DefaultLimits()}
+	cfg := broker.Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelWarn, LogFormat: "json", Limits: limits.DefaultLimits()}
 	var logs harness.Output
 	b, err := broker.New(cfg, broker.NewLogger(cfg, &logs, noEnv), slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/limits"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,15 +36,15 @@ func BenchmarkEventLog(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cfg := c.cfg
-			cfg.Listen, cfg.LogLevel, cfg.Limits = "127.0.0.1:0", slog.LevelInfo, DefaultLimits()
+			cfg.Listen, cfg.LogLevel, cfg.Limits = "127.0.0.1:0", slog.LevelInfo, limits.DefaultLimits()
 			f, err := os.Create(filepath.Join(b.TempDir(), "broker.log"))
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer f.Close()
-			out := newAsyncWriter(f)
+			out := eventlog.NewWriter(f)
 			defer out.Close()
-			broker, err := New(cfg, slog.New(newHandler(cfg, out, false, cfg.LogLevel)), libraryLogger(cfg, out, false))
+			broker, err := New(cfg, eventlog.NewLogger(cfg.logSettings(), out, noEnv), eventlog.LibraryLogger(cfg.logSettings(), out, false))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mqttdemo/mqttserver/eventlog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,7 +82,7 @@ func startBinary(t testing.TB, args ...string) (*process, map[string]any) {
 		for sc.Scan() {
 			_, _ = p.logs.Write(append(sc.Bytes(), '\n'))
 			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == msgStarted {
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == eventlog.MsgStarted {
 				started <- m
 			}
 		}
@@ -164,7 +165,7 @@ func TestBinaryJSONLogs(t *testing.T) {
 		_ = exec.Command("mosquitto_pub", "-h", host, "-p", port, "-u", "alice", "-P", pass,
 			"-t", "sensors/x", "-m", "1", "-q", "1").Run()
 	}
-	waitFor(t, "the refused login", func() bool { return p.logs.has(t, msgAuthFailed, nil) })
+	waitFor(t, "the refused login", func() bool { return p.logs.has(t, eventlog.MsgAuthFailed, nil) })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func TestBinaryJSONLogs(t *testing.T) {
 	if len(records) == 0 || records[len(records)-1]["msg"] == nil {
 		t.Fatal("no log lines")
 	}
-	if !p.logs.has(t, msgStopped, nil) || !p.logs.has(t, msgPublished, map[string]any{"topic": "sensors/x"}) {
+	if !p.logs.has(t, eventlog.MsgStopped, nil) || !p.logs.has(t, eventlog.MsgPublished, map[string]any{"topic": "sensors/x"}) {
 		t.Error("the log lacks the published message or the stop line")
 	}
 	assertNoPasswords(t, p.logs.String())

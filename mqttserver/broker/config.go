@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/limits"
+	"mqttdemo/mqttserver/store"
 	"mqttdemo/shared"
 )
 
@@ -34,7 +37,7 @@ type Config struct {
 	HTTPListen string
 	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
 	AuthFile string
-	Limits
+	limits.Limits
 	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
 	noEvents bool
 	// blockingWrites hands mochi the bare connections (no slowclients.go): for tests of what
@@ -48,8 +51,18 @@ var program = shared.Program{
 	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver\n" +
 		"  mqttserver -data /var/lib/mqttserver -auth users.yaml -tls-cert certs/server.crt -tls-key certs/server.key \\\n" +
 		"             -ws-listen :1882 -http-listen :8080",
-	Exit: "  0 stopped; 1 could not start or serve, the message says why (a damaged -data file: see " + SetAsideFlag + ");\n" +
+	Exit: "  0 stopped; 1 could not start or serve, the message says why (a damaged -data file: see " + store.SetAsideFlag + ");\n" +
 		"  2 bad flag or variable",
+}
+
+// NewLogger returns the logger cfg asks for, writing to w.
+func NewLogger(cfg Config, w io.Writer, getenv func(string) string) *slog.Logger {
+	return eventlog.NewLogger(cfg.logSettings(), w, getenv)
+}
+
+// logSettings is how the log looks.
+func (c Config) logSettings() eventlog.Settings {
+	return eventlog.Settings{Level: c.LogLevel, Format: c.LogFormat, Color: c.Color}
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
@@ -69,7 +82,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	var dataDir, authFile string
 	fs.StringVar(&dataDir, "data", "", "keep retained messages and persistent sessions in `dir` (a bbolt file), so they survive a restart; empty: in memory")
 	var setAside bool
-	fs.BoolVar(&setAside, SetAsideFlag[1:], false, "when the -data file is damaged, rename it to mqttserver.db.damaged-TIME and start with no retained messages or stored sessions, instead of stopping")
+	fs.BoolVar(&setAside, store.SetAsideFlag[1:], false, "when the -data file is damaged, rename it to mqttserver.db.damaged-TIME and start with no retained messages or stored sessions, instead of stopping")
 	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
 	tlsListen := shared.NewChecked("", shared.CheckListenAddress)
 	wsListen := shared.NewChecked("", shared.CheckListenAddress)
@@ -80,7 +93,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM `file` of the private key of -tls-cert")
 	fs.Var(wsListen, "ws-listen", "`address` to serve MQTT over WebSocket on, e.g. :1882 (off when empty)")
 	fs.Var(httpListen, "http-listen", "`address` to serve the live page (/), /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty)")
-	lim := DefaultLimits()
+	lim := limits.DefaultLimits()
 	minKeepAlive := shared.Duration(lim.MinKeepAlive)
 	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`; 0 is no limit")
 	fs.IntVar(&lim.MaxPendingWrites, "max-pending-writes", lim.MaxPendingWrites, "`packets` queued for one client before messages to it are dropped (a slow reader); 8 bytes a slot")
@@ -97,7 +110,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		lim.MinKeepAlive = time.Duration(minKeepAlive)
 		lim.SlowClientTimeout = time.Duration(slowTimeout)
 		lim.SessionExpiry = time.Duration(sessionExpiry)
-		if err := lim.check(); err != nil {
+		if err := lim.Check(); err != nil {
 			return err
 		}
 		switch {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"mqttdemo/mqttserver/limits"
 	"mqttdemo/shared"
 )
 
@@ -19,7 +20,7 @@ func TestLoad(t *testing.T) {
 	}{
 		{"defaults", nil, nil, func(c Config) bool {
 			return c.Listen == DefaultListen && c.TLSListen == "" && c.WSListen == "" && c.HTTPListen == "" &&
-				c.DataDir == "" && c.AuthFile == "" && c.Limits == DefaultLimits()
+				c.DataDir == "" && c.AuthFile == "" && c.Limits == limits.DefaultLimits()
 		}},
 		{"tls listen defaults when a certificate is given", []string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, nil,
 			func(c Config) bool { return c.TLSListen == DefaultTLSListen }},

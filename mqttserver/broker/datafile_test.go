@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/store"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,7 +76,7 @@ func TestBinaryDamagedDataFile(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			path := filepath.Join(dir, DataFile)
+			path := filepath.Join(dir, store.DataFile)
 			copyFile(t, good, path)
 			c.damage(t, path)
 
@@ -90,11 +92,11 @@ func TestBinaryDamagedDataFile(t *testing.T) {
 			}
 			want := fmt.Sprintf("mqttserver: data file %s %s", path, c.problem)
 			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
-			if len(lines) != 1 || !strings.HasPrefix(lines[0], want) || !strings.Contains(lines[0], SetAsideFlag) {
-				t.Fatalf("stderr = %q, want one line starting %q that names %s", stderr.String(), want, SetAsideFlag)
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], want) || !strings.Contains(lines[0], store.SetAsideFlag) {
+				t.Fatalf("stderr = %q, want one line starting %q that names %s", stderr.String(), want, store.SetAsideFlag)
 			}
 
-			p, _ := startBinary(t, "-listen", "127.0.0.1:0", "-data", dir, SetAsideFlag)
+			p, _ := startBinary(t, "-listen", "127.0.0.1:0", "-data", dir, store.SetAsideFlag)
 			var aside string
 			waitFor(t, "the moved-aside warning", func() bool {
 				for _, r := range p.logs.records(t) {
@@ -110,16 +112,16 @@ func TestBinaryDamagedDataFile(t *testing.T) {
 			} else if c.problem != "is empty (0 bytes)" && fi.Size() == 0 {
 				t.Errorf("the moved file %s is empty", aside)
 			}
-			if !p.logs.has(t, msgLoaded, map[string]any{"sessions": 0, "retained": 0}) {
+			if !p.logs.has(t, eventlog.MsgLoaded, map[string]any{"sessions": 0, "retained": 0}) {
 				t.Error("no loaded line with 0 sessions and 0 retained messages")
 			}
 		})
 	}
 	t.Run("intact", func(t *testing.T) {
 		dir := t.TempDir()
-		copyFile(t, good, filepath.Join(dir, DataFile))
-		p, _ := startBinary(t, "-listen", "127.0.0.1:0", "-data", dir, SetAsideFlag)
-		if !p.logs.has(t, msgLoaded, map[string]any{"sessions": 1, "retained": 200}) {
+		copyFile(t, good, filepath.Join(dir, store.DataFile))
+		p, _ := startBinary(t, "-listen", "127.0.0.1:0", "-data", dir, store.SetAsideFlag)
+		if !p.logs.has(t, eventlog.MsgLoaded, map[string]any{"sessions": 1, "retained": 200}) {
 			t.Error("the intact file did not load its session and 200 retained messages")
 		}
 	})
@@ -142,7 +144,7 @@ func makeDataFile(t *testing.T, retained int) string {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Join(dir, DataFile)
+	return filepath.Join(dir, store.DataFile)
 }
 
 // pageSize is bbolt's page size on this machine, that of the files the tests make.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/limits"
 	"net"
 	"os"
 	"path/filepath"
@@ -89,9 +91,9 @@ func FuzzBrokerPipe(f *testing.F) {
 // logging (so every log path formats the hostile values) to nowhere.
 func startFuzzBroker(tb testing.TB) *Broker {
 	tb.Helper()
-	cfg := Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelDebug, LogFormat: "text", Color: "never", Limits: DefaultLimits()}
+	cfg := Config{Listen: "127.0.0.1:0", LogLevel: slog.LevelDebug, LogFormat: "text", Color: "never", Limits: limits.DefaultLimits()}
 	noenv := func(string) string { return "" }
-	b, err := New(cfg, NewLogger(cfg, io.Discard, noenv), libraryLogger(cfg, io.Discard, false))
+	b, err := New(cfg, eventlog.NewLogger(cfg.logSettings(), io.Discard, noenv), eventlog.LibraryLogger(cfg.logSettings(), io.Discard, false))
 	if err != nil {
 		tb.Fatalf("new broker: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/limits"
 	"strings"
 	"sync"
 	"testing"
@@ -88,12 +90,12 @@ func startBroker(t testing.TB, cfg Config) (*Broker, *logBuffer) {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	cfg.LogFormat, cfg.LogLevel = "json", slog.LevelDebug
-	if cfg.Limits == (Limits{}) {
-		cfg.Limits = DefaultLimits()
+	if cfg.Limits == (limits.Limits{}) {
+		cfg.Limits = limits.DefaultLimits()
 	}
 	logs := new(logBuffer)
 	getenv := func(string) string { return "" }
-	b, err := New(cfg, NewLogger(cfg, logs, getenv), libraryLogger(cfg, logs, false))
+	b, err := New(cfg, eventlog.NewLogger(cfg.logSettings(), logs, getenv), eventlog.LibraryLogger(cfg.logSettings(), logs, false))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -1,13 +1,15 @@
 package broker
 
 import (
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/limits"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestOversizedPacketRefused(t *testing.T) {
-	lim := DefaultLimits()
+	lim := limits.DefaultLimits()
 	lim.MaxPacketSize = 1024
 	b, logs := startBroker(t, Config{Limits: lim})
 	var got received
@@ -18,7 +20,7 @@ func TestOversizedPacketRefused(t *testing.T) {
 	pub := connect(t, clientOpts(b.Addr(), "big-pub"))
 	_ = pub.Publish("big/one", 0, false, strings.Repeat("x", 2000)) // the broker drops the connection
 	waitFor(t, "the sender to be disconnected", func() bool {
-		return logs.has(t, msgDisconnected, map[string]any{"client": "big-pub", "reason": "error"})
+		return logs.has(t, eventlog.MsgDisconnected, map[string]any{"client": "big-pub", "reason": "error"})
 	})
 	if !strings.Contains(logs.String(), "packet too large") {
 		t.Error("the disconnect does not say the packet was too large")
@@ -38,22 +40,22 @@ func TestKeepAliveFloor(t *testing.T) {
 	connect(t, clientOpts(b.Addr(), "fast").SetKeepAlive(2*time.Second))
 	connect(t, clientOpts(b.Addr(), "slow").SetKeepAlive(60*time.Second))
 	waitFor(t, "both connections", func() bool {
-		return logs.has(t, msgConnected, map[string]any{"client": "fast", "keepalive": 5}) &&
-			logs.has(t, msgConnected, map[string]any{"client": "slow", "keepalive": 60})
+		return logs.has(t, eventlog.MsgConnected, map[string]any{"client": "fast", "keepalive": 5}) &&
+			logs.has(t, eventlog.MsgConnected, map[string]any{"client": "slow", "keepalive": 60})
 	})
 }
 
 func TestCapabilities(t *testing.T) {
-	c := DefaultLimits().capabilities()
-	if c.MaximumClientWritesPending != DefaultMaxPendingWrites || c.MaximumPacketSize != DefaultMaxPacketSize {
+	c := limits.DefaultLimits().Capabilities()
+	if c.MaximumClientWritesPending != limits.DefaultMaxPendingWrites || c.MaximumPacketSize != limits.DefaultMaxPacketSize {
 		t.Errorf("capabilities %+v do not carry the default limits", c)
 	}
 	if c.MaximumClients <= 0 {
 		t.Errorf("max clients 0 must mean no limit, got %d", c.MaximumClients)
 	}
-	lim := DefaultLimits()
+	lim := limits.DefaultLimits()
 	lim.MaxClients = 10
-	if c := lim.capabilities(); c.MaximumClients != 10 {
+	if c := lim.Capabilities(); c.MaximumClients != 10 {
 		t.Errorf("MaximumClients = %d, want 10", c.MaximumClients)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/gorilla/websocket"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"mqttdemo/mqttserver/livepage"
 )
 
 // DefaultTLSListen is where MQTT over TLS is served when -tls-cert and -tls-key are given.
@@ -84,7 +86,7 @@ func (b *Broker) addListeners(cfg Config) error {
 
 func (b *Broker) addMQTT(l listeners.Listener, name, scheme string) error {
 	if b.flow != nil {
-		l = b.flow.listener(l)
+		l = b.flow.Listener(l)
 	}
 	if err := b.server.AddListener(l); err != nil {
 		return fmt.Errorf("listener %s: %w", name, err)
@@ -116,10 +118,10 @@ func isLoopback(addr net.Addr) bool {
 
 // statusHandler serves /healthz (200 while the broker runs), /stats (the $SYS counters) and
 // the live page (livepage.go).
-func statusHandler(server *mqtt.Server, page *livePage) http.Handler {
+func statusHandler(server *mqtt.Server, page *livepage.Page) http.Handler {
 	mux := http.NewServeMux()
 	if page != nil {
-		page.register(mux)
+		page.Register(mux)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"mqttdemo/mqttserver/eventlog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,7 +77,7 @@ func TestTLS(t *testing.T) {
 		})
 	}
 	waitFor(t, "a TLS connection on the tls listener", func() bool {
-		return logs.has(t, msgConnected, map[string]any{"listener": "tls"})
+		return logs.has(t, eventlog.MsgConnected, map[string]any{"listener": "tls"})
 	})
 }
 
@@ -98,7 +99,7 @@ func TestTLSMosquitto(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "mosquitto_sub to subscribe", func() bool {
-		return logs.has(t, msgSubscribed, map[string]any{"client": "mosq-tls"})
+		return logs.has(t, eventlog.MsgSubscribed, map[string]any{"client": "mosq-tls"})
 	})
 	if o, err := exec.CommandContext(ctx, "mosquitto_pub", "-h", host, "-p", port, "--cafile", ca,
 		"-t", "tls/test", "-m", "secret-channel").CombinedOutput(); err != nil {
@@ -178,7 +179,7 @@ func TestStartedLineListsEveryListener(t *testing.T) {
 	_, logs := startBroker(t, Config{TLSListen: "127.0.0.1:0", WSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		TLSCert: filepath.Join(certs, "server.crt"), TLSKey: filepath.Join(certs, "server.key")})
 	for _, r := range logs.records(t) {
-		if r["msg"] != msgStarted {
+		if r["msg"] != eventlog.MsgStarted {
 			continue
 		}
 		for key, scheme := range map[string]string{"mqtt": "tcp://", "mqtts": "ssl://", "ws": "ws://", "http": "http://"} {
@@ -194,7 +195,7 @@ func TestStartedLineListsEveryListener(t *testing.T) {
 func TestBusyPortFailsStart(t *testing.T) {
 	b, _ := startBroker(t, Config{})
 	cfg := Config{Listen: "127.0.0.1:0", WSListen: b.Addr(), LogFormat: "json"}
-	_, err := New(cfg, NewLogger(cfg, new(logBuffer), noEnv), NewLogger(cfg, new(logBuffer), noEnv))
+	_, err := New(cfg, eventlog.NewLogger(cfg.logSettings(), new(logBuffer), noEnv), eventlog.NewLogger(cfg.logSettings(), new(logBuffer), noEnv))
 	if err == nil || !strings.Contains(err.Error(), "-ws-listen") {
 		t.Fatalf("New with a busy -ws-listen port: err = %v, want it to name -ws-listen", err)
 	}

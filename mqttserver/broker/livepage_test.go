@@ -6,14 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mqttdemo/mqttserver/livepage"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // sseEvent is one Server-Sent Event.
@@ -69,7 +68,7 @@ func TestLivePageShowsClientsTopicsAndEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := connect(t, clientOpts(b.Addr(), "live-pub"))
-	payload := `<img src=x onerror="alert(1)">` + strings.Repeat("é", livePayload) // cut in the middle of an é
+	payload := `<img src=x onerror="alert(1)">` + strings.Repeat("é", livepage.PayloadShown) // cut in the middle of an é
 	for range 3 {
 		if err := wait(pub.Publish("live/a", 0, false, payload)); err != nil {
 			t.Fatal(err)
@@ -79,12 +78,12 @@ func TestLivePageShowsClientsTopicsAndEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var snap liveSnapshot
+	var snap livepage.Snapshot
 	var lines []string
 	readEvents(t, base+"/events", "", "", func(ev sseEvent) bool {
 		switch ev.name {
 		case "snapshot":
-			snap = liveSnapshot{}
+			snap = livepage.Snapshot{}
 			if err := json.Unmarshal([]byte(ev.data), &snap); err != nil {
 				t.Fatalf("snapshot: %v", err)
 			}
@@ -106,13 +105,13 @@ func TestLivePageShowsClientsTopicsAndEvents(t *testing.T) {
 	if c := snap.Clients[1]; c.ID != "live-sub" || c.Protocol != "3.1.1" || !c.Clean || c.Remote == "" || time.Since(c.Since) > time.Minute {
 		t.Errorf("client: %+v", c)
 	}
-	want := []liveFilter{{Filter: "live/+", Subscribers: []liveSub{{Client: "live-sub", QoS: 1, Connected: true}}}}
+	want := []livepage.Filter{{Filter: "live/+", Subscribers: []livepage.Subscriber{{Client: "live-sub", QoS: 1, Connected: true}}}}
 	if fmt.Sprint(snap.Subscriptions) != fmt.Sprint(want) {
 		t.Errorf("subscriptions: got %+v, want %+v", snap.Subscriptions, want)
 	}
 	topic := findTopic(snap.Topics, "live/a")
 	if !strings.HasPrefix(topic.Payload, `<img src=x onerror="alert(1)">éé`) || !strings.HasSuffix(topic.Payload, "é…") ||
-		topic.Bytes != len(payload) || len(topic.Rates) != liveWindow {
+		topic.Bytes != len(payload) || len(topic.Rates) != livepage.RateWindow {
 		t.Errorf("topic: %+v", topic)
 	}
 	if r := snap.Retained[0]; r.Topic != "keep/me" || r.Payload != "kept" || r.QoS != 1 {
@@ -131,13 +130,13 @@ func TestLivePageShowsClientsTopicsAndEvents(t *testing.T) {
 	}
 }
 
-func findTopic(topics []liveTopic, name string) liveTopic {
+func findTopic(topics []livepage.Topic, name string) livepage.Topic {
 	for _, t := range topics {
 		if t.Topic == name {
 			return t
 		}
 	}
-	return liveTopic{}
+	return livepage.Topic{}
 }
 
 func TestLivePageAsksForAUserWithAuth(t *testing.T) {
@@ -210,72 +209,5 @@ func TestLivePageAsksForAUserWithAuth(t *testing.T) {
 			t.Error("with -auth the snapshot must not say the page is open")
 		}
 		return true
-	})
-}
-
-func TestShorten(t *testing.T) {
-	long := strings.Repeat("a", livePayload)
-	for _, c := range []struct {
-		in   string
-		size int
-		want string
-	}{
-		{"hello", 5, "hello"},
-		{"", 0, ""},
-		{long, livePayload, long},
-		{long + "b", livePayload + 1, long + "…"},
-		{"\xff\xfeok", 4, "\uFFFDok"}, // a run of invalid bytes is one U+FFFD
-		{strings.Repeat("a", livePayload-1) + "é", livePayload + 1, strings.Repeat("a", livePayload-1) + "…"},
-	} {
-		if got := shorten([]byte(c.in), c.size); got != c.want {
-			t.Errorf("shorten(%q, %d) = %q, want %q", c.in, c.size, got, c.want)
-		}
-	}
-}
-
-func TestLineRingSince(t *testing.T) {
-	r := new(lineRing)
-	for i := range liveLines + 5 {
-		fmt.Fprintf(r, "line %d\n", i)
-	}
-	got, next := r.since(0)
-	if len(got) != liveLines || got[0] != "line 5" || next != liveLines+5 {
-		t.Errorf("since(0): %d lines from %q, next %d", len(got), got[0], next)
-	}
-	got, _ = r.since(2)
-	if got[0] != "… 3 lines not shown" || got[1] != "line 5" {
-		t.Errorf("since(2): %q", got[:2])
-	}
-	if got, _ := r.since(next); len(got) != 0 {
-		t.Errorf("since(next): %q", got)
-	}
-}
-
-// The message path: no allocation for a known topic, and a bounded number of topics.
-func TestLivePageCountsWithoutAllocating(t *testing.T) {
-	p := newLivePage(nil, new(lineRing))
-	pk := packets.Packet{TopicName: "a/b", Payload: []byte("hello")}
-	p.OnPublished(nil, pk)
-	if n := testing.AllocsPerRun(1000, func() { p.OnPublished(nil, pk) }); n != 0 {
-		t.Errorf("OnPublished allocates %v times a message", n)
-	}
-	for i := range liveTopics + 10 {
-		p.OnPublished(nil, packets.Packet{TopicName: fmt.Sprint("t/", i)})
-	}
-	if len(p.topics) != liveTopics || p.others.Load() != 11 {
-		t.Errorf("%d topics counted, %d others", len(p.topics), p.others.Load())
-	}
-}
-
-// BenchmarkLivePageOnPublished is the page's cost on the message path, one topic, from every
-// core at once.
-func BenchmarkLivePageOnPublished(b *testing.B) {
-	p := newLivePage(nil, new(lineRing))
-	pk := packets.Packet{TopicName: "sensors/1/temperature", Payload: []byte(`{"t":21.5}`)}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			p.OnPublished(nil, pk)
-		}
 	})
 }

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"fmt"
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/limits"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -42,8 +44,8 @@ func TestOfflineSessionBytesLimit(t *testing.T) {
 	for _, data := range []bool{false, true} {
 		t.Run(map[bool]string{false: "memory", true: "data"}[data], func(t *testing.T) {
 			const keep, count, size = 10, 25, 1000
-			lim := DefaultLimits()
-			lim.MaxQueuedBytes = keep * (size + len("q/t") + queuedOverhead)
+			lim := limits.DefaultLimits()
+			lim.MaxQueuedBytes = keep * (size + len("q/t") + limits.QueuedOverhead)
 			cfg := Config{Limits: lim}
 			if data {
 				cfg.DataDir = t.TempDir()
@@ -58,11 +60,11 @@ func TestOfflineSessionBytesLimit(t *testing.T) {
 			if n := atomic.LoadInt64(&b.server.Info.MessagesDropped); n != count-keep {
 				t.Errorf("$SYS dropped %d, want %d", n, count-keep)
 			}
-			if !logs.has(t, msgDropped, map[string]any{"client": "late", "topic": "q/t", "reason": reasonSessionBytes}) {
+			if !logs.has(t, eventlog.MsgDropped, map[string]any{"client": "late", "topic": "q/t", "reason": limits.ReasonSessionBytes}) {
 				t.Error("no message dropped line")
 			}
 			if data {
-				b.data.sync()
+				b.data.Sync()
 				stored, err := b.data.StoredInflightMessages()
 				if err != nil {
 					t.Fatal(err)
@@ -91,7 +93,7 @@ func TestOfflineSessionBytesLimit(t *testing.T) {
 // TestOfflineSessionMessagesLimit: past -max-queued-messages mochi drops the copies; they join
 // $SYS/broker/messages/dropped and one summary line a second.
 func TestOfflineSessionMessagesLimit(t *testing.T) {
-	lim := DefaultLimits()
+	lim := limits.DefaultLimits()
 	lim.MaxQueuedMessages = 5
 	b, logs := startBroker(t, Config{Limits: lim})
 	offlineSession(t, b, "late", "q/#")
@@ -100,7 +102,7 @@ func TestOfflineSessionMessagesLimit(t *testing.T) {
 	waitFor(t, "15 drops in $SYS", func() bool { return atomic.LoadInt64(&b.server.Info.MessagesDropped) == 15 })
 	summed := 0.0
 	for _, r := range logs.records(t) {
-		if r["msg"] == msgDropped && r["reason"] == reasonSessionMessages {
+		if r["msg"] == eventlog.MsgDropped && r["reason"] == limits.ReasonSessionMessages {
 			summed += r["count"].(float64)
 		}
 	}
@@ -114,7 +116,7 @@ func TestOfflineSessionMessagesLimit(t *testing.T) {
 
 // TestMaxSessions: past -max-sessions a new client id is refused; a known one comes back.
 func TestMaxSessions(t *testing.T) {
-	lim := DefaultLimits()
+	lim := limits.DefaultLimits()
 	lim.MaxSessions = 2
 	b, logs := startBroker(t, Config{Limits: lim})
 	offlineSession(t, b, "kept", "a/#")
@@ -124,7 +126,7 @@ func TestMaxSessions(t *testing.T) {
 		t.Errorf("third session: err %v, want refused (server unavailable)", err)
 	}
 	waitFor(t, "the refusal line", func() bool {
-		return logs.has(t, msgConnectRefused, map[string]any{"client": "third", "max_sessions": 2.0})
+		return logs.has(t, eventlog.MsgConnectRefused, map[string]any{"client": "third", "max_sessions": 2.0})
 	})
 	connect(t, clientOpts(b.Addr(), "kept").SetCleanSession(false)) // its own session
 	online.Disconnect(50)
@@ -134,12 +136,12 @@ func TestMaxSessions(t *testing.T) {
 
 // TestSessionExpiry: a 3.1.1 persistent session ends -session-expiry after its client went.
 func TestSessionExpiry(t *testing.T) {
-	lim := DefaultLimits()
+	lim := limits.DefaultLimits()
 	lim.SessionExpiry = time.Second
 	b, logs := startBroker(t, Config{Limits: lim})
 	offlineSession(t, b, "gone", "a/#")
 	waitFor(t, "the session to expire", func() bool { _, ok := b.server.Clients.Get("gone"); return !ok })
-	if !logs.has(t, msgExpired, map[string]any{"client": "gone"}) {
+	if !logs.has(t, eventlog.MsgExpired, map[string]any{"client": "gone"}) {
 		t.Error("no session expired line")
 	}
 }

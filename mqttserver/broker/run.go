@@ -18,6 +18,13 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"mqttdemo/mqttserver/access"
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/health"
+	"mqttdemo/mqttserver/limits"
+	"mqttdemo/mqttserver/livepage"
+	"mqttdemo/mqttserver/mochifix"
+	"mqttdemo/mqttserver/store"
 	"mqttdemo/shared"
 )
 
@@ -27,46 +34,46 @@ type Broker struct {
 	tcp    *listeners.Net
 	// endpoints are the bound addresses, for the "server started" line.
 	endpoints []endpoint
-	http      *http.Server // -http-listen: /healthz, /stats and the live page
-	page      *livePage    // with -http-listen, or nil
+	http      *http.Server   // -http-listen: /healthz, /stats and the live page
+	page      *livepage.Page // with -http-listen, or nil
 	httpLn    net.Listener
 	log       *slog.Logger
-	data      *store // -data, or nil
-	flow      *flowControl
-	access    *accessHook
+	data      *store.Store // -data, or nil
+	flow      *limits.FlowControl
+	access    *access.Hook
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
 }
 
-// New assembles a broker from cfg and binds its listeners; Start serves them.
+// New assembles a broker from cfg and binds its listeners; Start serves them. The parts are
+// mochi hooks, added in this order: the mochi mends, the event log, the live page, the limits,
+// access control, the data store, and the session limits that count what the store keeps.
 func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
-	if cfg.Limits == (Limits{}) {
-		cfg.Limits = DefaultLimits() // a Config built in code without limits gets the flags' defaults
+	if cfg.Limits == (limits.Limits{}) {
+		cfg.Limits = limits.DefaultLimits() // a Config built in code without limits gets the flags' defaults
 	}
-	if err := cfg.Limits.check(); err != nil {
+	if err := cfg.Limits.Check(); err != nil {
 		return nil, err
 	}
-	caps := cfg.Limits.capabilities()
-	cfg.Limits.sessionCapabilities(caps)
 	server := mqtt.New(&mqtt.Options{
 		Logger:       libraryLog,
-		Capabilities: caps,
+		Capabilities: cfg.Limits.Capabilities(),
 		// mochi's per-connection read buffer (2 KiB by default) is held by every idle connection;
-		// while data flows, the connection layer reads ahead in 64 KiB (slowclients.go).
-		ClientNetReadBufferSize: idleReadBuffer,
+		// while data flows, the connection layer reads ahead in 64 KiB (package limits).
+		ClientNetReadBufferSize: limits.IdleReadBuffer,
 	})
-	var page *livePage
-	if cfg.HTTPListen != "" { // the live page: its own copy of the event lines (livepage.go)
-		lines := new(lineRing)
-		log = teeLog(log, lines)
-		page = newLivePage(server, lines)
+	var page *livepage.Page
+	if cfg.HTTPListen != "" { // the live page: its own copy of the event lines
+		lines := new(livepage.LineRing)
+		log = eventlog.Tee(log, lines)
+		page = livepage.New(server, lines)
 	}
 	b := &Broker{server: server, log: log, page: page}
 	if !cfg.blockingWrites {
-		b.flow = newFlowControl(server, cfg.Limits, log)
+		b.flow = limits.NewFlowControl(server, cfg.Limits, log)
 	}
-	var data *store
+	var data *store.Store
 	defer func() {
 		if err != nil { // free the ports and the data file for another attempt
 			b.closeListeners()
@@ -75,51 +82,55 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 			}
 		}
 	}()
-	// Before the others: it mends mochi's packet-id and resend-order flaws (mochifixes.go).
-	fixes := &packetIDHook{server: server, log: log}
-	if err := server.AddHook(fixes, nil); err != nil {
-		return nil, fmt.Errorf("add mochi fixes hook: %w", err)
+	add := func(name string, h mqtt.Hook) error {
+		if err := server.AddHook(h, nil); err != nil {
+			return fmt.Errorf("add %s hook: %w", name, err)
+		}
+		return nil
+	}
+	// First: the mends must see each packet and message before the other hooks do.
+	fixes := mochifix.New(server, log)
+	if err := add("mochi fixes", fixes); err != nil {
+		return nil, err
 	}
 	if !cfg.noEvents {
-		if err := server.AddHook(newEventsHook(log, server.Topics), nil); err != nil {
-			return nil, fmt.Errorf("add events hook: %w", err)
+		if err := add("events", eventlog.NewHook(log, server.Topics)); err != nil {
+			return nil, err
 		}
 	}
 	if page != nil {
-		if err := server.AddHook(page, nil); err != nil {
-			return nil, fmt.Errorf("add live page hook: %w", err)
+		if err := add("live page", page); err != nil {
+			return nil, err
 		}
 	}
-	if err := addLimits(server, cfg.Limits, log); err != nil {
+	if err := limits.AddPacketLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
 	if b.flow != nil {
-		if err := server.AddHook(&flowHook{flow: b.flow}, nil); err != nil {
-			return nil, fmt.Errorf("add flow-control hook: %w", err)
+		if err := add("flow-control", b.flow.Hook()); err != nil {
+			return nil, err
 		}
 	}
-	if b.access, err = addAccess(server, cfg.AuthFile, log); err != nil {
+	if b.access, err = access.Add(server, cfg.AuthFile, log); err != nil {
 		return nil, err
 	}
 	if page != nil && cfg.AuthFile != "" { // the page asks for the same users, with HTTP basic auth
-		page.checkUser = b.access.pageLogin
+		page.CheckUser = b.access.PageLogin
 	}
+	queues := limits.NewQueueHook(server, cfg.Limits, log)
 	if cfg.DataDir != "" {
-		if data, err = addStorage(server, cfg.DataDir, cfg.DataSetAside, log); err != nil {
+		if data, err = store.Add(server, cfg.DataDir, cfg.DataSetAside, log); err != nil {
 			return nil, err
 		}
-		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, DataFile))
-		fixes.persist = func(cl *mqtt.Client, pk packets.Packet) { data.storeInflight(cl, pk, pk.Created) }
-		fixes.deliveredFirst = true
-		b.access.withheld = data.OnQosDropped
+		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, store.DataFile))
+		fixes.Persist = func(cl *mqtt.Client, pk packets.Packet) { data.StoreInflight(cl, pk, pk.Created) }
+		fixes.DeliveredFirst = true
+		b.access.Withheld = data.OnQosDropped
+		queues.Stored = data.OnQosDropped // a message dropped here is deleted from the file too
 	}
-	// After the store: a message it stored and this hook drops is deleted from the file too.
-	queues := newQueueHook(server, cfg.Limits, log)
-	if data != nil {
-		queues.stored = data.OnQosDropped
-	}
-	if err := server.AddHook(queues, nil); err != nil {
-		return nil, fmt.Errorf("add session limits hook: %w", err)
+	// After the store, so that the store has the message the session limits drop.
+	if err := add("session limits", queues); err != nil {
+		return nil, err
 	}
 	if err := b.addListeners(cfg); err != nil {
 		return nil, err
@@ -137,8 +148,8 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	if b.data != nil {
-		sessions, subs, inflight, retained := recount(b.server)
-		b.log.Info(msgLoaded, "sessions", sessions, "subscriptions", subs,
+		sessions, subs, inflight, retained := store.Recount(b.server)
+		b.log.Info(eventlog.MsgLoaded, "sessions", sessions, "subscriptions", subs,
 			"queued", inflight, "retained", retained)
 	}
 	if b.http != nil {
@@ -148,9 +159,9 @@ func (b *Broker) Start() error {
 	for _, e := range b.endpoints {
 		attrs = append(attrs, e.name, e.url)
 	}
-	b.log.Info(msgStarted, attrs...)
+	b.log.Info(eventlog.MsgStarted, attrs...)
 	if b.page != nil {
-		b.page.announce(b.log, b.httpLn.Addr())
+		b.page.Announce(b.log, b.httpLn.Addr())
 	}
 	return nil
 }
@@ -184,12 +195,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	if cfg.HealthCheck {
-		return HealthCheck(cfg.Listen)
+		return health.Check(cfg.Listen)
 	}
 	if cfg.HashPassword {
-		return HashPassword(stdin, stdout)
+		return access.HashPassword(stdin, stdout)
 	}
-	log, libraryLog, out := newLoggers(cfg, stdout, getenv)
+	log, libraryLog, out := eventlog.NewLoggers(cfg.logSettings(), stdout, getenv)
 	defer out.Close()
 	b, err := New(cfg, log, libraryLog)
 	if err != nil {

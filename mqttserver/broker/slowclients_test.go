@@ -1,52 +1,18 @@
 package broker
 
 import (
-	"bytes"
-	"log/slog"
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/limits"
 	"net"
 	"strings"
 	"testing"
 	"time"
-
-	mqtt "github.com/mochi-mqtt/server/v2"
 )
-
-// TestWithoutQoS0 drops exactly the QoS 0 PUBLISH packets of a write, whole, and counts them.
-func TestWithoutQoS0(t *testing.T) {
-	pub0 := []byte{0x30, 6, 0, 2, 'a', '/', 'h', 'i'}                          // QoS 0 PUBLISH a/ "hi"
-	pub1 := []byte{0x32, 8, 0, 2, 'b', '/', 0, 1, 'h', 'i'}                    // QoS 1 PUBLISH b/ id 1
-	puback := []byte{0x40, 2, 0, 7}                                            // PUBACK 7
-	long0 := append([]byte{0x30, 0x80, 0x01, 0, 1, 'c'}, make([]byte, 125)...) // 128-byte remaining length
-	join := func(ps ...[]byte) []byte { return bytes.Join(ps, nil) }
-	for _, c := range []struct {
-		name    string
-		in      []byte
-		want    []byte
-		dropped int64
-	}{
-		{"one QoS 0", pub0, nil, 1},
-		{"one QoS 1", pub1, pub1, 0},
-		{"mixed", join(puback, pub0, pub1, long0, puback), join(puback, pub1, puback), 2},
-		{"not whole packets: kept", pub0[:5], pub0[:5], 0},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			server := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-			f := newFlowControl(server, DefaultLimits(), slog.New(slog.DiscardHandler))
-			got := (&flowConn{flow: f}).withoutQoS0(c.in)
-			if !bytes.Equal(got, c.want) {
-				t.Errorf("kept % x, want % x", got, c.want)
-			}
-			if n := server.Info.MessagesDropped; n != c.dropped {
-				t.Errorf("counted %d dropped, want %d", n, c.dropped)
-			}
-		})
-	}
-}
 
 // TestSlowClientTimeout: a subscriber that takes nothing of what waits for it for
 // -slow-client-timeout is disconnected as a slow consumer, though under -max-queued-bytes.
 func TestSlowClientTimeout(t *testing.T) {
-	lim := DefaultLimits()
+	lim := limits.DefaultLimits()
 	lim.SlowClientTimeout, lim.MaxQueuedBytes = time.Second, 64<<20
 	b, logs := startBroker(t, Config{Limits: lim})
 	notReading(t, b.Addr(), fzConnect("slow", true, 0), "t")
@@ -60,7 +26,7 @@ func TestSlowClientTimeout(t *testing.T) {
 	}
 	waitFor(t, "the slow consumer disconnected", func() bool {
 		return logs.has(t, "slow consumer disconnected", map[string]any{"client": "slow", "reason": "read nothing for -slow-client-timeout"}) &&
-			logs.has(t, msgDisconnected, map[string]any{"client": "slow", "reason": "slow-consumer"})
+			logs.has(t, eventlog.MsgDisconnected, map[string]any{"client": "slow", "reason": "slow-consumer"})
 	})
 }
 

@@ -1,0 +1,71 @@
+// Package health is the container health probe: the client side (mqttserver -healthcheck, which
+// connects, waits for a CONNACK and leaves) and how the broker tells the probe's visits from other
+// clients, to keep them out of the info log. It knows nothing else of the broker.
+package health
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+)
+
+// Timeout bounds the whole health probe: dial, CONNECT, CONNACK.
+const Timeout = 3 * time.Second
+
+// ClientID is the probe's client id; the probe's visits are logged at debug only.
+const ClientID = "healthcheck"
+
+// IsProbe tells whether cl is our -healthcheck probe, which connects every few seconds: its id,
+// no user name, and from this machine. Anyone else using its id is logged as usual.
+func IsProbe(cl *mqtt.Client, username []byte) bool {
+	if cl.ID != ClientID || len(username) > 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(cl.Net.Remote)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
+}
+
+// connectPacket is an MQTT 3.1.1 CONNECT: clean session, keep-alive 0, client id "healthcheck".
+var connectPacket = []byte{
+	0x10, 23, // CONNECT, remaining length
+	0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, // protocol name, level 4, clean session, keep-alive 0
+	0, 11, 'h', 'e', 'a', 'l', 't', 'h', 'c', 'h', 'e', 'c', 'k',
+}
+
+// Check connects to the MQTT listener at listen (":1883" means this machine) and reports
+// whether the broker answered the CONNECT with a CONNACK. A refusal (say, credentials needed)
+// still proves the broker serves MQTT, so it counts as healthy.
+func Check(listen string) error {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, port)
+	conn, err := net.DialTimeout("tcp", addr, Timeout)
+	if err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(Timeout))
+	if _, err := conn.Write(connectPacket); err != nil {
+		return fmt.Errorf("health check: send CONNECT to %s: %w", addr, err)
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(conn, ack); err != nil {
+		return fmt.Errorf("health check: no CONNACK from %s: %w", addr, err)
+	}
+	if ack[0] != 0x20 || ack[1] != 2 {
+		return fmt.Errorf("health check: %s answered % x, not a CONNACK", addr, ack)
+	}
+	if ack[3] == 0 {
+		_, _ = conn.Write([]byte{0xe0, 0}) // DISCONNECT, so the broker logs a normal end
+	}
+	return nil
+}

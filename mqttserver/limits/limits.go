@@ -1,0 +1,175 @@
+// Package limits bounds what one client can make the broker hold or do: the packet size and
+// keep-alive floor (limits.go), the messages and bytes queued to a session and the number of
+// sessions (queues.go), and the connection layer that keeps a client that stops reading from
+// stalling its publishers (slowclients.go). It logs through the event log's vocabulary and
+// knows nothing of access control, storage or the listeners it wraps.
+package limits
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqttdemo/shared"
+)
+
+// Defaults of the safety limits.
+const (
+	// DefaultMaxPacketSize refuses packets over 1 MiB: far above what the demo sends, small
+	// enough that one client cannot make the broker hold hundreds of megabytes.
+	DefaultMaxPacketSize = 1 << 20
+	// DefaultMaxPendingWrites is the queue of packets waiting to be written to one client,
+	// mochi's own default. The queue is a channel made at connect, 8 bytes a slot; above 4096
+	// slots (32 KiB) it is a run of pages the OS maps only when used, so an idle connection
+	// holds less than with 1024 slots, which are touched at once (26.9 KB against 30.5 KB per
+	// idle connection in BENCHMARKS.md). A slow subscriber may make the broker queue this many
+	// messages before copies to it are dropped, QoS 1 and 2 included (mochi rolls them back).
+	DefaultMaxPendingWrites = 8192
+	// DefaultMinKeepAlive is the keep-alive floor: a client asking for less gets this.
+	DefaultMinKeepAlive = 5 * time.Second
+	// DefaultMaxQueuedBytes bounds what waits for one client (see slowclients.go and queues.go):
+	// 100 offline sessions full to it grow the broker by about 200 MB (docs/reliability.md).
+	DefaultMaxQueuedBytes = 1 << 20
+	// DefaultSlowClientTimeout is how long a client may read nothing of what waits for it.
+	DefaultSlowClientTimeout = time.Minute
+)
+
+// Limits are the broker's safety limits.
+type Limits struct {
+	MaxPacketSize    int           // bytes; 0 is no limit
+	MaxPendingWrites int           // packets queued for one client
+	MinKeepAlive     time.Duration // floor for the keep-alive clients ask for
+	MaxClients       int           // connected at once; 0 is no limit
+	// MaxQueuedBytes: unsent bytes a connected client may have waiting (QoS 0 messages are
+	// dropped past half of it, the client disconnected past it).
+	MaxQueuedBytes int
+	// SlowClientTimeout: a client that takes none of the bytes waiting for it this long is
+	// disconnected; 0 is never.
+	SlowClientTimeout time.Duration
+	// Session limits, see queues.go.
+	MaxQueuedMessages int           // QoS 1 and 2 messages one session holds unacknowledged
+	MaxSessions       int           // sessions kept, connected or not; 0 is no limit
+	SessionExpiry     time.Duration // how long a persistent session outlives its connection
+}
+
+// DefaultLimits are the limits when no flag is given.
+func DefaultLimits() Limits {
+	return Limits{MaxPacketSize: DefaultMaxPacketSize, MaxPendingWrites: DefaultMaxPendingWrites, MinKeepAlive: DefaultMinKeepAlive,
+		MaxQueuedBytes: DefaultMaxQueuedBytes, SlowClientTimeout: DefaultSlowClientTimeout,
+		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxSessions: DefaultMaxSessions, SessionExpiry: DefaultSessionExpiry}
+}
+
+// Capabilities starts from mochi's defaults and applies the limits.
+func (l Limits) Capabilities() *mqtt.Capabilities {
+	c := mqtt.NewDefaultServerCapabilities()
+	c.MaximumPacketSize = uint32(l.MaxPacketSize)
+	c.MaximumClientWritesPending = int32(l.MaxPendingWrites)
+	if l.MaxClients > 0 {
+		c.MaximumClients = int64(l.MaxClients)
+	}
+	// mochi copies a PUBLISH's user properties into its PUBACK/PUBREC; MQTT 5 does not ask
+	// for that, and the Eclipse paho MQTT 5 test client rejects such acks.
+	c.Compatibilities.NoInheritedPropertiesOnAck = true
+	c.MaximumInflight = uint16(l.MaxQueuedMessages)
+	c.MaximumSessionExpiryInterval = uint32(l.SessionExpiry / time.Second)
+	return c
+}
+
+// check vets limits given as flags or variables.
+func (l Limits) Check() error {
+	switch {
+	case l.MaxPacketSize < 0 || l.MaxPacketSize > math.MaxUint32:
+		return &shared.BadValue{Flag: "max-packet-size", Why: fmt.Sprintf("want 0 (no limit) to %d bytes", uint32(math.MaxUint32))}
+	case l.MaxPendingWrites < 1 || l.MaxPendingWrites > math.MaxInt32:
+		return &shared.BadValue{Flag: "max-pending-writes", Why: "want at least 1"}
+	case l.MinKeepAlive > math.MaxUint16*time.Second:
+		return &shared.BadValue{Flag: "min-keepalive", Why: fmt.Sprintf("MQTT keep-alive is at most %v", math.MaxUint16*time.Second)}
+	case l.MaxClients < 0:
+		return &shared.BadValue{Flag: "max-clients", Why: "want 0 (no limit) or more"}
+	case l.MaxQueuedBytes < 1:
+		return &shared.BadValue{Flag: "max-queued-bytes", Why: "want at least 1"}
+	case l.SlowClientTimeout < 0:
+		return &shared.BadValue{Flag: "slow-client-timeout", Why: "want 0 (never) or more"}
+	}
+	return l.checkSessions()
+}
+
+// limitsHook applies the limits mochi has no capability for, or gets wrong.
+//
+// The keep-alive floor: a keep-alive below it is raised. MQTT 5 clients are told the new value
+// in the CONNACK (Server Keep Alive); MQTT 3.1.1 has no way to tell them, so the broker only
+// waits longer (1.5 × the floor) before it calls them dead. Zero (keep-alive off) is left
+// alone: 3.1.1 clients may rely on it.
+//
+// The packet size: mochi compares the remaining length plus one with its maximum, so packets
+// up to four bytes over it get through; MQTT 5 counts the whole packet, fixed header included.
+type limitsHook struct {
+	mqtt.HookBase
+	floor   uint16 // seconds; 0 is no floor
+	maxSize int    // bytes; 0 is no limit
+	log     *slog.Logger
+}
+
+func (h *limitsHook) ID() string { return "limits" }
+func (h *limitsHook) Provides(b byte) bool {
+	return b == mqtt.OnConnect && h.floor > 0 || b == mqtt.OnPacketRead && h.maxSize > 0
+}
+
+func (h *limitsHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	if ka := cl.State.Keepalive; ka != 0 && ka < h.floor {
+		cl.State.Keepalive = h.floor
+		cl.State.ServerKeepalive = true
+		h.log.Debug("keep-alive raised to the floor", "client", cl.ID, "asked", ka, "given", h.floor)
+	}
+	return nil
+}
+
+// OnPacketRead refuses a packet over the size limit; mochi then closes the connection.
+func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if size := packetSize(pk.FixedHeader.Remaining); size > h.maxSize {
+		return pk, tooLarge{size: size, limit: h.maxSize}
+	}
+	return pk, nil
+}
+
+// packetSize is the size of a whole packet whose remaining length is remaining: one byte of
+// type and flags, one to four of length, and the rest.
+func packetSize(remaining int) int {
+	size := 1 + remaining
+	for {
+		size++
+		if remaining < 128 {
+			return size
+		}
+		remaining /= 128
+	}
+}
+
+// tooLarge is the error of a packet over -max-packet-size; it is mochi's ErrPacketTooLarge, and
+// ErrRejectPacket, the one error of OnPacketRead that mochi does not ignore.
+type tooLarge struct{ size, limit int }
+
+func (e tooLarge) Error() string {
+	return fmt.Sprintf("packet of %d bytes is over -max-packet-size %d", e.size, e.limit)
+}
+
+func (e tooLarge) Is(target error) bool {
+	return target == packets.ErrPacketTooLarge || target == packets.ErrRejectPacket
+}
+
+// AddPacketLimits installs the keep-alive floor and the exact packet size check.
+func AddPacketLimits(server *mqtt.Server, l Limits, log *slog.Logger) error {
+	h := &limitsHook{floor: uint16((l.MinKeepAlive + time.Second - 1) / time.Second), // whole seconds, rounded up
+		maxSize: l.MaxPacketSize, log: log}
+	if h.floor == 0 && h.maxSize == 0 {
+		return nil
+	}
+	if err := server.AddHook(h, nil); err != nil {
+		return fmt.Errorf("add limits hook: %w", err)
+	}
+	return nil
+}

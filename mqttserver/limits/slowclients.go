@@ -1,0 +1,460 @@
+package limits
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqttdemo/mqttserver/eventlog"
+)
+
+// Why this layer: mochi writes to a client's socket while holding the client's lock, and the
+// publisher's goroutine takes that same lock for the next packet id of each QoS 1 or 2 copy.
+// A client that stops reading fills its socket buffers, mochi's write blocks, and with it
+// every publisher that sends it a message. So mochi is given connections whose Write never
+// blocks: what the socket does not take at once waits in a per-connection buffer that a
+// writer goroutine drains, started only while something waits. A connection whose reader
+// falls behind loses its QoS 0 messages first, then is disconnected as a slow consumer.
+
+// ErrSlowConsumer ends a client that read nothing of what waited for it for -slow-client-timeout,
+// or let more than -max-queued-bytes wait unsent. Its disconnect line says "slow-consumer".
+var ErrSlowConsumer error = slowConsumer{}
+
+type slowConsumer struct{}
+
+func (slowConsumer) Error() string            { return "slow consumer: the client stopped reading" }
+func (slowConsumer) DisconnectReason() string { return "slow-consumer" }
+
+// maxWriteChunk is the most one socket write is given: each write has its own deadline, so a
+// slow but moving reader is never taken for a stalled one.
+const maxWriteChunk = 64 << 10
+
+// FlowControl holds the limits and the counters shared by the connections it wraps.
+type FlowControl struct {
+	server    *mqtt.Server
+	log       *slog.Logger
+	timeout   time.Duration // no byte taken for this long: slow consumer; 0 never
+	maxUnsent int           // unsent bytes past which the client is disconnected
+	qos0      int           // unsent bytes past which QoS 0 messages to it are dropped
+	dropped   *eventlog.LineCap
+	slow      atomic.Int64 // slow consumers disconnected
+}
+
+func NewFlowControl(server *mqtt.Server, l Limits, log *slog.Logger) *FlowControl {
+	f := &FlowControl{server: server, log: log, timeout: l.SlowClientTimeout,
+		maxUnsent: l.MaxQueuedBytes, qos0: l.MaxQueuedBytes / 2,
+		dropped: eventlog.NewLineCap(log, slog.LevelWarn, eventlog.MsgDropped, slog.String("reason", reasonNotReading))}
+	f.qos0 = max(f.qos0, 1)
+	return f
+}
+
+// reasonNotReading is why QoS 0 messages to a client that does not read are dropped.
+const reasonNotReading = "client not reading"
+
+// Listener hands mochi the connections of l wrapped.
+func (f *FlowControl) Listener(l listeners.Listener) listeners.Listener {
+	return flowListener{Listener: l, flow: f}
+}
+
+type flowListener struct {
+	listeners.Listener
+	flow *FlowControl
+}
+
+func (l flowListener) Serve(establish listeners.EstablishFn) {
+	l.Listener.Serve(func(id string, c net.Conn) error {
+		fc := l.flow.wrap(c)
+		err := establish(id, fc)
+		// mochi has closed fc, but what waited (a refusing CONNACK, a DISCONNECT with a reason)
+		// may still be going out: the WebSocket listener closes the socket once this returns.
+		fc.waitClosed(closeFlush + time.Second)
+		return err
+	})
+}
+
+// wrap returns c with a Write that never blocks.
+func (f *FlowControl) wrap(c net.Conn) *flowConn {
+	fc := &flowConn{Conn: c, flow: f, socketClosed: make(chan struct{})}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			fc.raw, fc.rawWrite, fc.rawRead = raw, fc.writeNow, fc.readNow
+		}
+	}
+	// The listener's connect deadline covers reading CONNECT; writes have their own below.
+	_ = c.SetWriteDeadline(time.Time{})
+	return fc
+}
+
+// dropQoS0 counts and logs a QoS 0 message not sent to the client on c.
+func (f *FlowControl) dropQoS0(c *flowConn, topic string) {
+	atomic.AddInt64(&f.server.Info.MessagesDropped, 1)
+	if !f.dropped.Allow() {
+		return
+	}
+	f.log.LogAttrs(context.Background(), slog.LevelWarn, eventlog.MsgDropped, slog.String("client", c.clientID()),
+		slog.String("topic", topic), slog.String("reason", reasonNotReading))
+}
+
+// slowConsumer logs why c is being disconnected, with the count since the start.
+func (f *FlowControl) slowConsumer(c *flowConn, why string, unsent int) {
+	n := f.slow.Add(1)
+	f.log.LogAttrs(context.Background(), slog.LevelWarn, "slow consumer disconnected", slog.String("client", c.clientID()),
+		slog.String("reason", why), slog.Int("unsent_bytes", unsent), slog.Int64("slow_consumers", n))
+}
+
+// Hook is the mochi hook of the connections f wraps.
+func (f *FlowControl) Hook() mqtt.Hook { return &flowHook{flow: f} }
+
+// flowHook tells each connection its client's id, for the log lines, and runs the drop summary.
+type flowHook struct {
+	mqtt.HookBase
+	flow *FlowControl
+}
+
+func (*flowHook) ID() string           { return "flow-control" }
+func (*flowHook) Provides(b byte) bool { return b == mqtt.OnSessionEstablish }
+
+func (h *flowHook) Init(any) error {
+	h.flow.dropped.Start()
+	return nil
+}
+
+func (h *flowHook) Stop() error {
+	h.flow.dropped.Close()
+	return nil
+}
+
+// OnSessionEstablish comes before mochi resends a session's queue, which may already be slow.
+func (*flowHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	if c, ok := cl.Net.Conn.(*flowConn); ok {
+		c.id.Store(&cl.ID)
+	}
+}
+
+// flowConn is a net.Conn whose Write copies what the socket does not take at once into pending,
+// which a writer goroutine drains.
+type flowConn struct {
+	net.Conn
+	raw syscall.RawConn // for a write that returns at once when the socket is full; nil off TCP
+	// rawWrite is writeNow, bound once; wp, wn and werr are its input and results (under mu).
+	rawWrite func(fd uintptr) bool
+	wp       []byte
+	wn       int
+	werr     error
+	flow     *FlowControl
+	// Read's state, used only by mochi's reading goroutine.
+	flowing  bool             // the last read filled mochi's buffer: more is likely waiting
+	aheadBuf *[readAhead]byte // from readAheadPool while it holds unread bytes
+	ahead    []byte           // the unread bytes in aheadBuf
+	rawRead  func(fd uintptr) bool
+	rp       []byte
+	rn       int
+	rerr     error
+	id       atomic.Pointer[string]
+
+	mu      sync.Mutex
+	pending []byte // waiting for the writer
+	spare   []byte // the writer's last buffer, reused while it runs
+	writing int    // bytes the writer holds
+	running bool   // the writer goroutine
+	closed  bool   // Close was called: the writer flushes, then closes
+	err     error  // a failed connection: every later Write returns it
+
+	socketClosed chan struct{} // closed once the socket is
+	closeOnce    sync.Once
+}
+
+func (c *flowConn) clientID() string {
+	if id := c.id.Load(); id != nil {
+		return *id
+	}
+	return ""
+}
+
+func (c *flowConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	n := len(p)
+	if !c.running && c.raw != nil { // nothing waits: try the socket at once, as before
+		w, err := c.tryWrite(p)
+		if err != nil {
+			c.err = err
+			return w, err
+		}
+		if w == n {
+			return n, nil
+		}
+		p = p[w:] // the rest of a packet begun: it cannot be dropped
+	} else if unsent := len(c.pending) + c.writing; unsent >= c.flow.qos0 {
+		p = c.withoutQoS0(p)
+	}
+	// What already waits counts, not p: one packet (up to -max-packet-size, or a little more
+	// for an MQTT 5 copy) may always go out, or a big message would end its subscriber at every
+	// reconnect.
+	if unsent := len(c.pending) + c.writing; unsent > c.flow.maxUnsent {
+		c.fail(ErrSlowConsumer)
+		c.flow.slowConsumer(c, "-max-queued-bytes unsent", unsent)
+		return 0, ErrSlowConsumer
+	}
+	c.pending = append(c.pending, p...)
+	if !c.running && len(c.pending) > 0 {
+		c.running = true
+		go c.drain()
+	}
+	return n, nil
+}
+
+// withoutQoS0 returns p, whole packets as mochi writes them, less its QoS 0 PUBLISH packets.
+func (c *flowConn) withoutQoS0(p []byte) []byte {
+	var kept []byte
+	rest, from := p, 0
+	for len(rest) > 0 {
+		size, topic, qos0 := parsePacket(rest)
+		if size <= 0 || size > len(rest) { // not whole packets: keep everything
+			return p
+		}
+		if qos0 {
+			if kept == nil {
+				kept = make([]byte, 0, len(p))
+			}
+			kept = append(kept, p[from:len(p)-len(rest)]...)
+			from = len(p) - len(rest) + size
+			c.flow.dropQoS0(c, topic)
+		}
+		rest = rest[size:]
+	}
+	if kept == nil {
+		return p
+	}
+	return append(kept, p[from:]...)
+}
+
+// parsePacket reads the fixed header at the start of b: the packet's whole size, and for a
+// QoS 0 PUBLISH its topic. size is 0 when b does not start with a complete header.
+func parsePacket(b []byte) (size int, topic string, qos0 bool) {
+	if len(b) < 2 {
+		return 0, "", false
+	}
+	remaining, shift, i := 0, 0, 1
+	for ; ; i++ {
+		if i >= len(b) || i > 4 {
+			return 0, "", false
+		}
+		remaining |= int(b[i]&0x7f) << shift
+		shift += 7
+		if b[i]&0x80 == 0 {
+			break
+		}
+	}
+	size = i + 1 + remaining
+	if b[0]>>4 != packets.Publish || b[0]&0x06 != 0 {
+		return size, "", false
+	}
+	if h := i + 1; h+2 <= len(b) {
+		if l := int(b[h])<<8 | int(b[h+1]); h+2+l <= len(b) {
+			topic = string(b[h+2 : h+2+l])
+		}
+	}
+	return size, topic, true
+}
+
+// drain writes pending until nothing waits, then ends; after Close it closes the socket.
+func (c *flowConn) drain() {
+	for {
+		c.mu.Lock()
+		if len(c.pending) == 0 || c.err != nil {
+			closed := c.closed
+			c.running, c.writing, c.pending, c.spare = false, 0, nil, nil // an idle connection holds no buffer
+			if !closed && c.err == nil {
+				_ = c.Conn.SetWriteDeadline(time.Time{}) // the next write may go straight to the socket
+			}
+			c.mu.Unlock()
+			if closed {
+				c.closeSocket(false)
+			}
+			return
+		}
+		out := c.pending
+		c.pending, c.spare = c.spare[:0], nil
+		c.writing = len(out)
+		c.mu.Unlock()
+
+		err := c.writeAll(out)
+
+		c.mu.Lock()
+		c.spare, c.writing = out[:0], 0
+		if err != nil && c.err == nil {
+			if errors.Is(err, ErrSlowConsumer) {
+				c.flow.slowConsumer(c, "read nothing for -slow-client-timeout", len(out)+len(c.pending))
+			}
+			c.fail(err)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// writeAll writes out in chunks, each with a deadline: a reader that takes nothing for the
+// timeout is a slow consumer. After Close the deadline Close set stays.
+func (c *flowConn) writeAll(out []byte) error {
+	for len(out) > 0 {
+		c.mu.Lock()
+		closed := c.closed
+		if !closed && c.flow.timeout > 0 {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.flow.timeout))
+		}
+		c.mu.Unlock()
+		n, err := c.Conn.Write(out[:min(len(out), maxWriteChunk)])
+		out = out[n:]
+		var netErr net.Error
+		timeout := err != nil && errors.As(err, &netErr) && netErr.Timeout()
+		switch {
+		case err == nil:
+		case timeout && n > 0:
+			// slow but moving: a new deadline for the rest (on TCP and WebSocket; a tls.Conn
+			// stays broken after a timeout, so its next write ends the client)
+		case timeout && !c.isClosed():
+			return ErrSlowConsumer
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *flowConn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// fail ends the connection with err: mochi's reader sees it on its next Read. Called with mu
+// held, so the socket is closed without a goodbye that could wait (see closeSocket).
+func (c *flowConn) fail(err error) {
+	c.err = err
+	c.pending, c.spare = nil, nil
+	c.closeSocket(true)
+}
+
+// closeSocket closes the socket once. now skips TLS's close_notify, which waits up to 5 s for a
+// socket the client does not read: while mu is held, every writer to this client would wait too.
+func (c *flowConn) closeSocket(now bool) {
+	c.closeOnce.Do(func() {
+		if t, ok := c.Conn.(*tls.Conn); ok && now {
+			_ = t.NetConn().Close()
+		} else {
+			_ = c.Conn.Close()
+		}
+		close(c.socketClosed)
+	})
+}
+
+// waitClosed waits until the socket is closed, at most limit.
+func (c *flowConn) waitClosed(limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-c.socketClosed:
+	case <-t.C:
+	}
+}
+
+// Read returns ErrSlowConsumer once the connection was ended for it, so the disconnect line says so.
+// mochi reads through a 2 KiB buffer, so a 4 KiB packet costs several socket reads. While data
+// flows (the last read filled mochi's buffer), Read takes what the socket holds into a 64 KiB
+// buffer without waiting, and serves from it; the buffer goes back to a pool once empty, so a
+// connection waiting for its next packet holds none.
+func (c *flowConn) Read(p []byte) (int, error) {
+	if len(c.ahead) > 0 {
+		n := copy(p, c.ahead)
+		c.ahead = c.ahead[n:]
+		if len(c.ahead) == 0 {
+			readAheadPool.Put(c.aheadBuf)
+			c.aheadBuf, c.ahead = nil, nil
+		}
+		return n, nil
+	}
+	if c.flowing && c.raw != nil {
+		buf := readAheadPool.Get().(*[readAhead]byte)
+		if n, err := c.tryRead(buf[:]); n > 0 {
+			c.aheadBuf, c.ahead = buf, buf[:n]
+			return c.Read(p)
+		} else if err != nil {
+			readAheadPool.Put(buf)
+			return 0, c.readErr(err)
+		}
+		readAheadPool.Put(buf) // nothing there now: wait below, in mochi's buffer
+	}
+	n, err := c.Conn.Read(p)
+	c.flowing = n == len(p)
+	if err != nil {
+		err = c.readErr(err)
+	}
+	return n, err
+}
+
+// readErr names why reading failed when the connection was ended here.
+func (c *flowConn) readErr(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case errors.Is(c.err, ErrSlowConsumer):
+		return ErrSlowConsumer
+	case c.closed:
+		return net.ErrClosed // not the deadline Close set to wake this reader
+	}
+	return err
+}
+
+// readAhead is the size of the buffer Read fills while data flows; IdleReadBuffer is mochi's
+// own, which each connection holds all the time.
+const (
+	readAhead      = 64 << 10
+	IdleReadBuffer = 512
+)
+
+var readAheadPool = sync.Pool{New: func() any { return new([readAhead]byte) }}
+
+// closeFlush is how long what waits may still take to go out after mochi closes a connection
+// (a refusing CONNACK, a DISCONNECT with a reason).
+const closeFlush = 2 * time.Second
+
+// Close ends reading at once; what waits is written for up to closeFlush, then the socket closes.
+func (c *flowConn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	if !c.running || c.err != nil {
+		c.mu.Unlock()
+		c.closeSocket(false) // outside mu: TLS's goodbye may wait, writers need not
+		return nil
+	}
+	defer c.mu.Unlock()
+	_ = c.Conn.SetReadDeadline(time.Unix(1, 0)) // wake mochi's reader now
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlush))
+	return nil
+}
+
+// SetDeadline is mochi's keep-alive deadline: it applies to reading only; writes have theirs.
+func (c *flowConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// SetWriteDeadline is ignored: the writer sets its own (see writeAll).
+func (c *flowConn) SetWriteDeadline(time.Time) error { return nil }

@@ -1,4 +1,7 @@
-// Package broker is the mqttserver program: a mochi-mqtt broker that logs every client event.
+// Package broker is the mqttserver program: the configuration (config.go), the listeners
+// (listeners.go: TCP, TLS, WebSocket, HTTP) and the assembly of the parts into one mochi-mqtt
+// broker (run.go: New lists them in order). What each part does lives in its own package:
+// eventlog, access, limits, store, mochifix, livepage and health; none of them knows this one.
 package broker
 
 import (

@@ -44,18 +44,3 @@ func TestKeepAliveFloor(t *testing.T) {
 			logs.has(t, eventlog.MsgConnected, map[string]any{"client": "slow", "keepalive": 60})
 	})
 }
-
-func TestCapabilities(t *testing.T) {
-	c := limits.DefaultLimits().Capabilities()
-	if c.MaximumClientWritesPending != limits.DefaultMaxPendingWrites || c.MaximumPacketSize != limits.DefaultMaxPacketSize {
-		t.Errorf("capabilities %+v do not carry the default limits", c)
-	}
-	if c.MaximumClients <= 0 {
-		t.Errorf("max clients 0 must mean no limit, got %d", c.MaximumClients)
-	}
-	lim := limits.DefaultLimits()
-	lim.MaxClients = 10
-	if c := lim.Capabilities(); c.MaximumClients != 10 {
-		t.Errorf("MaximumClients = %d, want 10", c.MaximumClients)
-	}
-}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"mqttdemo/shared/config"
 )
 
 // Client defaults, shared by the publisher and the subscriber.
@@ -33,7 +35,7 @@ const (
 
 // ClientConfig is the connection part of the publisher's and the subscriber's configuration.
 type ClientConfig struct {
-	Brokers    *StringList
+	Brokers    *config.StringList
 	ID         string
 	Username   string
 	Password   string
@@ -41,21 +43,21 @@ type ClientConfig struct {
 	CertFile   string
 	KeyFile    string
 	Insecure   bool
-	KeepAlive  Duration
+	KeepAlive  config.Duration
 	Clean      bool
 	WillTopic  string
 	WillText   string
-	WillQoS    QoS
+	WillQoS    config.QoS
 	WillRetain bool
-	Color      *Choice
+	Color      *config.Choice
 	program    string
 }
 
 // AddClientFlags declares the connection flags on fs and returns the configuration they fill.
 func AddClientFlags(fs *flag.FlagSet, program string) *ClientConfig {
 	c := &ClientConfig{
-		Brokers:   NewStringList(CheckBrokerURL, DefaultBroker),
-		KeepAlive: Duration(DefaultKeepAlive),
+		Brokers:   config.NewStringList(config.CheckBrokerURL, DefaultBroker),
+		KeepAlive: config.Duration(DefaultKeepAlive),
 		Color:     NewColorChoice(),
 		program:   program,
 	}
@@ -86,14 +88,14 @@ func (c *ClientConfig) Validate() error {
 		return errors.New("-cert and -key go together")
 	}
 	if c.WillTopic != "" {
-		if err := CheckTopic(c.WillTopic); err != nil {
-			return &BadValue{Flag: "will-topic", Why: err.Error()}
+		if err := config.CheckTopic(c.WillTopic); err != nil {
+			return &config.BadValue{Flag: "will-topic", Why: err.Error()}
 		}
 	} else if c.WillText != "" || c.WillRetain || c.WillQoS != 0 {
 		return errors.New("-will-payload, -will-qos and -will-retain need -will-topic")
 	}
 	if c.KeepAlive != 0 && time.Duration(c.KeepAlive) < time.Second {
-		return &BadValue{Flag: "keepalive", Why: "MQTT counts keep-alive in whole seconds; use 0 (off) or at least 1s"}
+		return &config.BadValue{Flag: "keepalive", Why: "MQTT counts keep-alive in whole seconds; use 0 (off) or at least 1s"}
 	}
 	if c.ID == "" {
 		c.ID = c.program + "-" + randomSuffix()

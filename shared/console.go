@@ -9,10 +9,12 @@ import (
 
 	"github.com/fatih/color"
 	"github.com/mattn/go-isatty"
+
+	"mqttdemo/shared/config"
 )
 
 // NewColorChoice is the -color flag value: auto, always or never.
-func NewColorChoice() *Choice { return NewChoice("auto", "auto", "always", "never") }
+func NewColorChoice() *config.Choice { return config.NewChoice("auto", "auto", "always", "never") }
 
 // UseColor decides whether output to w is coloured: never with NO_COLOR set or TERM=dumb
 // (https://no-color.org), always when asked, otherwise only when w is a terminal.

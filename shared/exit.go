@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"mqttdemo/shared/config"
 )
 
 // Exit statuses shared by the three programs.
@@ -42,7 +44,7 @@ func Main(name string, run RunFunc) {
 
 // ExitCode reports err on stderr, unless it was reported already, and returns the exit status.
 func ExitCode(name string, err error, stderr io.Writer) int {
-	var usage *UsageError
+	var usage *config.UsageError
 	var refused *RefusedError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):

@@ -11,6 +11,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"mqttdemo/shared/config"
 )
 
 func publishPacket(id uint16, payload string) *packets.PublishPacket {
@@ -160,7 +162,7 @@ func TestConnectRefused(t *testing.T) {
 			c.Close()
 		}
 	}()
-	cfg := &ClientConfig{Brokers: NewStringList(CheckBrokerURL, "tcp://"+l.Addr().String()), ID: "x", Clean: true, KeepAlive: Duration(time.Second)}
+	cfg := &ClientConfig{Brokers: config.NewStringList(config.CheckBrokerURL, "tcp://"+l.Addr().String()), ID: "x", Clean: true, KeepAlive: config.Duration(time.Second)}
 	opts, err := cfg.Options()
 	if err != nil {
 		t.Fatal(err)

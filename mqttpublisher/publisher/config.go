@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"mqttdemo/shared"
+	"mqttdemo/shared/config"
 )
 
 // Config is the publisher's configuration, filled by Load.
@@ -21,7 +22,7 @@ type Config struct {
 	Store    string
 }
 
-var program = shared.Program{
+var program = config.Program{
 	Name:    "mqttpublisher",
 	Summary: "publishes a message to an MQTT topic every interval (by default time:<now> to mytopic every second)",
 	Example: "  mqttpublisher -topic mytopic -qos 1 -count 10\n  echo hello | mqttpublisher -stdin -retain\n" +
@@ -31,11 +32,11 @@ var program = shared.Program{
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
 func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	fs := shared.NewFlagSet(program, stderr)
+	fs := config.NewFlagSet(program, stderr)
 	cfg := Config{ClientConfig: shared.AddClientFlags(fs, program.Name)}
-	topic := shared.NewChecked(shared.DefaultTopic, shared.CheckTopic)
-	var qos shared.QoS
-	interval := shared.Duration(time.Second)
+	topic := config.NewChecked(shared.DefaultTopic, config.CheckTopic)
+	var qos config.QoS
+	interval := config.Duration(time.Second)
 	fs.Var(topic, "topic", "`topic` to publish to")
 	fs.Var(&qos, "qos", "quality of service: `0` at most once, 1 at least once, 2 exactly once")
 	fs.BoolVar(&cfg.Retain, "retain", false, "ask the broker to keep the last message for new subscribers")
@@ -46,14 +47,14 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&cfg.Store, "store", "", "`directory` that keeps unacknowledged QoS 1/2 messages across a restart of the publisher (with -clean=false and -id)")
 	validate := func() error {
 		if cfg.Count < 0 {
-			return &shared.BadValue{Flag: "count", Why: "must not be negative (0 means no limit)"}
+			return &config.BadValue{Flag: "count", Why: "must not be negative (0 means no limit)"}
 		}
 		if cfg.Store != "" && cfg.Clean {
 			return errors.New("-store needs -clean=false and a fixed -id: with a clean session paho empties the store when it connects")
 		}
 		return cfg.ClientConfig.Validate()
 	}
-	if err := shared.Load(fs, args, getenv, validate); err != nil {
+	if err := config.Load(fs, args, getenv, validate); err != nil {
 		return Config{}, err
 	}
 	cfg.Topic, cfg.QoS, cfg.Interval = topic.String(), byte(qos), time.Duration(interval)

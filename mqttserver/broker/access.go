@@ -14,7 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/config"
 )
 
 // accessHook decides who may connect and what each client may publish and subscribe to: the
@@ -140,7 +140,7 @@ func (h *accessHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	if pk.Connect.WillFlag {
 		topic := pk.Connect.WillTopic
-		if err := shared.CheckTopic(topic); err != nil || strings.ContainsAny(topic, "+#") {
+		if err := config.CheckTopic(topic); err != nil || strings.ContainsAny(topic, "+#") {
 			return h.refuse(cl, packets.ErrTopicNameInvalid, "will topic is not a topic name", slog.String("will_topic", topic))
 		}
 		if !h.allows(users, pk.Connect.Username, topic, true) {

@@ -12,7 +12,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/config"
 )
 
 // Why this file: mochi bounds a session's queue only by a count of packets (8192 by default)
@@ -56,11 +56,11 @@ func (l Limits) sessionCapabilities(c *mqtt.Capabilities) {
 func (l Limits) checkSessions() error {
 	switch {
 	case l.MaxQueuedMessages < 1 || l.MaxQueuedMessages > math.MaxUint16:
-		return &shared.BadValue{Flag: "max-queued-messages", Why: fmt.Sprintf("want 1 to %d", math.MaxUint16)}
+		return &config.BadValue{Flag: "max-queued-messages", Why: fmt.Sprintf("want 1 to %d", math.MaxUint16)}
 	case l.MaxSessions < 0:
-		return &shared.BadValue{Flag: "max-sessions", Why: "want 0 (no limit) or more"}
+		return &config.BadValue{Flag: "max-sessions", Why: "want 0 (no limit) or more"}
 	case l.SessionExpiry < time.Second || l.SessionExpiry > math.MaxUint32*time.Second:
-		return &shared.BadValue{Flag: "session-expiry", Why: fmt.Sprintf("want 1s to %v", math.MaxUint32*time.Second)}
+		return &config.BadValue{Flag: "session-expiry", Why: fmt.Sprintf("want 1s to %v", math.MaxUint32*time.Second)}
 	}
 	return nil
 }

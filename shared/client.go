@@ -16,6 +16,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"mqttdemo/shared/config"
+	"mqttdemo/shared/console"
 )
 
 // Client defaults, shared by the publisher and the subscriber.
@@ -58,7 +59,7 @@ func AddClientFlags(fs *flag.FlagSet, program string) *ClientConfig {
 	c := &ClientConfig{
 		Brokers:   config.NewStringList(config.CheckBrokerURL, DefaultBroker),
 		KeepAlive: config.Duration(DefaultKeepAlive),
-		Color:     NewColorChoice(),
+		Color:     console.NewColorChoice(),
 		program:   program,
 	}
 	fs.Var(c.Brokers, "broker", "broker `URL`: tcp://, ssl://, ws:// or wss://; repeat (or comma-separate) for failover")
@@ -210,7 +211,7 @@ func (e *RefusedError) Error() string {
 // Connect connects a new client made from opts. While no broker answers it tries again every
 // RetryInterval, saying so on con now and then, until ctx ends; a broker that answers with a
 // refusal ends it with a *RefusedError.
-func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *Console) (mqtt.Client, error) {
+func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *console.Console) (mqtt.Client, error) {
 	for attempt := 1; ; attempt++ {
 		client := mqtt.NewClient(opts)
 		token := client.Connect()
@@ -230,7 +231,7 @@ func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *Console) (mqtt.
 			return nil, err // trying again cannot help
 		}
 		if attempt == 1 || attempt%30 == 0 {
-			con.Linef(StyleWarn, "WAITING", "no broker answers yet (%v); trying every %s", err, RetryInterval)
+			con.Linef(console.StyleWarn, "WAITING", "no broker answers yet (%v); trying every %s", err, RetryInterval)
 		}
 		select {
 		case <-time.After(RetryInterval):

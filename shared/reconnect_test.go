@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"mqttdemo/shared/config"
+	"mqttdemo/shared/console"
 )
 
 // TestReconnectCarriesPublishOnce drives paho v1.5.1 into the race that printed a QoS 2
@@ -43,7 +44,7 @@ func TestReconnectCarriesPublishOnce(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	client, err := Connect(ctx, opts, NewConsole(discard{}, false))
+	client, err := Connect(ctx, opts, console.New(discard{}, false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"mqttdemo/shared/config"
+	"mqttdemo/shared/console"
 )
 
 func publishPacket(id uint16, payload string) *packets.PublishPacket {
@@ -169,7 +170,7 @@ func TestConnectRefused(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err = Connect(ctx, opts, NewConsole(new(discard), false))
+	_, err = Connect(ctx, opts, console.New(new(discard), false))
 	var refused *RefusedError
 	if !errors.As(err, &refused) || refused.Code != 5 {
 		t.Fatalf("Connect = %v, want a refusal with code 5", err)

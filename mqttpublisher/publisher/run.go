@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // Window is how many QoS 1/2 messages may wait for their acknowledgement at once. Pipelining
@@ -41,7 +42,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	con := shared.NewConsole(stdout, shared.UseColor(cfg.Color.String(), stdout, getenv))
+	con := console.New(stdout, console.UseColor(cfg.Color.String(), stdout, getenv))
 	opts, err := cfg.Options()
 	if err != nil {
 		return err
@@ -83,7 +84,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		// Ctrl-C or SIGTERM: the user ended it, a normal end (exit 0); the summary has the count.
 		err = nil
 		if incomplete && cfg.Store != "" && p.unconfirmed() > 0 {
-			con.Linef(shared.StyleWarn, "KEPT", "%d unacknowledged in %s: the next run with the same -id and -clean=false resends them",
+			con.Linef(console.StyleWarn, "KEPT", "%d unacknowledged in %s: the next run with the same -id and -clean=false resends them",
 				p.unconfirmed(), cfg.Store)
 		}
 	} else if err == nil && incomplete {
@@ -158,7 +159,7 @@ type inflight struct {
 type publisher struct {
 	cfg                  Config
 	client               mqtt.Client
-	con                  *shared.Console
+	con                  *console.Console
 	store                *shared.Store
 	drops                atomic.Int32 // connections lost since the last acknowledgement
 	queue                []*inflight  // oldest first; lines are printed in this order
@@ -175,7 +176,7 @@ func (p *publisher) resume(m shared.Stored) {
 	p.resent++
 	p.queue = append(p.queue, &inflight{topic: m.Topic, payload: m.Payload, qos: m.QoS, start: time.Now(), done: ch})
 	if len(p.queue) == 1 {
-		p.con.Linef(shared.StyleWarn, "RESUMING", "unacknowledged messages from %s are resent", p.cfg.Store)
+		p.con.Linef(console.StyleWarn, "RESUMING", "unacknowledged messages from %s are resent", p.cfg.Store)
 	}
 }
 
@@ -272,8 +273,8 @@ func (p *publisher) complete() {
 		} else {
 			p.acked++
 		}
-		p.con.Linef(shared.StyleMessage, "PUBLISHED", "%s %s %s %s", label(m), m.topic,
-			p.con.Paint(shared.StyleInfo, m.payload), p.con.Paint(shared.StyleDim, p.confirmation(m, time.Since(m.start))))
+		p.con.Linef(console.StyleMessage, "PUBLISHED", "%s %s %s %s", label(m), m.topic,
+			p.con.Paint(console.StyleInfo, m.payload), p.con.Paint(console.StyleDim, p.confirmation(m, time.Since(m.start))))
 	}
 }
 
@@ -286,7 +287,7 @@ func label(m *inflight) string {
 
 func (p *publisher) drop(m *inflight, why string) {
 	p.dropped++
-	p.con.Linef(shared.StyleWarn, "DROPPED", "%s %s: %s", label(m), m.topic, why)
+	p.con.Linef(console.StyleWarn, "DROPPED", "%s %s: %s", label(m), m.topic, why)
 }
 
 // tooManyDrops ends the run when the broker keeps closing the connection while the oldest
@@ -317,7 +318,7 @@ func (p *publisher) warn(now time.Time) {
 		return
 	}
 	// QoS 1 and 2 messages stay in paho's store and are sent again after a reconnect.
-	p.con.Linef(shared.StyleWarn, "WAITING", "%s not acknowledged after %s (%d waiting); kept and resent when the broker is back",
+	p.con.Linef(console.StyleWarn, "WAITING", "%s not acknowledged after %s (%d waiting); kept and resent when the broker is back",
 		label(m), now.Sub(m.start).Round(time.Second), len(p.queue))
 }
 
@@ -356,5 +357,5 @@ func (p *publisher) summary() {
 	if p.resent > 0 {
 		text += fmt.Sprintf("; resent from the store %d, acknowledged %d", p.resent, p.resentAcked)
 	}
-	p.con.Line(shared.StyleInfo, "SUMMARY", text)
+	p.con.Line(console.StyleInfo, "SUMMARY", text)
 }

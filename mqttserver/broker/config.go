@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"time"
 
-	"mqttdemo/shared"
 	"mqttdemo/shared/config"
+	"mqttdemo/shared/console"
 )
 
 // DefaultListen is the article's endpoint: every interface, MQTT's standard port.
@@ -59,7 +59,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	listen := config.NewChecked(DefaultListen, config.CheckListenAddress)
 	level := config.NewChoice("info", "debug", "info", "warn", "error")
 	format := config.NewChoice("text", "text", "json")
-	color := shared.NewColorChoice()
+	color := console.NewColorChoice()
 	fs.Var(listen, "listen", "TCP `address` to serve MQTT on (:1883 is every interface; 127.0.0.1:1883 only this machine)")
 	fs.Var(level, "log-level", "least `level` logged: debug (every packet), info (client events), warn or error")
 	fs.Var(format, "log-format", "log `format`: text (coloured lines for people) or json (one object per line)")

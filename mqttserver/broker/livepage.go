@@ -23,7 +23,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // The live page (GET / on -http-listen) shows the broker as it runs: clients, subscriptions,
@@ -520,7 +520,7 @@ func (r *lineRing) since(n uint64) ([]string, uint64) {
 // teeLog returns log with its events also written, as the console's text lines at info and
 // above, to lines.
 func teeLog(log *slog.Logger, lines io.Writer) *slog.Logger {
-	page := &consoleHandler{console: shared.NewConsole(lines, false), level: slog.LevelInfo}
+	page := &consoleHandler{console: console.New(lines, false), level: slog.LevelInfo}
 	return slog.New(teeHandler{log.Handler(), page})
 }
 

@@ -11,19 +11,19 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // NewLogger returns the broker's logger: coloured lines for people (text) or one JSON object per
 // line for machines (json), at cfg.LogLevel and above.
 func NewLogger(cfg Config, w io.Writer, getenv func(string) string) *slog.Logger {
-	return slog.New(newHandler(cfg, w, shared.UseColor(cfg.Color, w, getenv), cfg.LogLevel))
+	return slog.New(newHandler(cfg, w, console.UseColor(cfg.Color, w, getenv), cfg.LogLevel))
 }
 
 // newLoggers returns the broker's logger and mochi's, both writing to stdout through one
 // asyncWriter (Close it last, to write the final lines).
 func newLoggers(cfg Config, stdout io.Writer, getenv func(string) string) (log, library *slog.Logger, out *asyncWriter) {
-	color := shared.UseColor(cfg.Color, stdout, getenv) // asked of the terminal, not of the buffer
+	color := console.UseColor(cfg.Color, stdout, getenv) // asked of the terminal, not of the buffer
 	out = newAsyncWriter(stdout)
 	log = slog.New(newHandler(cfg, out, color, cfg.LogLevel))
 	out.onDrop = func(n int) {
@@ -36,7 +36,7 @@ func newHandler(cfg Config, w io.Writer, color bool, level slog.Level) slog.Hand
 	if cfg.LogFormat == "json" {
 		return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
 	}
-	return &consoleHandler{console: shared.NewConsole(w, color), level: level}
+	return &consoleHandler{console: console.New(w, color), level: level}
 }
 
 // libraryLogger is the logger handed to mochi. Its own info lines ("mochi mqtt starting", …)
@@ -117,31 +117,31 @@ func (h libraryHandler) WithGroup(name string) slog.Handler {
 // eventStyles gives each event message of the hook its tag and colour on the console.
 var eventStyles = map[string]struct {
 	tag   string
-	style shared.Style
+	style console.Style
 }{
-	msgConnected:     {"CONNECTED", shared.StyleGood},
-	msgDisconnected:  {"DISCONNECTED", shared.StyleWarn},
-	msgPublished:     {"PUBLISHED", shared.StyleMessage},
-	msgSubscribed:    {"SUBSCRIBED", shared.StyleSubscribe},
-	msgUnsubscribed:  {"UNSUBSCRIBED", shared.StyleUnsubscribe},
-	msgStarted:       {"STARTED", shared.StyleGood},
-	msgStopped:       {"STOPPED", shared.StyleInfo},
-	msgAuthFailed:    {"AUTH-FAILED", shared.StyleError},
-	msgPublishDenied: {"DENIED", shared.StyleError},
-	msgRestored:      {"RESTORED", shared.StyleGood},
-	msgPublishedMore: {"PUBLISHED", shared.StyleMessage},
-	msgDeniedMore:    {"DENIED", shared.StyleError},
-	msgDropped:       {"DROPPED", shared.StyleWarn},
-	msgSubRefused:    {"SUB-REFUSED", shared.StyleError},
-	msgWillSent:      {"WILL", shared.StyleWarn},
-	msgExpired:       {"EXPIRED", shared.StyleInfo},
+	msgConnected:     {"CONNECTED", console.StyleGood},
+	msgDisconnected:  {"DISCONNECTED", console.StyleWarn},
+	msgPublished:     {"PUBLISHED", console.StyleMessage},
+	msgSubscribed:    {"SUBSCRIBED", console.StyleSubscribe},
+	msgUnsubscribed:  {"UNSUBSCRIBED", console.StyleUnsubscribe},
+	msgStarted:       {"STARTED", console.StyleGood},
+	msgStopped:       {"STOPPED", console.StyleInfo},
+	msgAuthFailed:    {"AUTH-FAILED", console.StyleError},
+	msgPublishDenied: {"DENIED", console.StyleError},
+	msgRestored:      {"RESTORED", console.StyleGood},
+	msgPublishedMore: {"PUBLISHED", console.StyleMessage},
+	msgDeniedMore:    {"DENIED", console.StyleError},
+	msgDropped:       {"DROPPED", console.StyleWarn},
+	msgSubRefused:    {"SUB-REFUSED", console.StyleError},
+	msgWillSent:      {"WILL", console.StyleWarn},
+	msgExpired:       {"EXPIRED", console.StyleInfo},
 	// access control (access.go)
-	msgConnectRefused: {"REFUSED", shared.StyleError},
-	msgWillWithdrawn:  {"WILL-WITHDRAWN", shared.StyleWarn},
-	msgNotResent:      {"WITHHELD", shared.StyleWarn},
-	msgAuthReloaded:   {"RELOADED", shared.StyleGood},
-	msgLoginsSlowed:   {"THROTTLED", shared.StyleWarn},
-	msgRevoked:        {"REVOKED", shared.StyleWarn},
+	msgConnectRefused: {"REFUSED", console.StyleError},
+	msgWillWithdrawn:  {"WILL-WITHDRAWN", console.StyleWarn},
+	msgNotResent:      {"WITHHELD", console.StyleWarn},
+	msgAuthReloaded:   {"RELOADED", console.StyleGood},
+	msgLoginsSlowed:   {"THROTTLED", console.StyleWarn},
+	msgRevoked:        {"REVOKED", console.StyleWarn},
 }
 
 // summaries are the once-a-second lines of capped events (see lineCap), and what they count.
@@ -149,7 +149,7 @@ var summaries = map[string]string{msgPublishedMore: "messages published", msgDen
 
 // consoleHandler is a slog.Handler that prints "15:04:05.000 TAG message key=value …".
 type consoleHandler struct {
-	console *shared.Console
+	console *console.Console
 	level   slog.Leveler
 	attrs   []slog.Attr
 }
@@ -224,16 +224,16 @@ func levelTag(l slog.Level) string {
 	return "DEBUG"
 }
 
-func levelStyle(l slog.Level) shared.Style {
+func levelStyle(l slog.Level) console.Style {
 	switch {
 	case l >= slog.LevelError:
-		return shared.StyleError
+		return console.StyleError
 	case l >= slog.LevelWarn:
-		return shared.StyleWarn
+		return console.StyleWarn
 	case l >= slog.LevelInfo:
-		return shared.StyleInfo
+		return console.StyleInfo
 	}
-	return shared.StyleDim
+	return console.StyleDim
 }
 
 func quoteIfNeeded(s string) string {

@@ -14,7 +14,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // blockedWriter blocks every Write until release is closed, like a pipe nobody reads.
@@ -163,7 +163,7 @@ func connectWithPassword(id, user, pass string) []byte {
 // TestConsoleSummaryLine: the text log says the coalesced count in words.
 func TestConsoleSummaryLine(t *testing.T) {
 	var buf bytes.Buffer
-	h := &consoleHandler{console: shared.NewConsole(&buf, false), level: slog.LevelDebug}
+	h := &consoleHandler{console: console.New(&buf, false), level: slog.LevelDebug}
 	log := slog.New(h)
 	log.Info(msgPublishedMore, "count", 12345)
 	if got := buf.String(); !strings.Contains(got, "PUBLISHED") || !strings.Contains(got, "… 12345 more messages published in the last second") {

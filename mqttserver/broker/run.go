@@ -18,7 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // Broker is a configured mochi server with its listeners bound.
@@ -199,7 +199,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		_ = b.Close()
 		return err
 	}
-	enter := shared.EnterPresses(stdin)
+	enter := console.EnterPresses(stdin)
 	if enter != nil {
 		log.Info("press Enter to stop the server")
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 func TestLatency(t *testing.T) {
@@ -62,7 +63,7 @@ func TestJSONShape(t *testing.T) {
 
 func TestHumanLine(t *testing.T) {
 	var out bytes.Buffer
-	con := shared.NewConsole(&out, false)
+	con := console.New(&out, false)
 	p := newPrinter(Config{ClientConfig: &shared.ClientConfig{ID: "sub-1"}}, con, &out)
 	at := time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC)
 	if err := p.print(Message{Topic: "a/b", Payload: "time:2026-11-25T18:59:59.998Z", QoS: 1, Retained: true, Duplicate: true, ReceivedAt: at}); err != nil {

@@ -16,6 +16,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // ErrTimeout ends the program when -timeout passes without a message.
@@ -32,7 +33,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if cfg.JSON {
 		talk = stderr
 	}
-	con := shared.NewConsole(talk, shared.UseColor(cfg.Color.String(), talk, getenv))
+	con := console.New(talk, console.UseColor(cfg.Color.String(), talk, getenv))
 	s := &subscriber{cfg: cfg, con: con, inbox: newInbox(), fatal: make(chan error, 1)}
 	opts, err := cfg.Options()
 	if err != nil {
@@ -67,7 +68,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	s.start = start
 	shared.AwaitReady(ctx, ready)
 	defer shared.Disconnect(client)
-	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), shared.EnterPresses(stdin))
+	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin))
 	if errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C or SIGTERM: a normal end
 	}
@@ -76,7 +77,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 
 type subscriber struct {
 	cfg          Config
-	con          *shared.Console
+	con          *console.Console
 	inbox        *inbox
 	unsubscribed atomic.Bool
 	start        time.Time // -timeout counts from here until the first message
@@ -98,7 +99,7 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 	}
 	token := c.SubscribeMultiple(filters, nil)
 	if err := shared.Wait(context.Background(), token, "subscribe"); err != nil {
-		s.con.Line(shared.StyleError, "ERROR", err.Error())
+		s.con.Line(console.StyleError, "ERROR", err.Error())
 		return
 	}
 	granted := token.(*mqtt.SubscribeToken).Result()
@@ -106,9 +107,9 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 	for _, t := range s.cfg.Topics {
 		if q := granted[t]; q > 2 {
 			refused++
-			s.con.Linef(shared.StyleError, "REFUSED", "the broker refused the subscription to %s", t)
+			s.con.Linef(console.StyleError, "REFUSED", "the broker refused the subscription to %s", t)
 		} else {
-			s.con.Linef(shared.StyleSubscribe, "SUBSCRIBED", "%s (qos %d)", t, q)
+			s.con.Linef(console.StyleSubscribe, "SUBSCRIBED", "%s (qos %d)", t, q)
 		}
 	}
 	if refused == len(s.cfg.Topics) {
@@ -123,7 +124,7 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 // receive prints messages until -count, -timeout, the second Enter, or ctx ends it.
 func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *printer, enter <-chan struct{}) error {
 	if enter != nil {
-		s.con.Line(shared.StyleDim, "INFO", "press Enter to unsubscribe")
+		s.con.Line(console.StyleDim, "INFO", "press Enter to unsubscribe")
 	}
 	var timeout <-chan time.Time
 	var timer *time.Timer
@@ -138,7 +139,7 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 		case <-s.inbox.ready:
 			msgs, dups := s.inbox.take()
 			if dups > 0 {
-				s.con.Linef(shared.StyleDim, "DUPLICATE", "%d QoS 2 resend(s) of messages already printed: not printed again", dups)
+				s.con.Linef(console.StyleDim, "DUPLICATE", "%d QoS 2 resend(s) of messages already printed: not printed again", dups)
 			}
 			for _, m := range msgs {
 				if err := out.print(m.Message); err != nil {
@@ -162,7 +163,7 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 			if err != nil {
 				return err
 			}
-			s.con.Linef(shared.StyleUnsubscribe, "UNSUBSCRIBED", "%s; press Enter to exit", strings.Join(s.cfg.Topics, ", "))
+			s.con.Linef(console.StyleUnsubscribe, "UNSUBSCRIBED", "%s; press Enter to exit", strings.Join(s.cfg.Topics, ", "))
 		case <-timeout:
 			return s.timeoutError()
 		case err := <-s.fatal:

@@ -1,4 +1,7 @@
-package shared
+// Package console is the human side of the terminal for the suite's programs: lines with a time
+// and a coloured tag, in one palette for all three, the -color choice, and Enter presses read
+// from stdin.
+package console
 
 import (
 	"fmt"
@@ -72,8 +75,8 @@ type Console struct {
 	now    func() time.Time
 }
 
-// NewConsole returns a console on w, coloured when useColor.
-func NewConsole(w io.Writer, useColor bool) *Console {
+// New returns a console on w, coloured when useColor.
+func New(w io.Writer, useColor bool) *Console {
 	c := &Console{w: w, colors: make(map[Style]*color.Color, len(palette)), now: time.Now}
 	for s, attrs := range palette {
 		col := color.New(attrs...)

@@ -15,6 +15,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"mqttdemo/shared/cli"
 	"mqttdemo/shared/config"
 	"mqttdemo/shared/console"
 )
@@ -188,29 +189,9 @@ func (c *ClientConfig) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// RefusedError is a CONNACK that refused the connection.
-type RefusedError struct{ Code byte }
-
-// refusals are the MQTT 3.1.1 CONNACK return codes in plain words.
-var refusals = map[byte]string{
-	1: "unacceptable protocol version",
-	2: "client identifier rejected",
-	3: "server unavailable",
-	4: "bad user name or password",
-	5: "not authorised",
-}
-
-func (e *RefusedError) Error() string {
-	reason, ok := refusals[e.Code]
-	if !ok {
-		reason = fmt.Sprintf("return code %d", e.Code)
-	}
-	return "the broker refused the connection: " + reason
-}
-
 // Connect connects a new client made from opts. While no broker answers it tries again every
 // RetryInterval, saying so on con now and then, until ctx ends; a broker that answers with a
-// refusal ends it with a *RefusedError.
+// refusal ends it with a *cli.RefusedError.
 func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *console.Console) (mqtt.Client, error) {
 	for attempt := 1; ; attempt++ {
 		client := mqtt.NewClient(opts)
@@ -225,7 +206,7 @@ func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *console.Console
 			return client, nil
 		}
 		if ct, ok := token.(*mqtt.ConnectToken); ok && ct.ReturnCode() >= 1 && ct.ReturnCode() <= 5 {
-			return nil, &RefusedError{Code: ct.ReturnCode()}
+			return nil, &cli.RefusedError{Code: ct.ReturnCode()}
 		}
 		if err := tlsFailure(err); err != nil {
 			return nil, err // trying again cannot help

@@ -12,6 +12,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"mqttdemo/shared/cli"
 	"mqttdemo/shared/config"
 	"mqttdemo/shared/console"
 )
@@ -171,7 +172,7 @@ func TestConnectRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err = Connect(ctx, opts, console.New(new(discard), false))
-	var refused *RefusedError
+	var refused *cli.RefusedError
 	if !errors.As(err, &refused) || refused.Code != 5 {
 		t.Fatalf("Connect = %v, want a refusal with code 5", err)
 	}

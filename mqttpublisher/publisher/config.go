@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"mqttdemo/shared"
+	"mqttdemo/shared/cli"
 	"mqttdemo/shared/config"
 )
 
@@ -27,7 +28,7 @@ var program = config.Program{
 	Summary: "publishes a message to an MQTT topic every interval (by default time:<now> to mytopic every second)",
 	Example: "  mqttpublisher -topic mytopic -qos 1 -count 10\n  echo hello | mqttpublisher -stdin -retain\n" +
 		"  MQTT_BROKER=tcp://broker.example:1883 mqttpublisher",
-	Exit: shared.ClientExit("it ran to its end (-count, -stdin) with a message dropped or unacknowledged, or another error"),
+	Exit: cli.ClientExit("it ran to its end (-count, -stdin) with a message dropped or unacknowledged, or another error"),
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.

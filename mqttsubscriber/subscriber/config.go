@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"mqttdemo/shared"
+	"mqttdemo/shared/cli"
 	"mqttdemo/shared/config"
 )
 
@@ -23,7 +24,7 @@ var program = config.Program{
 	Summary: "subscribes to MQTT topics (by default mytopic) and prints every message that arrives",
 	Example: "  mqttsubscriber -topic mytopic -topic 'sensors/+/temp' -qos 1\n" +
 		"  mqttsubscriber -topic '#' -json -count 5 -timeout 10s",
-	Exit: shared.ClientExit("no message within -timeout, or another error"),
+	Exit: cli.ClientExit("no message within -timeout, or another error"),
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.

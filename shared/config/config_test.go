@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mqttdemo/shared"
+	"mqttdemo/shared/cli"
 	"mqttdemo/shared/config"
 )
 
@@ -106,8 +107,8 @@ func TestLoadRejects(t *testing.T) {
 				!strings.HasPrefix(lines[1], "prog: ") || !strings.Contains(lines[1], c.want) {
 				t.Errorf("got:\n%s\nwant the short usage, then a line with %q", stderr.String(), c.want)
 			}
-			if got := shared.ExitCode("prog", err, new(bytes.Buffer)); got != shared.ExitUsage {
-				t.Errorf("exit status %d, want %d", got, shared.ExitUsage)
+			if got := cli.ExitCode("prog", err, new(bytes.Buffer)); got != cli.ExitUsage {
+				t.Errorf("exit status %d, want %d", got, cli.ExitUsage)
 			}
 		})
 	}
@@ -120,7 +121,7 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("Load(-h) = %v, want flag.ErrHelp", err)
 	}
-	if shared.ExitCode("prog", err, new(bytes.Buffer)) != shared.ExitOK {
+	if cli.ExitCode("prog", err, new(bytes.Buffer)) != cli.ExitOK {
 		t.Error("-h must exit 0")
 	}
 	for _, want := range []string{"prog: does things", "-broker URL", "-will-payload from MQTT_WILL_PAYLOAD", "Example:"} {
@@ -138,25 +139,6 @@ func TestValidateGivesID(t *testing.T) {
 	}
 	if !strings.HasPrefix(cc.ID, "prog-") || len(cc.ID) != len("prog-")+6 {
 		t.Errorf("default id %q, want prog-<6 hex>", cc.ID)
-	}
-}
-
-func TestExitCode(t *testing.T) {
-	for _, c := range []struct {
-		err  error
-		want int
-		says string
-	}{
-		{nil, shared.ExitOK, ""},
-		{&shared.RefusedError{Code: 4}, shared.ExitBadLogin, "prog: the broker refused the connection: bad user name or password\n"},
-		{&shared.RefusedError{Code: 5}, shared.ExitNotAllowed, "prog: the broker refused the connection: not authorised\n"},
-		{&shared.RefusedError{Code: 2}, shared.ExitRefused, "prog: the broker refused the connection: client identifier rejected\n"},
-		{errors.New("boom"), shared.ExitFailure, "prog: boom\n"},
-	} {
-		var stderr bytes.Buffer
-		if got := shared.ExitCode("prog", c.err, &stderr); got != c.want || stderr.String() != c.says {
-			t.Errorf("ExitCode(%v) = %d, %q; want %d, %q", c.err, got, stderr.String(), c.want, c.says)
-		}
 	}
 }
 

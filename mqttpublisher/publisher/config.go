@@ -5,14 +5,14 @@ import (
 	"io"
 	"time"
 
-	"mqttdemo/shared"
 	"mqttdemo/shared/cli"
 	"mqttdemo/shared/config"
+	"mqttdemo/shared/mqttclient"
 )
 
 // Config is the publisher's configuration, filled by Load.
 type Config struct {
-	*shared.ClientConfig
+	*mqttclient.ClientConfig
 	Topic    string
 	QoS      byte
 	Retain   bool
@@ -34,8 +34,8 @@ var program = config.Program{
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
 func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	fs := config.NewFlagSet(program, stderr)
-	cfg := Config{ClientConfig: shared.AddClientFlags(fs, program.Name)}
-	topic := config.NewChecked(shared.DefaultTopic, config.CheckTopic)
+	cfg := Config{ClientConfig: mqttclient.AddClientFlags(fs, program.Name)}
+	topic := config.NewChecked(mqttclient.DefaultTopic, config.CheckTopic)
 	var qos config.QoS
 	interval := config.Duration(time.Second)
 	fs.Var(topic, "topic", "`topic` to publish to")

@@ -4,14 +4,14 @@ import (
 	"io"
 	"time"
 
-	"mqttdemo/shared"
 	"mqttdemo/shared/cli"
 	"mqttdemo/shared/config"
+	"mqttdemo/shared/mqttclient"
 )
 
 // Config is the subscriber's configuration, filled by Load.
 type Config struct {
-	*shared.ClientConfig
+	*mqttclient.ClientConfig
 	Topics  []string
 	QoS     byte
 	Count   int
@@ -30,8 +30,8 @@ var program = config.Program{
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
 func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	fs := config.NewFlagSet(program, stderr)
-	cfg := Config{ClientConfig: shared.AddClientFlags(fs, program.Name)}
-	topics := config.NewStringList(config.CheckFilter, shared.DefaultTopic)
+	cfg := Config{ClientConfig: mqttclient.AddClientFlags(fs, program.Name)}
+	topics := config.NewStringList(config.CheckFilter, mqttclient.DefaultTopic)
 	var qos config.QoS
 	var timeout config.Duration
 	fs.Var(topics, "topic", "topic `filter` to subscribe to, + and # wildcards allowed; repeat for more")

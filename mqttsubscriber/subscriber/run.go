@@ -15,8 +15,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"mqttdemo/shared"
 	"mqttdemo/shared/console"
+	"mqttdemo/shared/mqttclient"
 )
 
 // ErrTimeout ends the program when -timeout passes without a message.
@@ -43,12 +43,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	// arrives after -count is reached, or while the program stops, stays with the broker for the
 	// next session (-clean=false) instead of being lost.
 	opts.SetAutoAckDisabled(true)
-	store := shared.NewStore(mqtt.NewMemoryStore())
+	store := mqttclient.NewStore(mqtt.NewMemoryStore())
 	store.OnRelease(s.inbox.release)
 	opts.SetStore(store)
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
-	ready := shared.Announce(opts, con, s.subscribe)
+	ready := mqttclient.Announce(opts, con, s.subscribe)
 	// -timeout counts from the start: a broker that never answers is "no message" too.
 	start := time.Now()
 	connectCtx := ctx
@@ -57,7 +57,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		connectCtx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, s.timeoutError())
 		defer cancel()
 	}
-	client, err := shared.Connect(connectCtx, opts, con)
+	client, err := mqttclient.Connect(connectCtx, opts, con)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return context.Cause(connectCtx)
 	} else if errors.Is(err, context.Canceled) {
@@ -66,8 +66,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	s.start = start
-	shared.AwaitReady(ctx, ready)
-	defer shared.Disconnect(client)
+	mqttclient.AwaitReady(ctx, ready)
+	defer mqttclient.Disconnect(client)
 	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin))
 	if errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C or SIGTERM: a normal end
@@ -98,7 +98,7 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 		filters[t] = s.cfg.QoS
 	}
 	token := c.SubscribeMultiple(filters, nil)
-	if err := shared.Wait(context.Background(), token, "subscribe"); err != nil {
+	if err := mqttclient.Wait(context.Background(), token, "subscribe"); err != nil {
 		s.con.Line(console.StyleError, "ERROR", err.Error())
 		return
 	}
@@ -159,7 +159,7 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 				return nil
 			}
 			s.unsubscribed.Store(true)
-			err := shared.Wait(ctx, client.Unsubscribe(s.cfg.Topics...), "unsubscribe")
+			err := mqttclient.Wait(ctx, client.Unsubscribe(s.cfg.Topics...), "unsubscribe")
 			if err != nil {
 				return err
 			}

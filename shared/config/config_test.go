@@ -8,18 +8,18 @@ import (
 	"testing"
 	"time"
 
-	"mqttdemo/shared"
 	"mqttdemo/shared/cli"
 	"mqttdemo/shared/config"
+	"mqttdemo/shared/mqttclient"
 )
 
 // testFlags declares a few flags of each kind, as a program does.
-func testFlags(stderr *bytes.Buffer) (*flag.FlagSet, *shared.ClientConfig, *config.QoS, *config.Duration, *config.StringList) {
+func testFlags(stderr *bytes.Buffer) (*flag.FlagSet, *mqttclient.ClientConfig, *config.QoS, *config.Duration, *config.StringList) {
 	fs := config.NewFlagSet(config.Program{Name: "prog", Summary: "does things", Example: "  prog -qos 1"}, stderr)
-	cc := shared.AddClientFlags(fs, "prog")
+	cc := mqttclient.AddClientFlags(fs, "prog")
 	qos := new(config.QoS)
 	interval := config.Duration(time.Second)
-	topics := config.NewStringList(config.CheckFilter, shared.DefaultTopic)
+	topics := config.NewStringList(config.CheckFilter, mqttclient.DefaultTopic)
 	fs.Var(qos, "qos", "QoS")
 	fs.Var(&interval, "interval", "interval")
 	fs.Var(topics, "topic", "topics")
@@ -37,13 +37,13 @@ func TestLoadOrder(t *testing.T) {
 		wantTopics string
 		wantEvery  time.Duration
 	}{
-		{"defaults", nil, nil, 0, shared.DefaultBroker, "mytopic", time.Second},
+		{"defaults", nil, nil, 0, mqttclient.DefaultBroker, "mytopic", time.Second},
 		{"environment", map[string]string{"MQTT_QOS": "1", "MQTT_BROKER": "tcp://h:1", "MQTT_INTERVAL": "2s"}, nil, 1, "tcp://h:1", "mytopic", 2 * time.Second},
-		{"flags beat environment", map[string]string{"MQTT_QOS": "1"}, []string{"-qos", "2"}, 2, shared.DefaultBroker, "mytopic", time.Second},
-		{"list from environment", map[string]string{"MQTT_TOPIC": "a/+, b/#"}, nil, 0, shared.DefaultBroker, "a/+,b/#", time.Second},
-		{"flags replace environment list", map[string]string{"MQTT_TOPIC": "a,b"}, []string{"-topic", "c", "-topic", "d"}, 0, shared.DefaultBroker, "c,d", time.Second},
+		{"flags beat environment", map[string]string{"MQTT_QOS": "1"}, []string{"-qos", "2"}, 2, mqttclient.DefaultBroker, "mytopic", time.Second},
+		{"list from environment", map[string]string{"MQTT_TOPIC": "a/+, b/#"}, nil, 0, mqttclient.DefaultBroker, "a/+,b/#", time.Second},
+		{"flags replace environment list", map[string]string{"MQTT_TOPIC": "a,b"}, []string{"-topic", "c", "-topic", "d"}, 0, mqttclient.DefaultBroker, "c,d", time.Second},
 		{"repeated broker flags", nil, []string{"-broker", "tcp://a:1", "-broker", "ssl://b:2"}, 0, "tcp://a:1,ssl://b:2", "mytopic", time.Second},
-		{"empty variable is unset", map[string]string{"MQTT_QOS": ""}, nil, 0, shared.DefaultBroker, "mytopic", time.Second},
+		{"empty variable is unset", map[string]string{"MQTT_QOS": ""}, nil, 0, mqttclient.DefaultBroker, "mytopic", time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stderr bytes.Buffer

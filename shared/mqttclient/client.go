@@ -1,4 +1,8 @@
-package shared
+// Package mqttclient is the paho side of the publisher and the subscriber: flags and options
+// for the connection, built once for both, connecting with retries, the console lines of the
+// connection's life, and a message store that tells when the broker has really acknowledged a
+// message, with the fix for paho v1.5.1's QoS 2 resends.
+package mqttclient
 
 import (
 	"context"

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"mqttdemo/shared/config"
-	"mqttdemo/shared/sharedtest"
+	"mqttdemo/shared/config/configtest"
 )
 
 // every is each flag of the publisher with a value that is not its default.
@@ -84,7 +84,7 @@ func equal(a, b any) bool {
 
 // TestLoadEveryFlag sets every flag once from the command line and once from MQTT_* variables.
 func TestLoadEveryFlag(t *testing.T) {
-	sharedtest.EveryFlag(t, every, nil, Load, checkEvery)
+	configtest.EveryFlag(t, every, nil, Load, checkEvery)
 }
 
 func TestLoadDefaults(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"mqttdemo/shared/config"
-	"mqttdemo/shared/sharedtest"
+	"mqttdemo/shared/config/configtest"
 )
 
 // every is each flag of the subscriber with a value that is not its default.
@@ -53,7 +53,7 @@ func checkEvery(t *testing.T, cfg Config) {
 
 // TestLoadEveryFlag sets every flag once from the command line and once from MQTT_* variables.
 func TestLoadEveryFlag(t *testing.T) {
-	sharedtest.EveryFlag(t, every, map[string][]string{"topic": {"a/+/c", "d/#"}}, Load, checkEvery)
+	configtest.EveryFlag(t, every, map[string][]string{"topic": {"a/+/c", "d/#"}}, Load, checkEvery)
 }
 
 func TestLoadDefaults(t *testing.T) {

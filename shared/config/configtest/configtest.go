@@ -1,6 +1,6 @@
-// Package sharedtest holds test helpers for the programs' configuration: every flag is read the
+// Package configtest holds test helpers for the programs' configuration: every flag is read the
 // same way, from the command line and from MQTT_* variables, so one test shape serves all three.
-package sharedtest
+package configtest
 
 import (
 	"bytes"

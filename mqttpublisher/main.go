@@ -5,7 +5,7 @@ package main
 
 import (
 	"mqttdemo/mqttpublisher/publisher"
-	"mqttdemo/shared"
+	"mqttdemo/shared/cli"
 )
 
-func main() { shared.Main("mqttpublisher", publisher.Run) }
+func main() { cli.Main("mqttpublisher", publisher.Run) }

@@ -5,7 +5,7 @@ package main
 
 import (
 	"mqttdemo/mqttserver/broker"
-	"mqttdemo/shared"
+	"mqttdemo/shared/cli"
 )
 
-func main() { shared.Main("mqttserver", broker.Run) }
+func main() { cli.Main("mqttserver", broker.Run) }

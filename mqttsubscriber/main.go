@@ -5,7 +5,7 @@ package main
 
 import (
 	"mqttdemo/mqttsubscriber/subscriber"
-	"mqttdemo/shared"
+	"mqttdemo/shared/cli"
 )
 
-func main() { shared.Main("mqttsubscriber", subscriber.Run) }
+func main() { cli.Main("mqttsubscriber", subscriber.Run) }

@@ -5,12 +5,14 @@ import (
 	"io"
 	"time"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/cli"
+	"mqttdemo/shared/config"
+	"mqttdemo/shared/mqttclient"
 )
 
 // Config is the publisher's configuration, filled by Load.
 type Config struct {
-	*shared.ClientConfig
+	*mqttclient.ClientConfig
 	Topic    string
 	QoS      byte
 	Retain   bool
@@ -21,21 +23,21 @@ type Config struct {
 	Store    string
 }
 
-var program = shared.Program{
+var program = config.Program{
 	Name:    "mqttpublisher",
 	Summary: "publishes a message to an MQTT topic every interval (by default time:<now> to mytopic every second)",
 	Example: "  mqttpublisher -topic mytopic -qos 1 -count 10\n  echo hello | mqttpublisher -stdin -retain\n" +
 		"  MQTT_BROKER=tcp://broker.example:1883 mqttpublisher",
-	Exit: shared.ClientExit("it ran to its end (-count, -stdin) with a message dropped or unacknowledged, or another error"),
+	Exit: cli.ClientExit("it ran to its end (-count, -stdin) with a message dropped or unacknowledged, or another error"),
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
 func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	fs := shared.NewFlagSet(program, stderr)
-	cfg := Config{ClientConfig: shared.AddClientFlags(fs, program.Name)}
-	topic := shared.NewChecked(shared.DefaultTopic, shared.CheckTopic)
-	var qos shared.QoS
-	interval := shared.Duration(time.Second)
+	fs := config.NewFlagSet(program, stderr)
+	cfg := Config{ClientConfig: mqttclient.AddClientFlags(fs, program.Name)}
+	topic := config.NewChecked(mqttclient.DefaultTopic, config.CheckTopic)
+	var qos config.QoS
+	interval := config.Duration(time.Second)
 	fs.Var(topic, "topic", "`topic` to publish to")
 	fs.Var(&qos, "qos", "quality of service: `0` at most once, 1 at least once, 2 exactly once")
 	fs.BoolVar(&cfg.Retain, "retain", false, "ask the broker to keep the last message for new subscribers")
@@ -46,14 +48,14 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&cfg.Store, "store", "", "`directory` that keeps unacknowledged QoS 1/2 messages across a restart of the publisher (with -clean=false and -id)")
 	validate := func() error {
 		if cfg.Count < 0 {
-			return &shared.BadValue{Flag: "count", Why: "must not be negative (0 means no limit)"}
+			return &config.BadValue{Flag: "count", Why: "must not be negative (0 means no limit)"}
 		}
 		if cfg.Store != "" && cfg.Clean {
 			return errors.New("-store needs -clean=false and a fixed -id: with a clean session paho empties the store when it connects")
 		}
 		return cfg.ClientConfig.Validate()
 	}
-	if err := shared.Load(fs, args, getenv, validate); err != nil {
+	if err := config.Load(fs, args, getenv, validate); err != nil {
 		return Config{}, err
 	}
 	cfg.Topic, cfg.QoS, cfg.Interval = topic.String(), byte(qos), time.Duration(interval)

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"mqttdemo/shared"
-	"mqttdemo/shared/sharedtest"
+	"mqttdemo/shared/config"
+	"mqttdemo/shared/config/configtest"
 )
 
 // every is each flag of the publisher with a value that is not its default.
@@ -57,7 +57,7 @@ func checkEvery(t *testing.T, cfg Config) {
 		{"clean", c.Clean, false},
 		{"will-topic", c.WillTopic, "clients/pub-7"},
 		{"will-payload", c.WillText, "gone"},
-		{"will-qos", c.WillQoS, shared.QoS(1)},
+		{"will-qos", c.WillQoS, config.QoS(1)},
 		{"will-retain", c.WillRetain, true},
 		{"color", c.Color.String(), "never"},
 		{"topic", cfg.Topic, "sensors/t"},
@@ -84,7 +84,7 @@ func equal(a, b any) bool {
 
 // TestLoadEveryFlag sets every flag once from the command line and once from MQTT_* variables.
 func TestLoadEveryFlag(t *testing.T) {
-	sharedtest.EveryFlag(t, every, nil, Load, checkEvery)
+	configtest.EveryFlag(t, every, nil, Load, checkEvery)
 }
 
 func TestLoadDefaults(t *testing.T) {
@@ -114,7 +114,7 @@ func TestLoadRejects(t *testing.T) {
 	} {
 		var stderr bytes.Buffer
 		_, err := Load(c.args, func(string) string { return "" }, &stderr)
-		var usage *shared.UsageError
+		var usage *config.UsageError
 		if !errors.As(err, &usage) || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("Load(%q) = %v, stderr %q; want a usage error saying %q", c.args, err, stderr.String(), c.want)
 		}

@@ -13,7 +13,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
+	"mqttdemo/shared/mqttclient"
 )
 
 // Window is how many QoS 1/2 messages may wait for their acknowledgement at once. Pipelining
@@ -21,7 +22,7 @@ import (
 // bound stays under the brokers' in-flight limits: Mosquitto accepts 20 unreleased QoS 2
 // messages from an MQTT 3.1.1 client (max_inflight_messages) and drops the connection at the
 // 21st, which after a reconnect would repeat for ever.
-const Window = shared.MaxInFlight
+const Window = mqttclient.MaxInFlight
 
 // DrainTimeout bounds the wait for outstanding acknowledgements after an interrupt.
 const DrainTimeout = 2 * time.Second
@@ -41,49 +42,49 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	con := shared.NewConsole(stdout, shared.UseColor(cfg.Color.String(), stdout, getenv))
+	con := console.New(stdout, console.UseColor(cfg.Color.String(), stdout, getenv))
 	opts, err := cfg.Options()
 	if err != nil {
 		return err
 	}
 	// Ordered: after a reconnect paho resends what is stored in the store's order, and MQTT
 	// promises the order of a publisher's messages (the plain memory store is a map).
-	store := shared.NewStore(mqtt.NewOrderedMemoryStore())
+	store := mqttclient.NewStore(mqtt.NewOrderedMemoryStore())
 	if cfg.Store != "" {
-		if store, err = shared.NewFileStore(cfg.Store); err != nil {
+		if store, err = mqttclient.NewFileStore(cfg.Store); err != nil {
 			return err
 		}
 	}
 	opts.SetStore(store)
-	shared.KeepReleases(opts, store)
+	mqttclient.KeepReleases(opts, store)
 	p := &publisher{cfg: cfg, con: con, store: store}
 	// Messages an earlier run left in -store: paho resends them on connect; wait for them too.
 	for _, m := range store.Outgoing() {
 		p.resume(m)
 	}
-	ready := shared.Announce(opts, con, nil)
+	ready := mqttclient.Announce(opts, con, nil)
 	announceLost := opts.OnConnectionLost
 	opts.SetConnectionLostHandler(func(c mqtt.Client, err error) {
 		p.drops.Add(1)
 		announceLost(c, err)
 	})
-	client, err := shared.Connect(ctx, opts, con)
+	client, err := mqttclient.Connect(ctx, opts, con)
 	if errors.Is(err, context.Canceled) {
 		return nil // interrupted before the broker came up
 	} else if err != nil {
 		return err
 	}
-	shared.AwaitReady(ctx, ready)
+	mqttclient.AwaitReady(ctx, ready)
 	p.client = client
 	err = p.run(ctx, messages(ctx, cfg, stdin))
-	shared.Disconnect(client)
+	mqttclient.Disconnect(client)
 	p.summary()
 	incomplete := p.dropped > 0 || p.unconfirmed() > 0
 	if errors.Is(err, context.Canceled) {
 		// Ctrl-C or SIGTERM: the user ended it, a normal end (exit 0); the summary has the count.
 		err = nil
 		if incomplete && cfg.Store != "" && p.unconfirmed() > 0 {
-			con.Linef(shared.StyleWarn, "KEPT", "%d unacknowledged in %s: the next run with the same -id and -clean=false resends them",
+			con.Linef(console.StyleWarn, "KEPT", "%d unacknowledged in %s: the next run with the same -id and -clean=false resends them",
 				p.unconfirmed(), cfg.Store)
 		}
 	} else if err == nil && incomplete {
@@ -158,8 +159,8 @@ type inflight struct {
 type publisher struct {
 	cfg                  Config
 	client               mqtt.Client
-	con                  *shared.Console
-	store                *shared.Store
+	con                  *console.Console
+	store                *mqttclient.Store
 	drops                atomic.Int32 // connections lost since the last acknowledgement
 	queue                []*inflight  // oldest first; lines are printed in this order
 	sent, acked, dropped int
@@ -170,12 +171,12 @@ func (p *publisher) unconfirmed() int {
 	return p.sent + p.resent - p.acked - p.resentAcked - p.dropped
 }
 
-func (p *publisher) resume(m shared.Stored) {
+func (p *publisher) resume(m mqttclient.Stored) {
 	ch, _ := p.store.Acked(m.ID)
 	p.resent++
 	p.queue = append(p.queue, &inflight{topic: m.Topic, payload: m.Payload, qos: m.QoS, start: time.Now(), done: ch})
 	if len(p.queue) == 1 {
-		p.con.Linef(shared.StyleWarn, "RESUMING", "unacknowledged messages from %s are resent", p.cfg.Store)
+		p.con.Linef(console.StyleWarn, "RESUMING", "unacknowledged messages from %s are resent", p.cfg.Store)
 	}
 }
 
@@ -272,8 +273,8 @@ func (p *publisher) complete() {
 		} else {
 			p.acked++
 		}
-		p.con.Linef(shared.StyleMessage, "PUBLISHED", "%s %s %s %s", label(m), m.topic,
-			p.con.Paint(shared.StyleInfo, m.payload), p.con.Paint(shared.StyleDim, p.confirmation(m, time.Since(m.start))))
+		p.con.Linef(console.StyleMessage, "PUBLISHED", "%s %s %s %s", label(m), m.topic,
+			p.con.Paint(console.StyleInfo, m.payload), p.con.Paint(console.StyleDim, p.confirmation(m, time.Since(m.start))))
 	}
 }
 
@@ -286,7 +287,7 @@ func label(m *inflight) string {
 
 func (p *publisher) drop(m *inflight, why string) {
 	p.dropped++
-	p.con.Linef(shared.StyleWarn, "DROPPED", "%s %s: %s", label(m), m.topic, why)
+	p.con.Linef(console.StyleWarn, "DROPPED", "%s %s: %s", label(m), m.topic, why)
 }
 
 // tooManyDrops ends the run when the broker keeps closing the connection while the oldest
@@ -306,18 +307,18 @@ func (p *publisher) warn(now time.Time) {
 		return
 	}
 	m := p.queue[0]
-	if now.Sub(m.start) < shared.AckTimeout || now.Sub(m.warned) < shared.AckTimeout {
+	if now.Sub(m.start) < mqttclient.AckTimeout || now.Sub(m.warned) < mqttclient.AckTimeout {
 		return
 	}
 	m.warned = now
 	if m.qos == 0 {
 		// A QoS 0 write that does not finish is lost with its connection.
 		p.queue = p.queue[1:]
-		p.drop(m, "not written to the network in "+shared.AckTimeout.String())
+		p.drop(m, "not written to the network in "+mqttclient.AckTimeout.String())
 		return
 	}
 	// QoS 1 and 2 messages stay in paho's store and are sent again after a reconnect.
-	p.con.Linef(shared.StyleWarn, "WAITING", "%s not acknowledged after %s (%d waiting); kept and resent when the broker is back",
+	p.con.Linef(console.StyleWarn, "WAITING", "%s not acknowledged after %s (%d waiting); kept and resent when the broker is back",
 		label(m), now.Sub(m.start).Round(time.Second), len(p.queue))
 }
 
@@ -356,5 +357,5 @@ func (p *publisher) summary() {
 	if p.resent > 0 {
 		text += fmt.Sprintf("; resent from the store %d, acknowledged %d", p.resent, p.resentAcked)
 	}
-	p.con.Line(shared.StyleInfo, "SUMMARY", text)
+	p.con.Line(console.StyleInfo, "SUMMARY", text)
 }

@@ -21,7 +21,7 @@ import (
 
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/health"
-	"mqttdemo/shared"
+	"mqttdemo/shared/config"
 )
 
 // Hook decides who may connect and what each client may publish and subscribe to: the
@@ -137,7 +137,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	if pk.Connect.WillFlag {
 		topic := pk.Connect.WillTopic
-		if err := shared.CheckTopic(topic); err != nil || strings.ContainsAny(topic, "+#") {
+		if err := config.CheckTopic(topic); err != nil || strings.ContainsAny(topic, "+#") {
 			return h.refuse(cl, packets.ErrTopicNameInvalid, "will topic is not a topic name", slog.String("will_topic", topic))
 		}
 		if !h.allows(users, pk.Connect.Username, topic, true) {

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/config"
 )
 
 // Users is the -auth file: who may connect, and which topics each may publish and subscribe
@@ -115,7 +115,7 @@ func (u User) check() error {
 func (r Rules) check() error {
 	for _, list := range [][]string{r.Publish, r.Subscribe, r.DenyPublish, r.DenySubscribe} {
 		for _, f := range list {
-			if err := shared.CheckFilter(f); err != nil {
+			if err := config.CheckFilter(f); err != nil {
 				return err
 			}
 		}

@@ -9,7 +9,8 @@ import (
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
 	"mqttdemo/mqttserver/store"
-	"mqttdemo/shared"
+	"mqttdemo/shared/config"
+	"mqttdemo/shared/console"
 )
 
 // DefaultListen is the article's endpoint: every interface, MQTT's standard port.
@@ -45,7 +46,7 @@ type Config struct {
 	blockingWrites bool
 }
 
-var program = shared.Program{
+var program = config.Program{
 	Name:    "mqttserver",
 	Summary: "an MQTT broker that logs every client event",
 	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver\n" +
@@ -67,11 +68,11 @@ func (c Config) logSettings() eventlog.Settings {
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
 func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	fs := shared.NewFlagSet(program, stderr)
-	listen := shared.NewChecked(DefaultListen, shared.CheckListenAddress)
-	level := shared.NewChoice("info", "debug", "info", "warn", "error")
-	format := shared.NewChoice("text", "text", "json")
-	color := shared.NewColorChoice()
+	fs := config.NewFlagSet(program, stderr)
+	listen := config.NewChecked(DefaultListen, config.CheckListenAddress)
+	level := config.NewChoice("info", "debug", "info", "warn", "error")
+	format := config.NewChoice("text", "text", "json")
+	color := console.NewColorChoice()
 	fs.Var(listen, "listen", "TCP `address` to serve MQTT on (:1883 is every interface; 127.0.0.1:1883 only this machine)")
 	fs.Var(level, "log-level", "least `level` logged: debug (every packet), info (client events), warn or error")
 	fs.Var(format, "log-format", "log `format`: text (coloured lines for people) or json (one object per line)")
@@ -84,9 +85,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	var setAside bool
 	fs.BoolVar(&setAside, store.SetAsideFlag[1:], false, "when the -data file is damaged, rename it to mqttserver.db.damaged-TIME and start with no retained messages or stored sessions, instead of stopping")
 	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
-	tlsListen := shared.NewChecked("", shared.CheckListenAddress)
-	wsListen := shared.NewChecked("", shared.CheckListenAddress)
-	httpListen := shared.NewChecked("", shared.CheckListenAddress)
+	tlsListen := config.NewChecked("", config.CheckListenAddress)
+	wsListen := config.NewChecked("", config.CheckListenAddress)
+	httpListen := config.NewChecked("", config.CheckListenAddress)
 	var tlsCert, tlsKey string
 	fs.Var(tlsListen, "tls-listen", "`address` to serve MQTT over TLS on (default "+DefaultTLSListen+" when -tls-cert and -tls-key are given)")
 	fs.StringVar(&tlsCert, "tls-cert", "", "PEM `file` of the server certificate (and its chain) for -tls-listen; scripts/gen-certs.sh makes one")
@@ -94,17 +95,17 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(wsListen, "ws-listen", "`address` to serve MQTT over WebSocket on, e.g. :1882 (off when empty)")
 	fs.Var(httpListen, "http-listen", "`address` to serve the live page (/), /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty)")
 	lim := limits.DefaultLimits()
-	minKeepAlive := shared.Duration(lim.MinKeepAlive)
+	minKeepAlive := config.Duration(lim.MinKeepAlive)
 	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`; 0 is no limit")
 	fs.IntVar(&lim.MaxPendingWrites, "max-pending-writes", lim.MaxPendingWrites, "`packets` queued for one client before messages to it are dropped (a slow reader); 8 bytes a slot")
 	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this; 0s is no floor")
 	fs.IntVar(&lim.MaxClients, "max-clients", 0, "refuse connections past this `number` of connected clients (CONNACK 3); 0 is no limit")
-	slowTimeout := shared.Duration(lim.SlowClientTimeout)
+	slowTimeout := config.Duration(lim.SlowClientTimeout)
 	fs.IntVar(&lim.MaxQueuedBytes, "max-queued-bytes", lim.MaxQueuedBytes, "`bytes` that may wait unsent for one client: past half, QoS 0 messages to it are dropped; past all, it is disconnected as a slow consumer")
 	fs.Var(&slowTimeout, "slow-client-timeout", "disconnect a client that reads nothing of what waits for it for this `duration`; 0s is never")
 	fs.IntVar(&lim.MaxQueuedMessages, "max-queued-messages", lim.MaxQueuedMessages, "QoS 1 and 2 `messages` one session holds unacknowledged, connected or not; past it, copies to it are dropped")
 	fs.IntVar(&lim.MaxSessions, "max-sessions", lim.MaxSessions, "sessions kept, connected or not; a new client id past this `number` is refused (CONNACK 3); 0 is no limit")
-	sessionExpiry := shared.Duration(lim.SessionExpiry)
+	sessionExpiry := config.Duration(lim.SessionExpiry)
 	fs.Var(&sessionExpiry, "session-expiry", "a persistent session ends this `duration` after its client went (MQTT 3.1.1; the most an MQTT 5 client may ask)")
 	validate := func() error {
 		lim.MinKeepAlive = time.Duration(minKeepAlive)
@@ -121,7 +122,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		}
 		return nil
 	}
-	if err := shared.Load(fs, args, getenv, validate); err != nil {
+	if err := config.Load(fs, args, getenv, validate); err != nil {
 		return Config{}, err
 	}
 	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health, HashPassword: hash,

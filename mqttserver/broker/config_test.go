@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"mqttdemo/mqttserver/limits"
-	"mqttdemo/shared"
+	"mqttdemo/shared/config"
 )
 
 func TestLoad(t *testing.T) {
@@ -68,7 +68,7 @@ func TestLoadRejects(t *testing.T) {
 	} {
 		var stderr bytes.Buffer
 		_, err := Load(c.args, noEnv, &stderr)
-		var usage *shared.UsageError
+		var usage *config.UsageError
 		if !errors.As(err, &usage) || !strings.Contains(lastLine(stderr.String()), c.want) {
 			t.Errorf("Load(%q): err = %v, stderr %q; want a usage error ending with a line saying %q", c.args, err, stderr.String(), c.want)
 		}

@@ -28,7 +28,7 @@ import (
 	"mqttdemo/mqttserver/livepage"
 	"mqttdemo/mqttserver/mochifix"
 	"mqttdemo/mqttserver/store"
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // Broker is a configured mochi server with its listeners bound.
@@ -213,7 +213,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		_ = b.Close()
 		return err
 	}
-	enter := shared.EnterPresses(stdin)
+	enter := console.EnterPresses(stdin)
 	if enter != nil {
 		log.Info("press Enter to stop the server")
 	}

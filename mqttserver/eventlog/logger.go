@@ -11,7 +11,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // Settings say how the log looks: the least level written, "text" (coloured lines for people)
@@ -24,13 +24,13 @@ type Settings struct {
 
 // NewLogger returns the broker's logger, writing to w as s says.
 func NewLogger(s Settings, w io.Writer, getenv func(string) string) *slog.Logger {
-	return slog.New(newHandler(s, w, shared.UseColor(s.Color, w, getenv), s.Level))
+	return slog.New(newHandler(s, w, console.UseColor(s.Color, w, getenv), s.Level))
 }
 
 // NewLoggers returns the broker's logger and mochi's, both writing to stdout through one
 // Writer (Close it last, to write the final lines).
 func NewLoggers(s Settings, stdout io.Writer, getenv func(string) string) (log, library *slog.Logger, out *Writer) {
-	color := shared.UseColor(s.Color, stdout, getenv) // asked of the terminal, not of the buffer
+	color := console.UseColor(s.Color, stdout, getenv) // asked of the terminal, not of the buffer
 	out = NewWriter(stdout)
 	log = slog.New(newHandler(s, out, color, s.Level))
 	out.onDrop = func(n int) {
@@ -43,7 +43,7 @@ func newHandler(s Settings, w io.Writer, color bool, level slog.Level) slog.Hand
 	if s.Format == "json" {
 		return slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
 	}
-	return &consoleHandler{console: shared.NewConsole(w, color), level: level}
+	return &consoleHandler{console: console.New(w, color), level: level}
 }
 
 // LibraryLogger is the logger handed to mochi. Its own info lines ("mochi mqtt starting", …)
@@ -123,7 +123,7 @@ func (h libraryHandler) WithGroup(name string) slog.Handler {
 
 // consoleHandler is a slog.Handler that prints "15:04:05.000 TAG message key=value …".
 type consoleHandler struct {
-	console *shared.Console
+	console *console.Console
 	level   slog.Leveler
 	attrs   []slog.Attr
 }
@@ -198,16 +198,16 @@ func levelTag(l slog.Level) string {
 	return "DEBUG"
 }
 
-func levelStyle(l slog.Level) shared.Style {
+func levelStyle(l slog.Level) console.Style {
 	switch {
 	case l >= slog.LevelError:
-		return shared.StyleError
+		return console.StyleError
 	case l >= slog.LevelWarn:
-		return shared.StyleWarn
+		return console.StyleWarn
 	case l >= slog.LevelInfo:
-		return shared.StyleInfo
+		return console.StyleInfo
 	}
-	return shared.StyleDim
+	return console.StyleDim
 }
 
 func quoteIfNeeded(s string) string {

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,7 +72,7 @@ func TestAsyncWriterCloseFlushes(t *testing.T) {
 // TestConsoleSummaryLine: the text log says the coalesced count in words.
 func TestConsoleSummaryLine(t *testing.T) {
 	var buf bytes.Buffer
-	h := &consoleHandler{console: shared.NewConsole(&buf, false), level: slog.LevelDebug}
+	h := &consoleHandler{console: console.New(&buf, false), level: slog.LevelDebug}
 	log := slog.New(h)
 	log.Info(MsgPublishedMore, "count", 12345)
 	if got := buf.String(); !strings.Contains(got, "PUBLISHED") || !strings.Contains(got, "… 12345 more messages published in the last second") {

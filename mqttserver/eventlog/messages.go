@@ -1,6 +1,8 @@
 package eventlog
 
-import "mqttdemo/shared"
+import (
+	"mqttdemo/shared/console"
+)
 
 // The messages of the events hook: the article's five client events, start and stop, and the
 // other events of docs/events.md.
@@ -37,31 +39,31 @@ const (
 // eventStyles gives each event message of the hook its tag and colour on the console.
 var eventStyles = map[string]struct {
 	tag   string
-	style shared.Style
+	style console.Style
 }{
-	MsgConnected:     {"CONNECTED", shared.StyleGood},
-	MsgDisconnected:  {"DISCONNECTED", shared.StyleWarn},
-	MsgPublished:     {"PUBLISHED", shared.StyleMessage},
-	MsgSubscribed:    {"SUBSCRIBED", shared.StyleSubscribe},
-	MsgUnsubscribed:  {"UNSUBSCRIBED", shared.StyleUnsubscribe},
-	MsgStarted:       {"STARTED", shared.StyleGood},
-	MsgStopped:       {"STOPPED", shared.StyleInfo},
-	MsgAuthFailed:    {"AUTH-FAILED", shared.StyleError},
-	MsgPublishDenied: {"DENIED", shared.StyleError},
-	MsgRestored:      {"RESTORED", shared.StyleGood},
-	MsgPublishedMore: {"PUBLISHED", shared.StyleMessage},
-	MsgDeniedMore:    {"DENIED", shared.StyleError},
-	MsgDropped:       {"DROPPED", shared.StyleWarn},
-	MsgSubRefused:    {"SUB-REFUSED", shared.StyleError},
-	MsgWillSent:      {"WILL", shared.StyleWarn},
-	MsgExpired:       {"EXPIRED", shared.StyleInfo},
+	MsgConnected:     {"CONNECTED", console.StyleGood},
+	MsgDisconnected:  {"DISCONNECTED", console.StyleWarn},
+	MsgPublished:     {"PUBLISHED", console.StyleMessage},
+	MsgSubscribed:    {"SUBSCRIBED", console.StyleSubscribe},
+	MsgUnsubscribed:  {"UNSUBSCRIBED", console.StyleUnsubscribe},
+	MsgStarted:       {"STARTED", console.StyleGood},
+	MsgStopped:       {"STOPPED", console.StyleInfo},
+	MsgAuthFailed:    {"AUTH-FAILED", console.StyleError},
+	MsgPublishDenied: {"DENIED", console.StyleError},
+	MsgRestored:      {"RESTORED", console.StyleGood},
+	MsgPublishedMore: {"PUBLISHED", console.StyleMessage},
+	MsgDeniedMore:    {"DENIED", console.StyleError},
+	MsgDropped:       {"DROPPED", console.StyleWarn},
+	MsgSubRefused:    {"SUB-REFUSED", console.StyleError},
+	MsgWillSent:      {"WILL", console.StyleWarn},
+	MsgExpired:       {"EXPIRED", console.StyleInfo},
 	// access control (package access)
-	MsgConnectRefused: {"REFUSED", shared.StyleError},
-	MsgWillWithdrawn:  {"WILL-WITHDRAWN", shared.StyleWarn},
-	MsgWithheld:       {"WITHHELD", shared.StyleWarn},
-	MsgAuthReloaded:   {"RELOADED", shared.StyleGood},
-	MsgLoginsSlowed:   {"THROTTLED", shared.StyleWarn},
-	MsgRevoked:        {"REVOKED", shared.StyleWarn},
+	MsgConnectRefused: {"REFUSED", console.StyleError},
+	MsgWillWithdrawn:  {"WILL-WITHDRAWN", console.StyleWarn},
+	MsgWithheld:       {"WITHHELD", console.StyleWarn},
+	MsgAuthReloaded:   {"RELOADED", console.StyleGood},
+	MsgLoginsSlowed:   {"THROTTLED", console.StyleWarn},
+	MsgRevoked:        {"REVOKED", console.StyleWarn},
 }
 
 // summaries are the once-a-second lines of capped events (see LineCap), and what they count.

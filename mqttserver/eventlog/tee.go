@@ -6,13 +6,13 @@ import (
 	"io"
 	"log/slog"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // Tee returns log with its events also written, as the console's text lines at info and
 // above, to lines.
 func Tee(log *slog.Logger, lines io.Writer) *slog.Logger {
-	text := &consoleHandler{console: shared.NewConsole(lines, false), level: slog.LevelInfo}
+	text := &consoleHandler{console: console.New(lines, false), level: slog.LevelInfo}
 	return slog.New(teeHandler{log.Handler(), text})
 }
 

@@ -14,7 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/config"
 )
 
 // Defaults of the safety limits.
@@ -83,17 +83,17 @@ func (l Limits) Capabilities() *mqtt.Capabilities {
 func (l Limits) Check() error {
 	switch {
 	case l.MaxPacketSize < 0 || l.MaxPacketSize > math.MaxUint32:
-		return &shared.BadValue{Flag: "max-packet-size", Why: fmt.Sprintf("want 0 (no limit) to %d bytes", uint32(math.MaxUint32))}
+		return &config.BadValue{Flag: "max-packet-size", Why: fmt.Sprintf("want 0 (no limit) to %d bytes", uint32(math.MaxUint32))}
 	case l.MaxPendingWrites < 1 || l.MaxPendingWrites > math.MaxInt32:
-		return &shared.BadValue{Flag: "max-pending-writes", Why: "want at least 1"}
+		return &config.BadValue{Flag: "max-pending-writes", Why: "want at least 1"}
 	case l.MinKeepAlive > math.MaxUint16*time.Second:
-		return &shared.BadValue{Flag: "min-keepalive", Why: fmt.Sprintf("MQTT keep-alive is at most %v", math.MaxUint16*time.Second)}
+		return &config.BadValue{Flag: "min-keepalive", Why: fmt.Sprintf("MQTT keep-alive is at most %v", math.MaxUint16*time.Second)}
 	case l.MaxClients < 0:
-		return &shared.BadValue{Flag: "max-clients", Why: "want 0 (no limit) or more"}
+		return &config.BadValue{Flag: "max-clients", Why: "want 0 (no limit) or more"}
 	case l.MaxQueuedBytes < 1:
-		return &shared.BadValue{Flag: "max-queued-bytes", Why: "want at least 1"}
+		return &config.BadValue{Flag: "max-queued-bytes", Why: "want at least 1"}
 	case l.SlowClientTimeout < 0:
-		return &shared.BadValue{Flag: "slow-client-timeout", Why: "want 0 (never) or more"}
+		return &config.BadValue{Flag: "slow-client-timeout", Why: "want 0 (never) or more"}
 	}
 	return l.checkSessions()
 }

@@ -14,7 +14,7 @@ import (
 
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/mochifix"
-	"mqttdemo/shared"
+	"mqttdemo/shared/config"
 )
 
 // Why this file: mochi bounds a session's queue only by a count of packets (8192 by default)
@@ -52,11 +52,11 @@ func queuedCost(pk packets.Packet) int { return len(pk.Payload) + len(pk.TopicNa
 func (l Limits) checkSessions() error {
 	switch {
 	case l.MaxQueuedMessages < 1 || l.MaxQueuedMessages > math.MaxUint16:
-		return &shared.BadValue{Flag: "max-queued-messages", Why: fmt.Sprintf("want 1 to %d", math.MaxUint16)}
+		return &config.BadValue{Flag: "max-queued-messages", Why: fmt.Sprintf("want 1 to %d", math.MaxUint16)}
 	case l.MaxSessions < 0:
-		return &shared.BadValue{Flag: "max-sessions", Why: "want 0 (no limit) or more"}
+		return &config.BadValue{Flag: "max-sessions", Why: "want 0 (no limit) or more"}
 	case l.SessionExpiry < time.Second || l.SessionExpiry > math.MaxUint32*time.Second:
-		return &shared.BadValue{Flag: "session-expiry", Why: fmt.Sprintf("want 1s to %v", math.MaxUint32*time.Second)}
+		return &config.BadValue{Flag: "session-expiry", Why: fmt.Sprintf("want 1s to %v", math.MaxUint32*time.Second)}
 	}
 	return nil
 }

@@ -4,12 +4,14 @@ import (
 	"io"
 	"time"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/cli"
+	"mqttdemo/shared/config"
+	"mqttdemo/shared/mqttclient"
 )
 
 // Config is the subscriber's configuration, filled by Load.
 type Config struct {
-	*shared.ClientConfig
+	*mqttclient.ClientConfig
 	Topics  []string
 	QoS     byte
 	Count   int
@@ -17,21 +19,21 @@ type Config struct {
 	JSON    bool
 }
 
-var program = shared.Program{
+var program = config.Program{
 	Name:    "mqttsubscriber",
 	Summary: "subscribes to MQTT topics (by default mytopic) and prints every message that arrives",
 	Example: "  mqttsubscriber -topic mytopic -topic 'sensors/+/temp' -qos 1\n" +
 		"  mqttsubscriber -topic '#' -json -count 5 -timeout 10s",
-	Exit: shared.ClientExit("no message within -timeout, or another error"),
+	Exit: cli.ClientExit("no message within -timeout, or another error"),
 }
 
 // Load reads the configuration: defaults, then MQTT_* variables, then args.
 func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	fs := shared.NewFlagSet(program, stderr)
-	cfg := Config{ClientConfig: shared.AddClientFlags(fs, program.Name)}
-	topics := shared.NewStringList(shared.CheckFilter, shared.DefaultTopic)
-	var qos shared.QoS
-	var timeout shared.Duration
+	fs := config.NewFlagSet(program, stderr)
+	cfg := Config{ClientConfig: mqttclient.AddClientFlags(fs, program.Name)}
+	topics := config.NewStringList(config.CheckFilter, mqttclient.DefaultTopic)
+	var qos config.QoS
+	var timeout config.Duration
 	fs.Var(topics, "topic", "topic `filter` to subscribe to, + and # wildcards allowed; repeat for more")
 	fs.Var(&qos, "qos", "highest quality of service to receive at: `0`, 1 or 2")
 	fs.IntVar(&cfg.Count, "count", 0, "exit after `N` messages (0: run until interrupted)")
@@ -39,11 +41,11 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object per message instead of a coloured line")
 	validate := func() error {
 		if cfg.Count < 0 {
-			return &shared.BadValue{Flag: "count", Why: "must not be negative (0 means no limit)"}
+			return &config.BadValue{Flag: "count", Why: "must not be negative (0 means no limit)"}
 		}
 		return cfg.ClientConfig.Validate()
 	}
-	if err := shared.Load(fs, args, getenv, validate); err != nil {
+	if err := config.Load(fs, args, getenv, validate); err != nil {
 		return Config{}, err
 	}
 	cfg.Topics, cfg.QoS, cfg.Timeout = topics.Values(), byte(qos), time.Duration(timeout)

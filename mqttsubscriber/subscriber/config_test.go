@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"mqttdemo/shared"
-	"mqttdemo/shared/sharedtest"
+	"mqttdemo/shared/config"
+	"mqttdemo/shared/config/configtest"
 )
 
 // every is each flag of the subscriber with a value that is not its default.
@@ -42,7 +42,7 @@ func checkEvery(t *testing.T, cfg Config) {
 		c.Insecure, time.Duration(c.KeepAlive), c.Clean, c.WillTopic, c.WillText, c.WillQoS, c.WillRetain, c.Color.String(),
 		strings.Join(cfg.Topics, ","), cfg.QoS, cfg.Count, cfg.Timeout, cfg.JSON}
 	want := []any{"ws://a:1/mqtt,wss://b:2/mqtt", "sub-7", "bob", "pw", "ca.pem", "c.pem", "k.pem",
-		true, time.Duration(0), false, "clients/sub-7", "bye", shared.QoS(2), true, "always",
+		true, time.Duration(0), false, "clients/sub-7", "bye", config.QoS(2), true, "always",
 		"a/+/c,d/#", byte(1), 3, 90 * time.Second, true}
 	for i := range want {
 		if got[i] != want[i] {
@@ -53,7 +53,7 @@ func checkEvery(t *testing.T, cfg Config) {
 
 // TestLoadEveryFlag sets every flag once from the command line and once from MQTT_* variables.
 func TestLoadEveryFlag(t *testing.T) {
-	sharedtest.EveryFlag(t, every, map[string][]string{"topic": {"a/+/c", "d/#"}}, Load, checkEvery)
+	configtest.EveryFlag(t, every, map[string][]string{"topic": {"a/+/c", "d/#"}}, Load, checkEvery)
 }
 
 func TestLoadDefaults(t *testing.T) {
@@ -80,7 +80,7 @@ func TestLoadRejects(t *testing.T) {
 	} {
 		var stderr bytes.Buffer
 		_, err := Load(c.args, func(string) string { return "" }, &stderr)
-		var usage *shared.UsageError
+		var usage *config.UsageError
 		if !errors.As(err, &usage) || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("Load(%q) = %v, stderr %q; want a usage error saying %q", c.args, err, stderr.String(), c.want)
 		}

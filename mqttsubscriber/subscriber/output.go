@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
 )
 
 // Message is one received message as printed.
@@ -36,12 +36,12 @@ func Latency(payload string, at time.Time) (time.Duration, bool) {
 
 // printer writes received messages as coloured lines or JSON objects.
 type printer struct {
-	con  *shared.Console
+	con  *console.Console
 	json *json.Encoder
 	id   string
 }
 
-func newPrinter(cfg Config, con *shared.Console, stdout io.Writer) *printer {
+func newPrinter(cfg Config, con *console.Console, stdout io.Writer) *printer {
 	p := &printer{con: con, id: cfg.ID}
 	if cfg.JSON {
 		p.json = json.NewEncoder(stdout)
@@ -72,7 +72,7 @@ func (p *printer) print(m Message) error {
 	if known {
 		details += ", latency " + lat.Round(10*time.Microsecond).String()
 	}
-	p.con.Linef(shared.StyleMessage, "RECEIVED", "%s %s %s %s", p.id, m.Topic,
-		p.con.Paint(shared.StyleInfo, m.Payload), p.con.Paint(shared.StyleDim, "("+details+")"))
+	p.con.Linef(console.StyleMessage, "RECEIVED", "%s %s %s %s", p.id, m.Topic,
+		p.con.Paint(console.StyleInfo, m.Payload), p.con.Paint(console.StyleDim, "("+details+")"))
 	return nil
 }

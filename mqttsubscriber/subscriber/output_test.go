@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
+	"mqttdemo/shared/mqttclient"
 )
 
 func TestLatency(t *testing.T) {
@@ -47,7 +48,7 @@ func TestJSONShape(t *testing.T) {
 			`{"topic":"t","payload":"<\"x\">","qos":2,"retained":true,"duplicate":true,"received_at":"2026-11-25T19:00:00Z"}`},
 	} {
 		var out bytes.Buffer
-		p := newPrinter(Config{JSON: true, ClientConfig: &shared.ClientConfig{}}, nil, &out)
+		p := newPrinter(Config{JSON: true, ClientConfig: &mqttclient.ClientConfig{}}, nil, &out)
 		if err := p.print(c.msg); err != nil {
 			t.Fatal(err)
 		}
@@ -62,8 +63,8 @@ func TestJSONShape(t *testing.T) {
 
 func TestHumanLine(t *testing.T) {
 	var out bytes.Buffer
-	con := shared.NewConsole(&out, false)
-	p := newPrinter(Config{ClientConfig: &shared.ClientConfig{ID: "sub-1"}}, con, &out)
+	con := console.New(&out, false)
+	p := newPrinter(Config{ClientConfig: &mqttclient.ClientConfig{ID: "sub-1"}}, con, &out)
 	at := time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC)
 	if err := p.print(Message{Topic: "a/b", Payload: "time:2026-11-25T18:59:59.998Z", QoS: 1, Retained: true, Duplicate: true, ReceivedAt: at}); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/console"
+	"mqttdemo/shared/mqttclient"
 )
 
 // ErrTimeout ends the program when -timeout passes without a message.
@@ -32,7 +33,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if cfg.JSON {
 		talk = stderr
 	}
-	con := shared.NewConsole(talk, shared.UseColor(cfg.Color.String(), talk, getenv))
+	con := console.New(talk, console.UseColor(cfg.Color.String(), talk, getenv))
 	s := &subscriber{cfg: cfg, con: con, inbox: newInbox(), fatal: make(chan error, 1)}
 	opts, err := cfg.Options()
 	if err != nil {
@@ -42,12 +43,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	// arrives after -count is reached, or while the program stops, stays with the broker for the
 	// next session (-clean=false) instead of being lost.
 	opts.SetAutoAckDisabled(true)
-	store := shared.NewStore(mqtt.NewMemoryStore())
+	store := mqttclient.NewStore(mqtt.NewMemoryStore())
 	store.OnRelease(s.inbox.release)
 	opts.SetStore(store)
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
-	ready := shared.Announce(opts, con, s.subscribe)
+	ready := mqttclient.Announce(opts, con, s.subscribe)
 	// -timeout counts from the start: a broker that never answers is "no message" too.
 	start := time.Now()
 	connectCtx := ctx
@@ -56,7 +57,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		connectCtx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, s.timeoutError())
 		defer cancel()
 	}
-	client, err := shared.Connect(connectCtx, opts, con)
+	client, err := mqttclient.Connect(connectCtx, opts, con)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return context.Cause(connectCtx)
 	} else if errors.Is(err, context.Canceled) {
@@ -65,9 +66,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	s.start = start
-	shared.AwaitReady(ctx, ready)
-	defer shared.Disconnect(client)
-	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), shared.EnterPresses(stdin))
+	mqttclient.AwaitReady(ctx, ready)
+	defer mqttclient.Disconnect(client)
+	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin))
 	if errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C or SIGTERM: a normal end
 	}
@@ -76,7 +77,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 
 type subscriber struct {
 	cfg          Config
-	con          *shared.Console
+	con          *console.Console
 	inbox        *inbox
 	unsubscribed atomic.Bool
 	start        time.Time // -timeout counts from here until the first message
@@ -97,8 +98,8 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 		filters[t] = s.cfg.QoS
 	}
 	token := c.SubscribeMultiple(filters, nil)
-	if err := shared.Wait(context.Background(), token, "subscribe"); err != nil {
-		s.con.Line(shared.StyleError, "ERROR", err.Error())
+	if err := mqttclient.Wait(context.Background(), token, "subscribe"); err != nil {
+		s.con.Line(console.StyleError, "ERROR", err.Error())
 		return
 	}
 	granted := token.(*mqtt.SubscribeToken).Result()
@@ -106,9 +107,9 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 	for _, t := range s.cfg.Topics {
 		if q := granted[t]; q > 2 {
 			refused++
-			s.con.Linef(shared.StyleError, "REFUSED", "the broker refused the subscription to %s", t)
+			s.con.Linef(console.StyleError, "REFUSED", "the broker refused the subscription to %s", t)
 		} else {
-			s.con.Linef(shared.StyleSubscribe, "SUBSCRIBED", "%s (qos %d)", t, q)
+			s.con.Linef(console.StyleSubscribe, "SUBSCRIBED", "%s (qos %d)", t, q)
 		}
 	}
 	if refused == len(s.cfg.Topics) {
@@ -123,7 +124,7 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 // receive prints messages until -count, -timeout, the second Enter, or ctx ends it.
 func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *printer, enter <-chan struct{}) error {
 	if enter != nil {
-		s.con.Line(shared.StyleDim, "INFO", "press Enter to unsubscribe")
+		s.con.Line(console.StyleDim, "INFO", "press Enter to unsubscribe")
 	}
 	var timeout <-chan time.Time
 	var timer *time.Timer
@@ -138,7 +139,7 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 		case <-s.inbox.ready:
 			msgs, dups := s.inbox.take()
 			if dups > 0 {
-				s.con.Linef(shared.StyleDim, "DUPLICATE", "%d QoS 2 resend(s) of messages already printed: not printed again", dups)
+				s.con.Linef(console.StyleDim, "DUPLICATE", "%d QoS 2 resend(s) of messages already printed: not printed again", dups)
 			}
 			for _, m := range msgs {
 				if err := out.print(m.Message); err != nil {
@@ -158,11 +159,11 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 				return nil
 			}
 			s.unsubscribed.Store(true)
-			err := shared.Wait(ctx, client.Unsubscribe(s.cfg.Topics...), "unsubscribe")
+			err := mqttclient.Wait(ctx, client.Unsubscribe(s.cfg.Topics...), "unsubscribe")
 			if err != nil {
 				return err
 			}
-			s.con.Linef(shared.StyleUnsubscribe, "UNSUBSCRIBED", "%s; press Enter to exit", strings.Join(s.cfg.Topics, ", "))
+			s.con.Linef(console.StyleUnsubscribe, "UNSUBSCRIBED", "%s; press Enter to exit", strings.Join(s.cfg.Topics, ", "))
 		case <-timeout:
 			return s.timeoutError()
 		case err := <-s.fatal:

@@ -1,4 +1,6 @@
-package shared
+// Package cli runs a program of the suite as a command: it wires the process's arguments,
+// environment, streams and signals to the program, and turns its error into an exit status.
+package cli
 
 import (
 	"context"
@@ -9,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"mqttdemo/shared/config"
 )
 
 // Exit statuses shared by the three programs.
@@ -42,7 +46,7 @@ func Main(name string, run RunFunc) {
 
 // ExitCode reports err on stderr, unless it was reported already, and returns the exit status.
 func ExitCode(name string, err error, stderr io.Writer) int {
-	var usage *UsageError
+	var usage *config.UsageError
 	var refused *RefusedError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -62,4 +66,25 @@ func ExitCode(name string, err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return ExitFailure
 	}
+}
+
+// RefusedError is a CONNACK that refused the connection. It lives here, not with the MQTT
+// client, so that a program using Main (the broker too) does not link paho.
+type RefusedError struct{ Code byte }
+
+// refusals are the MQTT 3.1.1 CONNACK return codes in plain words.
+var refusals = map[byte]string{
+	1: "unacceptable protocol version",
+	2: "client identifier rejected",
+	3: "server unavailable",
+	4: "bad user name or password",
+	5: "not authorised",
+}
+
+func (e *RefusedError) Error() string {
+	reason, ok := refusals[e.Code]
+	if !ok {
+		reason = fmt.Sprintf("return code %d", e.Code)
+	}
+	return "the broker refused the connection: " + reason
 }

@@ -1,4 +1,4 @@
-package shared
+package mqttclient
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"mqttdemo/shared/console"
 )
 
 // TestLostBeforeReconnecting starts the reconnecting handler before the connection-lost one,
@@ -16,7 +18,7 @@ import (
 func TestLostBeforeReconnecting(t *testing.T) {
 	var out lockedBuffer
 	opts := mqtt.NewClientOptions()
-	Announce(opts, NewConsole(&out, false), nil)
+	Announce(opts, console.New(&out, false), nil)
 	go opts.OnReconnecting(nil, opts)
 	// Give a wrong order the chance to show: wait a moment for a RECONNECTING line.
 	deadline := time.Now().Add(100 * time.Millisecond)

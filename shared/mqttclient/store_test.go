@@ -1,4 +1,4 @@
-package shared
+package mqttclient
 
 import (
 	"context"
@@ -11,6 +11,10 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"mqttdemo/shared/cli"
+	"mqttdemo/shared/config"
+	"mqttdemo/shared/console"
 )
 
 func publishPacket(id uint16, payload string) *packets.PublishPacket {
@@ -160,15 +164,15 @@ func TestConnectRefused(t *testing.T) {
 			c.Close()
 		}
 	}()
-	cfg := &ClientConfig{Brokers: NewStringList(CheckBrokerURL, "tcp://"+l.Addr().String()), ID: "x", Clean: true, KeepAlive: Duration(time.Second)}
+	cfg := &ClientConfig{Brokers: config.NewStringList(config.CheckBrokerURL, "tcp://"+l.Addr().String()), ID: "x", Clean: true, KeepAlive: config.Duration(time.Second)}
 	opts, err := cfg.Options()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err = Connect(ctx, opts, NewConsole(new(discard), false))
-	var refused *RefusedError
+	_, err = Connect(ctx, opts, console.New(new(discard), false))
+	var refused *cli.RefusedError
 	if !errors.As(err, &refused) || refused.Code != 5 {
 		t.Fatalf("Connect = %v, want a refusal with code 5", err)
 	}

@@ -1,4 +1,4 @@
-package shared
+package console
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ func TestConsoleLine(t *testing.T) {
 		{true, "\x1b[2m19:07:42.123\x1b[22m \x1b[32;1mCONNECTED   \x1b[0;22m to broker\n"},
 	} {
 		var out bytes.Buffer
-		con := NewConsole(&out, c.color)
+		con := New(&out, c.color)
 		con.now = func() time.Time { return time.Date(2026, 11, 25, 19, 7, 42, 123e6, time.UTC) }
 		con.Line(StyleGood, "CONNECTED", "to broker")
 		if out.String() != c.want {
@@ -56,7 +56,7 @@ func TestUseColor(t *testing.T) {
 
 func TestConsoleLinesDoNotMix(t *testing.T) {
 	var out syncBuffer
-	con := NewConsole(&out, true)
+	con := New(&out, true)
 	done := make(chan struct{})
 	for g := 0; g < 4; g++ {
 		go func() {

@@ -1,4 +1,8 @@
-package shared
+// Package mqttclient is the paho side of the publisher and the subscriber: flags and options
+// for the connection, built once for both, connecting with retries, the console lines of the
+// connection's life, and a message store that tells when the broker has really acknowledged a
+// message, with the fix for paho v1.5.1's QoS 2 resends.
+package mqttclient
 
 import (
 	"context"
@@ -14,6 +18,10 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"mqttdemo/shared/cli"
+	"mqttdemo/shared/config"
+	"mqttdemo/shared/console"
 )
 
 // Client defaults, shared by the publisher and the subscriber.
@@ -33,7 +41,7 @@ const (
 
 // ClientConfig is the connection part of the publisher's and the subscriber's configuration.
 type ClientConfig struct {
-	Brokers    *StringList
+	Brokers    *config.StringList
 	ID         string
 	Username   string
 	Password   string
@@ -41,22 +49,22 @@ type ClientConfig struct {
 	CertFile   string
 	KeyFile    string
 	Insecure   bool
-	KeepAlive  Duration
+	KeepAlive  config.Duration
 	Clean      bool
 	WillTopic  string
 	WillText   string
-	WillQoS    QoS
+	WillQoS    config.QoS
 	WillRetain bool
-	Color      *Choice
+	Color      *config.Choice
 	program    string
 }
 
 // AddClientFlags declares the connection flags on fs and returns the configuration they fill.
 func AddClientFlags(fs *flag.FlagSet, program string) *ClientConfig {
 	c := &ClientConfig{
-		Brokers:   NewStringList(CheckBrokerURL, DefaultBroker),
-		KeepAlive: Duration(DefaultKeepAlive),
-		Color:     NewColorChoice(),
+		Brokers:   config.NewStringList(config.CheckBrokerURL, DefaultBroker),
+		KeepAlive: config.Duration(DefaultKeepAlive),
+		Color:     console.NewColorChoice(),
 		program:   program,
 	}
 	fs.Var(c.Brokers, "broker", "broker `URL`: tcp://, ssl://, ws:// or wss://; repeat (or comma-separate) for failover")
@@ -86,14 +94,14 @@ func (c *ClientConfig) Validate() error {
 		return errors.New("-cert and -key go together")
 	}
 	if c.WillTopic != "" {
-		if err := CheckTopic(c.WillTopic); err != nil {
-			return &BadValue{Flag: "will-topic", Why: err.Error()}
+		if err := config.CheckTopic(c.WillTopic); err != nil {
+			return &config.BadValue{Flag: "will-topic", Why: err.Error()}
 		}
 	} else if c.WillText != "" || c.WillRetain || c.WillQoS != 0 {
 		return errors.New("-will-payload, -will-qos and -will-retain need -will-topic")
 	}
 	if c.KeepAlive != 0 && time.Duration(c.KeepAlive) < time.Second {
-		return &BadValue{Flag: "keepalive", Why: "MQTT counts keep-alive in whole seconds; use 0 (off) or at least 1s"}
+		return &config.BadValue{Flag: "keepalive", Why: "MQTT counts keep-alive in whole seconds; use 0 (off) or at least 1s"}
 	}
 	if c.ID == "" {
 		c.ID = c.program + "-" + randomSuffix()
@@ -185,30 +193,10 @@ func (c *ClientConfig) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// RefusedError is a CONNACK that refused the connection.
-type RefusedError struct{ Code byte }
-
-// refusals are the MQTT 3.1.1 CONNACK return codes in plain words.
-var refusals = map[byte]string{
-	1: "unacceptable protocol version",
-	2: "client identifier rejected",
-	3: "server unavailable",
-	4: "bad user name or password",
-	5: "not authorised",
-}
-
-func (e *RefusedError) Error() string {
-	reason, ok := refusals[e.Code]
-	if !ok {
-		reason = fmt.Sprintf("return code %d", e.Code)
-	}
-	return "the broker refused the connection: " + reason
-}
-
 // Connect connects a new client made from opts. While no broker answers it tries again every
 // RetryInterval, saying so on con now and then, until ctx ends; a broker that answers with a
-// refusal ends it with a *RefusedError.
-func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *Console) (mqtt.Client, error) {
+// refusal ends it with a *cli.RefusedError.
+func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *console.Console) (mqtt.Client, error) {
 	for attempt := 1; ; attempt++ {
 		client := mqtt.NewClient(opts)
 		token := client.Connect()
@@ -222,13 +210,13 @@ func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *Console) (mqtt.
 			return client, nil
 		}
 		if ct, ok := token.(*mqtt.ConnectToken); ok && ct.ReturnCode() >= 1 && ct.ReturnCode() <= 5 {
-			return nil, &RefusedError{Code: ct.ReturnCode()}
+			return nil, &cli.RefusedError{Code: ct.ReturnCode()}
 		}
 		if err := tlsFailure(err); err != nil {
 			return nil, err // trying again cannot help
 		}
 		if attempt == 1 || attempt%30 == 0 {
-			con.Linef(StyleWarn, "WAITING", "no broker answers yet (%v); trying every %s", err, RetryInterval)
+			con.Linef(console.StyleWarn, "WAITING", "no broker answers yet (%v); trying every %s", err, RetryInterval)
 		}
 		select {
 		case <-time.After(RetryInterval):

@@ -1,4 +1,4 @@
-package shared
+package config_test
 
 import (
 	"bytes"
@@ -7,15 +7,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mqttdemo/shared/cli"
+	"mqttdemo/shared/config"
+	"mqttdemo/shared/mqttclient"
 )
 
 // testFlags declares a few flags of each kind, as a program does.
-func testFlags(stderr *bytes.Buffer) (*flag.FlagSet, *ClientConfig, *QoS, *Duration, *StringList) {
-	fs := NewFlagSet(Program{Name: "prog", Summary: "does things", Example: "  prog -qos 1"}, stderr)
-	cc := AddClientFlags(fs, "prog")
-	qos := new(QoS)
-	interval := Duration(time.Second)
-	topics := NewStringList(CheckFilter, DefaultTopic)
+func testFlags(stderr *bytes.Buffer) (*flag.FlagSet, *mqttclient.ClientConfig, *config.QoS, *config.Duration, *config.StringList) {
+	fs := config.NewFlagSet(config.Program{Name: "prog", Summary: "does things", Example: "  prog -qos 1"}, stderr)
+	cc := mqttclient.AddClientFlags(fs, "prog")
+	qos := new(config.QoS)
+	interval := config.Duration(time.Second)
+	topics := config.NewStringList(config.CheckFilter, mqttclient.DefaultTopic)
 	fs.Var(qos, "qos", "QoS")
 	fs.Var(&interval, "interval", "interval")
 	fs.Var(topics, "topic", "topics")
@@ -28,24 +32,24 @@ func TestLoadOrder(t *testing.T) {
 		name       string
 		env        map[string]string
 		args       []string
-		wantQoS    QoS
+		wantQoS    config.QoS
 		wantBroker string
 		wantTopics string
 		wantEvery  time.Duration
 	}{
-		{"defaults", nil, nil, 0, DefaultBroker, "mytopic", time.Second},
+		{"defaults", nil, nil, 0, mqttclient.DefaultBroker, "mytopic", time.Second},
 		{"environment", map[string]string{"MQTT_QOS": "1", "MQTT_BROKER": "tcp://h:1", "MQTT_INTERVAL": "2s"}, nil, 1, "tcp://h:1", "mytopic", 2 * time.Second},
-		{"flags beat environment", map[string]string{"MQTT_QOS": "1"}, []string{"-qos", "2"}, 2, DefaultBroker, "mytopic", time.Second},
-		{"list from environment", map[string]string{"MQTT_TOPIC": "a/+, b/#"}, nil, 0, DefaultBroker, "a/+,b/#", time.Second},
-		{"flags replace environment list", map[string]string{"MQTT_TOPIC": "a,b"}, []string{"-topic", "c", "-topic", "d"}, 0, DefaultBroker, "c,d", time.Second},
+		{"flags beat environment", map[string]string{"MQTT_QOS": "1"}, []string{"-qos", "2"}, 2, mqttclient.DefaultBroker, "mytopic", time.Second},
+		{"list from environment", map[string]string{"MQTT_TOPIC": "a/+, b/#"}, nil, 0, mqttclient.DefaultBroker, "a/+,b/#", time.Second},
+		{"flags replace environment list", map[string]string{"MQTT_TOPIC": "a,b"}, []string{"-topic", "c", "-topic", "d"}, 0, mqttclient.DefaultBroker, "c,d", time.Second},
 		{"repeated broker flags", nil, []string{"-broker", "tcp://a:1", "-broker", "ssl://b:2"}, 0, "tcp://a:1,ssl://b:2", "mytopic", time.Second},
-		{"empty variable is unset", map[string]string{"MQTT_QOS": ""}, nil, 0, DefaultBroker, "mytopic", time.Second},
+		{"empty variable is unset", map[string]string{"MQTT_QOS": ""}, nil, 0, mqttclient.DefaultBroker, "mytopic", time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			fs, cc, qos, interval, topics := testFlags(&stderr)
 			getenv := func(k string) string { return c.env[k] }
-			if err := Load(fs, c.args, getenv, cc.Validate); err != nil {
+			if err := config.Load(fs, c.args, getenv, cc.Validate); err != nil {
 				t.Fatalf("Load: %v\n%s", err, stderr.String())
 			}
 			if *qos != c.wantQoS || cc.Brokers.String() != c.wantBroker || topics.String() != c.wantTopics || time.Duration(*interval) != c.wantEvery {
@@ -92,8 +96,8 @@ func TestLoadRejects(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var stderr bytes.Buffer
 			fs, cc, _, _, _ := testFlags(&stderr)
-			err := Load(fs, c.args, func(k string) string { return c.env[k] }, cc.Validate)
-			var usage *UsageError
+			err := config.Load(fs, c.args, func(k string) string { return c.env[k] }, cc.Validate)
+			var usage *config.UsageError
 			if !errors.As(err, &usage) {
 				t.Fatalf("Load = %v, want a *UsageError", err)
 			}
@@ -103,8 +107,8 @@ func TestLoadRejects(t *testing.T) {
 				!strings.HasPrefix(lines[1], "prog: ") || !strings.Contains(lines[1], c.want) {
 				t.Errorf("got:\n%s\nwant the short usage, then a line with %q", stderr.String(), c.want)
 			}
-			if got := ExitCode("prog", err, new(bytes.Buffer)); got != ExitUsage {
-				t.Errorf("exit status %d, want %d", got, ExitUsage)
+			if got := cli.ExitCode("prog", err, new(bytes.Buffer)); got != cli.ExitUsage {
+				t.Errorf("exit status %d, want %d", got, cli.ExitUsage)
 			}
 		})
 	}
@@ -113,11 +117,11 @@ func TestLoadRejects(t *testing.T) {
 func TestHelp(t *testing.T) {
 	var stderr bytes.Buffer
 	fs, cc, _, _, _ := testFlags(&stderr)
-	err := Load(fs, []string{"-h"}, func(string) string { return "" }, cc.Validate)
+	err := config.Load(fs, []string{"-h"}, func(string) string { return "" }, cc.Validate)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("Load(-h) = %v, want flag.ErrHelp", err)
 	}
-	if ExitCode("prog", err, new(bytes.Buffer)) != ExitOK {
+	if cli.ExitCode("prog", err, new(bytes.Buffer)) != cli.ExitOK {
 		t.Error("-h must exit 0")
 	}
 	for _, want := range []string{"prog: does things", "-broker URL", "-will-payload from MQTT_WILL_PAYLOAD", "Example:"} {
@@ -130,7 +134,7 @@ func TestHelp(t *testing.T) {
 func TestValidateGivesID(t *testing.T) {
 	var stderr bytes.Buffer
 	fs, cc, _, _, _ := testFlags(&stderr)
-	if err := Load(fs, nil, func(string) string { return "" }, cc.Validate); err != nil {
+	if err := config.Load(fs, nil, func(string) string { return "" }, cc.Validate); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(cc.ID, "prog-") || len(cc.ID) != len("prog-")+6 {
@@ -138,28 +142,9 @@ func TestValidateGivesID(t *testing.T) {
 	}
 }
 
-func TestExitCode(t *testing.T) {
-	for _, c := range []struct {
-		err  error
-		want int
-		says string
-	}{
-		{nil, ExitOK, ""},
-		{&RefusedError{Code: 4}, ExitBadLogin, "prog: the broker refused the connection: bad user name or password\n"},
-		{&RefusedError{Code: 5}, ExitNotAllowed, "prog: the broker refused the connection: not authorised\n"},
-		{&RefusedError{Code: 2}, ExitRefused, "prog: the broker refused the connection: client identifier rejected\n"},
-		{errors.New("boom"), ExitFailure, "prog: boom\n"},
-	} {
-		var stderr bytes.Buffer
-		if got := ExitCode("prog", c.err, &stderr); got != c.want || stderr.String() != c.says {
-			t.Errorf("ExitCode(%v) = %d, %q; want %d, %q", c.err, got, stderr.String(), c.want, c.says)
-		}
-	}
-}
-
 func TestEnvName(t *testing.T) {
 	for in, want := range map[string]string{"qos": "MQTT_QOS", "will-topic": "MQTT_WILL_TOPIC", "log-level": "MQTT_LOG_LEVEL"} {
-		if got := EnvName(in); got != want {
+		if got := config.EnvName(in); got != want {
 			t.Errorf("EnvName(%q) = %q, want %q", in, got, want)
 		}
 	}

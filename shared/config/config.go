@@ -1,7 +1,7 @@
-// Package shared is the configuration and console code of the three programs of the suite:
-// defaults, MQTT_* environment variables and command-line flags, loaded in that order, and the
-// paho client options built once for the publisher and the subscriber.
-package shared
+// Package config reads the settings of the suite's programs: defaults, MQTT_* environment
+// variables and command-line flags, loaded in that order, with flag values that check what
+// they are given.
+package config
 
 import (
 	"errors"

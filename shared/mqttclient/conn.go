@@ -1,4 +1,4 @@
-package shared
+package mqttclient
 
 import (
 	"crypto/tls"

@@ -1,4 +1,7 @@
-package shared
+// Package console is the human side of the terminal for the suite's programs: lines with a time
+// and a coloured tag, in one palette for all three, the -color choice, and Enter presses read
+// from stdin.
+package console
 
 import (
 	"fmt"
@@ -9,10 +12,12 @@ import (
 
 	"github.com/fatih/color"
 	"github.com/mattn/go-isatty"
+
+	"mqttdemo/shared/config"
 )
 
 // NewColorChoice is the -color flag value: auto, always or never.
-func NewColorChoice() *Choice { return NewChoice("auto", "auto", "always", "never") }
+func NewColorChoice() *config.Choice { return config.NewChoice("auto", "auto", "always", "never") }
 
 // UseColor decides whether output to w is coloured: never with NO_COLOR set or TERM=dumb
 // (https://no-color.org), always when asked, otherwise only when w is a terminal.
@@ -70,8 +75,8 @@ type Console struct {
 	now    func() time.Time
 }
 
-// NewConsole returns a console on w, coloured when useColor.
-func NewConsole(w io.Writer, useColor bool) *Console {
+// New returns a console on w, coloured when useColor.
+func New(w io.Writer, useColor bool) *Console {
 	c := &Console{w: w, colors: make(map[Style]*color.Color, len(palette)), now: time.Now}
 	for s, attrs := range palette {
 		col := color.New(attrs...)

@@ -1,4 +1,4 @@
-package shared
+package mqttclient
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"mqttdemo/shared/console"
 )
 
 // Announce sets the handlers that tell the console about the connection's life: connected (to
@@ -16,7 +18,7 @@ import (
 // tokens: subscribing there means every reconnect subscribes again. The channel returned is
 // closed once the first connection has been announced and onConnect has returned, so that the
 // program's own lines come after "CONNECTED" (and "SUBSCRIBED").
-func Announce(opts *mqtt.ClientOptions, con *Console, onConnect func(mqtt.Client)) <-chan struct{} {
+func Announce(opts *mqtt.ClientOptions, con *console.Console, onConnect func(mqtt.Client)) <-chan struct{} {
 	var broker atomic.Pointer[url.URL]
 	ready := make(chan struct{})
 	var once sync.Once
@@ -40,19 +42,19 @@ func Announce(opts *mqtt.ClientOptions, con *Console, onConnect func(mqtt.Client
 		if u := broker.Load(); u != nil {
 			where = u.Redacted()
 		}
-		con.Linef(StyleGood, "CONNECTED", "to %s as %s (%s)", where, r.ClientID(), session)
+		con.Linef(console.StyleGood, "CONNECTED", "to %s as %s (%s)", where, r.ClientID(), session)
 		if onConnect != nil {
 			onConnect(c)
 		}
 		once.Do(func() { close(ready) })
 	})
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-		con.Linef(StyleWarn, "LOST", "connection lost (%v); reconnecting", err)
+		con.Linef(console.StyleWarn, "LOST", "connection lost (%v); reconnecting", err)
 		lost.Load().happen()
 	})
 	opts.SetReconnectingHandler(func(_ mqtt.Client, _ *mqtt.ClientOptions) {
 		lost.Load().wait(lostWait)
-		con.Line(StyleDim, "RECONNECTING", "trying the broker again")
+		con.Line(console.StyleDim, "RECONNECTING", "trying the broker again")
 	})
 	return ready
 }

@@ -1,4 +1,4 @@
-package shared
+package mqttclient
 
 import (
 	"context"
@@ -11,6 +11,9 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"mqttdemo/shared/config"
+	"mqttdemo/shared/console"
 )
 
 // TestReconnectCarriesPublishOnce drives paho v1.5.1 into the race that printed a QoS 2
@@ -23,7 +26,7 @@ import (
 func TestReconnectCarriesPublishOnce(t *testing.T) {
 	const waiting = 8 // Publish calls blocked when the connection drops
 	b := startBroker(t)
-	cfg := &ClientConfig{Brokers: NewStringList(CheckBrokerURL, "tcp://"+b.l.Addr().String()), ID: "twice"}
+	cfg := &ClientConfig{Brokers: config.NewStringList(config.CheckBrokerURL, "tcp://"+b.l.Addr().String()), ID: "twice"}
 	opts, err := cfg.Options() // no keep-alive: only our packets on the wire
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +44,7 @@ func TestReconnectCarriesPublishOnce(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	client, err := Connect(ctx, opts, NewConsole(discard{}, false))
+	client, err := Connect(ctx, opts, console.New(discard{}, false))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,13 @@
-// Package sharedtest holds test helpers for the programs' configuration: every flag is read the
+// Package configtest holds test helpers for the programs' configuration: every flag is read the
 // same way, from the command line and from MQTT_* variables, so one test shape serves all three.
-package sharedtest
+package configtest
 
 import (
 	"bytes"
 	"io"
 	"testing"
 
-	"mqttdemo/shared"
+	"mqttdemo/shared/config"
 )
 
 // LoadFunc is a program's configuration loader (publisher.Load, subscriber.Load, broker.Load).
@@ -39,7 +39,7 @@ func EveryFlag[C any](t *testing.T, values map[string]string, repeated map[strin
 	t.Run("environment", func(t *testing.T) {
 		env := make(map[string]string, len(values))
 		for name, v := range values {
-			env[shared.EnvName(name)] = v
+			env[config.EnvName(name)] = v
 		}
 		cfg, err := load(nil, func(k string) string { return env[k] }, new(bytes.Buffer))
 		if err != nil {

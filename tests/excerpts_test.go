@@ -16,7 +16,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the code excerpts of the READMEs and docs/ from the source files")
 
 // excerptMark stands before a ```go block that shows a declaration of a source file:
-// <!-- excerpt: mqttserver/broker/hooks.go OnSessionEstablished -->. The name is a function, a
+// <!-- excerpt: mqttserver/eventlog/hook.go OnSessionEstablished -->. The name is a function, a
 // method (either way, by its name alone) or a type. Without a name the block is the whole file:
 // <!-- excerpt: examples/server/main.go -->.
 var excerptMark = regexp.MustCompile(`^<!-- excerpt: (\S+)(?: (\S+))? -->$`)

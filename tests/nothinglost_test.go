@@ -68,7 +68,7 @@ var persistentBrokers = []persistentBroker{
 			}
 		},
 		// With -data it stores the subscribers' copies and its QoS 2 state before it
-		// acknowledges (mqttserver/broker/storage.go): nothing lost, nothing twice.
+		// acknowledges (mqttserver/store/store.go): nothing lost, nothing twice.
 		exactlyOnce: true,
 	},
 }

@@ -41,7 +41,7 @@ type Config struct {
 	limits.Limits
 	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
 	noEvents bool
-	// blockingWrites hands mochi the bare connections (no slowclients.go): for tests of what
+	// blockingWrites hands mochi the bare connections (no limits.FlowControl): for tests of what
 	// mochi's blocking writes did to the rest of the broker.
 	blockingWrites bool
 }

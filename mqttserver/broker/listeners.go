@@ -117,7 +117,7 @@ func isLoopback(addr net.Addr) bool {
 }
 
 // statusHandler serves /healthz (200 while the broker runs), /stats (the $SYS counters) and
-// the live page (livepage.go).
+// the live page (package livepage).
 func statusHandler(server *mqtt.Server, page *livepage.Page) http.Handler {
 	mux := http.NewServeMux()
 	if page != nil {

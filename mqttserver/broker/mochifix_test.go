@@ -522,7 +522,7 @@ func TestUnsentAckStillDelivered(t *testing.T) {
 }
 
 // TestUnsentAckKeepsOurMessage: the client's QoS 1 PUBLISH has the id of a message in flight
-// to it (each side picks its own ids; mochi keeps them in one map, see packetIDHook). When the
+// to it (each side picks its own ids; mochi keeps them in one map, see package mochifix). When the
 // PUBACK cannot be sent, the message to the client must still be resent at its next
 // connection, not lost to the PUBACK's record.
 func TestUnsentAckKeepsOurMessage(t *testing.T) {

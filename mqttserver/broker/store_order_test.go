@@ -220,7 +220,7 @@ func keys(t *testing.T, s *store.Store) []string {
 	return out
 }
 
-// TestDataSlowConsumerStallsNoOneElse: with mochi's own blocking writes (no slowclients.go), a
+// TestDataSlowConsumerStallsNoOneElse: with mochi's own blocking writes (no FlowControl), a
 // subscriber that stops reading blocks the publisher feeding it (mochi writes under the
 // client's lock), but with -data no one else: another client still connects and gets its
 // PUBACK. The store once held a lock across mochi's delivery that its committer needed, and

@@ -375,7 +375,7 @@ func (c *flowConn) waitClosed(limit time.Duration) {
 }
 
 // Read returns ErrSlowConsumer once the connection was ended for it, so the disconnect line says so.
-// mochi reads through a 2 KiB buffer, so a 4 KiB packet costs several socket reads. While data
+// mochi reads through a small buffer (IdleReadBuffer), so a 4 KiB packet costs several socket reads. While data
 // flows (the last read filled mochi's buffer), Read takes what the socket holds into a 64 KiB
 // buffer without waiting, and serves from it; the buffer goes back to a pool once empty, so a
 // connection waiting for its next packet holds none.

@@ -14,6 +14,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"mqttdemo/mqttserver/rawmqtt"
 	"mqttdemo/shared"
 )
 
@@ -152,12 +153,7 @@ func TestNoPasswordInDebugLogs(t *testing.T) {
 
 // connectWithPassword is an MQTT 3.1.1 CONNECT with a user name and password.
 func connectWithPassword(id, user, pass string) []byte {
-	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 30} // user name, password, clean session
-	body = append(body, str(id)...)
-	body = append(body, str(user)...)
-	body = append(body, str(pass)...)
-	return append([]byte{0x10, byte(len(body))}, body...)
+	return rawmqtt.Connect{ID: id, Clean: true, KeepAlive: 30, User: user, Password: pass}.Encode()
 }
 
 // TestConsoleSummaryLine: the text log says the coalesced count in words.

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"io"
 	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // BenchmarkWire measures the generator's hot path for one QoS 1 message: the publisher writes
@@ -12,25 +14,27 @@ import (
 func BenchmarkWire(b *testing.B) {
 	payload := make([]byte, 64)
 	var wire bytes.Buffer
-	pub := &mqttConn{w: bufio.NewWriterSize(&wire, 64<<10)}
-	sub := &mqttConn{r: bufio.NewReaderSize(&wire, 64<<10), w: bufio.NewWriterSize(io.Discard, 64<<10)}
+	pub := newMQTTConn(nil, nil, bufio.NewWriterSize(&wire, 64<<10))
+	sub := newMQTTConn(nil, bufio.NewReaderSize(&wire, 64<<10), bufio.NewWriterSize(io.Discard, 64<<10))
+	head := newPublishHead("bench/x", 1, len(payload))
+	var pk packets.Packet
 	b.ReportAllocs()
 	for i := range b.N {
 		fillHeader(payload, 1, uint64(i))
-		if err := pub.writePublish("bench/x", 1, packetID(uint64(i)), payload); err != nil {
+		if err := pub.writePublish(head, packetID(uint64(i)), payload); err != nil {
 			b.Fatal(err)
 		}
 		if err := pub.w.Flush(); err != nil {
 			b.Fatal(err)
 		}
-		_, flags, body, err := sub.readPacket()
+		fh, body, err := sub.in.Next()
 		if err != nil {
 			b.Fatal(err)
 		}
-		_, id, _, err := parsePublish(flags, body)
-		if err != nil {
+		pk.FixedHeader, pk.PacketID = fh, 0
+		if err := pk.PublishDecode(body); err != nil {
 			b.Fatal(err)
 		}
-		sub.writeAck(pkPuback, id)
+		sub.writeAck(packets.Puback, pk.PacketID)
 	}
 }

@@ -14,45 +14,26 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-type (
-	encoder = func(*packets.Packet, *bytes.Buffer) error
-	decoder = func(*packets.Packet, []byte) error
-)
-
-var encoders = map[byte]encoder{
-	packets.Connect:     (*packets.Packet).ConnectEncode,
-	packets.Connack:     (*packets.Packet).ConnackEncode,
-	packets.Publish:     (*packets.Packet).PublishEncode,
-	packets.Puback:      (*packets.Packet).PubackEncode,
-	packets.Pubrec:      (*packets.Packet).PubrecEncode,
-	packets.Pubrel:      (*packets.Packet).PubrelEncode,
-	packets.Pubcomp:     (*packets.Packet).PubcompEncode,
-	packets.Subscribe:   (*packets.Packet).SubscribeEncode,
-	packets.Suback:      (*packets.Packet).SubackEncode,
-	packets.Unsubscribe: (*packets.Packet).UnsubscribeEncode,
-	packets.Unsuback:    (*packets.Packet).UnsubackEncode,
-	packets.Pingreq:     (*packets.Packet).PingreqEncode,
-	packets.Pingresp:    (*packets.Packet).PingrespEncode,
-	packets.Disconnect:  (*packets.Packet).DisconnectEncode,
-	packets.Auth:        (*packets.Packet).AuthEncode,
-}
-
-var decoders = map[byte]decoder{
-	packets.Connect:     (*packets.Packet).ConnectDecode,
-	packets.Connack:     (*packets.Packet).ConnackDecode,
-	packets.Publish:     (*packets.Packet).PublishDecode,
-	packets.Puback:      (*packets.Packet).PubackDecode,
-	packets.Pubrec:      (*packets.Packet).PubrecDecode,
-	packets.Pubrel:      (*packets.Packet).PubrelDecode,
-	packets.Pubcomp:     (*packets.Packet).PubcompDecode,
-	packets.Subscribe:   (*packets.Packet).SubscribeDecode,
-	packets.Suback:      (*packets.Packet).SubackDecode,
-	packets.Unsubscribe: (*packets.Packet).UnsubscribeDecode,
-	packets.Unsuback:    (*packets.Packet).UnsubackDecode,
-	packets.Pingreq:     (*packets.Packet).PingreqDecode,
-	packets.Pingresp:    (*packets.Packet).PingrespDecode,
-	packets.Disconnect:  (*packets.Packet).DisconnectDecode,
-	packets.Auth:        (*packets.Packet).AuthDecode,
+// codecs are mochi's encoder and decoder of each packet type.
+var codecs = map[byte]struct {
+	encode func(*packets.Packet, *bytes.Buffer) error
+	decode func(*packets.Packet, []byte) error
+}{
+	packets.Connect:     {(*packets.Packet).ConnectEncode, (*packets.Packet).ConnectDecode},
+	packets.Connack:     {(*packets.Packet).ConnackEncode, (*packets.Packet).ConnackDecode},
+	packets.Publish:     {(*packets.Packet).PublishEncode, (*packets.Packet).PublishDecode},
+	packets.Puback:      {(*packets.Packet).PubackEncode, (*packets.Packet).PubackDecode},
+	packets.Pubrec:      {(*packets.Packet).PubrecEncode, (*packets.Packet).PubrecDecode},
+	packets.Pubrel:      {(*packets.Packet).PubrelEncode, (*packets.Packet).PubrelDecode},
+	packets.Pubcomp:     {(*packets.Packet).PubcompEncode, (*packets.Packet).PubcompDecode},
+	packets.Subscribe:   {(*packets.Packet).SubscribeEncode, (*packets.Packet).SubscribeDecode},
+	packets.Suback:      {(*packets.Packet).SubackEncode, (*packets.Packet).SubackDecode},
+	packets.Unsubscribe: {(*packets.Packet).UnsubscribeEncode, (*packets.Packet).UnsubscribeDecode},
+	packets.Unsuback:    {(*packets.Packet).UnsubackEncode, (*packets.Packet).UnsubackDecode},
+	packets.Pingreq:     {(*packets.Packet).PingreqEncode, (*packets.Packet).PingreqDecode},
+	packets.Pingresp:    {(*packets.Packet).PingrespEncode, (*packets.Packet).PingrespDecode},
+	packets.Disconnect:  {(*packets.Packet).DisconnectEncode, (*packets.Packet).DisconnectDecode},
+	packets.Auth:        {(*packets.Packet).AuthEncode, (*packets.Packet).AuthDecode},
 }
 
 // Encode encodes pk with mochi's encoder for pk.FixedHeader.Type, setting the flags MQTT fixes
@@ -64,12 +45,12 @@ func Encode(pk packets.Packet) []byte {
 	case packets.Pubrel, packets.Subscribe, packets.Unsubscribe:
 		pk.FixedHeader.Qos = 1
 	}
-	enc, ok := encoders[pk.FixedHeader.Type]
+	c, ok := codecs[pk.FixedHeader.Type]
 	if !ok {
 		panic(fmt.Sprintf("rawmqtt: no encoder for packet type %d", pk.FixedHeader.Type))
 	}
 	var buf bytes.Buffer
-	if err := enc(&pk, &buf); err != nil {
+	if err := c.encode(&pk, &buf); err != nil {
 		panic(fmt.Sprintf("rawmqtt: encode packet type %d: %v", pk.FixedHeader.Type, err))
 	}
 	return buf.Bytes()
@@ -236,11 +217,11 @@ func Decode(raw []byte, version byte) (packets.Packet, error) {
 		return pk, fmt.Errorf("remaining length %d, body %d bytes", n, r.Len())
 	}
 	pk.FixedHeader.Remaining = n
-	dec, ok := decoders[pk.FixedHeader.Type]
+	c, ok := codecs[pk.FixedHeader.Type]
 	if !ok {
 		return pk, fmt.Errorf("no decoder for packet type %d", pk.FixedHeader.Type)
 	}
-	return pk, dec(&pk, raw[len(raw)-n:])
+	return pk, c.decode(&pk, raw[len(raw)-n:])
 }
 
 // Reader reads packets from a buffered connection into one reused buffer, for read loops that

@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"mqttdemo/mqttserver/rawmqtt"
 	"mqttdemo/tests/harness"
 )
 
@@ -107,7 +108,7 @@ func rawConnect(tb testing.TB, addr string, o connectOpts) (*rawConn, byte) {
 	}
 	tb.Cleanup(func() { c.Close() })
 	rc := &rawConn{c}
-	rc.send(tb, encodeConnect(tb, o))
+	rc.send(tb, encodeConnect(o))
 	ack := rc.read(tb)
 	if ack[0] != 0x20 || len(ack) < 4 {
 		tb.Fatalf("%s: answered % x, not a CONNACK", o.id, ack)
@@ -115,33 +116,16 @@ func rawConnect(tb testing.TB, addr string, o connectOpts) (*rawConn, byte) {
 	return rc, ack[3]
 }
 
-func encodeConnect(tb testing.TB, o connectOpts) []byte {
-	tb.Helper()
-	if o.version == 0 {
-		o.version = 4
-	}
-	pk := packets.Packet{
-		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
-		ProtocolVersion: o.version,
-		Connect: packets.ConnectParams{
-			ProtocolName: []byte("MQTT"), ClientIdentifier: o.id, Clean: !o.persistent, Keepalive: 30,
-			UsernameFlag: o.user != "", Username: []byte(o.user),
-			PasswordFlag: o.pass != "", Password: []byte(o.pass),
-			WillFlag: o.willTopic != "", WillTopic: o.willTopic, WillPayload: []byte("forged"),
-			WillRetain: o.willRetain, WillQos: 1,
-		},
+func encodeConnect(o connectOpts) []byte {
+	c := rawmqtt.Connect{ID: o.id, Version: o.version, Clean: !o.persistent, KeepAlive: 30,
+		User: o.user, Password: o.pass, WillTopic: o.willTopic, WillRetain: o.willRetain}
+	if o.willTopic != "" {
+		c.WillPayload, c.WillQoS = []byte("forged"), 1
 	}
 	if o.persistent && o.version == 5 {
-		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 3600, true
+		c.Properties.SessionExpiryInterval, c.Properties.SessionExpiryIntervalFlag = 3600, true
 	}
-	if o.willTopic == "" {
-		pk.Connect.WillQos = 0
-	}
-	var buf bytes.Buffer
-	if err := pk.ConnectEncode(&buf); err != nil {
-		tb.Fatal(err)
-	}
-	return buf.Bytes()
+	return c.Encode()
 }
 
 // closedByPeer tells whether the broker closed c (reading it ends) within harness.Timeout.
@@ -429,7 +413,7 @@ func TestSecurityLoginThrottle(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}}
-			connect := encodeConnect(t, connectOpts{id: fmt.Sprint("guesser-", i), user: "reader", pass: wrongPassword})
+			connect := encodeConnect(connectOpts{id: fmt.Sprint("guesser-", i), user: "reader", pass: wrongPassword})
 			deadline := time.Now().Add(30 * time.Second) // bounded even if the test fails early
 			for time.Now().Before(deadline) {
 				select {
@@ -443,7 +427,7 @@ func TestSecurityLoginThrottle(t *testing.T) {
 				}
 				_ = c.SetDeadline(time.Now().Add(2 * time.Second)) // a guesser does not wait for a slowed-down answer
 				if _, err := c.Write(connect); err == nil {
-					_, _ = readMQTTPacket(c)
+					_, _ = rawmqtt.Read(c)
 				}
 				c.Close()
 				mu.Lock()
@@ -555,10 +539,10 @@ func TestSecurityPacketSizeIsWholePacket(t *testing.T) {
 	for _, size := range []int{1024, 1025, 1026} {
 		c := dialRaw(t, hostPort(url), fmt.Sprint("size-", size), 30*time.Second)
 		// PUBLISH QoS 0 to "s": 1 type byte + 2 length bytes + 3 topic bytes + payload.
-		c.send(t, mqttPacket(0x30, mqttString("s"), bytes.Repeat([]byte{'x'}, size-6)))
-		c.send(t, []byte{0xc0, 0}) // PINGREQ: answered only if the connection survived
+		c.send(t, rawmqtt.Publish("s", 0, 0, bytes.Repeat([]byte{'x'}, size-6)))
+		c.send(t, rawmqtt.Pingreq()) // answered only if the connection survived
 		_ = c.SetReadDeadline(time.Now().Add(harness.Timeout))
-		pk, err := readMQTTPacket(c)
+		pk, err := rawmqtt.Read(c)
 		alive := err == nil && bytes.Equal(pk, []byte{0xd0, 0})
 		if alive != (size <= 1024) {
 			t.Errorf("a %d-byte packet under -max-packet-size 1024: connection alive=%v (%v)", size, alive, err)
@@ -575,23 +559,15 @@ func TestSecurityMQTT5AcksCarryNoUserProperties(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("CONNACK %#02x", code)
 	}
-	encode := func(pk packets.Packet, enc func(*packets.Packet, *bytes.Buffer) error) []byte {
-		pk.ProtocolVersion = 5
-		var buf bytes.Buffer
-		if err := enc(&pk, &buf); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
-	}
-	c.send(t, encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
-		Filters: packets.Subscriptions{{Filter: "props", Qos: 0}}}, (*packets.Packet).SubscribeEncode))
+	c.send(t, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, ProtocolVersion: 5,
+		PacketID: 1, Filters: packets.Subscriptions{{Filter: "props", Qos: 0}}}))
 	if ack := c.read(t); ack[0] != 0x90 {
 		t.Fatalf("answered % x, not a SUBACK", ack)
 	}
 	for _, qos := range []byte{1, 2} {
-		c.send(t, encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos},
+		c.send(t, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, ProtocolVersion: 5,
 			TopicName: "props", PacketID: uint16(10 + qos), Payload: []byte("x"),
-			Properties: packets.Properties{User: []packets.UserProperty{{Key: "k", Val: "v"}}}}, (*packets.Packet).PublishEncode))
+			Properties: packets.Properties{User: []packets.UserProperty{{Key: "k", Val: "v"}}}}))
 		var ack, delivered []byte
 		for ack == nil || delivered == nil {
 			switch pk := c.read(t); pk[0] >> 4 {
@@ -608,7 +584,7 @@ func TestSecurityMQTT5AcksCarryNoUserProperties(t *testing.T) {
 			t.Errorf("QoS %d: the delivered message % x lost its user property", qos, delivered)
 		}
 		if qos == 2 {
-			c.send(t, []byte{0x62, 2, 0, 12}) // PUBREL, and the PUBCOMP it gets
+			c.send(t, rawmqtt.Ack(packets.Pubrel, 12)) // and the PUBCOMP it gets
 			if pk := c.read(t); pk[0] != 0x70 {
 				t.Errorf("PUBREL answered % x, not PUBCOMP", pk)
 			}
@@ -630,7 +606,7 @@ func TestSecurityRefusalReachesWebSocketClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		connect := encodeConnect(t, connectOpts{id: fmt.Sprint("ws-forger-", i), willTopic: "$SYS/forged"})
+		connect := encodeConnect(connectOpts{id: fmt.Sprint("ws-forger-", i), willTopic: "$SYS/forged"})
 		if err := ws.WriteMessage(websocket.BinaryMessage, connect); err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"mqttdemo/mqttserver/rawmqtt"
 	"mqttdemo/tests/harness"
 )
 
@@ -119,11 +120,11 @@ func dialStalled(tb testing.TB, addr, id, filter string, qos byte) {
 	}
 	tb.Cleanup(func() { c.Close() })
 	rc := &rawConn{c}
-	rc.send(tb, mqttPacket(0x10, mqttString("MQTT"), []byte{4, 0x02, 0, 0}, mqttString(id)))
+	rc.send(tb, rawmqtt.Connect{ID: id, Clean: true}.Encode())
 	if ack := rc.read(tb); !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
 		tb.Fatalf("CONNACK for %s: % x", id, ack)
 	}
-	rc.send(tb, mqttPacket(0x82, []byte{0, 1}, mqttString(filter), []byte{qos}))
+	rc.send(tb, rawmqtt.Subscribe(1, filter, qos))
 	if ack := rc.read(tb); !bytes.Equal(ack, []byte{0x90, 3, 0, 1, qos}) {
 		tb.Fatalf("SUBACK for %s: % x", filter, ack)
 	}

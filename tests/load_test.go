@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"mqttdemo/mqttserver/broker"
 	"mqttdemo/mqttserver/limits"
+	"mqttdemo/mqttserver/rawmqtt"
 	"mqttdemo/tests/harness"
 )
 
@@ -279,11 +282,11 @@ func connectRaw(addr, id string) (net.Conn, error) {
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(harness.Timeout))
-	if _, err := conn.Write(mqttPacket(0x10, mqttString("MQTT"), []byte{4, 0x02, 0, 0}, mqttString(id))); err != nil {
+	if _, err := conn.Write(rawmqtt.Connect{ID: id, Clean: true}.Encode()); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	ack, err := readMQTTPacket(conn)
+	ack, err := rawmqtt.Read(conn)
 	if err != nil || !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
 		conn.Close()
 		return nil, fmt.Errorf("CONNACK % x: %v", ack, err)
@@ -303,47 +306,32 @@ func (c *loadClient) write(pk []byte) error {
 func (c *loadClient) read() {
 	defer close(c.done)
 	for {
-		pk, err := readMQTTPacket(c.conn)
+		raw, err := rawmqtt.Read(c.conn)
 		if err != nil {
 			return
 		}
-		switch pk[0] & 0xf0 {
-		case 0x30: // PUBLISH: topic, packet id (QoS 1), payload
-			body := pk[len(pk)-remaining(pk):]
-			tl := int(body[0])<<8 | int(body[1])
-			rest := body[2+tl:]
-			if pk[0]&0x06 != 0 {
-				if c.write([]byte{0x40, 2, rest[0], rest[1]}) != nil {
-					return
-				}
-				rest = rest[2:]
+		pk, err := rawmqtt.Decode(raw, 4)
+		if err != nil {
+			return
+		}
+		switch pk.FixedHeader.Type {
+		case packets.Publish:
+			if pk.FixedHeader.Qos > 0 && c.write(rawmqtt.Ack(packets.Puback, pk.PacketID)) != nil {
+				return
 			}
 			c.gotMu.Lock()
-			c.got = append(c.got, string(rest))
+			c.got = append(c.got, string(pk.Payload))
 			c.gotMu.Unlock()
-		case 0x40: // PUBACK
+		case packets.Puback:
 			c.acked.Add(1)
-		case 0x90: // SUBACK
+		case packets.Suback:
 			c.subbed <- struct{}{}
 		}
 	}
 }
 
-// remaining is the remaining length of a whole packet (its body's size).
-func remaining(pk []byte) int {
-	n, mult := 0, 1
-	for _, b := range pk[1:min(5, len(pk))] {
-		n += int(b&127) * mult
-		if b&128 == 0 {
-			break
-		}
-		mult *= 128
-	}
-	return n
-}
-
 func (c *loadClient) subscribe(filter string) error {
-	if err := c.write(mqttPacket(0x82, []byte{0, 1}, mqttString(filter), []byte{1})); err != nil {
+	if err := c.write(rawmqtt.Subscribe(1, filter, 1)); err != nil {
 		return err
 	}
 	select {
@@ -357,7 +345,7 @@ func (c *loadClient) subscribe(filter string) error {
 }
 
 func (c *loadClient) publish(topic string, id int, payload string) error {
-	return c.write(mqttPacket(0x32, mqttString(topic), []byte{byte(id >> 8), byte(id)}, []byte(payload)))
+	return c.write(rawmqtt.Publish(topic, 1, uint16(id), []byte(payload)))
 }
 
 func (c *loadClient) count() int {
@@ -374,7 +362,7 @@ func (c *loadClient) payloads() []string {
 
 // disconnect sends DISCONNECT and waits for the broker to close the connection.
 func (c *loadClient) disconnect() error {
-	err := c.write([]byte{0xe0, 0})
+	err := c.write(rawmqtt.Disconnect())
 	select {
 	case <-c.done:
 	case <-time.After(harness.Timeout):

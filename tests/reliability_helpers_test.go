@@ -2,9 +2,7 @@ package tests
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -13,6 +11,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"mqttdemo/mqttserver/rawmqtt"
 	"mqttdemo/tests/harness"
 )
 
@@ -92,8 +91,7 @@ func dialRaw(tb testing.TB, addr, id string, keepalive time.Duration) *rawConn {
 	}
 	tb.Cleanup(func() { c.Close() })
 	rc := &rawConn{c}
-	ka := int(keepalive / time.Second)
-	rc.send(tb, mqttPacket(0x10, mqttString("MQTT"), []byte{4, 0x02, byte(ka >> 8), byte(ka)}, mqttString(id)))
+	rc.send(tb, rawmqtt.Connect{ID: id, Clean: true, KeepAlive: uint16(keepalive / time.Second)}.Encode())
 	if ack := rc.read(tb); !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
 		tb.Fatalf("CONNACK for %s: % x", id, ack)
 	}
@@ -111,7 +109,7 @@ func (c *rawConn) send(tb testing.TB, pk []byte) {
 // subscribe subscribes to filter at QoS 0 and checks the SUBACK.
 func (c *rawConn) subscribe(tb testing.TB, filter string) {
 	tb.Helper()
-	c.send(tb, mqttPacket(0x82, []byte{0, 1}, mqttString(filter), []byte{0}))
+	c.send(tb, rawmqtt.Subscribe(1, filter, 0))
 	if ack := c.read(tb); !bytes.Equal(ack, []byte{0x90, 3, 0, 1, 0}) {
 		tb.Fatalf("SUBACK for %s: % x", filter, ack)
 	}
@@ -121,60 +119,9 @@ func (c *rawConn) subscribe(tb testing.TB, filter string) {
 func (c *rawConn) read(tb testing.TB) []byte {
 	tb.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(harness.Timeout))
-	pk, err := readMQTTPacket(c)
+	pk, err := rawmqtt.Read(c)
 	if err != nil {
 		tb.Fatalf("read packet: %v", err)
 	}
 	return pk
 }
-
-// readMQTTPacket reads one whole MQTT packet, fixed header included.
-func readMQTTPacket(r io.Reader) ([]byte, error) {
-	var head [1]byte
-	if _, err := io.ReadFull(r, head[:]); err != nil {
-		return nil, err
-	}
-	pk := head[:]
-	length, mult := 0, 1
-	for i := 0; ; i++ {
-		var b [1]byte
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, err
-		}
-		pk = append(pk, b[0])
-		length += int(b[0]&127) * mult
-		if b[0]&128 == 0 {
-			break
-		}
-		if i == 3 {
-			return nil, errors.New("malformed remaining length")
-		}
-		mult *= 128
-	}
-	body := make([]byte, length)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, err
-	}
-	return append(pk, body...), nil
-}
-
-// mqttPacket joins body and prefixes the fixed header with its remaining length.
-func mqttPacket(header byte, body ...[]byte) []byte {
-	joined := bytes.Join(body, nil)
-	out := []byte{header}
-	for n := len(joined); ; {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 128
-		}
-		out = append(out, b)
-		if n == 0 {
-			break
-		}
-	}
-	return append(out, joined...)
-}
-
-// mqttString is an MQTT UTF-8 string: two length bytes, then the bytes.
-func mqttString(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }

@@ -2,17 +2,20 @@ package broker
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"log/slog"
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
+	"mqttdemo/mqttserver/rawmqtt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
 )
 
 // BenchmarkEventLog measures broker throughput (one QoS 0 message from a publisher to a
@@ -76,25 +79,24 @@ func benchFlow(b *testing.B, addr string) {
 	const window = 1000
 	sub := rawConnect(b, addr, "bench-sub", true)
 	defer sub.Close()
-	// SUBSCRIBE id 1 to bench/# at QoS 0, then wait for the SUBACK.
-	if _, err := sub.Write([]byte{0x82, 12, 0, 1, 0, 7, 'b', 'e', 'n', 'c', 'h', '/', '#', 0}); err != nil {
+	if _, err := sub.Write(rawmqtt.Subscribe(1, "bench/#", 0)); err != nil {
 		b.Fatal(err)
 	}
-	subR := bufio.NewReaderSize(sub, 64<<10)
-	if typ, err := readPacket(subR); err != nil || typ != 9 {
-		b.Fatalf("SUBACK: type %d, %v", typ, err)
+	subR := rawmqtt.NewReader(bufio.NewReaderSize(sub, 64<<10))
+	if fh, _, err := subR.Next(); err != nil || fh.Type != packets.Suback {
+		b.Fatalf("SUBACK: type %d, %v", fh.Type, err)
 	}
 	progress := make(chan int, 1)
 	subErr := make(chan error, 1)
 	go func() {
 		got := 0
 		for got < b.N {
-			typ, err := readPacket(subR)
+			fh, _, err := subR.Next()
 			if err != nil {
 				subErr <- err
 				return
 			}
-			if typ == 3 {
+			if fh.Type == packets.Publish {
 				got++
 				if got%100 == 0 || got == b.N {
 					select {
@@ -110,8 +112,7 @@ func benchFlow(b *testing.B, addr string) {
 	pub := rawConnect(b, addr, "bench-pub", true)
 	defer pub.Close()
 	w := bufio.NewWriterSize(pub, 64<<10)
-	publish := append([]byte{0x30, 2 + 9 + 64, 0, 9}, "bench/msg"...)
-	publish = append(publish, make([]byte, 64)...)
+	publish := rawmqtt.Publish("bench/msg", 0, 0, make([]byte, 64))
 
 	b.ResetTimer()
 	cpu0 := cpuTime()
@@ -160,29 +161,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// readPacket reads one MQTT packet and returns its type.
-func readPacket(r *bufio.Reader) (byte, error) {
-	h, err := r.ReadByte()
-	if err != nil {
-		return 0, err
-	}
-	n, mult := 0, 1
-	for i := 0; ; i++ {
-		c, err := r.ReadByte()
-		if err != nil {
-			return 0, err
-		}
-		n += int(c&0x7f) * mult
-		if c&0x80 == 0 {
-			break
-		}
-		if i == 3 {
-			return 0, errors.New("malformed remaining length")
-		}
-		mult *= 128
-	}
-	_, err = r.Discard(n)
-	return h >> 4, err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/rawmqtt"
 	"mqttdemo/mqttserver/store"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
 )
 
 // TestBinaryDamagedDataFile: a data file cut to half, emptied, or with random bytes over a few
@@ -134,10 +136,10 @@ func makeDataFile(t *testing.T, retained int) string {
 	dir := t.TempDir()
 	b, _ := startBroker(t, Config{DataDir: dir})
 	keep := rawConnect(t, b.Addr(), "keep", false)
-	rawExchange(t, keep, fzSubscribe(1, "k/#", 1), 0x90, 1)
+	rawExchange(t, keep, rawmqtt.Subscribe(1, "k/#", 1), 0x90, 1)
 	pub := rawConnect(t, b.Addr(), "pub", true)
 	for i := range retained {
-		pk := fzPublish(1, i+1, fmt.Sprintf("r/%d", i), strings.Repeat("x", 500))
+		pk := rawmqtt.Publish(fmt.Sprintf("r/%d", i), 1, uint16(i+1), []byte(strings.Repeat("x", 500)))
 		pk[0] |= 1 // RETAIN
 		rawExchange(t, pub, pk, 0x40, i+1)
 	}

@@ -10,6 +10,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/rawmqtt"
 )
 
 // TestPublishFloodIsSummarised: past LinesPerSecond, published messages are counted into
@@ -90,10 +91,5 @@ func TestNoPasswordInDebugLogs(t *testing.T) {
 
 // connectWithPassword is an MQTT 3.1.1 CONNECT with a user name and password.
 func connectWithPassword(id, user, pass string) []byte {
-	str := func(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 30} // user name, password, clean session
-	body = append(body, str(id)...)
-	body = append(body, str(user)...)
-	body = append(body, str(pass)...)
-	return append([]byte{0x10, byte(len(body))}, body...)
+	return rawmqtt.Connect{ID: id, Clean: true, KeepAlive: 30, User: user, Password: pass}.Encode()
 }

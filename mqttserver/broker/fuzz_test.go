@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
+	"mqttdemo/mqttserver/rawmqtt"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
 )
 
 // The fuzz targets feed arbitrary bytes to the broker as if a client sent them. Each input must
@@ -173,27 +177,27 @@ func fuzzProbe(addr, id string) error {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(fuzzDeadline))
 	topic, payload := "probe/"+id, "alive "+id
-	if _, err := conn.Write(fzConnect(id, true, 30)); err != nil {
+	if _, err := conn.Write(rawmqtt.Connect{ID: id, Clean: true, KeepAlive: 30}.Encode()); err != nil {
 		return fmt.Errorf("send CONNECT: %w", err)
 	}
-	ack, err := fzReadPacket(conn)
+	ack, err := rawmqtt.Read(conn)
 	if err != nil || !bytes.Equal(ack, []byte{0x20, 2, 0, 0}) {
 		return fmt.Errorf("CONNACK: got % x, %v", ack, err)
 	}
-	if _, err := conn.Write(fzSubscribe(1, topic, 0)); err != nil {
+	if _, err := conn.Write(rawmqtt.Subscribe(1, topic, 0)); err != nil {
 		return fmt.Errorf("send SUBSCRIBE: %w", err)
 	}
-	suback, err := fzReadPacket(conn)
+	suback, err := rawmqtt.Read(conn)
 	if err != nil || !bytes.Equal(suback, []byte{0x90, 3, 0, 1, 0}) {
 		return fmt.Errorf("SUBACK: got % x, %v", suback, err)
 	}
-	if _, err := conn.Write(fzPublish(0, 0, topic, payload)); err != nil {
+	want := rawmqtt.Publish(topic, 0, 0, []byte(payload))
+	if _, err := conn.Write(want); err != nil {
 		return fmt.Errorf("send PUBLISH: %w", err)
 	}
 	// A retained message an earlier input left on a matching topic may come first.
-	want := fzPublish(0, 0, topic, payload)
 	for {
-		pk, err := fzReadPacket(conn)
+		pk, err := rawmqtt.Read(conn)
 		if err != nil {
 			return fmt.Errorf("wait for own message: %w", err)
 		}
@@ -201,40 +205,11 @@ func fuzzProbe(addr, id string) error {
 			break
 		}
 	}
-	_, _ = conn.Write([]byte{0xe0, 0}) // DISCONNECT
+	_, _ = conn.Write(rawmqtt.Disconnect())
 	if _, err := io.Copy(io.Discard, conn); err != nil {
 		return fmt.Errorf("broker did not close after DISCONNECT: %w", err)
 	}
 	return nil
-}
-
-// readPacket reads one whole MQTT packet (fixed header included).
-func fzReadPacket(r io.Reader) ([]byte, error) {
-	head := make([]byte, 1, 5)
-	if _, err := io.ReadFull(r, head); err != nil {
-		return nil, err
-	}
-	length, mult := 0, 1
-	for i := 0; ; i++ {
-		var b [1]byte
-		if _, err := io.ReadFull(r, b[:]); err != nil {
-			return nil, err
-		}
-		head = append(head, b[0])
-		length += int(b[0]&127) * mult
-		if b[0]&128 == 0 {
-			break
-		}
-		if i == 3 {
-			return nil, errors.New("malformed remaining length")
-		}
-		mult *= 128
-	}
-	body := make([]byte, length)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, err
-	}
-	return append(head, body...), nil
 }
 
 func fzIsTimeout(err error) bool {
@@ -242,133 +217,80 @@ func fzIsTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// Packet builders for the seeds and the probe. They compute the remaining length; seeds that
-// need a wrong one build it by hand.
-
-// remainingLength encodes n as MQTT's variable byte integer.
-func fzRemainingLength(n int) []byte {
-	var out []byte
-	for {
-		b := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			b |= 128
-		}
-		out = append(out, b)
-		if n == 0 {
-			return out
-		}
-	}
-}
-
-func fzPacket(header byte, body ...[]byte) []byte {
-	joined := bytes.Join(body, nil)
-	return append(append([]byte{header}, fzRemainingLength(len(joined))...), joined...)
-}
-
-// str is an MQTT string: two length bytes, then the bytes.
-func fzString(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
-
-func fzU16(n int) []byte { return []byte{byte(n >> 8), byte(n)} }
-
-func fzConnect(id string, clean bool, keepalive int) []byte {
-	flags := byte(0)
-	if clean {
-		flags = 0x02
-	}
-	return fzPacket(0x10, fzString("MQTT"), []byte{4, flags}, fzU16(keepalive), fzString(id))
-}
-
-// fzConnectV5 is an MQTT 5 CONNECT with Clean Start and a session expiry interval (0: none sent).
-func fzConnectV5(id string, cleanStart bool, expiry uint32) []byte {
-	flags := byte(0)
-	if cleanStart {
-		flags = 0x02
-	}
-	props := []byte{}
-	if expiry > 0 {
-		props = []byte{0x11, byte(expiry >> 24), byte(expiry >> 16), byte(expiry >> 8), byte(expiry)}
-	}
-	return fzPacket(0x10, fzString("MQTT"), []byte{5, flags}, fzU16(60), []byte{byte(len(props))}, props, fzString(id))
-}
-
-func fzSubscribe(pid int, filter string, qos byte) []byte {
-	return fzPacket(0x82, fzU16(pid), fzString(filter), []byte{qos})
-}
-
-func fzPublish(qos byte, pid int, topic, payload string) []byte {
-	if qos == 0 {
-		return fzPacket(0x30, fzString(topic), []byte(payload))
-	}
-	return fzPacket(0x30|qos<<1, fzString(topic), fzU16(pid), []byte(payload))
-}
-
 func fzConcat(pks ...[]byte) []byte { return bytes.Join(pks, nil) }
 
 // seedInputs are the malformed (and a few well-formed) inputs every run tries; TestSeedCorpus
 // keeps testdata/fuzz/FuzzBrokerTCP in step with them.
 func seedInputs() map[string][]byte {
-	connect := fzConnect("seed", true, 30)
+	seed := rawmqtt.Connect{ID: "seed", Clean: true, KeepAlive: 30}
+	connect := seed.Encode()
+	will := rawmqtt.Connect{ID: "seed-will", Clean: true, KeepAlive: 30, WillTopic: "will/topic", WillPayload: []byte("gone"), WillQoS: 1}
+	willQoS3 := will
+	willQoS3.WillQoS = 3
+	v5 := rawmqtt.Connect{ID: "seed-v5", Version: 5, Clean: true, KeepAlive: 30, Properties: packets.Properties{
+		SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true, ReceiveMaximum: 10}}
+	level9 := seed
+	level9.Version = 9
+	mqtx := seed.Packet()
+	mqtx.Connect.ProtocolName = []byte("MQTX")
+	pub := func(topic string) []byte { return rawmqtt.Publish(topic, 0, 0, []byte("x")) }
 	return map[string][]byte{
 		"empty": {},
 		// A well-formed session, so the fuzzer mutates from packets the broker accepts.
 		"valid-session": fzConcat(connect,
-			fzSubscribe(1, "a/+", 2),
-			fzPublish(0, 0, "a/b", "zero"),
-			fzPublish(1, 2, "a/b", "one"),
-			fzPublish(2, 3, "a/b", "two"),
-			[]byte{0x62, 2, 0, 3}, // PUBREL 3
-			[]byte{0xc0, 0},       // PINGREQ
-			fzPacket(0xa2, fzU16(4), fzString("a/+")),
-			[]byte{0xe0, 0}),
-		"valid-v5-connect-properties": fzPacket(0x10, fzString("MQTT"), []byte{5, 0x02}, fzU16(30),
-			[]byte{8, 0x11, 0, 0, 0, 60, 0x21, 0, 10}, // session expiry 60, receive maximum 10
-			fzString("seed-v5")),
-		"will-then-vanish": fzPacket(0x10, fzString("MQTT"), []byte{4, 0x02 | 0x04 | 0x08}, fzU16(30), // will QoS 1
-			fzString("seed-will"), fzString("will/topic"), fzString("gone")),
+			rawmqtt.Subscribe(1, "a/+", 2),
+			rawmqtt.Publish("a/b", 0, 0, []byte("zero")),
+			rawmqtt.Publish("a/b", 1, 2, []byte("one")),
+			rawmqtt.Publish("a/b", 2, 3, []byte("two")),
+			rawmqtt.Ack(packets.Pubrel, 3),
+			rawmqtt.Pingreq(),
+			rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Unsubscribe}, PacketID: 4,
+				Filters: packets.Subscriptions{{Filter: "a/+"}}}),
+			rawmqtt.Disconnect()),
+		"valid-v5-connect-properties": v5.Encode(),
+		"will-then-vanish":            will.Encode(),
 		// Truncated: the connection ends inside a packet.
 		"truncated-connect":           connect[:9],
 		"truncated-remaining-length":  {0x10, 0xff, 0xff},
-		"truncated-publish":           fzConcat(connect, fzPublish(1, 1, "a/b", "payload")[:8]),
-		"truncated-subscribe-options": fzConcat(connect, fzPacket(0x82, fzU16(1), fzString("a/b"))),
+		"truncated-publish":           fzConcat(connect, rawmqtt.Publish("a/b", 1, 1, []byte("payload"))[:8]),
+		"truncated-subscribe-options": fzConcat(connect, rawmqtt.Frame(0x82, []byte{0, 1}, rawmqtt.String("a/b"))),
 		// Oversized: a remaining length past the 4-byte maximum, the largest legal length with
 		// no body, and a real 16 KiB message.
 		"remaining-length-5-bytes": {0x10, 0xff, 0xff, 0xff, 0xff, 0x01},
 		"remaining-length-256mib":  fzConcat(connect, []byte{0x30, 0xff, 0xff, 0xff, 0x7f, 0, 3, 'a', '/', 'b'}),
-		"publish-16kib":            fzConcat(connect, fzPublish(0, 0, "a/b", strings.Repeat("x", 16<<10))),
+		"publish-16kib":            fzConcat(connect, rawmqtt.Publish("a/b", 0, 0, bytes.Repeat([]byte("x"), 16<<10))),
 		// Wrong remaining length: shorter and longer than the packet's content.
-		"connect-length-short": append([]byte{0x10, 10}, connect[2:]...),
-		"connect-length-long":  append([]byte{0x10, byte(len(connect) + 20)}, connect[2:]...),
-		"publish-length-short": fzConcat(connect, []byte{0x30, 2, 0, 3, 'a', '/', 'b'}),
-		"string-longer-than-packet": fzConcat(connect,
-			fzPacket(0x30, []byte{0xff, 0xff}, []byte("a/b"))),
+		"connect-length-short":      append([]byte{0x10, 10}, connect[2:]...),
+		"connect-length-long":       append([]byte{0x10, byte(len(connect) + 20)}, connect[2:]...),
+		"publish-length-short":      fzConcat(connect, []byte{0x30, 2, 0, 3, 'a', '/', 'b'}),
+		"string-longer-than-packet": fzConcat(connect, rawmqtt.Frame(0x30, []byte{0xff, 0xff}, []byte("a/b"))),
 		// Bad UTF-8 and forbidden characters in names.
-		"bad-utf8-topic":      fzConcat(connect, fzPublish(0, 0, "a/\xff\xfe", "x")),
-		"nul-in-topic":        fzConcat(connect, fzPublish(0, 0, "a/\x00b", "x")),
-		"bad-utf8-filter":     fzConcat(connect, fzSubscribe(1, "\xc3\x28/#", 0)),
-		"bad-utf8-client-id":  fzConnect("\xed\xa0\x80", true, 30), // a UTF-16 surrogate
-		"wildcard-in-publish": fzConcat(connect, fzPublish(0, 0, "a/#", "x")),
-		"bad-filter":          fzConcat(connect, fzSubscribe(1, "a/#/b", 0), fzSubscribe(2, "a+", 0)),
+		"bad-utf8-topic":      fzConcat(connect, pub("a/\xff\xfe")),
+		"nul-in-topic":        fzConcat(connect, pub("a/\x00b")),
+		"bad-utf8-filter":     fzConcat(connect, rawmqtt.Subscribe(1, "\xc3\x28/#", 0)),
+		"bad-utf8-client-id":  rawmqtt.Connect{ID: "\xed\xa0\x80", Clean: true, KeepAlive: 30}.Encode(), // a UTF-16 surrogate
+		"wildcard-in-publish": fzConcat(connect, pub("a/#")),
+		"bad-filter":          fzConcat(connect, rawmqtt.Subscribe(1, "a/#/b", 0), rawmqtt.Subscribe(2, "a+", 0)),
 		// Invalid QoS 3, in each place a QoS appears.
-		"publish-qos-3":   fzConcat(connect, fzPacket(0x36, fzString("a/b"), fzU16(1), []byte("x"))),
-		"subscribe-qos-3": fzConcat(connect, fzSubscribe(1, "a/b", 3)),
-		"will-qos-3": fzPacket(0x10, fzString("MQTT"), []byte{4, 0x02 | 0x04 | 0x18}, fzU16(30),
-			fzString("seed-will"), fzString("will/topic"), fzString("gone")),
+		"publish-qos-3": fzConcat(connect, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 3},
+			TopicName: "a/b", PacketID: 1, Payload: []byte("x")})),
+		"subscribe-qos-3": fzConcat(connect, rawmqtt.Subscribe(1, "a/b", 3)),
+		"will-qos-3":      willQoS3.Encode(),
 		// Protocol order violations.
-		"second-connect":         fzConcat(connect, fzConnect("seed-2", true, 30)),
-		"publish-before-connect": fzPublish(0, 0, "a/b", "x"),
-		"connack-from-client":    fzConcat(connect, []byte{0x20, 2, 0, 0}),
-		"unknown-protocol-name":  fzPacket(0x10, fzString("MQTX"), []byte{4, 0x02}, fzU16(30), fzString("seed")),
-		"protocol-level-9":       fzPacket(0x10, fzString("MQTT"), []byte{9, 0x02}, fzU16(30), fzString("seed")),
-		"empty-id-not-clean":     fzConnect("", false, 30),
-		"reserved-flag-connect":  fzPacket(0x10, fzString("MQTT"), []byte{4, 0x03}, fzU16(30), fzString("seed")),
-		"reserved-type-0":        fzConcat(connect, []byte{0x00, 0}),
-		"auth-in-v4":             fzConcat(connect, []byte{0xf0, 0}),
-		"subscribe-no-filters":   fzConcat(connect, fzPacket(0x82, fzU16(1))),
-		"subscribe-bad-flags":    fzConcat(connect, fzPacket(0x80, fzU16(1), fzString("a/b"), []byte{0})),
-		"pubrel-unknown-id":      fzConcat(connect, []byte{0x62, 2, 0x12, 0x34}),
-		"packet-id-zero":         fzConcat(connect, fzPublish(1, 0, "a/b", "x")),
-		"password-without-user":  fzPacket(0x10, fzString("MQTT"), []byte{4, 0x42}, fzU16(30), fzString("seed"), fzString("secret")),
+		"second-connect":         fzConcat(connect, rawmqtt.Connect{ID: "seed-2", Clean: true, KeepAlive: 30}.Encode()),
+		"publish-before-connect": pub("a/b"),
+		"connack-from-client":    fzConcat(connect, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}})),
+		"unknown-protocol-name":  rawmqtt.Encode(mqtx),
+		"protocol-level-9":       level9.Encode(),
+		"empty-id-not-clean":     rawmqtt.Connect{KeepAlive: 30}.Encode(),
+		"reserved-flag-connect":  rawmqtt.Frame(0x10, rawmqtt.String("MQTT"), []byte{4, 0x03, 0, 30}, rawmqtt.String("seed")),
+		"reserved-type-0":        fzConcat(connect, rawmqtt.Frame(0x00)),
+		"auth-in-v4":             fzConcat(connect, rawmqtt.Frame(0xf0)),
+		"subscribe-no-filters":   fzConcat(connect, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 1})),
+		"subscribe-bad-flags":    fzConcat(connect, rawmqtt.Frame(0x80, []byte{0, 1}, rawmqtt.String("a/b"), []byte{0})),
+		"pubrel-unknown-id":      fzConcat(connect, rawmqtt.Ack(packets.Pubrel, 0x1234)),
+		"packet-id-zero":         fzConcat(connect, rawmqtt.Frame(0x32, rawmqtt.String("a/b"), []byte{0, 0}, []byte("x"))),
+		"password-without-user":  rawmqtt.Connect{ID: "seed", Clean: true, KeepAlive: 30, Password: "secret"}.Encode(),
 	}
 }
 
@@ -454,10 +376,10 @@ func TestClientGoroutinesSeen(t *testing.T) {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(fuzzDeadline))
-	if _, err := conn.Write(fzConnect("held", true, 30)); err != nil {
+	if _, err := conn.Write(rawmqtt.Connect{ID: "held", Clean: true, KeepAlive: 30}.Encode()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fzReadPacket(conn); err != nil {
+	if _, err := rawmqtt.Read(conn); err != nil {
 		t.Fatalf("CONNACK: %v", err)
 	}
 	if got := len(clientGoroutines()); got != len(clientGoroutineMarks) {

@@ -2,11 +2,13 @@ package broker
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"maps"
 	"mqttdemo/mqttserver/limits"
 	"mqttdemo/mqttserver/mochifix"
+	"mqttdemo/mqttserver/rawmqtt"
 	"net"
 	"runtime"
 	"strconv"
@@ -18,6 +20,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
 )
 
 func TestQueueOrder(t *testing.T) {
@@ -111,8 +114,8 @@ func brokerWithOfflineSession(t *testing.T, id, filter string) *Broker {
 	t.Helper()
 	b, _ := startBroker(t, Config{})
 	first := rawConnect(t, b.Addr(), id, false)
-	rawExchange(t, first, fzSubscribe(1, filter, 1), 0x90, 1)
-	_, _ = first.Write([]byte{0xe0, 0}) // DISCONNECT
+	rawExchange(t, first, rawmqtt.Subscribe(1, filter, 1), 0x90, 1)
+	_, _ = first.Write(rawmqtt.Disconnect())
 	waitFor(t, "the session to be offline", func() bool {
 		cl, ok := b.server.Clients.Get(id)
 		return ok && cl.Closed()
@@ -130,7 +133,7 @@ func resumedWithQueuedMessage(t *testing.T) (*Broker, net.Conn, *mqtt.Client, pa
 		t.Fatal(err)
 	}
 	conn := rawConnect(t, b.Addr(), "resumer", false)
-	if pk, err := fzReadPacket(conn); err != nil || pk[0]&0xf0 != 0x30 {
+	if pk, err := rawmqtt.Read(conn); err != nil || pk[0]&0xf0 != 0x30 {
 		t.Fatalf("want the queued message resent, got % x, %v", pk, err)
 	}
 	cl, _ := b.server.Clients.Get("resumer")
@@ -205,10 +208,10 @@ func TestSubscribeIDTakenMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
-	if _, err := conn.Write(fzSubscribe(5, "q/#", 1)); err != nil {
+	if _, err := conn.Write(rawmqtt.Subscribe(5, "q/#", 1)); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := fzReadPacket(conn); err != nil || got[0] != 0x90 || got[4] != 1 {
+	if got, err := rawmqtt.Read(conn); err != nil || got[0] != 0x90 || got[4] != 1 {
 		t.Fatalf("got % x (%v), want SUBACK 5 granting QoS 1", got, err)
 	}
 	cl, _ := b.server.Clients.Get("sub")
@@ -273,7 +276,7 @@ func TestResumeSendsAQueuedMessageOnce(t *testing.T) {
 	copies := 0
 	for {
 		_ = back.SetReadDeadline(time.Now().Add(waitTimeout))
-		pk, err := fzReadPacket(back)
+		pk, err := rawmqtt.Read(back)
 		if err != nil {
 			t.Fatalf("reading the resumed session (%d copies of the raced message so far): %v", copies, err)
 		}
@@ -355,7 +358,7 @@ func TestResumeKeepsOrderOfAMessageQueuedMeanwhile(t *testing.T) {
 			got := ""
 			for len(got) < len(want) {
 				_ = back.SetReadDeadline(time.Now().Add(waitTimeout))
-				pk, err := fzReadPacket(back)
+				pk, err := rawmqtt.Read(back)
 				if err != nil {
 					t.Fatalf("after %q: %v", got, err)
 				}
@@ -403,7 +406,7 @@ func TestSetAsideSurvivesTakeover(t *testing.T) {
 			if err != nil {
 				t.Error(err)
 			} else {
-				_, _ = c.Write(fzConnect("resumer", false, 60))
+				_, _ = c.Write(rawmqtt.Connect{ID: "resumer", KeepAlive: 60}.Encode())
 			}
 			back <- c
 		}()
@@ -418,7 +421,7 @@ func TestSetAsideSurvivesTakeover(t *testing.T) {
 	if err := b.server.AddHook(takeover, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := first.Write(fzSubscribe(int(held.PacketID), "other", 1)); err != nil {
+	if _, err := first.Write(rawmqtt.Subscribe(held.PacketID, "other", 1)); err != nil {
 		t.Fatal(err)
 	}
 	conn := <-back
@@ -427,16 +430,16 @@ func TestSetAsideSurvivesTakeover(t *testing.T) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
-	if pk, err := fzReadPacket(conn); err != nil || pk[0] != 0x20 {
+	if pk, err := rawmqtt.Read(conn); err != nil || pk[0] != 0x20 {
 		t.Fatalf("want CONNACK, got % x (%v)", pk, err)
 	}
 	waitFor(t, "the old connection to finish its SUBSCRIBE", takeover.processed.Load)
-	if _, err := conn.Write([]byte{0xc0, 0}); err != nil { // answered after what the broker sends now
+	if _, err := conn.Write(rawmqtt.Pingreq()); err != nil { // answered after what the broker sends now
 		t.Fatal(err)
 	}
 	var got []string
 	for {
-		pk, err := fzReadPacket(conn)
+		pk, err := rawmqtt.Read(conn)
 		if err != nil {
 			t.Fatalf("after %q: %v", got, err)
 		}
@@ -499,19 +502,19 @@ func TestUnsentAckStillDelivered(t *testing.T) {
 			}
 			b, _ := startBroker(t, cfg)
 			sub := rawConnect(t, b.Addr(), "sub", true)
-			rawExchange(t, sub, fzSubscribe(1, "t", 2), 0x90, 1)
+			rawExchange(t, sub, rawmqtt.Subscribe(1, "t", 2), 0x90, 1)
 			pub := rawConnect(t, b.Addr(), "pub", false)
-			pub = publishCutOnAck(t, b, pub, "pub", c.ack, fzPublish(c.qos, 7, "t", "m"), c.takeover)
-			if got, err := fzReadPacket(pub); err != nil || got[0] != c.ack<<4 || got[3] != 7 {
+			pub = publishCutOnAck(t, b, pub, "pub", c.ack, rawmqtt.Publish("t", c.qos, 7, []byte("m")), c.takeover)
+			if got, err := rawmqtt.Read(pub); err != nil || got[0] != c.ack<<4 || got[3] != 7 {
 				t.Fatalf("back in its session, the client got % x (%v), want the acknowledgement of its message", got, err)
 			}
-			if got, err := fzReadPacket(pub); err != nil || got[0] != 0xd0 {
+			if got, err := rawmqtt.Read(pub); err != nil || got[0] != 0xd0 {
 				t.Fatalf("got % x (%v), want the PINGRESP", got, err)
 			}
 			if c.qos == 2 {
-				rawExchange(t, pub, []byte{0x62, 2, 0, 7}, 0x70, 7) // PUBREL, PUBCOMP
+				rawExchange(t, pub, rawmqtt.Ack(packets.Pubrel, 7), 0x70, 7) // PUBCOMP
 			}
-			if _, err := pub.Write(fzPublish(0, 0, "t", "marker")); err != nil {
+			if _, err := pub.Write(rawmqtt.Publish("t", 0, 0, []byte("marker"))); err != nil {
 				t.Fatal(err)
 			}
 			if got := readUntil(t, sub, "marker"); got["m"] != 1 {
@@ -534,22 +537,22 @@ func TestUnsentAckKeepsOurMessage(t *testing.T) {
 			}
 			b, _ := startBroker(t, cfg)
 			sub := rawConnect(t, b.Addr(), "sub", true)
-			rawExchange(t, sub, fzSubscribe(1, "t", 1), 0x90, 1)
+			rawExchange(t, sub, rawmqtt.Subscribe(1, "t", 1), 0x90, 1)
 			pub := rawConnect(t, b.Addr(), "pub", false)
-			rawExchange(t, pub, fzSubscribe(1, "back", 1), 0x90, 1)
+			rawExchange(t, pub, rawmqtt.Subscribe(1, "back", 1), 0x90, 1)
 			if err := injectPublish(b, "back", "queued"); err != nil {
 				t.Fatal(err)
 			}
-			queued, err := fzReadPacket(pub) // not acknowledged: it stays in flight
+			queued, err := rawmqtt.Read(pub) // not acknowledged: it stays in flight
 			if err != nil || queued[0]&0xf0 != 0x30 {
 				t.Fatalf("want the message to the client, got % x (%v)", queued, err)
 			}
 			id := int(queued[4+len("back")])<<8 | int(queued[5+len("back")])
 
-			pub = publishCutOnAck(t, b, pub, "pub", packets.Puback, fzPublish(1, id, "t", "m"), false)
+			pub = publishCutOnAck(t, b, pub, "pub", packets.Puback, rawmqtt.Publish("t", 1, uint16(id), []byte("m")), false)
 			var resent []string
 			for {
-				pk, err := fzReadPacket(pub)
+				pk, err := rawmqtt.Read(pub)
 				if err != nil {
 					t.Fatalf("after %v: %v", resent, err)
 				}
@@ -562,10 +565,10 @@ func TestUnsentAckKeepsOurMessage(t *testing.T) {
 			if len(resent) != 1 || resent[0] != fmt.Sprintf("%x", queued) {
 				t.Fatalf("resent at the next connection: %v, want only the message in flight to the client (%x)", resent, queued)
 			}
-			dup := fzPublish(1, id, "t", "m")
+			dup := rawmqtt.Publish("t", 1, uint16(id), []byte("m"))
 			dup[0] |= 0x08
 			rawExchange(t, pub, dup, 0x40, id)
-			if _, err := pub.Write(fzPublish(0, 0, "t", "marker")); err != nil {
+			if _, err := pub.Write(rawmqtt.Publish("t", 0, 0, []byte("marker"))); err != nil {
 				t.Fatal(err)
 			}
 			if got := readUntil(t, sub, "marker")["m"]; got < 1 { // twice is allowed: QoS 1
@@ -591,7 +594,7 @@ func publishCutOnAck(t *testing.T, b *Broker, conn net.Conn, id string, ack byte
 		go func() {
 			c, err := net.DialTimeout("tcp", b.Addr(), waitTimeout)
 			if err == nil {
-				_, err = c.Write(fzConnect(id, false, 60))
+				_, err = c.Write(rawmqtt.Connect{ID: id, KeepAlive: 60}.Encode())
 			}
 			if err != nil {
 				t.Error(err)
@@ -617,7 +620,7 @@ func publishCutOnAck(t *testing.T, b *Broker, conn net.Conn, id string, ack byte
 		}
 		t.Cleanup(func() { conn.Close() })
 		_ = conn.SetDeadline(time.Now().Add(waitTimeout))
-		if got, err := fzReadPacket(conn); err != nil || got[0] != 0x20 {
+		if got, err := rawmqtt.Read(conn); err != nil || got[0] != 0x20 {
 			t.Fatalf("want CONNACK, got % x (%v)", got, err)
 		}
 	} else {
@@ -628,7 +631,7 @@ func publishCutOnAck(t *testing.T, b *Broker, conn net.Conn, id string, ack byte
 		conn = rawConnect(t, b.Addr(), id, false)
 	}
 	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
-	if _, err := conn.Write([]byte{0xc0, 0}); err != nil {
+	if _, err := conn.Write(rawmqtt.Pingreq()); err != nil {
 		t.Fatal(err)
 	}
 	return conn
@@ -641,7 +644,7 @@ func readUntil(t *testing.T, conn net.Conn, last string) map[string]int {
 	seen := make(map[string]int)
 	for {
 		_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
-		pk, err := fzReadPacket(conn)
+		pk, err := rawmqtt.Read(conn)
 		if err != nil {
 			t.Fatalf("waiting for %q (got %v): %v", last, seen, err)
 		}
@@ -679,18 +682,18 @@ func TestBinaryAnyPacketIDCostsTheSame(t *testing.T) {
 	rate := func(id int) float64 {
 		conn := rawConnect(t, a, fmt.Sprintf("flood-%d", id), true)
 		defer conn.Close()
-		pk := fzPublish(1, id, "flood", "x")
+		pk := rawmqtt.Publish("flood", 1, uint16(id), []byte("x"))
 		burst := bytes.Repeat(pk, n)
 		_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
 		start := time.Now()
 		sent := make(chan error, 1)
 		go func() { _, err := conn.Write(burst); sent <- err }()
 		for i := range n {
-			ack, err := fzReadPacket(conn)
+			ack, err := rawmqtt.Read(conn)
 			if err != nil {
 				t.Fatalf("id %d: PUBACK %d of %d: %v", id, i+1, n, err)
 			}
-			if ack[0] != 0x40 || !bytes.Equal(ack[2:4], fzU16(id)) {
+			if ack[0] != 0x40 || binary.BigEndian.Uint16(ack[2:4]) != uint16(id) {
 				t.Fatalf("id %d: got % x, want a PUBACK", id, ack)
 			}
 		}

@@ -3,6 +3,7 @@ package broker
 import (
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
+	"mqttdemo/mqttserver/rawmqtt"
 	"net"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ func TestSlowClientTimeout(t *testing.T) {
 	lim := limits.DefaultLimits()
 	lim.SlowClientTimeout, lim.MaxQueuedBytes = time.Second, 64<<20
 	b, logs := startBroker(t, Config{Limits: lim})
-	notReading(t, b.Addr(), fzConnect("slow", true, 0), "t")
+	notReading(t, b.Addr(), rawmqtt.Connect{ID: "slow", Clean: true}.Encode(), "t")
 
 	pub := connect(t, clientOpts(b.Addr(), "pub"))
 	big := strings.Repeat("x", 64<<10)
@@ -42,6 +43,6 @@ func notReading(t *testing.T, addr string, connect []byte, filter string) net.Co
 	_ = sub.(*net.TCPConn).SetReadBuffer(4096)
 	t.Cleanup(func() { sub.Close() })
 	rawExchange(t, sub, connect, 0x20, -1)
-	rawExchange(t, sub, fzSubscribe(1, filter, 1), 0x90, 1)
+	rawExchange(t, sub, rawmqtt.Subscribe(1, filter, 1), 0x90, 1)
 	return sub
 }

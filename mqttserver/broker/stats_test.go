@@ -5,6 +5,11 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+
+	"mqttdemo/mqttserver/rawmqtt"
 )
 
 // TestBinaryStatsCounters: the real binary's /stats after a persistent client came and went,
@@ -16,8 +21,8 @@ func TestBinaryStatsCounters(t *testing.T) {
 	mqttAddr, stats := addr(t, started, "mqtt"), "http://"+addr(t, started, "http")+"/stats"
 
 	keeper := rawConnect(t, mqttAddr, "keeper", false)
-	rawExchange(t, keeper, fzSubscribe(1, "q/#", 1), 0x90, 1)
-	if _, err := keeper.Write(fzPacket(0xe0)); err != nil { // DISCONNECT
+	rawExchange(t, keeper, rawmqtt.Subscribe(1, "q/#", 1), 0x90, 1)
+	if _, err := keeper.Write(rawmqtt.Disconnect()); err != nil {
 		t.Fatal(err)
 	}
 	var s statsView
@@ -32,7 +37,7 @@ func TestBinaryStatsCounters(t *testing.T) {
 
 	pub := rawConnect(t, mqttAddr, "pub", true)
 	for i := range 3 {
-		rawExchange(t, pub, fzPublish(1, i+1, "q/a", "m"), 0x40, i+1)
+		rawExchange(t, pub, rawmqtt.Publish("q/a", 1, uint16(i+1), []byte("m")), 0x40, i+1)
 	}
 	if s = getStats(t, stats); s.Inflight != 3 {
 		t.Errorf("3 messages queued: inflight %d", s.Inflight)
@@ -40,17 +45,19 @@ func TestBinaryStatsCounters(t *testing.T) {
 	keeper = rawConnect(t, mqttAddr, "keeper", false)
 	for range 3 {
 		_ = keeper.SetReadDeadline(time.Now().Add(10 * time.Second))
-		pk, err := fzReadPacket(keeper)
-		if err != nil || pk[0]>>4 != 3 {
-			t.Fatalf("want a queued PUBLISH, got % x %v", pk, err)
+		raw, err := rawmqtt.Read(keeper)
+		if err != nil {
+			t.Fatalf("want a queued PUBLISH: %v", err)
 		}
-		at := 4 + (int(pk[2])<<8 | int(pk[3])) // after the topic (one byte of remaining length)
-		id := pk[at : at+2]
-		if _, err := keeper.Write(fzPacket(0x40, id)); err != nil {
+		pk, err := rawmqtt.Decode(raw, 4)
+		if err != nil || pk.FixedHeader.Type != packets.Publish {
+			t.Fatalf("want a queued PUBLISH, got % x %v", raw, err)
+		}
+		if _, err := keeper.Write(rawmqtt.Ack(packets.Puback, pk.PacketID)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rawExchange(t, keeper, fzPacket(0xc0), 0xd0, -1) // PINGRESP: the PUBACKs before it are handled
+	rawExchange(t, keeper, rawmqtt.Pingreq(), 0xd0, -1) // PINGRESP: the PUBACKs before it are handled
 	if s = getStats(t, stats); s.Inflight != 0 {
 		t.Errorf("the resumed session acknowledged its 3 queued messages: inflight %d, want 0", s.Inflight)
 	}

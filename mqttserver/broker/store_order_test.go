@@ -1,10 +1,11 @@
 package broker
 
 import (
-	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/rawmqtt"
 	"mqttdemo/mqttserver/store"
 	"net"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
+
 )
 
 // TestDataStoredBeforeAck: when a publisher holds its PUBACK (QoS 1) or PUBREC (QoS 2), the
@@ -37,7 +39,7 @@ func TestDataStoredBeforeAck(t *testing.T) {
 			ackType := map[byte]byte{1: 0x40, 2: 0x50}[qos]
 			for id := 1; id <= 20; id++ {
 				payload := fmt.Sprintf("order %d", id)
-				rawExchange(t, conn, fzPublish(qos, id, "orders/x", payload), ackType, id)
+				rawExchange(t, conn, rawmqtt.Publish("orders/x", qos, uint16(id), []byte(payload)), ackType, id)
 				if !holds(t, b.data, "keeper", func(m storage.Message) bool { return string(m.Payload) == payload }) {
 					t.Fatalf("%q acknowledged before its copy for keeper was stored", payload)
 				}
@@ -50,7 +52,7 @@ func TestDataStoredBeforeAck(t *testing.T) {
 				if !holds(t, b.data, "raw-pub", isState) {
 					t.Fatalf("PUBREC %d sent before the broker stored that it has the message", id)
 				}
-				rawExchange(t, conn, fzPacket(0x62, fzU16(id)), 0x70, id) // PUBREL → PUBCOMP
+				rawExchange(t, conn, rawmqtt.Ack(packets.Pubrel, uint16(id)), 0x70, id) // PUBREL → PUBCOMP
 				if holds(t, b.data, "raw-pub", isState) {
 					t.Fatalf("PUBCOMP %d sent before the broker forgot the message: a new one with this id would be taken for it", id)
 				}
@@ -65,12 +67,12 @@ func TestDataStoredBeforeAck(t *testing.T) {
 func TestDataStoresPubrelBeforeSending(t *testing.T) {
 	b, _ := startBroker(t, Config{DataDir: t.TempDir()})
 	sub := rawConnect(t, b.Addr(), "rel-sub", false)
-	rawExchange(t, sub, fzSubscribe(1, "rel/#", 2), 0x90, 1)
+	rawExchange(t, sub, rawmqtt.Subscribe(1, "rel/#", 2), 0x90, 1)
 	pub := connect(t, clientOpts(b.Addr(), "rel-pub"))
 	tok := pub.Publish("rel/x", 2, false, "once")
 
 	_ = sub.SetDeadline(time.Now().Add(10 * time.Second))
-	pk, err := fzReadPacket(sub)
+	pk, err := rawmqtt.Read(sub)
 	if err != nil || pk[0] != 0x34 {
 		t.Fatalf("want a QoS 2 PUBLISH, got % x, %v", pk, err)
 	}
@@ -79,11 +81,11 @@ func TestDataStoresPubrelBeforeSending(t *testing.T) {
 	isRel := func(m storage.Message) bool {
 		return m.PacketID == uint16(id) && m.FixedHeader.Type == packets.Pubrel
 	}
-	rawExchange(t, sub, fzPacket(0x50, fzU16(id)), 0x62, id) // PUBREC → PUBREL
+	rawExchange(t, sub, rawmqtt.Ack(packets.Pubrec, uint16(id)), 0x62, id) // PUBREC → PUBREL
 	if !holds(t, b.data, "rel-sub", isRel) {
 		t.Fatal("PUBREL sent before the broker stored that the message is released")
 	}
-	if _, err := sub.Write(fzPacket(0x70, fzU16(id))); err != nil { // PUBCOMP
+	if _, err := sub.Write(rawmqtt.Ack(packets.Pubcomp, uint16(id))); err != nil { // PUBCOMP
 		t.Fatal(err)
 	}
 	waitFor(t, "the completed message to leave the data file", func() bool {
@@ -168,8 +170,25 @@ func rawConnect(t testing.TB, addr, id string, clean bool) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	rawExchange(t, conn, fzConnect(id, clean, 60), 0x20, -1)
+	rawExchange(t, conn, rawmqtt.Connect{ID: id, Clean: clean, KeepAlive: 60}.Encode(), 0x20, -1)
 	return conn
+}
+
+// connectV5 is an MQTT 5 CONNECT, keep-alive 60, with a session expiry interval (0: none sent).
+func connectV5(id string, cleanStart bool, expiry uint32) []byte {
+	c := rawmqtt.Connect{ID: id, Version: 5, Clean: cleanStart, KeepAlive: 60}
+	c.Properties.SessionExpiryInterval, c.Properties.SessionExpiryIntervalFlag = expiry, expiry > 0
+	return c.Encode()
+}
+
+// subscribeV5 is an MQTT 5 SUBSCRIBE, packet id 1 and no properties, to filter at QoS 1.
+func subscribeV5(filter string) []byte {
+	return rawmqtt.Encode(packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Subscribe},
+		ProtocolVersion: 5,
+		PacketID:        1,
+		Filters:         packets.Subscriptions{{Filter: filter, Qos: 1}},
+	})
 }
 
 // rawExchange sends pk and reads the answer, which must be of type want (and, unless id < 0,
@@ -180,11 +199,11 @@ func rawExchange(t testing.TB, conn net.Conn, pk []byte, want byte, id int) {
 	if _, err := conn.Write(pk); err != nil {
 		t.Fatal(err)
 	}
-	got, err := fzReadPacket(conn)
+	got, err := rawmqtt.Read(conn)
 	if err != nil {
 		t.Fatalf("waiting for %#x: %v", want, err)
 	}
-	if got[0] != want || (id >= 0 && !bytes.Equal(got[2:4], fzU16(id))) {
+	if got[0] != want || (id >= 0 && int(binary.BigEndian.Uint16(got[2:4])) != id) {
 		t.Fatalf("got % x, want type %#x id %d", got, want, id)
 	}
 }
@@ -236,7 +255,7 @@ func TestDataSlowConsumerStallsNoOneElse(t *testing.T) {
 			stallSlow(t, b, "slow/#", "slow/x")
 
 			other := rawConnect(t, b.Addr(), "other", false)
-			rawExchange(t, other, fzPublish(1, 1, "unrelated", "hello"), 0x40, 1)
+			rawExchange(t, other, rawmqtt.Publish("unrelated", 1, 1, []byte("hello")), 0x40, 1)
 		})
 	}
 }
@@ -246,10 +265,10 @@ func TestDataSlowConsumerStallsNoOneElse(t *testing.T) {
 // Config.blockingWrites). It returns the slow subscriber's connection: closing it frees the feeder.
 func stallSlow(t *testing.T, b *Broker, filter, topic string) net.Conn {
 	t.Helper()
-	sub := notReading(t, b.Addr(), fzConnect("slow", false, 60), filter)
+	sub := notReading(t, b.Addr(), rawmqtt.Connect{ID: "slow", KeepAlive: 60}.Encode(), filter)
 
 	feeder := rawConnect(t, b.Addr(), "feeder", true)
-	big := fzPublish(1, 1, topic, strings.Repeat("x", 64<<10))
+	big := rawmqtt.Publish(topic, 1, 1, []byte(strings.Repeat("x", 64<<10)))
 	go func() { // bounded: 300 messages, ends when the connection does
 		for i := 1; i <= 300; i++ {
 			big[len(big)-(64<<10)-2], big[len(big)-(64<<10)-1] = byte(i>>8), byte(i)
@@ -272,7 +291,7 @@ func TestDataRetainedKeepsTheNewest(t *testing.T) {
 	slow := stallSlow(t, b, "r/#", "r/feed")
 
 	p := rawConnect(t, b.Addr(), "p-lasting", false)
-	older := fzPublish(2, 7, "r/t", "A")
+	older := rawmqtt.Publish("r/t", 2, 7, []byte("A"))
 	older[0] |= 1                             // RETAIN
 	if _, err := p.Write(older); err != nil { // its PUBREC comes once the slow one is gone
 		t.Fatal(err)
@@ -282,7 +301,7 @@ func TestDataRetainedKeepsTheNewest(t *testing.T) {
 	}
 	waitFor(t, "A retained in memory", retained("A"))
 	q := rawConnect(t, b.Addr(), "q", true)
-	newer := fzPublish(0, 0, "r/t", "B")
+	newer := rawmqtt.Publish("r/t", 0, 0, []byte("B"))
 	newer[0] |= 1
 	if _, err := q.Write(newer); err != nil {
 		t.Fatal(err)
@@ -290,7 +309,7 @@ func TestDataRetainedKeepsTheNewest(t *testing.T) {
 	waitFor(t, "B retained in memory", retained("B"))
 	slow.Close() // frees the delivery of A
 	_ = p.SetDeadline(time.Now().Add(10 * time.Second))
-	if got, err := fzReadPacket(p); err != nil || got[0] != 0x50 {
+	if got, err := rawmqtt.Read(p); err != nil || got[0] != 0x50 {
 		t.Fatalf("no PUBREC: % x %v", got, err)
 	}
 	b.data.Sync()
@@ -316,12 +335,12 @@ func TestDataLastingTakeoverOfEndingSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { old.Close() })
-	rawExchange(t, old, fzConnectV5("v5", true, 0), 0x20, -1)
-	rawExchange(t, old, fzPacket(0x82, fzU16(1), []byte{0}, fzString("v/t"), []byte{1}), 0x90, 1)
+	rawExchange(t, old, connectV5("v5", true, 0), 0x20, -1)
+	rawExchange(t, old, subscribeV5("v/t"), 0x90, 1)
 	pub := rawConnect(t, b.Addr(), "pub", true)
-	rawExchange(t, pub, fzPublish(1, 1, "v/t", "queued"), 0x40, 1)
+	rawExchange(t, pub, rawmqtt.Publish("v/t", 1, 1, []byte("queued")), 0x40, 1)
 	_ = old.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if pk, err := fzReadPacket(old); err != nil || pk[0]>>4 != 3 {
+	if pk, err := rawmqtt.Read(old); err != nil || pk[0]>>4 != 3 {
 		t.Fatalf("old connection: % x %v", pk, err)
 	} // and never acknowledged
 
@@ -331,13 +350,13 @@ func TestDataLastingTakeoverOfEndingSession(t *testing.T) {
 	}
 	t.Cleanup(func() { next.Close() })
 	_ = next.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := next.Write(fzConnectV5("v5", false, 3600)); err != nil {
+	if _, err := next.Write(connectV5("v5", false, 3600)); err != nil {
 		t.Fatal(err)
 	}
-	if ack, err := fzReadPacket(next); err != nil || ack[0] != 0x20 || ack[2]&1 != 1 {
+	if ack, err := rawmqtt.Read(next); err != nil || ack[0] != 0x20 || ack[2]&1 != 1 {
 		t.Fatalf("want CONNACK with session present, got % x %v", ack, err)
 	}
-	if pk, err := fzReadPacket(next); err != nil || pk[0]>>4 != 3 {
+	if pk, err := rawmqtt.Read(next); err != nil || pk[0]>>4 != 3 {
 		t.Fatalf("want the queued message again, got % x %v", pk, err)
 	}
 	// Stored once mochi has established the session, right after the resend.
@@ -371,7 +390,7 @@ func TestDataKeyTooLong(t *testing.T) {
 	b, logs := startBroker(t, Config{DataDir: t.TempDir()})
 	pub := rawConnect(t, b.Addr(), "long", true)
 	for i, topic := range []string{strings.Repeat("t", 40_000), "short"} {
-		pk := fzPublish(1, i+1, topic, "x")
+		pk := rawmqtt.Publish(topic, 1, uint16(i+1), []byte("x"))
 		pk[0] |= 1 // RETAIN
 		rawExchange(t, pub, pk, 0x40, i+1)
 	}

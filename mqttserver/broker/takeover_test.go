@@ -10,6 +10,9 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+
+	"mqttdemo/mqttserver/rawmqtt"
 )
 
 // TestSessionTakeoverLosesNothing: a persistent subscriber comes back (its session taken over by
@@ -105,12 +108,12 @@ func TestTakeoverOfEndingSessionKeepsItsQueue(t *testing.T) {
 	b, _ := startBroker(t, Config{DataDir: t.TempDir()})
 	pub := rawConnect(t, b.Addr(), "pub", true)
 	var pubMu sync.Mutex
-	pubID := 0
+	var pubID uint16
 	publish := func(topic string) error {
 		pubMu.Lock()
 		defer pubMu.Unlock()
 		pubID = pubID%65535 + 1
-		_, err := exchange(pub, fzPublish(1, pubID, topic, "queued"), 0x40)
+		_, err := exchange(pub, rawmqtt.Publish(topic, 1, pubID, []byte("queued")), 0x40)
 		return err
 	}
 	const rounds, parallel = 800, 8
@@ -147,16 +150,16 @@ func takeOverEndingSession(addr, id string, publish func(topic string) error) er
 		return err
 	}
 	defer old.Close()
-	if _, err := exchange(old, fzConnectV5(id, true, 0), 0x20); err != nil {
+	if _, err := exchange(old, connectV5(id, true, 0), 0x20); err != nil {
 		return err
 	}
-	if _, err := exchange(old, fzPacket(0x82, fzU16(1), []byte{0}, fzString(topic), []byte{1}), 0x90); err != nil { // no properties
+	if _, err := exchange(old, subscribeV5(topic), 0x90); err != nil {
 		return err
 	}
 	if err := publish(topic); err != nil {
 		return err
 	}
-	if pk, err := fzReadPacket(old); err != nil || pk[0]>>4 != 3 {
+	if pk, err := rawmqtt.Read(old); err != nil || pk[0]>>4 != 3 {
 		return fmt.Errorf("old connection: % x %v", pk, err)
 	}
 	next, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -164,7 +167,7 @@ func takeOverEndingSession(addr, id string, publish func(topic string) error) er
 		return err
 	}
 	defer next.Close()
-	ack, err := exchange(next, fzConnectV5(id, false, 60), 0x20)
+	ack, err := exchange(next, connectV5(id, false, 60), 0x20)
 	if err != nil {
 		return err
 	}
@@ -172,7 +175,7 @@ func takeOverEndingSession(addr, id string, publish func(topic string) error) er
 		return errors.New("CONNACK without session present")
 	}
 	_ = next.SetDeadline(time.Now().Add(2 * time.Second))
-	if pk, err := fzReadPacket(next); err != nil || pk[0]>>4 != 3 {
+	if pk, err := rawmqtt.Read(next); err != nil || pk[0]>>4 != 3 {
 		return fmt.Errorf("no queued message again: % x %v", pk, err)
 	}
 	return nil
@@ -184,7 +187,7 @@ func exchange(conn net.Conn, pk []byte, want byte) ([]byte, error) {
 	if _, err := conn.Write(pk); err != nil {
 		return nil, err
 	}
-	got, err := fzReadPacket(conn)
+	got, err := rawmqtt.Read(conn)
 	if err != nil {
 		return nil, fmt.Errorf("waiting for %#x: %w", want, err)
 	}

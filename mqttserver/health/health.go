@@ -10,6 +10,10 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+
+	"mqttdemo/mqttserver/rawmqtt"
 )
 
 // Timeout bounds the whole health probe: dial, CONNECT, CONNACK.
@@ -27,13 +31,6 @@ func IsProbe(cl *mqtt.Client, username []byte) bool {
 	host, _, err := net.SplitHostPort(cl.Net.Remote)
 	ip := net.ParseIP(host)
 	return err == nil && ip != nil && ip.IsLoopback()
-}
-
-// connectPacket is an MQTT 3.1.1 CONNECT: clean session, keep-alive 0, client id "healthcheck".
-var connectPacket = []byte{
-	0x10, 23, // CONNECT, remaining length
-	0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 0, // protocol name, level 4, clean session, keep-alive 0
-	0, 11, 'h', 'e', 'a', 'l', 't', 'h', 'c', 'h', 'e', 'c', 'k',
 }
 
 // Check connects to the MQTT listener at listen (":1883" means this machine) and reports
@@ -54,18 +51,22 @@ func Check(listen string) error {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(Timeout))
-	if _, err := conn.Write(connectPacket); err != nil {
+	// Clean session, keep-alive 0 (left zero): the broker never times the probe out.
+	connect := rawmqtt.Connect{ID: ClientID, Clean: true}.Encode()
+	if _, err := conn.Write(connect); err != nil {
 		return fmt.Errorf("health check: send CONNECT to %s: %w", addr, err)
 	}
+	// An MQTT 3.1.1 CONNACK is 4 bytes: reading no more bounds what a stranger on the port sends us.
 	ack := make([]byte, 4)
 	if _, err := io.ReadFull(conn, ack); err != nil {
 		return fmt.Errorf("health check: no CONNACK from %s: %w", addr, err)
 	}
-	if ack[0] != 0x20 || ack[1] != 2 {
+	pk, err := rawmqtt.Decode(ack, 4)
+	if err != nil || pk.FixedHeader.Type != packets.Connack {
 		return fmt.Errorf("health check: %s answered % x, not a CONNACK", addr, ack)
 	}
-	if ack[3] == 0 {
-		_, _ = conn.Write([]byte{0xe0, 0}) // DISCONNECT, so the broker logs a normal end
+	if pk.ReasonCode == 0 {
+		_, _ = conn.Write(rawmqtt.Disconnect()) // so the broker logs a normal end
 	}
 	return nil
 }

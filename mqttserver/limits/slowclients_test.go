@@ -2,17 +2,23 @@ package limits
 
 import (
 	"bytes"
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"log/slog"
 	"testing"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqttdemo/mqttserver/rawmqtt"
 )
 
 // TestWithoutQoS0 drops exactly the QoS 0 PUBLISH packets of a write, whole, and counts them.
+
+// TestWithoutQoS0 drops exactly the QoS 0 PUBLISH packets of a write, whole, and counts them.
 func TestWithoutQoS0(t *testing.T) {
-	pub0 := []byte{0x30, 6, 0, 2, 'a', '/', 'h', 'i'}                          // QoS 0 PUBLISH a/ "hi"
-	pub1 := []byte{0x32, 8, 0, 2, 'b', '/', 0, 1, 'h', 'i'}                    // QoS 1 PUBLISH b/ id 1
-	puback := []byte{0x40, 2, 0, 7}                                            // PUBACK 7
-	long0 := append([]byte{0x30, 0x80, 0x01, 0, 1, 'c'}, make([]byte, 125)...) // 128-byte remaining length
+	pub0 := rawmqtt.Publish("a/", 0, 0, []byte("hi"))
+	pub1 := rawmqtt.Publish("b/", 1, 1, []byte("hi"))
+	puback := rawmqtt.Ack(packets.Puback, 7)
+	long0 := rawmqtt.Publish("c", 0, 0, make([]byte, 125)) // remaining length 128: two length bytes
 	join := func(ps ...[]byte) []byte { return bytes.Join(ps, nil) }
 	for _, c := range []struct {
 		name    string

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // scenario is who publishes and who subscribes, all on one topic.
@@ -93,17 +95,19 @@ type subscriber struct {
 
 func (s *subscriber) loop() error {
 	pending := 0
+	var pk packets.Packet // reused: decoding into it allocates nothing
 	for {
-		typ, flags, body, err := s.c.readPacket()
+		fh, body, err := s.c.in.Next()
 		if err != nil {
 			return err
 		}
-		switch typ {
-		case pkPublish:
-			qos, id, payload, err := parsePublish(flags, body)
-			if err != nil {
+		switch fh.Type {
+		case packets.Publish:
+			pk.FixedHeader, pk.PacketID = fh, 0
+			if err := pk.PublishDecode(body); err != nil {
 				return err
 			}
+			payload := pk.Payload
 			if len(payload) < headerLen {
 				return errors.New("payload without benchmark header")
 			}
@@ -118,16 +122,16 @@ func (s *subscriber) loop() error {
 			}
 			s.received.Add(1)
 			s.lastRecv.Store(t)
-			switch qos {
+			switch fh.Qos {
 			case 1:
-				s.c.writeAck(pkPuback, id)
+				s.c.writeAck(packets.Puback, pk.PacketID)
 				pending++
 			case 2:
-				s.c.writeAck(pkPubrec, id)
+				s.c.writeAck(packets.Pubrec, pk.PacketID)
 				pending++
 			}
-		case pkPubrel:
-			s.c.writeAck(pkPubcomp, binary.BigEndian.Uint16(body))
+		case packets.Pubrel:
+			s.c.writeAck(packets.Pubcomp, binary.BigEndian.Uint16(body))
 			pending++
 		}
 		// Acknowledge in batches, but never sit on acks a broker may be waiting for (Mosquitto
@@ -163,16 +167,16 @@ type publisher struct {
 func (p *publisher) ackLoop() error {
 	pending := 0
 	for {
-		typ, _, body, err := p.c.readPacket()
+		fh, body, err := p.c.in.Next()
 		if err != nil {
 			return err
 		}
-		switch typ {
-		case pkPuback, pkPubcomp:
+		switch fh.Type {
+		case packets.Puback, packets.Pubcomp:
 			p.inflight.Add(-1)
-		case pkPubrec:
+		case packets.Pubrec:
 			p.c.mu.Lock()
-			p.c.writeAck(pkPubrel, binary.BigEndian.Uint16(body))
+			p.c.writeAck(packets.Pubrel, binary.BigEndian.Uint16(body))
 			p.c.mu.Unlock()
 			pending++
 		}
@@ -369,6 +373,7 @@ func packetID(seq uint64) uint16 { return uint16(seq%65535) + 1 }
 // flood publishes as fast as the window allows for d; it returns the number sent.
 func (s *session) flood(p *publisher, d time.Duration) (int64, error) {
 	payload := make([]byte, s.w.Size)
+	head := newPublishHead(s.topic, s.w.QoS, len(payload))
 	end := time.Now().Add(d)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -413,7 +418,7 @@ func (s *session) flood(p *publisher, d time.Duration) (int64, error) {
 		seq++
 		fillHeader(payload, p.idx, seq)
 		p.c.mu.Lock()
-		err := p.c.writePublish(s.topic, s.w.QoS, packetID(seq), payload)
+		err := p.c.writePublish(head, packetID(seq), payload)
 		p.c.mu.Unlock()
 		if err != nil {
 			return int64(seq), err
@@ -440,6 +445,7 @@ func (s *session) minSeen(pub uint16) uint64 {
 // schedule does not wait for deliveries. Each message carries the time it was written.
 func (s *session) publishRate(p *publisher, d time.Duration) (int64, error) {
 	payload := make([]byte, s.w.Size)
+	head := newPublishHead(s.topic, s.w.QoS, len(payload))
 	perPub := float64(s.w.Rate) / float64(len(s.pubs))
 	n := int64(perPub * d.Seconds())
 	interval := time.Duration(float64(time.Second) / perPub)
@@ -454,7 +460,7 @@ func (s *session) publishRate(p *publisher, d time.Duration) (int64, error) {
 		seq := uint64(i + 1)
 		fillHeader(payload, p.idx, seq)
 		p.c.mu.Lock()
-		err := p.c.writePublish(s.topic, s.w.QoS, packetID(seq), payload)
+		err := p.c.writePublish(head, packetID(seq), payload)
 		if err == nil {
 			err = p.c.w.Flush() // one message, one write: latency is not hidden in a buffer
 		}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
-
 )
 
 // BenchmarkEventLog measures broker throughput (one QoS 0 message from a publisher to a

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
-
 )
 
 // TestBinaryDamagedDataFile: a data file cut to half, emptied, or with random bytes over a few

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
-
 )
 
 // The fuzz targets feed arbitrary bytes to the broker as if a client sent them. Each input must

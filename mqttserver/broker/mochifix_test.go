@@ -20,7 +20,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-
 )
 
 func TestQueueOrder(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
-
 	"mqttdemo/mqttserver/rawmqtt"
 )
 

@@ -18,7 +18,6 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.etcd.io/bbolt"
-
 )
 
 // TestDataStoredBeforeAck: when a publisher holds its PUBACK (QoS 1) or PUBREC (QoS 2), the

@@ -11,7 +11,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-
 	"mqttdemo/mqttserver/rawmqtt"
 )
 

@@ -12,7 +12,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-
 	"mqttdemo/mqttserver/rawmqtt"
 )
 

@@ -1,0 +1,69 @@
+package mochifix
+
+import (
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+func (h *Hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 {
+		if v, ok := h.acks.Load(cl); ok {
+			if id, acked := v.(*ackSlot).take(); acked && id == pk.PacketID && err != nil {
+				h.ackNotSent(cl, pk) // before restore, which may need the id
+			}
+		}
+	}
+	h.restore(cl)
+}
+
+// ackSlot holds the packet id (+1; 0: none) of the PUBACK or PUBREC mochi recorded for the
+// PUBLISH a client's connection is processing.
+type ackSlot struct{ id atomic.Int32 }
+
+func (s *ackSlot) take() (id uint16, ok bool) {
+	v := s.id.Swap(0)
+	return uint16(v - 1), v != 0
+}
+
+// noteAck records that mochi recorded an acknowledgement of the client's PUBLISH id: it
+// calls OnQosPublish with it right after, before it writes it.
+func (h *Hook) noteAck(cl *mqtt.Client, id uint16) {
+	v, ok := h.acks.Load(cl)
+	if !ok {
+		v, _ = h.acks.LoadOrStore(cl, new(ackSlot))
+	}
+	v.(*ackSlot).id.Store(int32(id) + 1)
+}
+
+// ackNotSent handles a PUBLISH whose PUBACK or PUBREC mochi recorded but could not send (the
+// connection broke at that instant). mochi delivers a message only after that write, and
+// stopped; but it keeps the record, and sends it at the client's next connection (or a
+// take-over copies it first). The client, told its message arrived, does not send it again:
+// the message is delivered now, so that the record is true. With -data it was delivered
+// before the acknowledgement (package store).
+//
+// The record is forgotten if it holds the id of a message to the client set aside (QoS 1;
+// mochi keeps both sides' ids in one map): the client then sends its message again, which
+// QoS 1 allows to arrive twice, and the message set aside gets its id back.
+func (h *Hook) ackNotSent(cl *mqtt.Client, pk packets.Packet) {
+	if !h.DeliveredFirst {
+		if pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 {
+			pk.TopicName = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, pk.TopicName)
+			pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
+		}
+		if err := h.server.InjectPacket(InlinePublisher(h.server, cl), pk); err != nil {
+			h.log.Error("message whose acknowledgement could not be sent not delivered", "client", cl.ID, "error", err)
+		}
+	}
+	if !h.hasStashed(cl) {
+		return
+	}
+	if ack, ok := cl.State.Inflight.Get(pk.PacketID); ok && ack.FixedHeader.Type == packets.Puback {
+		if cl.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&h.server.Info.Inflight, -1)
+		}
+		cl.State.Inflight.IncreaseReceiveQuota()
+	}
+}

@@ -53,27 +53,27 @@ func TestFaultWillOnKilledClient(t *testing.T) {
 func TestFaultSameClientIDTakesOver(t *testing.T) {
 	server, url := harness.StartServer(t, nil)
 	lost := make(chan error, 1)
-	mustConnect(t, pahoOpts(url, "twin").SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err }))
+	mustConnect(t, pahoOpts(url, "same-id").SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err }))
 
 	var got inbox
-	second := mustConnect(t, pahoOpts(url, "twin").SetDefaultPublishHandler(got.handler))
+	second := mustConnect(t, pahoOpts(url, "same-id").SetDefaultPublishHandler(got.handler))
 	select {
 	case <-lost:
 	case <-time.After(harness.Timeout):
 		t.Fatalf("the first connection was still open %s after the takeover", harness.Timeout)
 	}
-	server.WaitFor(t, `DISCONNECTED\s+client=twin .*reason=taken-over`)
+	server.WaitFor(t, `DISCONNECTED\s+client=same-id .*reason=taken-over`)
 
 	// The session that took over works.
-	if err := waitToken(second.Subscribe("twin/t", 1, nil)); err != nil {
+	if err := waitToken(second.Subscribe("same-id/t", 1, nil)); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitToken(second.Publish("twin/t", 1, false, "still here")); err != nil {
+	if err := waitToken(second.Publish("same-id/t", 1, false, "still here")); err != nil {
 		t.Fatal(err)
 	}
-	harness.Eventually(t, func() bool { return got.has("still here") }, "the second twin to receive its message")
-	if n := len(server.Out.Lines(re(`DISCONNECTED\s+client=twin`))); n != 1 {
-		t.Errorf("broker logged %d disconnections of twin, want 1 (the takeover)", n)
+	harness.Eventually(t, func() bool { return got.has("still here") }, "the second client to receive its message")
+	if n := len(server.Out.Lines(re(`DISCONNECTED\s+client=same-id`))); n != 1 {
+		t.Errorf("broker logged %d disconnections of same-id, want 1 (the takeover)", n)
 	}
 }
 

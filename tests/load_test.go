@@ -147,17 +147,17 @@ func TestLoadIdleConnections(t *testing.T) {
 	t.Logf("%d idle connections established in %s", idle, time.Since(start).Round(time.Millisecond))
 
 	// Still serving: a new client subscribes, publishes and receives.
-	c, err := dialLoadClient(addr, "newcomer")
+	c, err := dialLoadClient(addr, "late-client")
 	if err != nil {
 		t.Fatalf("a new client cannot connect with %d idle connections held: %v", idle, err)
 	}
-	if err := c.subscribe("newcomer/t"); err != nil {
+	if err := c.subscribe("late-client/t"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.publish("newcomer/t", 1, "hello"); err != nil {
+	if err := c.publish("late-client/t", 1, "hello"); err != nil {
 		t.Fatal(err)
 	}
-	harness.Eventually(t, func() bool { return c.count() == 1 }, "the newcomer's own message")
+	harness.Eventually(t, func() bool { return c.count() == 1 }, "the late client's own message")
 	rssHeld := rssKiB(t, server.Cmd.Process.Pid)
 	t.Logf("broker RSS: %d MiB before, %d MiB with %d idle connections (%.1f KiB each)",
 		rssBefore/1024, rssHeld/1024, idle, float64(rssHeld-rssBefore)/idle)

@@ -21,6 +21,17 @@ type queued struct {
 	handedOver bool
 }
 
+// note adds pk to the list unless it was handed over already; it reports whether it did. pk is
+// not copied: handOver tells by its payload whether mochi copied it with the session.
+func (q *queued) note(pk packets.Packet) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.handedOver {
+		q.msgs = append(q.msgs, pk)
+	}
+	return !q.handedOver
+}
+
 // OnQosDropped mends mochi's count of messages in flight ($SYS, /stats) at a session take-over:
 // mochi copies the old session's messages to the new connection, then clears the old session
 // and counts each of them as gone. When the new connection completed them they were counted
@@ -75,17 +86,10 @@ func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends
 		return
 	}
 	if h.nTakeovers.Load() > 0 {
-		if v, ok := h.takeovers.Load(cl); ok {
-			q := v.(*queued)
-			q.mu.Lock()
-			if !q.handedOver {
-				q.msgs = append(q.msgs, pk) // not a copy: handOver tells by its payload whether mochi copied it
-				q.mu.Unlock()
-				return
-			}
-			// Handed over since it was looked up: appended now, it would never be sent
-			// (TestNotedAfterHandOverIsForwarded). Forwarded below.
-			q.mu.Unlock()
+		// Handed over since it was looked up, it is forwarded below: noted now, it would never
+		// be sent (TestNotedAfterHandOverIsForwarded).
+		if v, ok := h.takeovers.Load(cl); ok && v.(*queued).note(pk) {
+			return
 		}
 	}
 	if !cl.IsTakenOver() {
@@ -101,15 +105,8 @@ func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends
 	if cl.State.Inflight.Delete(pk.PacketID) {
 		atomic.AddInt64(&h.server.Info.Inflight, -1)
 	}
-	if v, ok := h.newConns.Load(cur); ok { // cur is still being set up: with its list, after its CONNACK
-		q := v.(*queued)
-		q.mu.Lock()
-		if !q.handedOver {
-			q.msgs = append(q.msgs, pk) // not a copy: handOver tells by its payload whether mochi copied it
-			q.mu.Unlock()
-			return
-		}
-		q.mu.Unlock()
+	if v, ok := h.newConns.Load(cur); ok && v.(*queued).note(pk) { // cur is still being set up: with its list, after its CONNACK
+		return
 	}
 	h.deliver(cur, pk.Copy(true))
 }

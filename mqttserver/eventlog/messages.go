@@ -4,8 +4,9 @@ import (
 	"mqttdemo/shared/console"
 )
 
-// The messages of the events hook: the article's five client events, start and stop, and the
-// other events of docs/events.md.
+// The messages of the broker's event lines, for every part that logs one: the article's five
+// client events, start and stop, and the other events of docs/events.md. Tests and the
+// console's tags (eventStyles) find an event by its message.
 const (
 	MsgConnected     = "client connected"
 	MsgDisconnected  = "client disconnected"
@@ -36,7 +37,7 @@ const (
 	MsgRevoked        = "access revoked"
 )
 
-// eventStyles gives each event message of the hook its tag and colour on the console.
+// eventStyles gives each event message its tag and colour on the console.
 var eventStyles = map[string]struct {
 	tag   string
 	style console.Style

@@ -55,7 +55,7 @@
 //     (server.go:458) before it writes the CONNACK (server.go:460) and resends the session
 //     (server.go:468): a message published then goes out before the CONNACK (paho drops the
 //     connection) or before the resent queue; one queued before mochi took the session to resend
-//     went out twice under one id. Mend (startup.go): Hook.OnPacketEncode holds new messages until
+//     goes out twice under one id. Mend (startup.go): Hook.OnPacketEncode holds new messages until
 //     the connection is established; Hook.OnACLCheck makes such a publisher wait (at most
 //     acceptWait) until mochi has taken the session. Tests: TestPersistentSessionComesBack,
 //     TestResumeSendsAQueuedMessageOnce (and TestNothingLost in mqttdemo/tests). Upstream: register

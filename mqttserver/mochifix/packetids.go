@@ -53,10 +53,10 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 }
 
 // passID moves the client's packet-id counter past id, so that no message queued to the
-// client while the client's packet is processed gets id: mochi then refused the SUBSCRIBE
-// (0x91), or took a QoS 1 PUBLISH's id for the broker's message and dropped that message, and
-// a message set aside here was lost. On a resumed session the counter starts again at 0 and
-// the client's first SUBSCRIBE is id 1, so this was not rare.
+// client while the client's packet is processed gets id: mochi would refuse the SUBSCRIBE
+// (0x91), or take a QoS 1 PUBLISH's id for the broker's message and drop that message, and a
+// message set aside here would be lost. On a resumed session the counter starts again at 0 and
+// the client's first SUBSCRIBE is id 1, so this is not rare.
 //
 // mochi's counter can only be moved one free id at a time (NextPacketID, under the client's
 // lock; it skips the ids in use in one call). So the walk stops when id is behind the counter

@@ -13,7 +13,7 @@ import (
 type startup struct {
 	open chan struct{} // closed once the connection is established
 	// taken is closed once mochi has taken the session's messages to resend them (or
-	// established the connection): a message queued before was sent twice.
+	// established the connection): a message queued before would be sent twice.
 	taken chan struct{}
 	once  sync.Once
 	// renumber: the connection takes a session over; its queue is put in order at its CONNACK.
@@ -47,9 +47,10 @@ func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 
 // OnACLCheck, asked before mochi queues a message to cl (read), makes the publisher wait until
 // mochi has taken cl's session to resend it: queued in between, after mochi registered the
-// connection, the message was in both the session and the write queue and went out twice, the
-// second time after the DUP resend. A QoS 2 subscriber that had completed the first took the
-// second, under the same id, as a new message. It decides nothing: the auth hooks do.
+// connection, the message would be in both the session and the write queue and go out twice,
+// the second time after the DUP resend, and a QoS 2 subscriber that had completed the first
+// would take the second, under the same id, as a new message. It decides nothing: the auth
+// hooks do.
 func (h *Hook) OnACLCheck(cl *mqtt.Client, _ string, write bool) bool {
 	if write || h.nStarting.Load() == 0 {
 		return false

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"mqttdemo/bench/load"
 )
 
 // brokerSpec says how to start one broker on a given port.
@@ -231,8 +233,7 @@ func raiseFileLimit() (uint64, error) {
 // idleMemory starts a fresh broker, opens n idle MQTT connections to it and returns the growth of
 // its RSS per connection, in bytes: fresh, and after churn (those n closed and n new ones
 // opened: memory the runtime reuses must be zeroed, so it is resident again — what a broker that
-// has run a while shows). Connections come from several source addresses in 127.0.0.0/8 so
-// ephemeral ports never run short.
+// has run a while shows).
 func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (fresh, churned float64, err error) {
 	b, err := startBroker(ctx, spec, dir)
 	if err != nil {
@@ -247,62 +248,16 @@ func idleMemory(ctx context.Context, spec brokerSpec, dir string, n int) (fresh,
 	}
 	var rss [2]int64
 	for round := range rss {
-		conns, err := openIdle(ctx, b.addr, n, round)
+		conns, err := load.OpenIdle(ctx, b.addr, n, round)
 		if err == nil {
 			rss[round], err = settledRSS(b.pid())
 		}
-		for _, c := range conns {
-			if c != nil {
-				c.nc.Close()
-			}
-		}
+		conns.Close()
 		if err != nil {
 			return 0, 0, fmt.Errorf("%s: %w", spec.Name, err)
 		}
 	}
 	return float64(rss[0]-base) / float64(n), float64(rss[1]-base) / float64(n), nil
-}
-
-// openIdle opens n MQTT connections (clean session, keep-alive 0) and waits for every CONNACK.
-func openIdle(ctx context.Context, addr string, n, round int) ([]*mqttConn, error) {
-	conns := make([]*mqttConn, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, 1)
-	next := make(chan int)
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i%8))}
-				var c *mqttConn
-				var err error
-				// A loaded broker may reset a connection while it accepts thousands: retry.
-				for try := 0; try < 3 && (try == 0 || err != nil); try++ {
-					c, err = dialMQTT(ctx, addr, local, fmt.Sprintf("idle-%d-%d", round, i), 64)
-				}
-				if err != nil {
-					select {
-					case errs <- fmt.Errorf("connection %d: %w", i, err):
-					default:
-					}
-					continue
-				}
-				conns[i] = c
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return conns, err
-	default:
-		return conns, nil
-	}
 }
 
 // settledRSS polls the RSS until it stops moving (goroutines and buffers settle), at most 5 s.

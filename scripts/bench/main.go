@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"mqttdemo/bench/load"
 )
 
 func main() {
@@ -72,8 +74,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.mosquitto, "mosquitto", "/usr/sbin/mosquitto", "mosquitto `binary`")
 	fs.StringVar(&o.mochiArgs, "mochi-args", "", "experiment: extra baremochi `flags`, space-separated (e.g. \"-max-pending-writes 1024\")")
 	fs.StringVar(&o.only, "only", "", "run only the cases whose name contains this `text` (e.g. \"QoS1\"; a check, not a report)")
-	fs.Uint64Var(&floodWindow, "window", floodWindow, "flood: most messages a publisher has sent and not every subscriber received")
-	fs.Int64Var(&floodInflight, "inflight", floodInflight, "flood: most QoS 1/2 publishes a publisher has not had acknowledged by the broker")
+	fs.Uint64Var(&load.FloodWindow, "window", load.FloodWindow, "flood: most messages a publisher has sent and not every subscriber received")
+	fs.Int64Var(&load.FloodInflight, "inflight", load.FloodInflight, "flood: most QoS 1/2 publishes a publisher has not had acknowledged by the broker")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -108,31 +110,31 @@ func pick[T any](quick bool, q, full T) T {
 
 // workloads lists the cases: every scenario × QoS × payload size as a flood, and the latency
 // cases at 1k and 10k msg/s (64 B; every QoS for 1→1, QoS 1 for fan-in and fan-out).
-func workloads(quick bool) []workload {
-	var ws []workload
+func workloads(quick bool) []load.Workload {
+	var ws []load.Workload
 	if quick {
 		for _, q := range []byte{0, 1, 2} {
-			ws = append(ws, workload{Scn: oneToOne, QoS: q, Size: 64})
+			ws = append(ws, load.Workload{Scn: load.OneToOne, QoS: q, Size: 64})
 		}
-		ws = append(ws, workload{Scn: fanOut, QoS: 1, Size: 64})
+		ws = append(ws, load.Workload{Scn: load.FanOut, QoS: 1, Size: 64})
 		for _, r := range []int{1000, 10000} {
-			ws = append(ws, workload{Scn: oneToOne, QoS: 1, Size: 64, Rate: r})
+			ws = append(ws, load.Workload{Scn: load.OneToOne, QoS: 1, Size: 64, Rate: r})
 		}
 		return ws
 	}
-	for _, scn := range []scenario{oneToOne, fanIn, fanOut} {
+	for _, scn := range []load.Scenario{load.OneToOne, load.FanIn, load.FanOut} {
 		for _, size := range []int{64, 4096} {
 			for _, q := range []byte{0, 1, 2} {
-				ws = append(ws, workload{Scn: scn, QoS: q, Size: size})
+				ws = append(ws, load.Workload{Scn: scn, QoS: q, Size: size})
 			}
 		}
 	}
 	for _, r := range []int{1000, 10000} {
 		for _, q := range []byte{0, 1, 2} {
-			ws = append(ws, workload{Scn: oneToOne, QoS: q, Size: 64, Rate: r})
+			ws = append(ws, load.Workload{Scn: load.OneToOne, QoS: q, Size: 64, Rate: r})
 		}
-		ws = append(ws, workload{Scn: fanIn, QoS: 1, Size: 64, Rate: r})
-		ws = append(ws, workload{Scn: fanOut, QoS: 1, Size: 64, Rate: r})
+		ws = append(ws, load.Workload{Scn: load.FanIn, QoS: 1, Size: 64, Rate: r})
+		ws = append(ws, load.Workload{Scn: load.FanOut, QoS: 1, Size: 64, Rate: r})
 	}
 	return ws
 }
@@ -199,13 +201,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// Warm-up: connections, the Go runtime's heap and the CPU frequency settle before measuring.
 	for i, p := range procs {
-		for _, w := range []workload{{Scn: oneToOne, QoS: 1, Size: 64}, {Scn: fanOut, QoS: 0, Size: 4096}} {
+		for _, w := range []load.Workload{{Scn: load.OneToOne, QoS: 1, Size: 64}, {Scn: load.FanOut, QoS: 0, Size: 4096}} {
 			if _, err := measure(ctx, p, w, min(o.flood, time.Second), fmt.Sprintf("warm%d", i)); err != nil {
 				return fmt.Errorf("warm-up %s: %w", p.spec.Name, err)
 			}
 		}
 	}
-	var ws []workload
+	var ws []load.Workload
 	for _, w := range workloads(o.quick) {
 		if strings.Contains(w.String(), o.only) {
 			ws = append(ws, w)
@@ -276,34 +278,34 @@ func rotation(n, r int) []int {
 }
 
 // measure runs one workload once against a running broker, with fresh connections.
-func measure(ctx context.Context, p *brokerProc, w workload, d time.Duration, runID string) (result, error) {
+func measure(ctx context.Context, p *brokerProc, w load.Workload, d time.Duration, runID string) (load.Result, error) {
 	if err := p.alive(); err != nil {
-		return result{}, err
+		return load.Result{}, err
 	}
-	s, err := connectSession(ctx, p.addr, w, runID)
+	s, err := load.Connect(ctx, p.addr, w, runID)
 	if err != nil {
-		return result{}, err
+		return load.Result{}, err
 	}
 	cpu0, err := cpuTime(p.pid())
 	if err != nil {
-		s.close()
-		return result{}, err
+		s.Close()
+		return load.Result{}, err
 	}
-	got, err := s.run(ctx, d)
+	got, err := s.Run(ctx, d)
 	cpu1, cerr := cpuTime(p.pid())
-	s.close()
+	s.Close()
 	if err != nil {
-		return result{}, errors.Join(err, p.alive())
+		return load.Result{}, errors.Join(err, p.alive())
 	}
 	if cerr != nil {
-		return result{}, cerr
+		return load.Result{}, cerr
 	}
 	got.CPU = cpu1 - cpu0
-	got.Latencies = s.latencies()
+	got.Latencies = s.Latencies()
 	return got, nil
 }
 
-func record(res *results, w workload, broker string, r int, got result) {
+func record(res *results, w load.Workload, broker string, r int, got load.Result) {
 	c := w.String()
 	res.addDrops(c, broker, got.Expected-got.Delivered)
 	if got.Delivered == 0 {
@@ -320,7 +322,7 @@ func record(res *results, w workload, broker string, r int, got result) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func describe(w workload, got result) string {
+func describe(w load.Workload, got load.Result) string {
 	lost := ""
 	if got.Expected != got.Delivered {
 		lost = fmt.Sprintf(" lost %d/%d", got.Expected-got.Delivered, got.Expected)

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"mqttdemo/bench/load"
 )
 
 type reportConditions struct {
@@ -38,7 +40,7 @@ func renderReport(res *results, o options, ours, mochi string, c reportCondition
 		"in an order rotated per case and round. After a warm-up, each ratio to Mosquitto is taken within a round; the table gives the median and the range (min–max) over the rounds.\n")
 	fmt.Fprintf(&b, "- **Flood (throughput)**: closed loop. Each publisher keeps at most %d messages sent but not yet received by every subscriber; "+
 		"throughput is deliveries per second from the first publish to the last delivery. Lost deliveries = sent × subscribers − received "+
-		"(per broker: %s), summed over the rounds.\n", floodWindow, strings.Join(res.Brokers, " / "))
+		"(per broker: %s), summed over the rounds.\n", load.FloodWindow, strings.Join(res.Brokers, " / "))
 	b.WriteString("- **Fixed rate (latency)**: open loop at the total rate shown, each message written and flushed on its own; its payload carries the time it was written, " +
 		"the subscriber takes the difference on receipt. p50/p99 over every delivery of the run.\n")
 	b.WriteString("- **Broker CPU**: user+system time of the broker process from `/proc/PID/stat` over the run, divided by deliveries (10 ms tick resolution).\n")

@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"context"
@@ -17,9 +17,9 @@ import (
 // BenchmarkBroker floods one broker in this process (1→1, 64 B and 4 KB) so `go test -cpuprofile` shows
 // where its CPU goes: mqttserver exactly as the binary runs (broker.Run, log to /dev/null) at
 // info and at warn, and bare mochi. One op is one delivered message; the client is in the
-// profile too (functions of package main).
+// profile too (functions of package load).
 //
-//	go test -run '^$' -bench 'Broker/64B/qos0' -cpuprofile cpu.out mqttdemo/bench
+//	go test -run '^$' -bench 'Broker/64B/qos0' -cpuprofile cpu.out mqttdemo/bench/load
 //	go tool pprof -top -focus 'mochi|broker|slog' cpu.out
 func BenchmarkBroker(b *testing.B) {
 	for _, size := range []int{64, 4096} {
@@ -27,15 +27,15 @@ func BenchmarkBroker(b *testing.B) {
 			for _, br := range []string{"mqttserver-info", "mqttserver-warn", "baremochi"} {
 				b.Run(fmt.Sprintf("%s/qos%d/%s", sizeName(size), qos, br), func(b *testing.B) {
 					addr := startInProcess(b, br)
-					w := workload{Scn: oneToOne, QoS: qos, Size: size}
-					s, err := connectSession(context.Background(), addr, w, "prof")
+					w := Workload{Scn: OneToOne, QoS: qos, Size: size}
+					s, err := Connect(context.Background(), addr, w, "prof")
 					if err != nil {
 						b.Fatal(err)
 					}
-					defer s.close()
+					defer s.Close()
 					s.limit = uint64(b.N)
 					b.ResetTimer()
-					got, err := s.run(context.Background(), time.Hour)
+					got, err := s.Run(context.Background(), time.Hour)
 					b.StopTimer()
 					if err != nil {
 						b.Fatal(err)
@@ -52,10 +52,13 @@ func BenchmarkBroker(b *testing.B) {
 
 func startInProcess(tb testing.TB, which string) string {
 	tb.Helper()
-	addr, err := freeAddr()
+	// A free port for the broker: broker.Run takes an address, not a listener.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
+	addr := l.Addr().String()
+	l.Close()
 	switch which {
 	case "baremochi":
 		server, err := mochi.Start(addr, mochi.Tuning{})
@@ -99,7 +102,7 @@ func startInProcess(tb testing.TB, which string) string {
 // BenchmarkIdleConnMemory splits the memory of idle connections (held by a broker in this
 // process) into goroutine stacks and heap, per connection, which RSS alone cannot tell:
 //
-//	go test -run '^$' -bench IdleConnMemory -benchtime 1x mqttdemo/bench
+//	go test -run '^$' -bench IdleConnMemory -benchtime 1x mqttdemo/bench/load
 //
 // The idle clients (this process too) hold no goroutine and about 0.5 KB of heap each.
 func BenchmarkIdleConnMemory(b *testing.B) {
@@ -111,14 +114,8 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				conns, err := openIdle(context.Background(), addr, n, 0)
-				defer func() {
-					for _, c := range conns {
-						if c != nil {
-							c.nc.Close()
-						}
-					}
-				}()
+				conns, err := OpenIdle(context.Background(), addr, n, 0)
+				defer conns.Close()
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,4 +1,8 @@
-package main
+// Package load is the benchmark's load generator: what drives a broker. A lean MQTT client
+// (wire.go) makes the sessions that flood a broker or publish to it at a fixed rate and count
+// what it delivers (load.go), and the idle connections whose memory is measured (idle.go). It
+// knows nothing of which broker it drives or how the results are reported.
+package load
 
 import (
 	"context"
@@ -12,27 +16,28 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// scenario is who publishes and who subscribes, all on one topic.
-type scenario struct {
+// Scenario is who publishes and who subscribes, all on one topic.
+type Scenario struct {
 	Name       string
 	Pubs, Subs int
 }
 
 var (
-	oneToOne = scenario{"1→1", 1, 1}
-	fanIn    = scenario{"4→1", 4, 1}
-	fanOut   = scenario{"1→10", 1, 10}
+	OneToOne = Scenario{"1→1", 1, 1}
+	FanIn    = Scenario{"4→1", 4, 1}
+	FanOut   = Scenario{"1→10", 1, 10}
 )
 
-// workload is one measured case: a flood (Rate 0) or an open-loop fixed rate in msg/s.
-type workload struct {
-	Scn  scenario
+// Workload is one measured case: a flood (Rate 0) or an open-loop fixed rate in msg/s.
+type Workload struct {
+	Scn  Scenario
 	QoS  byte
 	Size int // payload bytes
 	Rate int // total published msg/s; 0 = closed-loop flood
 }
 
-func (w workload) String() string {
+// String names the case in the log and the report, e.g. "flood 1→1 QoS1 64B" (-only matches it).
+func (w Workload) String() string {
 	mode := "flood"
 	if w.Rate > 0 {
 		mode = fmt.Sprintf("%dk/s", w.Rate/1000)
@@ -47,8 +52,10 @@ func sizeName(n int) string {
 	return fmt.Sprintf("%dB", n)
 }
 
-// result is what one run of a workload against one broker measured.
-type result struct {
+// Result is what one run of a workload against one broker measured. Session.Run fills in the
+// counts and Elapsed; the caller adds Latencies (from Session.Latencies, after Close) and the
+// broker's CPU.
+type Result struct {
 	Sent      int64           // messages published
 	Expected  int64           // deliveries expected: Sent × subscribers
 	Delivered int64           // deliveries received
@@ -57,7 +64,8 @@ type result struct {
 	CPU       time.Duration   // broker user+system CPU during the run
 }
 
-func (r result) Throughput() float64 {
+// Throughput is deliveries per second over Elapsed.
+func (r Result) Throughput() float64 {
 	if r.Elapsed <= 0 {
 		return 0
 	}
@@ -71,12 +79,12 @@ var clockBase = time.Now()
 
 func now() int64 { return int64(time.Since(clockBase)) }
 
-// floodWindow bounds, per publisher, the messages sent but not yet seen by every subscriber. It
+// FloodWindow bounds, per publisher, the messages sent but not yet seen by every subscriber. It
 // makes the flood closed-loop (a broker is measured at the rate it delivers, not at the rate it
 // can queue) and stays below every broker's per-client queue: Mosquitto queues 1000 QoS 1/2
 // messages (+20 in flight), mochi 1024 in flight and 8192 pending writes; fan-in puts 4×200 on
 // one subscriber.
-var floodWindow uint64 = 200
+var FloodWindow uint64 = 200
 
 // stallTimeout is how long a publisher waits on a full window before sending anyway (the broker
 // dropped the tail of the window, which no later delivery would acknowledge). Long, so that a
@@ -199,15 +207,15 @@ func (p *publisher) ackLoop() error {
 // maxInflight keeps packet identifiers unique: far below the 65535 available.
 const maxInflight = 30000
 
-// floodInflight bounds a flood publisher's QoS 1/2 publishes not yet acknowledged by the broker
+// FloodInflight bounds a flood publisher's QoS 1/2 publishes not yet acknowledged by the broker
 // (PUBACK, PUBCOMP), as clients do (MQTT 5 calls it receive maximum). 20 is Mosquitto's
 // max_inflight_messages: above it Mosquitto 2.0 drops incoming QoS 2 messages it has already
 // acknowledged with PUBREC (measured: 60% lost with 100 in flight).
-var floodInflight int64 = 20
+var FloodInflight int64 = 20
 
-// session is the connected clients of one run.
-type session struct {
-	w     workload
+// Session is the connected clients of one run.
+type Session struct {
+	w     Workload
 	topic string
 	limit uint64 // flood: stop after this many messages per publisher (0: only the time)
 	subs  []*subscriber
@@ -221,22 +229,24 @@ type session struct {
 }
 
 // fail records the first error of a client goroutine and wakes everyone waiting.
-func (s *session) fail(err error) {
+func (s *Session) fail(err error) {
 	if err == nil || s.closing.Load() {
 		return
 	}
 	s.failOnce.Do(func() { s.err = err; close(s.failed) })
 }
 
-func connectSession(ctx context.Context, addr string, w workload, runID string) (*session, error) {
-	s := &session{w: w, topic: "bench/" + runID, failed: make(chan struct{})}
+// Connect connects the workload's subscribers, each subscribed to bench/runID, and its publishers
+// to the broker at addr, and starts reading what they receive.
+func Connect(ctx context.Context, addr string, w Workload, runID string) (*Session, error) {
+	s := &Session{w: w, topic: "bench/" + runID, failed: make(chan struct{})}
 	for i := 0; i < w.Scn.Pubs; i++ {
 		s.pubs = append(s.pubs, &publisher{idx: uint16(i), notify: make(chan struct{}, 1)})
 	}
 	for i := 0; i < w.Scn.Subs; i++ {
 		c, err := dialMQTT(ctx, addr, nil, fmt.Sprintf("%s-s%d", runID, i), 64<<10)
 		if err != nil {
-			s.close()
+			s.Close()
 			return nil, fmt.Errorf("subscriber %d: %w", i, err)
 		}
 		sub := &subscriber{c: c, lastSeq: make([]atomic.Uint64, w.Scn.Pubs), record: w.Rate > 0}
@@ -245,14 +255,14 @@ func connectSession(ctx context.Context, addr string, w workload, runID string) 
 		}
 		s.subs = append(s.subs, sub)
 		if err := c.subscribe(s.topic, w.QoS); err != nil {
-			s.close()
+			s.Close()
 			return nil, fmt.Errorf("subscriber %d: %w", i, err)
 		}
 	}
 	for i, p := range s.pubs {
 		c, err := dialMQTT(ctx, addr, nil, fmt.Sprintf("%s-p%d", runID, i), 64<<10)
 		if err != nil {
-			s.close()
+			s.Close()
 			return nil, fmt.Errorf("publisher %d: %w", i, err)
 		}
 		p.c = c
@@ -268,7 +278,8 @@ func connectSession(ctx context.Context, addr string, w workload, runID string) 
 	return s, nil
 }
 
-func (s *session) close() {
+// Close disconnects every client and waits until their readers have stopped.
+func (s *Session) Close() {
 	s.closing.Store(true)
 	for _, p := range s.pubs {
 		if p.c != nil {
@@ -281,8 +292,8 @@ func (s *session) close() {
 	s.wg.Wait()
 }
 
-// run publishes for d and waits for the deliveries to drain.
-func (s *session) run(ctx context.Context, d time.Duration) (result, error) {
+// Run publishes for d and waits for the deliveries to drain.
+func (s *Session) Run(ctx context.Context, d time.Duration) (Result, error) {
 	var sent atomic.Int64
 	start := now()
 	var wg sync.WaitGroup
@@ -306,15 +317,15 @@ func (s *session) run(ctx context.Context, d time.Duration) (result, error) {
 	close(pubErr)
 	for err := range pubErr {
 		if err != nil {
-			return result{}, err
+			return Result{}, err
 		}
 	}
 	select {
 	case <-s.failed:
-		return result{}, s.err
+		return Result{}, s.err
 	default:
 	}
-	r := result{Sent: sent.Load(), Expected: sent.Load() * int64(len(s.subs))}
+	r := Result{Sent: sent.Load(), Expected: sent.Load() * int64(len(s.subs))}
 	// Drain: until everything arrived, or nothing arrived for a while (the broker dropped it).
 	deadline := time.Now().Add(15 * time.Second)
 	last, lastChange := int64(-1), time.Now()
@@ -330,9 +341,9 @@ func (s *session) run(ctx context.Context, d time.Duration) (result, error) {
 		}
 		select {
 		case <-s.failed:
-			return result{}, s.err
+			return Result{}, s.err
 		case <-ctx.Done():
-			return result{}, ctx.Err()
+			return Result{}, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -345,7 +356,7 @@ func (s *session) run(ctx context.Context, d time.Duration) (result, error) {
 	return r, nil
 }
 
-func (s *session) delivered() int64 {
+func (s *Session) delivered() int64 {
 	var n int64
 	for _, sub := range s.subs {
 		n += sub.received.Load()
@@ -353,8 +364,8 @@ func (s *session) delivered() int64 {
 	return n
 }
 
-// latencies gathers the subscribers' samples; call after close.
-func (s *session) latencies() []time.Duration {
+// Latencies gathers the subscribers' samples; call after Close.
+func (s *Session) Latencies() []time.Duration {
 	var all []time.Duration
 	for _, sub := range s.subs {
 		all = append(all, sub.lat...)
@@ -371,7 +382,7 @@ func fillHeader(payload []byte, pub uint16, seq uint64) {
 func packetID(seq uint64) uint16 { return uint16(seq%65535) + 1 }
 
 // flood publishes as fast as the window allows for d; it returns the number sent.
-func (s *session) flood(p *publisher, d time.Duration) (int64, error) {
+func (s *Session) flood(p *publisher, d time.Duration) (int64, error) {
 	payload := make([]byte, s.w.Size)
 	head := newPublishHead(s.topic, s.w.QoS, len(payload))
 	end := time.Now().Add(d)
@@ -383,8 +394,8 @@ func (s *session) flood(p *publisher, d time.Duration) (int64, error) {
 			break
 		}
 		// Wait while the window is full.
-		for seq-seen >= floodWindow || p.inflight.Load() >= floodInflight {
-			if seen = s.minSeen(p.idx); seq-seen < floodWindow && p.inflight.Load() < floodInflight {
+		for seq-seen >= FloodWindow || p.inflight.Load() >= FloodInflight {
+			if seen = s.minSeen(p.idx); seq-seen < FloodWindow && p.inflight.Load() < FloodInflight {
 				break
 			}
 			p.c.mu.Lock()
@@ -411,7 +422,7 @@ func (s *session) flood(p *publisher, d time.Duration) (int64, error) {
 				default:
 				}
 			}
-			if seen = s.minSeen(p.idx); stalled && seq-seen >= floodWindow {
+			if seen = s.minSeen(p.idx); stalled && seq-seen >= FloodWindow {
 				seen = seq // give up on the lost tail; later deliveries move the window again
 			}
 		}
@@ -433,7 +444,7 @@ func (s *session) flood(p *publisher, d time.Duration) (int64, error) {
 	return int64(seq), err
 }
 
-func (s *session) minSeen(pub uint16) uint64 {
+func (s *Session) minSeen(pub uint16) uint64 {
 	m := ^uint64(0)
 	for _, sub := range s.subs {
 		m = min(m, sub.lastSeq[pub].Load())
@@ -443,7 +454,7 @@ func (s *session) minSeen(pub uint16) uint64 {
 
 // publishRate publishes at this publisher's share of the workload's rate for d, open loop: the
 // schedule does not wait for deliveries. Each message carries the time it was written.
-func (s *session) publishRate(p *publisher, d time.Duration) (int64, error) {
+func (s *Session) publishRate(p *publisher, d time.Duration) (int64, error) {
 	payload := make([]byte, s.w.Size)
 	head := newPublishHead(s.topic, s.w.QoS, len(payload))
 	perPub := float64(s.w.Rate) / float64(len(s.pubs))

@@ -146,9 +146,7 @@ func (s *subscriber) loop() error {
 		// sends at most 20 QoS 1/2 messages before it needs acks).
 		if s.c.r.Buffered() == 0 || pending >= 8 {
 			if pending > 0 {
-				s.c.mu.Lock()
-				err := s.c.w.Flush()
-				s.c.mu.Unlock()
+				err := s.c.flush()
 				if err != nil {
 					return err
 				}
@@ -189,9 +187,7 @@ func (p *publisher) ackLoop() error {
 			pending++
 		}
 		if pending > 0 && (p.c.r.Buffered() == 0 || pending >= 8) {
-			p.c.mu.Lock()
-			err := p.c.w.Flush()
-			p.c.mu.Unlock()
+			err := p.c.flush()
 			if err != nil {
 				return err
 			}
@@ -398,9 +394,7 @@ func (s *Session) flood(p *publisher, d time.Duration) (int64, error) {
 			if seen = s.minSeen(p.idx); seq-seen < FloodWindow && p.inflight.Load() < FloodInflight {
 				break
 			}
-			p.c.mu.Lock()
-			err := p.c.w.Flush()
-			p.c.mu.Unlock()
+			err := p.c.flush()
 			if err != nil {
 				return int64(seq), err
 			}
@@ -438,9 +432,7 @@ func (s *Session) flood(p *publisher, d time.Duration) (int64, error) {
 			p.inflight.Add(1)
 		}
 	}
-	p.c.mu.Lock()
-	err := p.c.w.Flush()
-	p.c.mu.Unlock()
+	err := p.c.flush()
 	return int64(seq), err
 }
 

@@ -116,6 +116,13 @@ func (c *mqttConn) writeAck(typ byte, id uint16) error {
 }
 
 // close sends DISCONNECT and closes the socket.
+// flush writes what is buffered; the publisher loop and its ack reader share the writer.
+func (c *mqttConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.w.Flush()
+}
+
 func (c *mqttConn) close() {
 	c.mu.Lock()
 	c.w.Write(rawmqtt.Disconnect())

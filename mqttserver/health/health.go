@@ -28,8 +28,11 @@ func IsProbe(cl *mqtt.Client, username []byte) bool {
 		return false
 	}
 	host, _, err := net.SplitHostPort(cl.Net.Remote)
+	if err != nil {
+		host = cl.Net.Remote // no port
+	}
 	ip := net.ParseIP(host)
-	return err == nil && ip != nil && ip.IsLoopback()
+	return ip != nil && ip.IsLoopback()
 }
 
 // Check connects to the MQTT listener at listen (":1883" means this machine) and reports

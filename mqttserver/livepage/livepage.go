@@ -43,7 +43,7 @@ const (
 )
 
 //go:embed index.html live.css live.js
-var files embed.FS
+var assets embed.FS
 
 // Page is a mochi hook that counts what the page shows, and the page's HTTP handlers.
 // The hot path is OnPublished: a read-locked map lookup and a short per-topic lock, no
@@ -399,7 +399,7 @@ func (p *Page) Announce(log *slog.Logger, addr net.Addr) {
 
 // Register serves the page and its stream on mux.
 func (p *Page) Register(mux *http.ServeMux) {
-	files := http.FileServerFS(files)
+	files := http.FileServerFS(assets)
 	mux.Handle("GET /{$}", p.guard(files))
 	mux.Handle("GET /live.js", p.guard(files))
 	mux.Handle("GET /live.css", p.guard(files))

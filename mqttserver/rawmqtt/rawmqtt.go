@@ -37,9 +37,9 @@ var codecs = map[byte]struct {
 }
 
 // Encode encodes pk with mochi's encoder for pk.FixedHeader.Type, setting the flags MQTT fixes
-// for PUBREL, SUBSCRIBE and UNSUBSCRIBE. It panics when mochi refuses pk (a PUBLISH at QoS 1 or
-// 2 or a SUBSCRIBE without packet id, an unknown type): callers encode packets they chose, so
-// that is a bug in the caller. Frame builds what mochi will not.
+// for PUBREL, SUBSCRIBE and UNSUBSCRIBE. It returns nil for a packet mochi will not encode (a
+// PUBLISH at QoS 1 or 2, a SUBSCRIBE or an UNSUBSCRIBE, without packet id; an unknown type):
+// Frame builds those.
 func Encode(pk packets.Packet) []byte {
 	switch pk.FixedHeader.Type {
 	case packets.Pubrel, packets.Subscribe, packets.Unsubscribe:
@@ -47,11 +47,11 @@ func Encode(pk packets.Packet) []byte {
 	}
 	c, ok := codecs[pk.FixedHeader.Type]
 	if !ok {
-		panic(fmt.Sprintf("rawmqtt: no encoder for packet type %d", pk.FixedHeader.Type))
+		return nil
 	}
 	var buf bytes.Buffer
 	if err := c.encode(&pk, &buf); err != nil {
-		panic(fmt.Sprintf("rawmqtt: encode packet type %d: %v", pk.FixedHeader.Type, err))
+		return nil
 	}
 	return buf.Bytes()
 }

@@ -131,13 +131,16 @@ func TestReaderNext(t *testing.T) {
 	}
 }
 
-func TestEncodePanicsOnRefusedPacket(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Error("a QoS 1 PUBLISH without packet id encoded")
+func TestEncodeRefusedPacketIsNil(t *testing.T) {
+	for name, got := range map[string][]byte{
+		"QoS 1 PUBLISH without packet id": Publish("a", 1, 0, nil),
+		"SUBSCRIBE without packet id":     Subscribe(0, "a", 0),
+		"unknown type":                    Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: 0}}),
+	} {
+		if got != nil {
+			t.Errorf("%s encoded as % x", name, got)
 		}
-	}()
-	Publish("a", 1, 0, nil)
+	}
 }
 
 func TestDecodeChecksLength(t *testing.T) {

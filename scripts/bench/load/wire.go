@@ -115,7 +115,6 @@ func (c *mqttConn) writeAck(typ byte, id uint16) error {
 	return err
 }
 
-// close sends DISCONNECT and closes the socket.
 // flush writes what is buffered; the publisher loop and its ack reader share the writer.
 func (c *mqttConn) flush() error {
 	c.mu.Lock()
@@ -123,6 +122,7 @@ func (c *mqttConn) flush() error {
 	return c.w.Flush()
 }
 
+// close sends DISCONNECT and closes the socket.
 func (c *mqttConn) close() {
 	c.mu.Lock()
 	c.w.Write(rawmqtt.Disconnect())

@@ -436,8 +436,7 @@ func deleteClient(b *bbolt.Bucket, id string) error {
 		func(owner string) bool { return owner == id })
 }
 
-// sync waits until every change appended so far is committed, and reports whether it was.
-// Sync waits until every change appended so far is committed; false if that commit failed.
+// Sync waits until every change appended so far is committed, and reports whether it was.
 func (s *Store) Sync() bool {
 	s.mu.Lock()
 	target := s.appended

@@ -11,6 +11,7 @@ import (
 	"mqttdemo/mqttserver/rawmqtt"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -194,14 +195,14 @@ func TestSetAsideIDNotReused(t *testing.T) {
 }
 
 // TestSubscribeIDTakenMeanwhile: a message to the client takes the id of the client's
-// SUBSCRIBE after the hook has checked it (its publisher got the id from mochi's counter just
-// before): the SUBSCRIBE must still be granted, and the message kept.
+// SUBSCRIBE while it is processed (its publisher got the id from mochi's counter): the
+// SUBSCRIBE must still be granted, and the message kept.
 func TestSubscribeIDTakenMeanwhile(t *testing.T) {
 	b, _ := startBroker(t, Config{})
 	conn := rawConnect(t, b.Addr(), "sub", false)
 	late := &onRead{client: "sub", kind: packets.Subscribe, do: func(cl *mqtt.Client, pk packets.Packet) {
 		cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-			PacketID: pk.PacketID, TopicName: "q/x", Payload: []byte("late")})
+			PacketID: 5, TopicName: "q/x", Payload: []byte("late")})
 	}}
 	if err := b.server.AddHook(late, nil); err != nil {
 		t.Fatal(err)
@@ -526,7 +527,7 @@ func TestUnsentAckStillDelivered(t *testing.T) {
 // TestUnsentAckKeepsOurMessage: the client's QoS 1 PUBLISH has the id of a message in flight
 // to it (each side picks its own ids; mochi keeps them in one map, see package mochifix). When the
 // PUBACK cannot be sent, the message to the client must still be resent at its next
-// connection, not lost to the PUBACK's record.
+// connection, not lost to the PUBACK's record, and the PUBACK sent with the client's id.
 func TestUnsentAckKeepsOurMessage(t *testing.T) {
 	for _, data := range []bool{false, true} {
 		t.Run(fmt.Sprintf("data=%v", data), func(t *testing.T) {
@@ -561,8 +562,10 @@ func TestUnsentAckKeepsOurMessage(t *testing.T) {
 				resent = append(resent, fmt.Sprintf("%x", pk))
 			}
 			queued[0] |= 0x08 // DUP, resent
-			if len(resent) != 1 || resent[0] != fmt.Sprintf("%x", queued) {
-				t.Fatalf("resent at the next connection: %v, want only the message in flight to the client (%x)", resent, queued)
+			ack := fmt.Sprintf("%x", rawmqtt.Ack(packets.Puback, uint16(id)))
+			slices.Sort(resent)
+			if want := []string{fmt.Sprintf("%x", queued), ack}; !slices.Equal(resent, want) {
+				t.Fatalf("resent at the next connection: %v, want the message in flight to the client and the PUBACK of the client's message, both with id %d: %v", resent, id, want)
 			}
 			dup := rawmqtt.Publish("t", 1, uint16(id), []byte("m"))
 			dup[0] |= 0x08
@@ -671,9 +674,10 @@ func goroutineIn(fn string) bool {
 }
 
 // TestBinaryAnyPacketIDCostsTheSame: a client's QoS 1 PUBLISH packets with id 65535 are
-// acknowledged about as fast as those with id 1, by the real binary (1,000 sent at once). passID walked mochi's whole
-// id space for 65535 (the counter never passes it), taking the client's lock each step: about
-// 174 PUBACKs a second instead of 16,000.
+// acknowledged about as fast as those with id 1, by the real binary (1,000 sent at once). An
+// earlier mend of the packet ids walked mochi's whole id space for 65535, taking the client's
+// lock each step: about 174 PUBACKs a second instead of 16,000. The bound is loose (a tenth),
+// so that a loaded machine does not fail it, and tight enough to catch such a walk.
 func TestBinaryAnyPacketIDCostsTheSame(t *testing.T) {
 	_, started := startBinary(t, "-listen", "127.0.0.1:0")
 	a := addr(t, started, "mqtt")
@@ -701,8 +705,7 @@ func TestBinaryAnyPacketIDCostsTheSame(t *testing.T) {
 		}
 		return n / time.Since(start).Seconds()
 	}
-	// Best of three, alternating, against the noise of a shared machine. 30000 is ahead of a new
-	// connection's counter: passID walks its bounded steps for each of the first few hundred.
+	// Best of three, alternating, against the noise of a shared machine.
 	var one, last, far float64
 	for range 3 {
 		one = max(one, rate(1))
@@ -710,11 +713,13 @@ func TestBinaryAnyPacketIDCostsTheSame(t *testing.T) {
 		far = max(far, rate(30000))
 	}
 	t.Logf("PUBACKs a second: id 1 %.0f, id 65535 %.0f, id 30000 %.0f", one, last, far)
-	if last < one/2 {
-		t.Errorf("id 65535 is acknowledged at %.0f/s, id 1 at %.0f/s: want at least half as fast", last, one)
-	}
-	if far < one/4 {
-		t.Errorf("id 30000 is acknowledged at %.0f/s, id 1 at %.0f/s: want at least a quarter as fast", far, one)
+	for _, c := range []struct {
+		id   int
+		rate float64
+	}{{65535, last}, {30000, far}} {
+		if c.rate < one/10 {
+			t.Errorf("id %d is acknowledged at %.0f/s, id 1 at %.0f/s: want at least a tenth as fast", c.id, c.rate, one)
+		}
 	}
 }
 

@@ -106,6 +106,11 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 			return nil, err
 		}
 	}
+	// After the hooks that log packets as the client sent them, before those that look them up.
+	ids := mochifix.NewPacketIDs(server)
+	if err := add("packet ids", ids); err != nil {
+		return nil, err
+	}
 	if err := limits.AddPacketLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
@@ -128,6 +133,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, store.DataFile))
 		fixes.Persist = func(cl *mqtt.Client, pk packets.Packet) { data.StoreInflight(cl, pk, pk.Created) }
 		fixes.DeliveredFirst = true
+		data.IDs = ids
 		b.access.Withheld = data.OnQosDropped
 		queues.Stored = data.OnQosDropped // a message dropped here is deleted from the file too
 	}

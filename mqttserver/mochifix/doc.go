@@ -12,28 +12,24 @@
 // # Packet identifiers, session resume and take-over (this package: Hook, one file a flaw)
 //
 //   - One map for both sides' packet ids. mochi keeps the ids a client chose and those it chose for
-//     messages to the client in one map (Client.State.Inflight), though MQTT keeps them apart. A
-//     client back on a persistent session with queued messages subscribes again with id 1 and is
-//     refused 0x91 (processSubscribe, server.go:1244); its UNSUBSCRIBE is ignored the same way
-//     (server.go:1318); its QoS 1 PUBLISH deletes the broker's message with that id, which is never
-//     resent (processPublish, server.go:899). Mend (packetids.go): Hook.OnPacketRead sets the
-//     broker's message aside while the client's packet is processed. Test:
-//     TestPersistentSessionComesBack. Upstream: two maps, one a side; then none of the packet-id
-//     mends below is needed.
-//   - The counter takes the client's id meanwhile. A message queued while the client's packet is
-//     processed can get that id from mochi's counter (NextPacketID, clients.go:276; it restarts at
-//     0 on a resumed session), so the SUBSCRIBE was still refused, or the message set aside lost.
-//     Mend (packetids.go): passID moves the counter past the client's id, and Hook.OnSubscribe
-//     checks again right before mochi does. Tests: TestSetAsideIDNotReused,
-//     TestSubscribeIDTakenMeanwhile. UNSUBSCRIBE and QoS 1 PUBLISH have no hook at that point: a
-//     window of microseconds stays.
-//   - The counter moves one free id a call. NextPacketID (clients.go:276) takes the client's lock
-//     and never passes 65535, so moving it to a client's id 65535 walked the whole id space for
-//     every packet. Mend (packetids.go): passID stops once the id is behind the counter, and after
-//     passSteps calls. Test: TestBinaryAnyPacketIDCostsTheSame. Upstream: as the first item.
-//   - A message set aside during a take-over goes back to the old session and is lost. Mend
-//     (packetids.go): Hook.restore queues it again, which follows the take-over. Test:
-//     TestSetAsideSurvivesTakeover.
+//     messages to the client in one map (Client.State.Inflight), though MQTT lets each side choose
+//     its own (MQTT-2.3.1). A client's SUBSCRIBE or UNSUBSCRIBE with the id of a message in flight
+//     to it is refused 0x91 (processSubscribe, server.go:1244; server.go:1318); its QoS 1 or QoS 2
+//     PUBLISH deletes that message, which is never resent (processPublish, server.go:899; at QoS 2
+//     the PUBREC state takes its place); a stray PUBREL overwrites it the same way
+//     (processPubrel, server.go:1210). Mend (packetids.go): PacketIDs, a hook of its own, gives
+//     every id the client chooses a broker id from mochi's counter (NextPacketID, so no message
+//     to the client takes it meanwhile) as the packet is read, and writes the client's id back
+//     into the answers (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK); a QoS 2 exchange keeps its
+//     pair in the session until PUBCOMP, and the store keeps the pair across restarts (the
+//     client's id in the record, the broker's in the key). Tests:
+//     TestClientIDsApartFromBrokerIDs, TestClientQoS2ExchangeSurvivesRestart,
+//     TestUnsentAckKeepsOurMessage, TestSubscribeIDTakenMeanwhile, TestPersistentSessionComesBack;
+//     TestPacketIDsKeepsBothSidesApart (package mochifix). Canary: TestCanaryOneMapForBothSidesIDs
+//     (package mochifix). Upstream: two maps, one a side. (An earlier mend set the broker's
+//     message aside while the client's packet was processed and moved mochi's counter past the
+//     client's id; it left QoS 2 unmended and, moving the counter to the client's next id, made
+//     the clash the common case.)
 //   - Resend order. A resumed session's queue is resent sorted, unstably, by the low 16 bits of
 //     each message's creation second (Inflight.GetAll, inflight.go:86, from ResendInflightMessages,
 //     clients.go:304): messages queued within one second come back shuffled. Mend (resendorder.go):
@@ -167,10 +163,9 @@
 //
 // # Not mended
 //
-//   - An incoming QoS 2 PUBLISH whose id matches a message in flight to the same client deletes
-//     that message (server.go:899): Hook sets aside for QoS 1 only, as the PUBREC state must hold
-//     the id until PUBREL. The same map answers an MQTT 5 client's resent QoS 2 PUBLISH with PUBREC
-//     0x91 (server.go:896).
+//   - mochi answers an MQTT 5 client's resent QoS 2 PUBLISH (DUP, before its PUBREL) with PUBREC
+//     0x91 (server.go:896), where MQTT-4.3.3-10 wants a plain PUBREC; the message is not delivered
+//     twice.
 //   - Every queued message is marked DUP at resend, also one never sent (clients.go:311).
 //   - MQTT 5 message expiry is not restored after a restart (the stored format has none).
 //   - Issues 541 (race between Close and connection set-up) and 483 (stale connection after a

@@ -11,11 +11,9 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Hook mends mochi's flaws of packet ids, session resume and session take-over (doc.go lists
-// them with mochi's lines and the tests). It is one hook because mochi calls the same hook
-// points for all of them; its code is split by flaw:
-//   - packetids.go: both sides' packet ids share one map, so a broker message with the id of
-//     the client's packet is set aside while that packet is processed;
+// Hook mends mochi's flaws of session resume and session take-over (doc.go lists them with
+// mochi's lines and the tests; PacketIDs, packetids.go, mends the packet ids). It is one hook
+// because mochi calls the same hook points for all of them; its code is split by flaw:
 //   - startup.go: new messages wait until the connection has had its CONNACK and its resent queue;
 //   - resendorder.go: a resumed session's queue is resent in the order it was queued;
 //   - takeover.go: what is queued to a session being taken over reaches the new connection;
@@ -24,7 +22,6 @@ type Hook struct {
 	mqtt.HookBase
 	server    *mqtt.Server
 	log       *slog.Logger
-	stashed   sync.Map // *mqtt.Client → packets.Packet, between read and processed, on one goroutine
 	takeovers sync.Map // *mqtt.Client (old session) → *queued, until the new one is established
 	newConns  sync.Map // *mqtt.Client (new connection) → *queued, the same list
 	startups  sync.Map // *mqtt.Client (new connection) → *startup, until it is established
@@ -37,7 +34,7 @@ type Hook struct {
 	acks sync.Map
 	// Counts of the entries above, so that the hooks called for every packet and every message
 	// (OnPacketProcessed, OnQosPublish) skip the map when nothing is pending, as is usual.
-	nStashed, nTakeovers, nStarting atomic.Int32
+	nTakeovers, nStarting atomic.Int32
 }
 
 // acceptWait bounds how long a publisher waits for a connection to be ready for its message;
@@ -50,7 +47,7 @@ func New(server *mqtt.Server, log *slog.Logger) *Hook { return &Hook{server: ser
 func (h *Hook) ID() string { return "mochi-fixes" }
 
 func (h *Hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
+	return bytes.Contains([]byte{mqtt.OnPacketProcessed, mqtt.OnDisconnect,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish, mqtt.OnPacketEncode,
-		mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnQosDropped}, []byte{b})
+		mqtt.OnACLCheck, mqtt.OnQosDropped}, []byte{b})
 }

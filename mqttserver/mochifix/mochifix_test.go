@@ -7,31 +7,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
-
-func TestAhead(t *testing.T) {
-	for _, c := range []struct {
-		next, id uint16
-		want     bool
-	}{
-		{1, 2, true},
-		{1, 1, false},
-		{2, 1, false},
-		{1, 65535, false},     // 65534 ahead: the counter passed it long ago
-		{65535, 65535, false}, // the counter is at it: the next id is 1
-		{65534, 65535, true},
-		{65535, 1, true}, // after 65535 comes 1
-		{60000, 100, true},
-		{100, 40000, false},
-	} {
-		if got := ahead(c.next, c.id); got != c.want {
-			t.Errorf("ahead(%d, %d) = %v, want %v", c.next, c.id, got, c.want)
-		}
-	}
-}
 
 // TestNotedAfterHandOverIsForwarded: a message queued to a session being taken over is noted
 // on the take-over's list, which is handed to the new connection once it is served. A publisher
@@ -81,21 +58,7 @@ func TestNotedAfterHandOverIsForwarded(t *testing.T) {
 // startServer serves mochi with the mends, open to anyone, on a loopback port.
 func startServer(t *testing.T) (*mqtt.Server, string) {
 	t.Helper()
-	server := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-	for _, h := range []mqtt.Hook{New(server, slog.New(slog.DiscardHandler)), new(auth.AllowHook)} {
-		if err := server.AddHook(h, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
-	if err := server.AddListener(tcp); err != nil {
-		t.Fatal(err)
-	}
-	if err := server.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = server.Close() })
-	return server, tcp.Address()
+	return serveWith(t, func(s *mqtt.Server) mqtt.Hook { return New(s, slog.New(slog.DiscardHandler)) })
 }
 
 // connect connects a persistent-session client with id, handing its messages to onMessage.

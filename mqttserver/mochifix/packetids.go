@@ -1,116 +1,242 @@
 package mochifix
 
 import (
+	"bytes"
+	"errors"
+	"sync"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// clientChoosesID reports whether pk carries an identifier the client chose.
-func clientChoosesID(pk packets.Packet) bool {
+// PacketIDs keeps the packet ids a client chooses apart from those the broker chooses for its
+// messages to the client. MQTT lets each side choose its own (MQTT-2.3.1), but mochi keeps both
+// in one map (Client.State.Inflight): a client's packet with the id of a message the broker is
+// sending it was refused (SUBSCRIBE, UNSUBSCRIBE: 0x91) or took that message's place (PUBLISH:
+// the broker's message was never resent).
+//
+// So each id the client chooses is given a broker id as its packet is read: one from mochi's own
+// counter (NextPacketID), which no message to the client takes while the client's exchange lasts.
+// mochi works with that id, and the answers it writes (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK)
+// carry the client's id again. A QoS 2 exchange keeps its pair from PUBLISH to PUBCOMP, in the
+// session: a resumed or taken-over session goes on with it, and the store keeps it across a
+// restart (ClientID, Restore).
+//
+// Add it after the hooks that log packets as the client sent them and before every hook that
+// looks packets up in the session (the store, the session limits, access).
+type PacketIDs struct {
+	mqtt.HookBase
+	server   *mqtt.Server
+	sessions sync.Map // client id → *idTable
+}
+
+// idTable is one session's pairs.
+type idTable struct {
+	mu    sync.Mutex
+	owner *mqtt.Client      // the connection that last took the session up
+	wire  map[uint16]uint16 // broker id → the client's id, until the exchange is complete
+	qos2  map[uint16]uint16 // the client's id → broker id, from its QoS 2 PUBLISH to PUBCOMP
+}
+
+// NewPacketIDs returns the hook for server.
+func NewPacketIDs(server *mqtt.Server) *PacketIDs { return &PacketIDs{server: server} }
+
+func (p *PacketIDs) ID() string { return "packet-ids" }
+
+func (p *PacketIDs) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketProcessed,
+		mqtt.OnQosComplete, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+		mqtt.OnClientExpired}, []byte{b})
+}
+
+// clientChosen reports whether pk, read from a client, carries an id the client chose.
+func clientChosen(pk packets.Packet) bool {
 	switch pk.FixedHeader.Type {
-	case packets.Subscribe, packets.Unsubscribe:
+	case packets.Publish, packets.Pubrel, packets.Subscribe, packets.Unsubscribe:
+		return pk.PacketID != 0
+	}
+	return false // PUBACK, PUBREC and PUBCOMP answer the broker's messages
+}
+
+// answer reports whether pk, written to a client, answers a packet of the client.
+func answer(t byte) bool {
+	switch t {
+	case packets.Puback, packets.Pubrec, packets.Pubcomp, packets.Suback, packets.Unsuback:
 		return true
-	case packets.Publish:
-		return pk.FixedHeader.Qos == 1 // QoS 2 keeps its PUBREC under the id until PUBREL: not mended
 	}
 	return false
 }
 
-// brokerChoseID reports whether an in-flight entry is the broker's own message to the client:
-// a PUBLISH awaiting PUBACK/PUBREC, or a PUBREL awaiting PUBCOMP.
-func brokerChoseID(pk packets.Packet) bool {
-	return pk.FixedHeader.Type == packets.Publish || pk.FixedHeader.Type == packets.Pubrel
-}
-
-func (h *Hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.PacketID == 0 || !clientChoosesID(pk) {
+func (p *PacketIDs) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || !clientChosen(pk) {
 		return pk, nil
 	}
-	passID(cl, pk.PacketID) // no message queued to the client from now on takes the id
-	h.setAside(cl, pk.PacketID)
+	t := p.table(cl.ID)
+	exchange := pk.FixedHeader.Type == packets.Pubrel ||
+		pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2
+	if exchange {
+		t.mu.Lock()
+		id, ok := t.qos2[pk.PacketID]
+		t.mu.Unlock()
+		if ok { // a PUBREL, or the PUBLISH again (DUP)
+			pk.PacketID = id
+			return pk, nil
+		}
+	}
+	id, err := cl.NextPacketID()
+	if err != nil {
+		return pk, nil // every id is in flight: mochi refuses the packet as before
+	}
+	t.mu.Lock()
+	t.wire[uint16(id)] = pk.PacketID
+	if exchange && pk.FixedHeader.Type == packets.Publish {
+		t.qos2[pk.PacketID] = uint16(id)
+	}
+	t.mu.Unlock()
+	pk.PacketID = uint16(id)
 	return pk, nil
 }
 
-// setAside moves the broker's message with the client's packet id out of the session until
-// the client's packet is processed.
-func (h *Hook) setAside(cl *mqtt.Client, id uint16) {
-	if h.hasStashed(cl) {
-		return // one at a time: a second message with the id cannot be put back
+// OnPacketEncode gives an answer the client's id back.
+func (p *PacketIDs) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if !answer(pk.FixedHeader.Type) || pk.PacketID == 0 {
+		return pk
 	}
-	if out, ok := cl.State.Inflight.Get(id); ok && brokerChoseID(out) {
-		cl.State.Inflight.Delete(id)
-		h.stashed.Store(cl, out)
-		h.nStashed.Add(1)
+	v, ok := p.sessions.Load(cl.ID)
+	if !ok {
+		return pk
 	}
-}
-
-// OnSubscribe, right before mochi checks the SUBSCRIBE's id, sets aside a message that took
-// the id after OnPacketRead: a publisher can get the id from mochi's counter just before
-// passID moves it and store the message just after (SUBACK 0x91 on a resubscribe).
-func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	h.setAside(cl, pk.PacketID)
+	t := v.(*idTable)
+	t.mu.Lock()
+	if wire, ok := t.wire[pk.PacketID]; ok {
+		pk.PacketID = wire
+	}
+	t.mu.Unlock()
 	return pk
 }
 
-// passID moves the client's packet-id counter past id, so that no message queued to the
-// client while the client's packet is processed gets id: mochi would refuse the SUBSCRIBE
-// (0x91), or take a QoS 1 PUBLISH's id for the broker's message and drop that message, and a
-// message set aside here would be lost. On a resumed session the counter starts again at 0 and
-// the client's first SUBSCRIBE is id 1, so this is not rare.
-//
-// mochi's counter can only be moved one free id at a time (NextPacketID, under the client's
-// lock; it skips the ids in use in one call). So the walk stops when id is behind the counter
-// (half the id space or less: the counter wraps from 65535 to 1), and after passSteps calls:
-// whatever id the client sends costs a bounded number of calls. A client that sent 65535 made
-// every packet walk the whole id space before: the counter never goes past 65535.
-func passID(cl *mqtt.Client, id uint16) {
-	for range passSteps {
-		next, err := cl.NextPacketID()
-		if err != nil || !ahead(uint16(next), id) {
-			return
-		}
-	}
-}
-
-// passSteps bounds passID's walk. An id further away than that many free ids is reached only
-// if as many messages are queued to the client while one of its packets is processed; the
-// walk goes on with the client's next packets.
-const passSteps = 64
-
-// ahead reports whether mochi's counter at next reaches id within half the id space. The
-// ids run 1…65535, then 1 again: 65535 counts as 0.
-func ahead(next, id uint16) bool {
-	d := (int(id%65535) - int(next%65535) + 65535) % 65535
-	return d > 0 && d < 1<<15
-}
-
-func (h *Hook) hasStashed(cl *mqtt.Client) bool {
-	if h.nStashed.Load() == 0 {
-		return false
-	}
-	_, ok := h.stashed.Load(cl)
-	return ok
-}
-
-func (h *Hook) restore(cl *mqtt.Client) {
-	if h.nStashed.Load() == 0 {
+// OnPacketProcessed ends the pair of a packet that left nothing in flight under its id: a
+// SUBSCRIBE, an UNSUBSCRIBE, a QoS 1 PUBLISH acknowledged (or refused), a QoS 2 PUBLISH refused,
+// a PUBREL of no exchange.
+// What mochi keeps (a PUBREC awaiting PUBREL, an answer it could not write and sends again at
+// the next connection) keeps its pair until it is complete (OnQosComplete).
+func (p *PacketIDs) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	if cl.Net.Inline || !clientChosen(pk) { // an inline client has the id of the client it serves
 		return
 	}
-	v, ok := h.stashed.LoadAndDelete(cl)
+	if held, ok := cl.State.Inflight.Get(pk.PacketID); ok && answer(held.FixedHeader.Type) {
+		return
+	}
+	// Checked after the session: a take-over stops the connection, then moves what is in flight.
+	if errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+		return // the new connection has what mochi kept; a pair left over goes at its disconnect
+	}
+	p.end(cl.ID, pk.PacketID)
+}
+
+// OnQosComplete ends the pair of a QoS 1 or 2 exchange of the client's once mochi has written
+// its last answer (PUBACK, PUBCOMP), also when it is sent again at a later connection.
+func (p *PacketIDs) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	switch pk.FixedHeader.Type {
+	case packets.Puback, packets.Pubrel, packets.Pubcomp:
+		p.end(cl.ID, pk.PacketID)
+	}
+}
+
+// end forgets the pair of broker id id. (mochi also completes the broker's own messages here, by
+// their ids, which are never in the table while a pair holds them.)
+func (p *PacketIDs) end(clientID string, id uint16) {
+	v, ok := p.sessions.Load(clientID)
 	if !ok {
 		return
 	}
-	h.nStashed.Add(-1)
-	out := v.(packets.Packet)
-	if _, taken := cl.State.Inflight.Get(out.PacketID); taken {
-		// Only if the broker wrapped all 65535 ids around within one packet: say so, never overwrite.
-		h.log.Error("in-flight message lost to a packet id clash", "client", cl.ID, "packet_id", out.PacketID)
+	t := v.(*idTable)
+	t.mu.Lock()
+	if wire, ok := t.wire[id]; ok {
+		delete(t.wire, id)
+		if t.qos2[wire] == id {
+			delete(t.qos2, wire)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// OnSessionEstablish starts a new table when the connection starts a new session: a clean
+// start, or no session left to resume.
+func (p *PacketIDs) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	if _, resumes := p.server.Clients.Get(cl.ID); pk.Connect.Clean || !resumes {
+		p.sessions.Delete(cl.ID)
+	}
+}
+
+func (p *PacketIDs) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	t := p.table(cl.ID)
+	t.mu.Lock()
+	t.owner = cl
+	t.mu.Unlock()
+}
+
+// OnDisconnect forgets the table of a session that ends, unless a newer connection has it. Of
+// a session kept, it drops the pairs that left nothing in flight: a packet that failed mochi's
+// checks ended the connection before it was processed.
+func (p *PacketIDs) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	if cl.Net.Inline || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+		return // the new connection has the session and its table
+	}
+	v, ok := p.sessions.Load(cl.ID)
+	if !ok {
 		return
 	}
-	cl.State.Inflight.Set(out)
-	if out.FixedHeader.Type == packets.Publish {
-		// A take-over may have copied the session while the message was set aside: as one queued
-		// to the old session then, it goes to the new connection. (A PUBREL set aside is not.)
-		h.OnQosPublish(cl, out, out.Created, 0)
+	t := v.(*idTable)
+	t.mu.Lock()
+	mine := t.owner == cl || t.owner == nil
+	if mine && !expire {
+		for id, wire := range t.wire {
+			if held, ok := cl.State.Inflight.Get(id); !ok || !answer(held.FixedHeader.Type) {
+				delete(t.wire, id)
+				if t.qos2[wire] == id {
+					delete(t.qos2, wire)
+				}
+			}
+		}
 	}
+	t.mu.Unlock()
+	if mine && expire {
+		p.sessions.CompareAndDelete(cl.ID, v)
+	}
+}
+
+func (p *PacketIDs) OnClientExpired(cl *mqtt.Client) { p.sessions.Delete(cl.ID) }
+
+// ClientID returns the id the client chose for its exchange that the broker keeps under id, or id.
+func (p *PacketIDs) ClientID(clientID string, id uint16) uint16 {
+	if v, ok := p.sessions.Load(clientID); ok {
+		t := v.(*idTable)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if wire, ok := t.wire[id]; ok {
+			return wire
+		}
+	}
+	return id
+}
+
+// Restore records that the client's QoS 2 exchange with its id wire is kept under id (a stored
+// session loaded at start).
+func (p *PacketIDs) Restore(clientID string, wire, id uint16) {
+	t := p.table(clientID)
+	t.mu.Lock()
+	t.wire[id], t.qos2[wire] = wire, id
+	t.mu.Unlock()
+}
+
+func (p *PacketIDs) table(clientID string) *idTable {
+	if v, ok := p.sessions.Load(clientID); ok {
+		return v.(*idTable)
+	}
+	v, _ := p.sessions.LoadOrStore(clientID, &idTable{wire: map[uint16]uint16{}, qos2: map[uint16]uint16{}})
+	return v.(*idTable)
 }

@@ -43,9 +43,7 @@ func (h *Hook) OnQosDropped(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
-// OnDisconnect puts back what a packet that failed validation (and so was never processed) left.
-//
-// It also waits, for a session that ends at disconnect and is being taken over, until mochi has
+// OnDisconnect waits, for a session that ends at disconnect and is being taken over, until mochi has
 // marked it taken over. mochi closes the old connection first and marks it after, and the old
 // connection's goroutine, right after this hook, ends such a session unless it is marked: it
 // dropped the messages and subscriptions the new connection was about to inherit (an MQTT 5
@@ -55,7 +53,6 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	if expire && errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
 		waitTakenOver(cl)
 	}
-	h.restore(cl)
 	h.acks.Delete(cl)
 	h.open(cl)
 }

@@ -11,11 +11,10 @@ func (h *Hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) 
 	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 {
 		if v, ok := h.acks.Load(cl); ok {
 			if id, acked := v.(*ackSlot).take(); acked && id == pk.PacketID && err != nil {
-				h.ackNotSent(cl, pk) // before restore, which may need the id
+				h.ackNotSent(cl, pk)
 			}
 		}
 	}
-	h.restore(cl)
 }
 
 // ackSlot holds the packet id (+1; 0: none) of the PUBACK or PUBREC mochi recorded for the
@@ -43,10 +42,6 @@ func (h *Hook) noteAck(cl *mqtt.Client, id uint16) {
 // take-over copies it first). The client, told its message arrived, does not send it again:
 // the message is delivered now, so that the record is true. With -data it was delivered
 // before the acknowledgement (package store).
-//
-// The record is forgotten if it holds the id of a message to the client set aside (QoS 1;
-// mochi keeps both sides' ids in one map): the client then sends its message again, which
-// QoS 1 allows to arrive twice, and the message set aside gets its id back.
 func (h *Hook) ackNotSent(cl *mqtt.Client, pk packets.Packet) {
 	if !h.DeliveredFirst {
 		if pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 {
@@ -56,14 +51,5 @@ func (h *Hook) ackNotSent(cl *mqtt.Client, pk packets.Packet) {
 		if err := h.server.InjectPacket(InlinePublisher(h.server, cl), pk); err != nil {
 			h.log.Error("message whose acknowledgement could not be sent not delivered", "client", cl.ID, "error", err)
 		}
-	}
-	if !h.hasStashed(cl) {
-		return
-	}
-	if ack, ok := cl.State.Inflight.Get(pk.PacketID); ok && ack.FixedHeader.Type == packets.Puback {
-		if cl.State.Inflight.Delete(pk.PacketID) {
-			atomic.AddInt64(&h.server.Info.Inflight, -1)
-		}
-		cl.State.Inflight.IncreaseReceiveQuota()
 	}
 }

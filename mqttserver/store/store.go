@@ -7,6 +7,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"encoding"
 	"encoding/json"
 	"errors"
@@ -131,6 +132,10 @@ type Store struct {
 	// publishers: an inline client with the id of each publishing client, through which its
 	// messages are delivered ahead of the acknowledgement. *mqtt.Client → *mqtt.Client.
 	publishers sync.Map
+	// IDs pairs the packet ids clients choose with the broker's (set before the broker starts). A
+	// stored QoS 2 exchange of a client keeps the client's id in its record and the broker's in its
+	// key, so that the pair comes back with the session.
+	IDs *mochifix.PacketIDs
 }
 
 type change struct {
@@ -502,7 +507,7 @@ func (s *Store) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	var g *group
 	if pk.FixedHeader.Qos == 2 && mochifix.KeepsSession(cl) {
 		key := inflightKey(cl.ID, pk.PacketID)
-		state, err := (&storage.Message{ID: key, T: storage.InflightKey, Client: cl.ID, PacketID: pk.PacketID,
+		state, err := (&storage.Message{ID: key, T: storage.InflightKey, Client: cl.ID, PacketID: s.clientID(cl, pk.PacketID),
 			FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, Created: time.Now().Unix()}).MarshalBinary()
 		if err != nil {
 			return pk, nil // mochi handles it as without -data's ordering
@@ -730,7 +735,18 @@ func (s *Store) StoreInflight(cl *mqtt.Client, pk packets.Packet, sent int64) {
 	key := inflightKey(cl.ID, pk.PacketID)
 	m := message(cl.ID, pk)
 	m.ID, m.T, m.Sent, m.PacketID = key, storage.InflightKey, sent, pk.PacketID
+	if pk.FixedHeader.Type == packets.Pubrec {
+		m.PacketID = s.clientID(cl, pk.PacketID)
+	}
 	s.putFor(pk.Filters, key, m)
+}
+
+// clientID is the packet id the client chose for its exchange kept under id.
+func (s *Store) clientID(cl *mqtt.Client, id uint16) uint16 {
+	if s.IDs == nil {
+		return id
+	}
+	return s.IDs.ClientID(cl.ID, id)
 }
 
 // OnQosComplete deletes a completed message. A PUBACK completes two things: the incoming
@@ -796,20 +812,24 @@ func (s *Store) StoredRetainedMessages() ([]storage.Message, error) {
 	return load[storage.Message](s, storage.RetainedKey)
 }
 
-// StoredInflightMessages also restores the packet id, which mochi's bolt hook did not store (an
-// older data file): it is the end of the key.
+// StoredInflightMessages gives each message the broker's packet id, the end of its key (mochi's
+// bolt hook did not store it in the record, an older data file). A client's QoS 2 exchange
+// holds the client's id in its record: the pair goes back to IDs.
 func (s *Store) StoredInflightMessages() ([]storage.Message, error) {
 	msgs, err := load[storage.Message](s, storage.InflightKey)
 	for i, m := range msgs {
-		if m.PacketID != 0 {
+		n := strings.LastIndexByte(m.ID, ':')
+		if n < 0 {
 			continue
 		}
-		if n := strings.LastIndexByte(m.ID, ':'); n >= 0 {
-			var id uint16
-			if _, err := fmt.Sscan(m.ID[n+1:], &id); err == nil {
-				msgs[i].PacketID = id
-			}
+		var id uint16
+		if _, err := fmt.Sscan(m.ID[n+1:], &id); err != nil {
+			continue
 		}
+		if m.FixedHeader.Type == packets.Pubrec && s.IDs != nil {
+			s.IDs.Restore(m.Client, cmp.Or(m.PacketID, id), id)
+		}
+		msgs[i].PacketID = id
 	}
 	return msgs, err
 }

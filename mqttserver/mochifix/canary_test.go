@@ -264,12 +264,18 @@ func TestCanaryDupOnFirstSend(t *testing.T) {
 // auth.AllowHook, on a loopback port.
 func bareMochi(t *testing.T, opts *mqtt.Options, hooks ...mqtt.Hook) (*mqtt.Server, string) {
 	t.Helper()
+	return serveWith(t, opts, func(*mqtt.Server) []mqtt.Hook { return hooks })
+}
+
+// serveWith is bareMochi with hooks that need the server.
+func serveWith(t *testing.T, opts *mqtt.Options, hooks func(*mqtt.Server) []mqtt.Hook) (*mqtt.Server, string) {
+	t.Helper()
 	if opts == nil {
 		opts = new(mqtt.Options)
 	}
 	opts.Logger = slog.New(slog.DiscardHandler)
 	server := mqtt.New(opts)
-	for _, h := range append(hooks, new(auth.AllowHook)) {
+	for _, h := range append(hooks(server), new(auth.AllowHook)) {
 		if err := server.AddHook(h, nil); err != nil {
 			t.Fatal(err)
 		}

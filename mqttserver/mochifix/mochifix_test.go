@@ -58,7 +58,7 @@ func TestNotedAfterHandOverIsForwarded(t *testing.T) {
 // startServer serves mochi with the mends, open to anyone, on a loopback port.
 func startServer(t *testing.T) (*mqtt.Server, string) {
 	t.Helper()
-	return serveWith(t, func(s *mqtt.Server) mqtt.Hook { return New(s, slog.New(slog.DiscardHandler)) })
+	return serveWith(t, nil, func(s *mqtt.Server) []mqtt.Hook { return []mqtt.Hook{New(s, slog.New(slog.DiscardHandler))} })
 }
 
 // connect connects a persistent-session client with id, handing its messages to onMessage.

@@ -107,10 +107,14 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.IntVar(&lim.MaxSessions, "max-sessions", lim.MaxSessions, "sessions kept, connected or not; a new client id past this `number` is refused (CONNACK 3); 0 is no limit")
 	sessionExpiry := config.Duration(lim.SessionExpiry)
 	fs.Var(&sessionExpiry, "session-expiry", "a persistent session ends this `duration` after its client went (MQTT 3.1.1; the most an MQTT 5 client may ask)")
+	maxExpiry := config.Duration(lim.MaxMessageExpiry)
+	fs.Var(&maxExpiry, "max-message-expiry", "drop retained and queued messages older than this `duration`, counted as dropped and logged once a second; "+
+		"0s (the default) keeps them until replaced, cleared, acknowledged or their session ends. A publisher's MQTT 5 message expiry is always honoured")
 	validate := func() error {
 		lim.MinKeepAlive = time.Duration(minKeepAlive)
 		lim.SlowClientTimeout = time.Duration(slowTimeout)
 		lim.SessionExpiry = time.Duration(sessionExpiry)
+		lim.MaxMessageExpiry = time.Duration(maxExpiry)
 		if err := lim.Check(); err != nil {
 			return err
 		}

@@ -27,11 +27,14 @@ func TestLoad(t *testing.T) {
 		{"every setting from the environment", nil, map[string]string{
 			"MQTT_DATA": "/var/lib/mqtt", "MQTT_AUTH": "users.yaml", "MQTT_WS_LISTEN": ":1882",
 			"MQTT_HTTP_LISTEN": ":8080", "MQTT_MAX_PACKET_SIZE": "4096", "MQTT_MAX_PENDING_WRITES": "64",
-			"MQTT_MIN_KEEPALIVE": "10s", "MQTT_MAX_CLIENTS": "100",
+			"MQTT_MIN_KEEPALIVE": "10s", "MQTT_MAX_CLIENTS": "100", "MQTT_MAX_MESSAGE_EXPIRY": "720h",
 		}, func(c Config) bool {
 			return c.DataDir == "/var/lib/mqtt" && c.AuthFile == "users.yaml" && c.WSListen == ":1882" &&
 				c.HTTPListen == ":8080" && c.MaxPacketSize == 4096 && c.MaxPendingWrites == 64 &&
-				c.MinKeepAlive == 10*time.Second && c.MaxClients == 100
+				c.MinKeepAlive == 10*time.Second && c.MaxClients == 100 && c.MaxMessageExpiry == 720*time.Hour
+		}},
+		{"no message expiry cap by default", nil, nil, func(c Config) bool {
+			return c.MaxMessageExpiry == 0 && c.Capabilities().MaximumMessageExpiryInterval == 0
 		}},
 		{"flags win over the environment", []string{"-ws-listen", ":9001"}, map[string]string{"MQTT_WS_LISTEN": ":1882"},
 			func(c Config) bool { return c.WSListen == ":9001" }},
@@ -65,6 +68,7 @@ func TestLoadRejects(t *testing.T) {
 		{[]string{"-max-sessions", "-1"}, `invalid value "-1" for flag -max-sessions`},
 		{[]string{"-session-expiry", "0s"}, `invalid value "0s" for flag -session-expiry`},
 		{[]string{"-slow-client-timeout", "-1s"}, `invalid value "-1s" for flag -slow-client-timeout`},
+		{[]string{"-max-message-expiry", "-1s"}, `invalid value "-1s" for flag -max-message-expiry: must not be negative`},
 	} {
 		var stderr bytes.Buffer
 		_, err := Load(c.args, noEnv, &stderr)

@@ -51,7 +51,8 @@ type Broker struct {
 
 // New assembles a broker from cfg and binds its listeners; Start serves them. The parts are
 // mochi hooks, added in this order: the mochi mends, the event log, the live page, the limits,
-// access control, the data store, and the session limits that count what the store keeps.
+// access control, the data store, and the session limits and message expiry that count what
+// the store keeps.
 func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if cfg.Limits == (limits.Limits{}) {
 		cfg.Limits = limits.DefaultLimits() // a Config built in code without limits gets the flags' defaults
@@ -126,6 +127,8 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		page.CheckUser = b.access.PageLogin
 	}
 	queues := limits.NewQueueHook(server, cfg.Limits, log)
+	expiry := limits.NewExpiryHook(server, cfg.Limits, log)
+	expiry.Dropped = queues.OnQosDropped
 	if cfg.DataDir != "" {
 		if data, err = store.Add(server, cfg.DataDir, cfg.DataSetAside, log); err != nil {
 			return nil, err
@@ -136,9 +139,17 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		data.IDs = ids
 		b.access.Withheld = data.OnQosDropped
 		queues.Stored = data.OnQosDropped // a message dropped here is deleted from the file too
+		expiry.Dropped = func(cl *mqtt.Client, pk packets.Packet) {
+			data.OnQosDropped(cl, pk)
+			queues.OnQosDropped(cl, pk)
+		}
+		expiry.RetainedDropped = data.OnRetainedExpired
 	}
 	// After the store, so that the store has the message the session limits drop.
 	if err := add("session limits", queues); err != nil {
+		return nil, err
+	}
+	if err := add("message expiry", expiry); err != nil {
 		return nil, err
 	}
 	if err := b.addListeners(cfg); err != nil {

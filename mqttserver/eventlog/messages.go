@@ -35,6 +35,9 @@ const (
 	MsgWithheld       = "queued message not resent"
 	MsgLoginsSlowed   = "failed logins slowed down"
 	MsgRevoked        = "access revoked"
+
+	// message expiry (package limits): the messages whose MQTT 5 expiry passed, summed up
+	MsgMessagesExpired = "messages expired"
 )
 
 // eventStyles gives each event message its tag and colour on the console.
@@ -65,6 +68,8 @@ var eventStyles = map[string]struct {
 	MsgAuthReloaded:   {"RELOADED", console.StyleGood},
 	MsgLoginsSlowed:   {"THROTTLED", console.StyleWarn},
 	MsgRevoked:        {"REVOKED", console.StyleWarn},
+	// message expiry (package limits)
+	MsgMessagesExpired: {"EXPIRED", console.StyleInfo},
 }
 
 // summaries are the once-a-second lines of capped events (see LineCap), and what they count.

@@ -1,8 +1,9 @@
 // Package limits bounds what one client can make the broker hold or do: the packet size and
 // keep-alive floor (limits.go), the messages and bytes queued to a session and the number of
-// sessions (queues.go), and the connection layer that keeps a client that stops reading from
-// stalling its publishers (slowclients.go). It logs through the event log's vocabulary and
-// knows nothing of access control, storage or the listeners it wraps.
+// sessions (queues.go), how long messages are kept (expiry.go), and the connection layer that
+// keeps a client that stops reading from stalling its publishers (slowclients.go). It logs
+// through the event log's vocabulary and knows nothing of access control, storage or the
+// listeners it wraps.
 package limits
 
 import (
@@ -54,6 +55,9 @@ type Limits struct {
 	MaxQueuedMessages int           // QoS 1 and 2 messages one session holds unacknowledged
 	MaxSessions       int           // sessions kept, connected or not; 0 is no limit
 	SessionExpiry     time.Duration // how long a persistent session outlives its connection
+	// MaxMessageExpiry: retained and queued messages older than this are dropped (expiry.go);
+	// 0 keeps them until replaced, cleared, acknowledged or their session ends.
+	MaxMessageExpiry time.Duration
 }
 
 // DefaultLimits are the limits when no flag is given.
@@ -76,6 +80,10 @@ func (l Limits) Capabilities() *mqtt.Capabilities {
 	c.Compatibilities.NoInheritedPropertiesOnAck = true
 	c.MaximumInflight = uint16(l.MaxQueuedMessages)
 	c.MaximumSessionExpiryInterval = uint32(l.SessionExpiry / time.Second)
+	// mochi's one-day default deleted retained and queued messages a day old and was forwarded
+	// as the expiry of every message that had none; with 0 it keeps them and forwards only what
+	// a publisher set. An operator's cap is applied by ExpiryHook (expiry.go), not here.
+	c.MaximumMessageExpiryInterval = 0
 	return c
 }
 
@@ -94,6 +102,8 @@ func (l Limits) Check() error {
 		return &config.BadValue{Flag: "max-queued-bytes", Why: "want at least 1"}
 	case l.SlowClientTimeout < 0:
 		return &config.BadValue{Flag: "slow-client-timeout", Why: "want 0 (never) or more"}
+	case l.MaxMessageExpiry < 0:
+		return &config.BadValue{Flag: "max-message-expiry", Why: "want 0 (no cap) or more"}
 	}
 	return l.checkSessions()
 }

@@ -114,6 +114,23 @@
 //     TestSessionExpiry. Upstream: share the payload between copies, a byte limit per session, a
 //     hook before a copy is queued.
 //     Canary: TestCanaryMemoryBoundedByCounts (package limits).
+//   - A day's expiry for every message. MaximumMessageExpiryInterval defaults to a day
+//     (server.go:70): retained and queued messages a day old were deleted, MQTT 3.1.1 ones too
+//     (clearExpiredRetainedMessages, server.go:1723; ClearExpiredInflights, clients.go:349), the
+//     retained ones with no line at info; and the day became the expiry of every message that had none
+//     (server.go:888, server.go:995), forwarded to MQTT 5 subscribers (WritePacket,
+//     clients.go:535). At 0 mochi keeps them and takes only the publisher's expiry (minimum,
+//     server.go:1768); acks then get Expiry = now (buildAck, server.go:1154), harmless: they have
+//     no protocol version, which the expiry check needs, and no expiry property on the wire.
+//     mochi checks expiry once a second only (server.go:388): a resumed session is resent
+//     (ResendInflightMessages, clients.go:304), and a new subscriber given
+//     (publishRetainedToClient, server.go:1116), messages that expired up to two seconds before.
+//     Mend: 0 (limits/limits.go, Capabilities); limits/expiry.go takes expired messages out
+//     before a resume or a subscription is served, and is the operator's cap
+//     (-max-message-expiry, off by default), which sets no expiry on the messages. Tests:
+//     TestDataOlderThanADay, TestQueuedOlderThanADay, TestMessageExpiryForwarded,
+//     TestMaxMessageExpiry, TestMessageExpiryLikeMosquitto (mqttdemo/tests). Upstream: default 0,
+//     and check the expiry where a message is sent.
 //   - No deadline before CONNECT. attachClient reads the CONNECT (server.go:413) before it sets any
 //     deadline (server.go:442): a silent connection is held for ever. Mend:
 //     broker/connecttimeout.go (ConnectTimeout). Test: TestSecuritySilentConnectionClosed
@@ -135,6 +152,13 @@
 //     state before mochi answers (store/store.go). Test: TestDataStoresPubrelBeforeSending.
 //     Upstream: call OnQosPublish (or a hook of its own) with the new state.
 //     Canary: TestCanaryQoS2ProgressNotStored.
+//   - MQTT 5 message expiry lost at a restart. storage.Message keeps the publisher's Message
+//     Expiry Interval and the time received, but no expiry time, and ToPacket
+//     (hooks/storage/storage.go:128) leaves Expiry and the protocol version at 0: a loaded
+//     message never expired and was forwarded with its full interval. Mend: the store's
+//     StoredSysInfo, which mochi calls last in readStore (server.go:1592), sets them again
+//     (store/store.go, restoreExpiry). Test: TestDataOlderThanADay. Upstream: restore Expiry in
+//     ToPacket.
 //
 // # Access (package access)
 //
@@ -189,8 +213,6 @@
 //     twice.
 //   - Every queued message is marked DUP at resend, also one never sent (clients.go:311).
 //     Canary: TestCanaryDupOnFirstSend (package mochifix).
-//   - MQTT 5 message expiry is not restored after a restart (the stored format has none).
-//     No canary: a limit of our store's format, not a mochi behaviour.
 //   - Issues 541 (race between Close and connection set-up) and 483 (stale connection after a
 //     same-id reconnect).
 //     No canary: 541 shows only under the race detector, which fails the run itself; 483 is a

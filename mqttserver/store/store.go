@@ -199,7 +199,7 @@ func (s *Store) Provides(b byte) bool {
 		mqtt.OnQosDropped, mqtt.OnClientExpired, mqtt.OnRetainedExpired, mqtt.OnPublish,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode,
 		mqtt.StoredClients, mqtt.StoredInflightMessages, mqtt.StoredRetainedMessages,
-		mqtt.StoredSubscriptions,
+		mqtt.StoredSubscriptions, mqtt.StoredSysInfo,
 	}, []byte{b})
 }
 
@@ -832,6 +832,44 @@ func (s *Store) StoredInflightMessages() ([]storage.Message, error) {
 		msgs[i].PacketID = id
 	}
 	return msgs, err
+}
+
+// StoredSysInfo is not a store of $SYS counters: mochi calls it last when it loads the data
+// file, after the retained and queued messages and before the listeners serve, which makes it
+// the moment to give those messages back their MQTT 5 expiry (restoreExpiry). It returns the
+// gauges of what was loaded, which mochi sets.
+func (s *Store) StoredSysInfo() (storage.SystemInfo, error) {
+	restoreExpiry(s.server)
+	Recount(s.server)
+	return storage.SystemInfo{Info: *s.server.Info.Clone()}, nil
+}
+
+// restoreExpiry sets the expiry of the loaded messages whose publisher gave one. The record
+// keeps the publisher's Message Expiry Interval and when the broker received the message, but
+// mochi's storage.Message has no expiry time and ToPacket leaves it 0 (and the protocol version
+// mochi checks): such a message never expired, and was forwarded with its full interval.
+func restoreExpiry(server *mqtt.Server) {
+	restore := func(pk packets.Packet) (packets.Packet, bool) {
+		mei := int64(pk.Properties.MessageExpiryInterval)
+		if pk.FixedHeader.Type != packets.Publish || mei == 0 || pk.Expiry != 0 {
+			return pk, false
+		}
+		pk.Expiry = pk.Created + mei
+		pk.ProtocolVersion = 5 // only MQTT 5 has message expiry; mochi expires only those
+		return pk, true
+	}
+	for _, pk := range server.Topics.Retained.GetAll() {
+		if pk, ok := restore(pk); ok {
+			server.Topics.Retained.Add(pk.TopicName, pk)
+		}
+	}
+	for _, cl := range server.Clients.GetAll() {
+		for _, pk := range cl.State.Inflight.GetAll(false) {
+			if pk, ok := restore(pk); ok {
+				cl.State.Inflight.Set(pk)
+			}
+		}
+	}
 }
 
 // load reads every record of one kind (those of sessions dropped at Init are gone already).

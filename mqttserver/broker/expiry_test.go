@@ -279,3 +279,34 @@ func TestMessageExpiryForwarded(t *testing.T) {
 		t.Errorf("a new subscriber got %v, want only the marker (the retained message has expired)", slices.Sorted(maps.Keys(got)))
 	}
 }
+
+// TestExpiredInflightLoggedOnceCapped: mochi's expiry sweep reports each expired message twice;
+// the log says each once, and a flood of them in one summary line a second, not a line each.
+func TestExpiredInflightLoggedOnceCapped(t *testing.T) {
+	const n = eventlog.LinesPerSecond + 50
+	b, logs := startBroker(t, Config{})
+	sub := dialV5(t, b.Addr(), "offline", true, 3600)
+	rawExchange(t, sub, subscribeV5("exp/#"), 0x90, 1)
+	sub.Close()
+	pub := dialV5(t, b.Addr(), "pub", true, 0)
+	for i := range n {
+		publishV5(t, pub, uint16(i+1), "exp/x", "m", false, 1)
+	}
+	waitFor(t, "the summary of expired messages", func() bool {
+		return logs.has(t, eventlog.MsgDropped, map[string]any{"count": float64(n - eventlog.LinesPerSecond)})
+	})
+	ids := map[any]int{}
+	for _, r := range logs.records(t) {
+		if r["msg"] == eventlog.MsgDropped && r["client"] == "offline" {
+			ids[r["packet_id"]]++
+		}
+	}
+	if len(ids) != eventlog.LinesPerSecond {
+		t.Errorf("%d messages logged one by one, want %d", len(ids), eventlog.LinesPerSecond)
+	}
+	for id, k := range ids {
+		if k != 1 {
+			t.Errorf("packet %v logged %d times, want once", id, k)
+		}
+	}
+}

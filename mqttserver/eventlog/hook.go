@@ -30,7 +30,8 @@ type Hook struct {
 	debug     bool              // log the per-packet events too
 	topics    *mqtt.TopicsIndex // to tell a message nobody consumed, at debug
 	published *LineCap
-	dropped   *LineCap
+	dropped   *LineCap // write queue full
+	lost      *LineCap // in flight, expired or its session ended
 	provides  [256]bool
 }
 
@@ -43,6 +44,7 @@ func NewHook(log *slog.Logger, topics *mqtt.TopicsIndex) *Hook {
 		topics:    topics,
 		published: NewLineCap(log, slog.LevelInfo, MsgPublishedMore),
 		dropped:   NewLineCap(log, slog.LevelWarn, MsgDropped, slog.String("reason", "client write queue full")),
+		lost:      NewLineCap(log, slog.LevelWarn, MsgDropped, slog.String("reason", reasonInflightEnded)),
 	}
 	for _, b := range eventsAtInfo {
 		h.provides[b] = true
@@ -75,6 +77,7 @@ var (
 func (h *Hook) Init(any) error {
 	h.published.Start()
 	h.dropped.Start()
+	h.lost.Start()
 	return nil
 }
 
@@ -82,6 +85,7 @@ func (h *Hook) Init(any) error {
 func (h *Hook) Stop() error {
 	h.published.Close()
 	h.dropped.Close()
+	h.lost.Close()
 	return nil
 }
 
@@ -232,18 +236,28 @@ func (h *Hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnQosDropped: a QoS 1 or 2 message left a client's in-flight store undelivered: it expired
-// (MQTT 5 message expiry, or mochi's one-day maximum), its clean session ended, or the client
-// refused it. When a persistent session moves to a new connection mochi clears the old one's
-// copy too: that is no loss, so it is only a debug line.
+// (MQTT 5 message expiry), its clean session ended, or the client refused it; capped like the
+// other per-message lines. When a persistent session moves to a new connection mochi clears the
+// old one's copy too: that is no loss, so it is only a debug line. mochi's expiry sweep calls
+// this twice for each message, the second time with only its packet id (server.go:1738): that
+// call is not a second loss.
 func (h *Hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type == 0 {
+		return
+	}
 	if cl.IsTakenOver() {
 		h.log.LogAttrs(context.Background(), slog.LevelDebug, "in-flight message moved to the new connection",
 			slog.String("client", cl.ID), slog.Int("packet_id", int(pk.PacketID)))
 		return
 	}
+	if !h.lost.Allow() {
+		return
+	}
 	h.log.LogAttrs(context.Background(), slog.LevelWarn, MsgDropped, slog.String("client", cl.ID),
-		slog.Int("packet_id", int(pk.PacketID)), slog.String("reason", "in-flight message expired or its session ended"))
+		slog.Int("packet_id", int(pk.PacketID)), slog.String("reason", reasonInflightEnded))
 }
+
+const reasonInflightEnded = "in-flight message expired or its session ended"
 
 func (h *Hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	h.log.LogAttrs(context.Background(), slog.LevelInfo, MsgWillSent, slog.String("client", cl.ID),

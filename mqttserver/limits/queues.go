@@ -199,8 +199,12 @@ func (h *QueueHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, re
 	}
 }
 
-// OnQosDropped: an offline session's message expired.
+// OnQosDropped: an offline session's message expired. (mochi's expiry sweep calls it a second
+// time with only the packet id: not counted twice.)
 func (h *QueueHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Type == 0 {
+		return
+	}
 	h.mu.Lock()
 	if n, ok := h.bytes[cl.ID]; ok {
 		h.bytes[cl.ID] = max(0, n-queuedCost(pk))

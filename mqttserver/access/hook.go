@@ -6,7 +6,6 @@
 package access
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +46,8 @@ type Hook struct {
 	// longer read its topic (the -data store forgets it).
 	Withheld func(cl *mqtt.Client, pk packets.Packet)
 	stop     chan struct{}
+
+	claims claims
 }
 
 // Add installs the access hook: the users of authFile, or anyone (with a warning).
@@ -147,15 +148,12 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if users == nil {
 		return nil // without users, sessions have no owner to protect
 	}
-	existing, ok := h.server.Clients.Get(cl.ID)
+	existing, owner, ok := h.claims.take(h.server, cl)
 	if !ok {
-		return nil
-	}
-	if !bytes.Equal(existing.Properties.Username, pk.Connect.Username) {
 		return h.refuse(cl, packets.ErrNotAuthorized, "client id in use by another user's session",
-			slog.String("owner", string(existing.Properties.Username)))
+			slog.String("owner", string(owner)))
 	}
-	if !pk.Connect.Clean {
+	if existing != nil && !pk.Connect.Clean {
 		h.withholdUnreadable(users, existing)
 	}
 	return nil
@@ -295,8 +293,12 @@ func (h *Hook) refuse(cl *mqtt.Client, code packets.Code, reason string, attrs .
 func (h *Hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
 // OnSessionEstablished checks the will once more: the auth file may have been reloaded between
-// OnConnect and now, when Reload could not see this client yet.
-func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) { h.checkWill(cl) }
+// OnConnect and now, when Reload could not see this client yet. The session exists now: the
+// client id's claim is done.
+func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.claims.release(cl)
+	h.checkWill(cl)
+}
 
 // checkWill withdraws cl's will if the rules in force no longer let it publish there.
 func (h *Hook) checkWill(cl *mqtt.Client) {

@@ -145,9 +145,12 @@
 //     TestSecurityWillTopic, TestSecurityRevokedUserLeavesNoWill (mqttdemo/tests). Upstream: let
 //     OnWill cancel.
 //   - A client id's session goes to whoever connects with it (inheritClientSession, server.go:562),
-//     whatever the user. Mend: the access hook refuses another user's client id. Test:
-//     TestSecuritySessionOwnership (mqttdemo/tests). Upstream: an OnSessionTakeover hook, or a user
-//     check in inheritClientSession.
+//     whatever the user, and a new id is free until attachClient registers its session
+//     (server.go:458), after OnConnect: two users racing with one new id both pass. Mend: the access
+//     hook refuses another user's client id, and claims a new one from OnConnect to
+//     OnSessionEstablished (access/claims.go). Tests: TestSecuritySessionOwnership,
+//     TestSecurityNewClientIDRace, TestSecurityRefusedConnectLeavesClientIDFree (mqttdemo/tests).
+//     Upstream: an OnSessionTakeover hook, or a user check in inheritClientSession.
 //   - A resumed session's queue is resent without OnACLCheck (ResendInflightMessages,
 //     clients.go:304), after a reload took the topic away. Mend: withholdUnreadable
 //     (access/hook.go). Test: TestSecurityResendChecksPermissions (mqttdemo/tests). Upstream: check

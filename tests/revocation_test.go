@@ -1,0 +1,183 @@
+package tests
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mqttdemo/mqttserver/rawmqtt"
+	"mqttdemo/tests/harness"
+)
+
+// A client id is one user's from its first CONNECT on, even when two users race for a new one.
+
+const (
+	keeperPassword = "Pw-keeper-3a61f0"
+	alicePassword  = "Pw-alice-90d4e2"
+	bobPassword    = "Pw-bob-1c7b55"
+)
+
+// noDataRace fails the test if the broker, built with -race when the tests run with it, found
+// a data race.
+func noDataRace(t *testing.T, server *harness.Proc) {
+	t.Helper()
+	if strings.Contains(server.Out.String(), "DATA RACE") {
+		t.Error("the broker found a data race")
+	}
+}
+
+// revocationUsers is the auth file of these tests, without the users named in gone.
+func revocationUsers(gone ...string) string {
+	users := []struct{ name, password, rules string }{
+		{"sensor", sensorPassword, "publish: [sensors/#]"},
+		{"keeper", keeperPassword, "publish: [sensors/#]"},
+		{"watcher", watcherPassword, `subscribe: ["#"]`},
+		{"viewer", otherPassword, `subscribe: ["#"]`},
+		{"alice", alicePassword, "publish: [alice/#]"},
+		{"bob", bobPassword, "publish: [bob/#]"},
+	}
+	var b strings.Builder
+	b.WriteString("users:\n")
+	for _, u := range users {
+		if !slices.Contains(gone, u.name) {
+			fmt.Fprintf(&b, "  %s:\n    password: %q\n    %s\n", u.name, u.password, u.rules)
+		}
+	}
+	return b.String()
+}
+
+// sendConnect sends a CONNECT on a connection dialled already and returns the CONNACK's code,
+// or -1 if the connection ends first.
+func sendConnect(c net.Conn, pk []byte) int {
+	_ = c.SetDeadline(time.Now().Add(harness.Timeout))
+	if _, err := c.Write(pk); err != nil {
+		return -1
+	}
+	ack, err := rawmqtt.Read(c)
+	if err != nil || len(ack) < 4 || ack[0] != 0x20 {
+		return -1
+	}
+	return int(ack[3])
+}
+
+// alive tells whether the broker still answers c's PINGREQ (a session taken over is closed).
+func alive(c net.Conn) bool {
+	_ = c.SetDeadline(time.Now().Add(harness.Timeout))
+	if _, err := c.Write(rawmqtt.Pingreq()); err != nil {
+		return false
+	}
+	pk, err := rawmqtt.Read(c)
+	return err == nil && len(pk) > 0 && pk[0] == 0xd0
+}
+
+// raceConnect dials both connections, then sends both CONNECTs at the same moment, and returns
+// the connections and their CONNACK codes.
+func raceConnect(t *testing.T, addr string, connects [2][]byte) ([2]net.Conn, [2]int) {
+	t.Helper()
+	var conns [2]net.Conn
+	for i := range conns {
+		c, err := net.DialTimeout("tcp", addr, harness.Timeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c
+	}
+	var codes [2]int
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			codes[i] = sendConnect(conns[i], connects[i])
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return conns, codes
+}
+
+// TestSecurityNewClientIDRace: two users sending CONNECT with the same new client id at the
+// same moment: exactly one gets the session and keeps it, the other is refused "not
+// authorised", as another user's id is once its session exists. The same user twice still
+// takes its own session over.
+func TestSecurityNewClientIDRace(t *testing.T) {
+	auth := writeFile(t, t.TempDir(), "users.yaml", revocationUsers())
+	server, url := harness.StartServer(t, nil, "-auth", auth)
+	addr := hostPort(url)
+	deadline := time.Now().Add(time.Minute)
+	const rounds = 100
+	for round := range rounds {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d rounds in a minute", round)
+		}
+		id := fmt.Sprint("raced-", round)
+		conns, codes := raceConnect(t, addr, [2][]byte{
+			encodeConnect(connectOpts{version: 4, id: id, user: "alice", pass: alicePassword, persistent: true}),
+			encodeConnect(connectOpts{version: 4, id: id, user: "bob", pass: bobPassword, persistent: true}),
+		})
+		winner := -1
+		switch codes {
+		case [2]int{0, 5}:
+			winner = 0
+		case [2]int{5, 0}:
+			winner = 1
+		default:
+			t.Fatalf("round %d: CONNACK codes alice %d, bob %d; want one 0 (accepted) and one 5 (not authorised)", round, codes[0], codes[1])
+		}
+		if !alive(conns[winner]) {
+			t.Fatalf("round %d: the accepted client's session was taken over", round)
+		}
+		conns[0].Close()
+		conns[1].Close()
+	}
+
+	// The same user twice: both accepted, the later takes the session over (as MQTT says); the
+	// earlier connection may be closed before its CONNACK is out (-1), but is never refused.
+	for round := range 20 {
+		id := fmt.Sprint("same-user-", round)
+		connect := encodeConnect(connectOpts{version: 4, id: id, user: "alice", pass: alicePassword, persistent: true})
+		conns, codes := raceConnect(t, addr, [2][]byte{connect, connect})
+		if codes != [2]int{0, 0} && codes != [2]int{0, -1} && codes != [2]int{-1, 0} {
+			t.Fatalf("same user, round %d: CONNACK codes %d and %d, want 0 and 0 (or one closed, -1)", round, codes[0], codes[1])
+		}
+		conns[0].Close()
+		conns[1].Close()
+	}
+	noDataRace(t, server)
+}
+
+// TestSecurityRefusedConnectLeavesClientIDFree: a CONNECT that passes the access checks and is
+// then refused (here past -max-sessions) leaves its new client id free for another user.
+func TestSecurityRefusedConnectLeavesClientIDFree(t *testing.T) {
+	auth := writeFile(t, t.TempDir(), "users.yaml", revocationUsers())
+	server, url := harness.StartServer(t, nil, "-auth", auth, "-max-sessions", "1")
+	addr := hostPort(url)
+	holder, code := rawConnect(t, addr, connectOpts{version: 4, id: "the-one-session", user: "bob", pass: bobPassword})
+	if code != 0 {
+		t.Fatalf("CONNACK %#02x", code)
+	}
+	if _, code := rawConnect(t, addr, connectOpts{version: 4, id: "wanted", user: "alice", pass: alicePassword}); code != 3 {
+		t.Fatalf("past -max-sessions: CONNACK %#02x, want 3 (server unavailable)", code)
+	}
+	holder.Close()
+	server.WaitFor(t, `DISCONNECTED\s+client=the-one-session `)
+	// The session count drops right after that line: try until it has.
+	deadline := time.Now().Add(harness.Timeout)
+	for try := 0; ; try++ {
+		_, code := rawConnect(t, addr, connectOpts{version: 4, id: "wanted", user: "bob", pass: bobPassword})
+		if code == 0 {
+			break
+		}
+		if code != 3 || try == 1000 || time.Now().After(deadline) {
+			t.Fatalf("another user taking the id of a refused CONNECT: CONNACK %#02x, want 0", code)
+		}
+	}
+	noDataRace(t, server)
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 	"mqttdemo/tests/harness"
 )
 
-// A client id is one user's from its first CONNECT on, even when two users race for a new one.
+// What a reload of the auth file takes away is gone at once: a removed user's pending will. And
+// a client id is one user's from its first CONNECT on, even when two
+// users race for a new one.
 
 const (
 	keeperPassword = "Pw-keeper-3a61f0"
@@ -48,6 +51,68 @@ func revocationUsers(gone ...string) string {
 		}
 	}
 	return b.String()
+}
+
+// connectDelayedWill connects an MQTT 5 client with a persistent session and a will delayed by
+// delay, and returns the connection.
+func connectDelayedWill(t *testing.T, addr, id, user, password, topic string, delay uint32) net.Conn {
+	t.Helper()
+	pk := rawmqtt.Connect{ID: id, Version: 5, KeepAlive: 30, User: user, Password: password,
+		WillTopic: topic, WillPayload: []byte("will of " + id), WillQoS: 1}.Packet()
+	pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = 3600, true
+	pk.Connect.WillProperties.WillDelayInterval = delay
+	c, err := net.DialTimeout("tcp", addr, harness.Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	rc := &rawConn{c}
+	rc.send(t, rawmqtt.Encode(pk))
+	if ack := rc.read(t); len(ack) < 4 || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK for %s: % x", id, ack)
+	}
+	return c
+}
+
+// TestSecurityRevokedUserDelayedWillWithdrawn: an MQTT 5 will with a delay, pending because its
+// connection has closed, is withdrawn when a reload removes its user (as Mosquitto does) or
+// narrows its topics, and delivered when its user and topic stay. The kept will is due two
+// seconds after the others: when it arrives, they would have gone out a pass of mochi's will
+// timer earlier, so it is the sentinel that proves nothing else came.
+func TestSecurityRevokedUserDelayedWillWithdrawn(t *testing.T) {
+	dir := t.TempDir()
+	auth := writeFile(t, dir, "users.yaml", revocationUsers())
+	server, url := harness.StartServer(t, nil, "-auth", auth)
+	watcher := mustConnect(t, pahoOpts(url, "delayed-watcher").SetUsername("watcher").SetPassword(watcherPassword))
+	var got inbox
+	if err := waitToken(watcher.Subscribe("sensors/#", 1, got.handler)); err != nil {
+		t.Fatal(err)
+	}
+	removed := connectDelayedWill(t, hostPort(url), "delayed-removed", "sensor", sensorPassword, "sensors/removed/status", 1)
+	narrowed := connectDelayedWill(t, hostPort(url), "delayed-narrowed", "keeper", keeperPassword, "sensors/narrowed/status", 1)
+	kept := connectDelayedWill(t, hostPort(url), "delayed-kept", "keeper", keeperPassword, "sensors/kept/status", 3)
+	removed.Close() // without DISCONNECT: the will is due in a second
+	server.WaitFor(t, `DISCONNECTED\s+client=delayed-removed `)
+	narrowed.Close()
+	server.WaitFor(t, `DISCONNECTED\s+client=delayed-narrowed `)
+	kept.Close() // due in three
+	server.WaitFor(t, `DISCONNECTED\s+client=delayed-kept `)
+
+	keeperNarrowed := strings.Replace(revocationUsers("sensor"), "keeper:\n    password: \""+keeperPassword+"\"\n    publish: [sensors/#]",
+		"keeper:\n    password: \""+keeperPassword+"\"\n    publish: [sensors/kept/#]", 1)
+	if keeperNarrowed == revocationUsers("sensor") {
+		t.Fatal("the keeper's rules were not narrowed")
+	}
+	writeFile(t, dir, "users.yaml", keeperNarrowed)
+	server.Signal(t, syscall.SIGHUP)
+	server.WaitFor(t, `RELOADED`)
+	harness.Eventually(t, func() bool { return got.has("will of delayed-kept") }, "the kept delayed will")
+	if got.has("will of delayed-removed") || got.has("will of delayed-narrowed") {
+		t.Errorf("a delayed will the reload no longer allows was published: %v", got.payloads())
+	}
+	server.WaitFor(t, `WILL-WITHDRAWN\s+client=delayed-removed .*topic=sensors/removed/status reason="user no longer in the auth file"`)
+	server.WaitFor(t, `WILL-WITHDRAWN\s+client=delayed-narrowed .*topic=sensors/narrowed/status reason="may no longer publish to the will topic"`)
+	noDataRace(t, server)
 }
 
 // sendConnect sends a CONNECT on a connection dialled already and returns the CONNACK's code,

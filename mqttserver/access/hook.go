@@ -30,7 +30,8 @@ import (
 //
 // What it checks, at CONNECT: the login (slowed down after failures, see loginThrottle), that
 // the will topic is a topic name the user may publish to, and that a session with the client's
-// id belongs to the same user; while connected: every PUBLISH, SUBSCRIBE and delivery.
+// id belongs to the same user; while connected: every PUBLISH, SUBSCRIBE and delivery; at a
+// reload: the clients, their wills, and the wills mochi holds back for their delay.
 type Hook struct {
 	mqtt.HookBase
 	server *mqtt.Server
@@ -48,6 +49,7 @@ type Hook struct {
 	stop     chan struct{}
 
 	claims claims
+	wills  heldWills
 }
 
 // Add installs the access hook: the users of authFile, or anyone (with a warning).
@@ -77,7 +79,8 @@ func (h *Hook) ID() string { return "access" }
 
 func (h *Hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck,
+		mqtt.OnWill, mqtt.OnWillSent:
 		return true
 	}
 	return false
@@ -99,7 +102,7 @@ func (h *Hook) Stop() error {
 
 // Reload reads the -auth file again (on SIGHUP). A file that does not load is refused with one
 // line and the rules in force stay. Clients whose user is gone are disconnected, and wills the
-// new rules no longer allow are withdrawn.
+// new rules no longer allow are withdrawn, also those mochi holds back for their delay.
 func (h *Hook) Reload() error {
 	if h.file == "" {
 		return nil
@@ -124,6 +127,7 @@ func (h *Hook) Reload() error {
 		}
 		h.checkWill(cl)
 	}
+	h.withdrawHeldWills(users)
 	return nil
 }
 
@@ -294,9 +298,10 @@ func (h *Hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 
 // OnSessionEstablished checks the will once more: the auth file may have been reloaded between
 // OnConnect and now, when Reload could not see this client yet. The session exists now: the
-// client id's claim is done.
+// client id's claim is done. mochi has dropped any will it held back for the id.
 func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.claims.release(cl)
+	h.wills.forget(cl.ID, nil)
 	h.checkWill(cl)
 }
 

@@ -1,8 +1,13 @@
 package tests
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -14,8 +19,8 @@ import (
 	"mqttdemo/tests/harness"
 )
 
-// What a reload of the auth file takes away is gone at once: a removed user's pending will. And
-// a client id is one user's from its first CONNECT on, even when two
+// What a reload of the auth file takes away is gone at once: a removed user's pending will and
+// its live-page stream. And a client id is one user's from its first CONNECT on, even when two
 // users race for a new one.
 
 const (
@@ -112,6 +117,94 @@ func TestSecurityRevokedUserDelayedWillWithdrawn(t *testing.T) {
 	}
 	server.WaitFor(t, `WILL-WITHDRAWN\s+client=delayed-removed .*topic=sensors/removed/status reason="user no longer in the auth file"`)
 	server.WaitFor(t, `WILL-WITHDRAWN\s+client=delayed-narrowed .*topic=sensors/narrowed/status reason="may no longer publish to the will topic"`)
+	noDataRace(t, server)
+}
+
+// sseStream is the live page's event stream, read in the background.
+type sseStream struct {
+	mu    sync.Mutex
+	data  bytes.Buffer
+	ended chan struct{}
+}
+
+// openStream opens GET /events at base as user and reads it until it ends or the test does.
+func openStream(t *testing.T, base, user, password string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/events", nil)
+	req.SetBasicAuth(user, password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		t.Fatalf("GET /events as %s: %s", user, resp.Status)
+	}
+	s := &sseStream{ended: make(chan struct{})}
+	go func() {
+		defer close(s.ended)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.data.Write(sc.Bytes())
+			s.data.WriteByte('\n')
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *sseStream) has(text string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Contains(s.data.Bytes(), []byte(text))
+}
+
+func (s *sseStream) hasEnded() bool {
+	select {
+	case <-s.ended:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestSecurityRevokedViewerStreamEnds: a live-page stream opened by a user that a reload removes
+// ends at the reload, and shows nothing published after it; a stream of a user that stays goes
+// on, and shows that message (the sentinel).
+func TestSecurityRevokedViewerStreamEnds(t *testing.T) {
+	dir := t.TempDir()
+	auth := writeFile(t, dir, "users.yaml", revocationUsers())
+	server, url := harness.StartServer(t, nil, "-auth", auth, "-http-listen", "127.0.0.1:0")
+	m := regexp.MustCompile(`http=(http://\S+)`).FindStringSubmatch(server.WaitFor(t, `STARTED`))
+	if m == nil {
+		t.Fatal("no http= address on the started line")
+	}
+	removed := openStream(t, m[1], "viewer", otherPassword)
+	kept := openStream(t, m[1], "watcher", watcherPassword)
+	harness.Eventually(t, func() bool { return removed.has("event: snapshot") && kept.has("event: snapshot") },
+		"both streams' first snapshot")
+
+	writeFile(t, dir, "users.yaml", revocationUsers("viewer"))
+	server.Signal(t, syscall.SIGHUP)
+	server.WaitFor(t, `RELOADED`)
+	sensor := mustConnect(t, pahoOpts(url, "stream-sensor").SetUsername("sensor").SetPassword(sensorPassword))
+	const after = "published-after-the-reload"
+	if err := waitToken(sensor.Publish("sensors/stream", 1, false, after)); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, func() bool { return kept.has(after) }, "the kept viewer's stream to show the message")
+	harness.Eventually(t, removed.hasEnded, "the removed viewer's stream to end")
+	if removed.has(after) {
+		t.Error("the removed viewer's stream showed a message published after the reload")
+	}
+	if kept.hasEnded() {
+		t.Error("the kept viewer's stream ended")
+	}
 	noDataRace(t, server)
 }
 

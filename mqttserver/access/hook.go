@@ -46,6 +46,9 @@ type Hook struct {
 	// Withheld is told of a queued message that is not resent because the client may no
 	// longer read its topic (the -data store forgets it).
 	Withheld func(cl *mqtt.Client, pk packets.Packet)
+	// Reloaded is called when a reload has put new rules in force, before it is logged (the
+	// live page checks its viewers again).
+	Reloaded func()
 	stop     chan struct{}
 
 	claims claims
@@ -113,6 +116,9 @@ func (h *Hook) Reload() error {
 		return err
 	}
 	h.users.Store(users)
+	if h.Reloaded != nil {
+		h.Reloaded()
+	}
 	h.log.Info(eventlog.MsgAuthReloaded, "file", h.file, "users", len(users.Users), "anonymous", users.Anonymous != nil)
 	for _, cl := range h.server.Clients.GetAll() {
 		if cl.Net.Inline || cl.Closed() {
@@ -263,8 +269,19 @@ func (h *Hook) PageLogin(remote, user, password string) bool {
 	if err != nil || !ok {
 		return false
 	}
-	rules := users.rules([]byte(user))
-	return rules.allows("#", false) && len(rules.DenySubscribe) == 0
+	return users.mayView(user)
+}
+
+// PageViewer tells whether the credentials of a live-page stream still open the page under the
+// rules in force: each open stream asks after a reload. The login throttle is not asked: the
+// credentials were right when the stream was opened, and a stream cannot try others.
+func (h *Hook) PageViewer(user, password string) bool {
+	users := h.users.Load()
+	if users == nil || user == "" {
+		return false
+	}
+	ok, _ := users.authenticate([]byte(user), []byte(password))
+	return ok && users.mayView(user)
 }
 
 // refuse answers CONNECT with code (MQTT 5) or its MQTT 3.1.1 counterpart, logs why, and

@@ -6,7 +6,6 @@
 package access
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +30,8 @@ import (
 //
 // What it checks, at CONNECT: the login (slowed down after failures, see loginThrottle), that
 // the will topic is a topic name the user may publish to, and that a session with the client's
-// id belongs to the same user; while connected: every PUBLISH, SUBSCRIBE and delivery.
+// id belongs to the same user; while connected: every PUBLISH, SUBSCRIBE and delivery; at a
+// reload: the clients, their wills, and the wills mochi holds back for their delay.
 type Hook struct {
 	mqtt.HookBase
 	server *mqtt.Server
@@ -46,7 +46,13 @@ type Hook struct {
 	// Withheld is told of a queued message that is not resent because the client may no
 	// longer read its topic (the -data store forgets it).
 	Withheld func(cl *mqtt.Client, pk packets.Packet)
+	// Reloaded is called when a reload has put new rules in force, before it is logged (the
+	// live page checks its viewers again).
+	Reloaded func()
 	stop     chan struct{}
+
+	claims claims
+	wills  heldWills
 }
 
 // Add installs the access hook: the users of authFile, or anyone (with a warning).
@@ -76,7 +82,8 @@ func (h *Hook) ID() string { return "access" }
 
 func (h *Hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnSessionEstablished, mqtt.OnACLCheck,
+		mqtt.OnWill, mqtt.OnWillSent:
 		return true
 	}
 	return false
@@ -98,7 +105,7 @@ func (h *Hook) Stop() error {
 
 // Reload reads the -auth file again (on SIGHUP). A file that does not load is refused with one
 // line and the rules in force stay. Clients whose user is gone are disconnected, and wills the
-// new rules no longer allow are withdrawn.
+// new rules no longer allow are withdrawn, also those mochi holds back for their delay.
 func (h *Hook) Reload() error {
 	if h.file == "" {
 		return nil
@@ -109,6 +116,9 @@ func (h *Hook) Reload() error {
 		return err
 	}
 	h.users.Store(users)
+	if h.Reloaded != nil {
+		h.Reloaded()
+	}
 	h.log.Info(eventlog.MsgAuthReloaded, "file", h.file, "users", len(users.Users), "anonymous", users.Anonymous != nil)
 	for _, cl := range h.server.Clients.GetAll() {
 		if cl.Net.Inline || cl.Closed() {
@@ -123,6 +133,7 @@ func (h *Hook) Reload() error {
 		}
 		h.checkWill(cl)
 	}
+	h.withdrawHeldWills(users)
 	return nil
 }
 
@@ -147,15 +158,12 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if users == nil {
 		return nil // without users, sessions have no owner to protect
 	}
-	existing, ok := h.server.Clients.Get(cl.ID)
+	existing, owner, ok := h.claims.take(h.server, cl)
 	if !ok {
-		return nil
-	}
-	if !bytes.Equal(existing.Properties.Username, pk.Connect.Username) {
 		return h.refuse(cl, packets.ErrNotAuthorized, "client id in use by another user's session",
-			slog.String("owner", string(existing.Properties.Username)))
+			slog.String("owner", string(owner)))
 	}
-	if !pk.Connect.Clean {
+	if existing != nil && !pk.Connect.Clean {
 		h.withholdUnreadable(users, existing)
 	}
 	return nil
@@ -261,8 +269,19 @@ func (h *Hook) PageLogin(remote, user, password string) bool {
 	if err != nil || !ok {
 		return false
 	}
-	rules := users.rules([]byte(user))
-	return rules.allows("#", false) && len(rules.DenySubscribe) == 0
+	return users.mayView(user)
+}
+
+// PageViewer tells whether the credentials of a live-page stream still open the page under the
+// rules in force: each open stream asks after a reload. The login throttle is not asked: the
+// credentials were right when the stream was opened, and a stream cannot try others.
+func (h *Hook) PageViewer(user, password string) bool {
+	users := h.users.Load()
+	if users == nil || user == "" {
+		return false
+	}
+	ok, _ := users.authenticate([]byte(user), []byte(password))
+	return ok && users.mayView(user)
 }
 
 // refuse answers CONNECT with code (MQTT 5) or its MQTT 3.1.1 counterpart, logs why, and
@@ -295,8 +314,13 @@ func (h *Hook) refuse(cl *mqtt.Client, code packets.Code, reason string, attrs .
 func (h *Hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
 // OnSessionEstablished checks the will once more: the auth file may have been reloaded between
-// OnConnect and now, when Reload could not see this client yet.
-func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) { h.checkWill(cl) }
+// OnConnect and now, when Reload could not see this client yet. The session exists now: the
+// client id's claim is done. mochi has dropped any will it held back for the id.
+func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.claims.release(cl)
+	h.wills.forget(cl.ID, nil)
+	h.checkWill(cl)
+}
 
 // checkWill withdraws cl's will if the rules in force no longer let it publish there.
 func (h *Hook) checkWill(cl *mqtt.Client) {

@@ -134,6 +134,13 @@ func (u *Users) rules(username []byte) *Rules {
 	return nil
 }
 
+// mayView tells whether user may open the live page: it shows every topic, so only a user who
+// may read everything anyway (subscribe to "#", no deny_subscribe rule).
+func (u *Users) mayView(user string) bool {
+	rules := u.rules([]byte(user))
+	return rules.allows("#", false) && len(rules.DenySubscribe) == 0
+}
+
 // allows tells whether the rules let a client publish (write) or subscribe to topic, which may
 // be a filter. A filter is allowed when an allow rule covers every topic it can match and no
 // deny rule does; a wider filter that a deny rule only overlaps is allowed, and the messages it

@@ -125,6 +125,8 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	}
 	if page != nil && cfg.AuthFile != "" { // the page asks for the same users, with HTTP basic auth
 		page.CheckUser = b.access.PageLogin
+		page.Recheck = b.access.PageViewer // a reload ends the streams of viewers it removes
+		b.access.Reloaded = page.Reloaded
 	}
 	queues := limits.NewQueueHook(server, cfg.Limits, log)
 	expiry := limits.NewExpiryHook(server, cfg.Limits, log)

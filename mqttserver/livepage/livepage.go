@@ -8,8 +8,10 @@ package livepage
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -54,6 +56,12 @@ type Page struct {
 	lines  *LineRing
 	// CheckUser checks HTTP basic credentials against the -auth users; nil: the page is open.
 	CheckUser func(remote, user, password string) bool
+	// Recheck tells whether a stream's credentials still open the page, after Reloaded; nil:
+	// they do.
+	Recheck func(user, password string) bool
+
+	reloadMu sync.Mutex
+	reloaded chan struct{} // closed by the next Reloaded
 
 	mu      sync.Mutex
 	clients map[*mqtt.Client]Client
@@ -415,23 +423,75 @@ func (p *Page) guard(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
-		if p.CheckUser != nil && !p.authorized(r) {
-			h.Set("WWW-Authenticate", `Basic realm="mqttserver", charset="UTF-8"`)
-			http.Error(w, "a user of the -auth file is needed", http.StatusUnauthorized)
-			return
+		if p.CheckUser != nil {
+			v, ok := p.authorized(r)
+			if !ok {
+				h.Set("WWW-Authenticate", `Basic realm="mqttserver", charset="UTF-8"`)
+				http.Error(w, "a user of the -auth file is needed", http.StatusUnauthorized)
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), viewerKey{}, v))
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func (p *Page) authorized(r *http.Request) bool {
+// viewer is the user a request was let in for, kept by a stream to check again after a reload.
+type viewer struct {
+	user, password string
+	reloaded       <-chan struct{} // closed by the first reload after the check
+}
+
+type viewerKey struct{}
+
+func (p *Page) authorized(r *http.Request) (*viewer, bool) {
 	user, password, ok := r.BasicAuth()
 	if !ok {
-		return false
+		return nil, false
 	}
+	v := &viewer{user: user, password: password, reloaded: p.nextReload()} // before the check
 	// The login throttle bounds the bcrypt checks: one address's run one at a time.
-	return p.CheckUser(r.RemoteAddr, user, password)
+	return v, p.CheckUser(r.RemoteAddr, user, password)
 }
+
+// Reloaded tells the open streams that the auth file was reloaded: each checks its viewer again
+// (Recheck) before it sends anything more, and ends if the viewer may no longer see the page.
+func (p *Page) Reloaded() {
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
+	if p.reloaded != nil {
+		close(p.reloaded)
+		p.reloaded = nil
+	}
+}
+
+// nextReload is closed by the next Reloaded.
+func (p *Page) nextReload() <-chan struct{} {
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
+	if p.reloaded == nil {
+		p.reloaded = make(chan struct{})
+	}
+	return p.reloaded
+}
+
+// stillAllowed tells whether v may still see the page: asked again once a reload happened since
+// the last check. A nil viewer is an open page.
+func (p *Page) stillAllowed(v *viewer) bool {
+	if v == nil {
+		return true
+	}
+	select {
+	case <-v.reloaded:
+		v.reloaded = p.nextReload() // before the check: a reload during it is seen next time
+		return p.Recheck == nil || p.Recheck(v.user, v.password)
+	default:
+		return true
+	}
+}
+
+// errRevoked ends the stream of a viewer a reload no longer allows.
+var errRevoked = errors.New("viewer no longer allowed")
 
 // events streams Server-Sent Events: "snapshot" (Snapshot) once a second, "lines" (the
 // new event lines, a JSON array) at most every liveLinesGap.
@@ -446,7 +506,12 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no") // a proxy in front must not hold the stream back
 	rc := http.NewResponseController(w)
+	v, _ := r.Context().Value(viewerKey{}).(*viewer)
+	var reloaded <-chan struct{} // nil, never ready, for an open page
 	send := func(event string, data []byte) error {
+		if !p.stillAllowed(v) { // checked before each event: none is sent after the reload
+			return errRevoked
+		}
 		_ = rc.SetWriteDeadline(time.Now().Add(liveWriteTTL))
 		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil {
 			return err
@@ -473,11 +538,18 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		if v != nil {
+			reloaded = v.reloaded
+		}
 		select {
 		case <-r.Context().Done():
 			return
 		case <-p.stop:
 			return
+		case <-reloaded:
+			if !p.stillAllowed(v) {
+				return
+			}
 		case <-tick.C:
 		}
 		lines, next = p.lines.since(next)

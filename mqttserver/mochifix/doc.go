@@ -180,10 +180,21 @@
 //     TestSecurityWillTopic, TestSecurityRevokedUserLeavesNoWill (mqttdemo/tests). Upstream: let
 //     OnWill cancel.
 //     Canary: TestCanaryOnWillCannotCancel (package access).
+//   - A delayed will is out of reach. An MQTT 5 will with a delay is held in the server's loop
+//     (sendLWT, server.go:1541) and published by sendDelayedLWT (server.go:1745) with no hook that
+//     can stop it, and no flag it checks: a reload could not withdraw a removed user's will once
+//     its connection had closed. Mend: the access hook notes each held will (OnWill) and, when a
+//     reload no longer allows it, injects a DISCONNECT for its closed connection (InjectPacket),
+//     on which mochi drops it (processDisconnect, server.go:1407) (access/wills.go). Test:
+//     TestSecurityRevokedUserDelayedWillWithdrawn (mqttdemo/tests). Upstream: check the will's
+//     flag, or ask a hook, when a delayed will is due.
 //   - A client id's session goes to whoever connects with it (inheritClientSession, server.go:562),
-//     whatever the user. Mend: the access hook refuses another user's client id. Test:
-//     TestSecuritySessionOwnership (mqttdemo/tests). Upstream: an OnSessionTakeover hook, or a user
-//     check in inheritClientSession.
+//     whatever the user, and a new id is free until attachClient registers its session
+//     (server.go:458), after OnConnect: two users racing with one new id both pass. Mend: the access
+//     hook refuses another user's client id, and claims a new one from OnConnect to
+//     OnSessionEstablished (access/claims.go). Tests: TestSecuritySessionOwnership,
+//     TestSecurityNewClientIDRace, TestSecurityRefusedConnectLeavesClientIDFree (mqttdemo/tests).
+//     Upstream: an OnSessionTakeover hook, or a user check in inheritClientSession.
 //     Canary: TestCanarySessionGoesToAnyUser (package access).
 //   - A resumed session's queue is resent without OnACLCheck (ResendInflightMessages,
 //     clients.go:304), after a reload took the topic away. Mend: withholdUnreadable

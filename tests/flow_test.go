@@ -108,7 +108,7 @@ func dialStalled(tb testing.TB, addr, id, filter string, qos byte) {
 	tb.Helper()
 	d := net.Dialer{Timeout: harness.Timeout, Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
-		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		err := c.Control(func(fd uintptr) { serr = setRecvBuffer(fd, 4096) })
 		if err == nil {
 			err = serr
 		}

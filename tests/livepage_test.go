@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -145,7 +144,7 @@ func startChromium(t *testing.T, bin string) *devTools {
 		"--remote-debugging-port=0", "--window-size=1280,1000", "about:blank")
 	out := new(harness.Output)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its helpers too, in one group
+	inOwnGroup(cmd) // its helpers too
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start chromium: %v", err)
@@ -165,7 +164,7 @@ func startChromium(t *testing.T, bin string) *devTools {
 		case <-done:
 		case <-time.After(5 * time.Second):
 		}
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // whatever of the group is left
+		killGroup(cmd) // whatever of the group is left
 		<-done
 		if t.Failed() {
 			t.Logf("--- chromium output:\n%s", out)

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -217,24 +216,6 @@ func heapAfterGC() uint64 {
 }
 
 func mib(n uint64) float64 { return float64(n) / (1 << 20) }
-
-// raiseFileLimit raises this process's open-file limit (children inherit it) or skips the test.
-func raiseFileLimit(t *testing.T, need uint64) {
-	t.Helper()
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	if lim.Cur < need {
-		lim.Cur = min(need, lim.Max)
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if lim.Cur < need {
-		t.Skipf("needs %d open files, the hard limit is %d (ulimit -Hn)", need, lim.Max)
-	}
-}
 
 // rssKiB is a process's resident memory from /proc.
 func rssKiB(t *testing.T, pid int) int {

@@ -216,20 +216,6 @@ func parseVmRSS(status string) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc status")
 }
 
-// raiseFileLimit lifts the soft open-file limit to the hard one and keeps it for the brokers we
-// start (Go raises it for itself only).
-func raiseFileLimit() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	return lim.Cur, nil
-}
-
 // idleMemory starts a fresh broker, opens n idle MQTT connections to it and returns the growth of
 // its RSS per connection, in bytes: fresh, and after churn (those n closed and n new ones
 // opened: memory the runtime reuses must be zeroed, so it is resident again — what a broker that

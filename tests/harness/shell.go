@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/creack/pty"
@@ -60,7 +59,7 @@ func StartShell(tb testing.TB, dir string, env []string) *Shell {
 	}()
 	tb.Cleanup(func() {
 		for _, pid := range s.session() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			killPID(pid)
 		}
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()

@@ -5,7 +5,6 @@ package broker
 // can go.
 
 import (
-	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -16,19 +15,16 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"mqttdemo/mqttserver/internal/bare"
 	"mqttdemo/mqttserver/rawmqtt"
 )
 
 // TestCanaryNoDeadlineBeforeConnect: mochi reads a connection's CONNECT before it sets any
 // deadline, so a connection that sends nothing is held for ever.
 func TestCanaryNoDeadlineBeforeConnect(t *testing.T) {
-	server := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err := server.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
-	}
+	server := bare.New(t, nil, new(auth.AllowHook))
 	client, end := net.Pipe()
 	conn := &deadlineConn{Conn: end, firstRead: make(chan bool, 1)}
 	done := make(chan struct{})
@@ -74,7 +70,7 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 // the subscribers' sessions, so a crash in between loses a message the publisher saw accepted.
 func TestCanaryAckedBeforeDelivered(t *testing.T) {
 	rec := new(qosRecorder)
-	_, addr := bareMochi(t, nil, rec)
+	_, addr := bare.Serve(t, nil, rec)
 	sub := rawConnect(t, addr, "sub", false)
 	rawExchange(t, sub, rawmqtt.Subscribe(1, "q/#", 1), 0x90, 1)
 	pub := rawConnect(t, addr, "pub", true)
@@ -91,7 +87,7 @@ func TestCanaryAckedBeforeDelivered(t *testing.T) {
 // only; no hook a store could use is told.
 func TestCanaryQoS2ProgressNotStored(t *testing.T) {
 	rec := new(qosRecorder)
-	server, addr := bareMochi(t, nil, rec)
+	server, addr := bare.Serve(t, nil, rec)
 	sub := rawConnect(t, addr, "sub", false)
 	rawExchange(t, sub, rawmqtt.Subscribe(1, "q/#", 2), 0x90, 1)
 	pub := rawConnect(t, addr, "pub", true)
@@ -149,7 +145,7 @@ func (h *qosRecorder) list() []string {
 
 // TestCanaryClosePanicsTwice: mochi's Close closes a channel, and panics when called again.
 func TestCanaryClosePanicsTwice(t *testing.T) {
-	server := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	server := bare.New(t, nil)
 	if err := server.Serve(); err != nil {
 		t.Fatal(err)
 	}
@@ -167,36 +163,11 @@ func TestCanaryClosePanicsTwice(t *testing.T) {
 // TestCanarySysGaugesStale: mochi brings the clients total up to date only when it publishes
 // $SYS (at Serve, then every SysTopicResendInterval, made long here so that none comes between).
 func TestCanarySysGaugesStale(t *testing.T) {
-	server, addr := bareMochi(t, &mqtt.Options{SysTopicResendInterval: 3600})
+	server, addr := bare.Serve(t, &mqtt.Options{SysTopicResendInterval: 3600})
 	rawConnect(t, addr, "c", true)
 	connected, total := atomic.LoadInt64(&server.Info.ClientsConnected), atomic.LoadInt64(&server.Info.ClientsTotal)
 	if connected != 1 || total != 0 {
 		t.Fatalf("mochi no longer shows stale $SYS gauges (connected %d, total %d): "+
 			"the mend in broker/stats.go may go (see doc.go)", connected, total)
 	}
-}
-
-// bareMochi serves mochi as it comes: default options (or opts), the test's hooks, then
-// auth.AllowHook, on a loopback port.
-func bareMochi(t *testing.T, opts *mqtt.Options, hooks ...mqtt.Hook) (*mqtt.Server, string) {
-	t.Helper()
-	if opts == nil {
-		opts = new(mqtt.Options)
-	}
-	opts.Logger = slog.New(slog.DiscardHandler)
-	server := mqtt.New(opts)
-	for _, h := range append(hooks, new(auth.AllowHook)) {
-		if err := server.AddHook(h, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
-	if err := server.AddListener(tcp); err != nil {
-		t.Fatal(err)
-	}
-	if err := server.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = server.Close() })
-	return server, tcp.Address()
 }

@@ -5,7 +5,6 @@ package limits
 
 import (
 	"bytes"
-	"log/slog"
 	"math"
 	"net"
 	"runtime"
@@ -14,15 +13,11 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"mqttdemo/mqttserver/internal/bare"
 	"mqttdemo/mqttserver/rawmqtt"
 )
-
-// canaryWait bounds each wait of a canary; a canary waits that long only when mochi changed.
-const canaryWait = 5 * time.Second
 
 // TestCanaryPacketSizeWithoutFixedHeader: mochi compares the remaining length + 1 with
 // MaximumPacketSize, so a packet up to four bytes over it passes.
@@ -30,13 +25,13 @@ func TestCanaryPacketSizeWithoutFixedHeader(t *testing.T) {
 	const limit = 200
 	opts := &mqtt.Options{Capabilities: mqtt.NewDefaultServerCapabilities()}
 	opts.Capabilities.MaximumPacketSize = limit
-	addr := bareMochi(t, opts)
-	conn := dialRaw(t, addr, rawmqtt.Connect{ID: "big", Clean: true})
+	_, addr := bare.Serve(t, opts)
+	conn := bare.Connect(t, addr, rawmqtt.Connect{ID: "big", Clean: true})
 	pk := rawmqtt.Publish("t", 1, 1, make([]byte, limit-1-len("t")-4)) // remaining length limit-1
 	if len(pk) <= limit {
 		t.Fatalf("the packet is %d bytes, want more than %d", len(pk), limit)
 	}
-	write(t, conn, pk)
+	bare.Write(t, conn, pk)
 	if ack, err := rawmqtt.Read(conn); err != nil || ack[0] != 0x40 {
 		t.Fatalf("mochi no longer shows packets over MaximumPacketSize accepted (%d bytes: % x, %v): "+
 			"the mend in limits/limits.go (OnPacketRead) may go (see doc.go)", len(pk), ack, err)
@@ -47,33 +42,32 @@ func TestCanaryPacketSizeWithoutFixedHeader(t *testing.T) {
 // and a publisher takes that lock for a packet id: a subscriber that stops reading stalls its
 // publishers. The subscriber is a pipe, whose writes block at once until read.
 func TestCanaryWritesBlockUnderLock(t *testing.T) {
-	server := bareServer(t, nil)
-	addr := serve(t, server)
+	server, addr := bare.Serve(t, nil)
 	sub, end := net.Pipe()
 	go func() { _ = server.EstablishConnection("pipe", end) }()
 	t.Cleanup(func() { sub.Close() }) // before the server closes: unblocks the write
-	_ = sub.SetDeadline(time.Now().Add(canaryWait))
-	write(t, sub, rawmqtt.Connect{ID: "stalled", Clean: true, KeepAlive: 60}.Encode())
-	readPacket(t, sub) // CONNACK
-	exchange(t, sub, rawmqtt.Subscribe(1, "q/#", 1), 0x90)
+	_ = sub.SetDeadline(time.Now().Add(bare.Wait))
+	bare.Write(t, sub, rawmqtt.Connect{ID: "stalled", Clean: true, KeepAlive: 60}.Encode())
+	bare.Read(t, sub) // CONNACK
+	bare.Exchange(t, sub, rawmqtt.Subscribe(1, "q/#", 1), 0x90)
 	// From here the subscriber reads nothing.
 
-	pub := dialRaw(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
-	write(t, pub, rawmqtt.Publish("q/x", 1, 1, []byte("one")))
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
+	bare.Write(t, pub, rawmqtt.Publish("q/x", 1, 1, []byte("one")))
 	if !waitGoroutine("(*Client).WritePacket", "net.(*pipe).write") {
 		t.Fatal("mochi never wrote the first message to the subscriber")
 	}
-	write(t, pub, rawmqtt.Publish("q/x", 1, 2, []byte("two")))
+	bare.Write(t, pub, rawmqtt.Publish("q/x", 1, 2, []byte("two")))
 	if !waitGoroutine("(*Client).NextPacketID", "sync.(*Mutex).Lock") {
 		t.Fatal("mochi no longer shows a publisher stalled by a subscriber that stopped reading: " +
 			"the mend in limits/slowclients.go may go (see doc.go)")
 	}
 }
 
-// waitGoroutine waits (canaryWait at most) for a goroutine whose stack holds each of fns.
+// waitGoroutine waits (bare.Wait at most) for a goroutine whose stack holds each of fns.
 func waitGoroutine(fns ...string) bool {
 	buf := make([]byte, 1<<22)
-	for deadline := time.Now().Add(canaryWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(bare.Wait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		n := runtime.Stack(buf, true)
 		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
 			all := true
@@ -90,7 +84,7 @@ func waitGoroutine(fns ...string) bool {
 
 // TestCanaryReadBuffer2KiB: mochi gives every connection, idle or not, a 2 KiB read buffer.
 func TestCanaryReadBuffer2KiB(t *testing.T) {
-	if n := bareServer(t, nil).Options.ClientNetReadBufferSize; n != 2048 {
+	if n := bare.New(t, nil).Options.ClientNetReadBufferSize; n != 2048 {
 		t.Fatalf("mochi no longer shows a 2 KiB read buffer per connection (%d bytes): the mend in "+
 			"limits/slowclients.go (IdleReadBuffer, set in broker/run.go) may go (see doc.go)", n)
 	}
@@ -102,7 +96,7 @@ func TestCanaryReadBuffer2KiB(t *testing.T) {
 func TestCanaryMemoryBoundedByCounts(t *testing.T) {
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, Payload: bytes.Repeat([]byte("x"), 64)}
 	cp := pk.Copy(false)
-	caps := bareServer(t, nil).Options.Capabilities
+	caps := bare.New(t, nil).Options.Capabilities
 	if &cp.Payload[0] == &pk.Payload[0] || caps.MaximumSessionExpiryInterval != math.MaxUint32 {
 		t.Fatalf("mochi no longer shows memory bounded by counts only (payload shared: %v, session expiry %d s): "+
 			"the mend in limits/queues.go may go (see doc.go)", &cp.Payload[0] == &pk.Payload[0], caps.MaximumSessionExpiryInterval)
@@ -111,12 +105,12 @@ func TestCanaryMemoryBoundedByCounts(t *testing.T) {
 
 // TestCanaryAcksInheritUserProperties: mochi's PUBACK carries the PUBLISH's user properties.
 func TestCanaryAcksInheritUserProperties(t *testing.T) {
-	addr := serve(t, bareServer(t, nil))
-	conn := dialRaw(t, addr, rawmqtt.Connect{ID: "v5", Version: 5, Clean: true})
-	write(t, conn, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+	_, addr := bare.Serve(t, nil)
+	conn := bare.Connect(t, addr, rawmqtt.Connect{ID: "v5", Version: 5, Clean: true})
+	bare.Write(t, conn, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
 		ProtocolVersion: 5, TopicName: "t", PacketID: 1, Payload: []byte("m"),
 		Properties: packets.Properties{User: []packets.UserProperty{{Key: "k", Val: "v"}}}}))
-	ack, err := rawmqtt.Decode(readPacket(t, conn), 5)
+	ack, err := rawmqtt.Decode(bare.Read(t, conn), 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,83 +118,4 @@ func TestCanaryAcksInheritUserProperties(t *testing.T) {
 		t.Fatalf("mochi no longer shows acks that inherit user properties (type %d, user properties %v): the mend "+
 			"in limits/limits.go (NoInheritedPropertiesOnAck) may go (see doc.go)", ack.FixedHeader.Type, ack.Properties.User)
 	}
-}
-
-// bareMochi serves mochi as it comes (default options, or opts) on a loopback port.
-func bareMochi(t *testing.T, opts *mqtt.Options) string {
-	t.Helper()
-	return serve(t, bareServer(t, opts))
-}
-
-// bareServer is mochi with default options (or opts) and auth.AllowHook, not serving yet.
-func bareServer(t *testing.T, opts *mqtt.Options) *mqtt.Server {
-	t.Helper()
-	if opts == nil {
-		opts = new(mqtt.Options)
-	}
-	opts.Logger = slog.New(slog.DiscardHandler)
-	server := mqtt.New(opts)
-	if err := server.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
-	}
-	return server
-}
-
-// serve serves server on a loopback port until the test ends.
-func serve(t *testing.T, server *mqtt.Server) string {
-	t.Helper()
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
-	if err := server.AddListener(tcp); err != nil {
-		t.Fatal(err)
-	}
-	if err := server.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = server.Close() })
-	return tcp.Address()
-}
-
-// dialRaw connects with c and reads a CONNACK that accepts it.
-func dialRaw(t *testing.T, addr string, c rawmqtt.Connect) net.Conn {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, canaryWait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(canaryWait))
-	c.KeepAlive = 60
-	write(t, conn, c.Encode())
-	if pk := readPacket(t, conn); pk[0] != 0x20 || pk[3] != 0 {
-		t.Fatalf("connect %s: got % x, want CONNACK accepted", c.ID, pk)
-	}
-	return conn
-}
-
-func write(t *testing.T, conn net.Conn, pk []byte) {
-	t.Helper()
-	if _, err := conn.Write(pk); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readPacket(t *testing.T, conn net.Conn) []byte {
-	t.Helper()
-	pk, err := rawmqtt.Read(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pk
-}
-
-// exchange writes pk and reads packets until one whose first byte is want.
-func exchange(t *testing.T, conn net.Conn, pk []byte, want byte) {
-	t.Helper()
-	write(t, conn, pk)
-	for range 100 {
-		if readPacket(t, conn)[0] == want {
-			return
-		}
-	}
-	t.Fatalf("no packet % x came", want)
 }

@@ -4,8 +4,6 @@ package mochifix
 // fails once mochi no longer shows it, so that the mend can go.
 
 import (
-	"log/slog"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,15 +11,11 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"mqttdemo/mqttserver/internal/bare"
 	"mqttdemo/mqttserver/rawmqtt"
 )
-
-// canaryWait bounds each wait of a canary; a canary waits that long only when mochi changed.
-const canaryWait = 5 * time.Second
 
 // TestCanaryResendOrderShuffled: mochi resends a session's queue sorted by the low 16 bits of
 // each message's creation second, from a map: messages queued within one second come back in
@@ -47,20 +41,20 @@ func TestCanaryResendOrderShuffled(t *testing.T) {
 // connection takes it over queues its message to the old session, which no one reads.
 func TestCanaryTakeoverLosesQueued(t *testing.T) {
 	gate := &aclGate{client: "resumer", topic: "q/raced", looked: make(chan struct{}), established: make(chan struct{})}
-	server, addr := bareMochi(t, nil, gate)
+	server, addr := bare.Serve(t, nil, gate)
 	offlineSession(t, server, addr, "resumer", "q/#")
 	gate.armed.Store(true)
 
-	pub := dialRaw(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
-	write(t, pub, rawmqtt.Publish("q/raced", 1, 1, []byte("raced")))
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
+	bare.Write(t, pub, rawmqtt.Publish("q/raced", 1, 1, []byte("raced")))
 	select { // the publisher has found the old session and waits in its ACL check
 	case <-gate.looked:
-	case <-time.After(canaryWait):
+	case <-time.After(bare.Wait):
 		t.Fatal("the publisher never checked the old session")
 	}
-	back := dialRaw(t, addr, rawmqtt.Connect{ID: "resumer"}) // takes the session over, then the publisher goes on
-	write(t, pub, rawmqtt.Publish("q/marker", 1, 2, []byte("marker")))
-	if got := readUntil(t, back, "marker"); slices.Contains(got, "raced") {
+	back := bare.Connect(t, addr, rawmqtt.Connect{ID: "resumer"}) // takes the session over, then the publisher goes on
+	bare.Write(t, pub, rawmqtt.Publish("q/marker", 1, 2, []byte("marker")))
+	if got := bare.ReadUntil(t, back, "marker"); slices.Contains(got, "raced") {
 		t.Fatal("mochi no longer shows a message queued during a take-over lost: the mend in mochifix/takeover.go may go (see doc.go)")
 	}
 }
@@ -87,7 +81,7 @@ func (h *aclGate) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		h.lookedOnce.Do(func() { close(h.looked) })
 		select {
 		case <-h.established:
-		case <-time.After(canaryWait):
+		case <-time.After(bare.Wait):
 		}
 	}
 	return false // auth.AllowHook, after this one, allows
@@ -103,9 +97,9 @@ func (h *aclGate) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // so a message published in between goes out before the CONNACK.
 func TestCanaryPublishBeforeConnack(t *testing.T) {
 	h := &onEncode{client: "resumer", kind: packets.Connack, sent: make(chan struct{}, 1)}
-	server, addr := bareMochi(t, nil, h)
+	server, addr := bare.Serve(t, nil, h)
 	offlineSession(t, server, addr, "resumer", "q/#")
-	pub := dialRaw(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
 	h.do = func(*mqtt.Client) { // as mochi is about to write the CONNACK, a message comes
 		if _, err := pub.Write(rawmqtt.Publish("q/x", 0, 0, []byte("early"))); err != nil {
 			t.Error(err)
@@ -113,13 +107,12 @@ func TestCanaryPublishBeforeConnack(t *testing.T) {
 		}
 		select { // shorter than the connection's deadline, so that a CONNACK first can be read
 		case <-h.sent:
-		case <-time.After(canaryWait / 2):
+		case <-time.After(bare.Wait / 2):
 		}
 	}
 	h.armed.Store(true)
-	conn := dial(t, addr)
-	write(t, conn, rawmqtt.Connect{ID: "resumer", KeepAlive: 60}.Encode())
-	if first := readPacket(t, conn); first[0]&0xf0 == 0x20 {
+	conn := bare.Dial(t, addr, rawmqtt.Connect{ID: "resumer"})
+	if first := bare.Read(t, conn); first[0]&0xf0 == 0x20 {
 		t.Fatal("mochi no longer shows a message sent before the CONNACK: the mend in mochifix/startup.go may go (see doc.go)")
 	}
 }
@@ -163,18 +156,18 @@ func (h *onEncode) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 func TestCanaryAckRecordedNotSent(t *testing.T) {
 	h := &onEncode{client: "pub", kind: packets.Puback}
 	h.do = func(cl *mqtt.Client) { _ = cl.Net.Conn.Close() } // the connection breaks as the ack goes out
-	server, addr := bareMochi(t, nil, h)
-	sub := dialRaw(t, addr, rawmqtt.Connect{ID: "sub", Clean: true})
-	exchange(t, sub, rawmqtt.Subscribe(1, "q/#", 1), 0x90)
-	pub := dialRaw(t, addr, rawmqtt.Connect{ID: "pub"})
+	server, addr := bare.Serve(t, nil, h)
+	sub := bare.Connect(t, addr, rawmqtt.Connect{ID: "sub", Clean: true})
+	bare.Exchange(t, sub, rawmqtt.Subscribe(1, "q/#", 1), 0x90)
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub"})
 	h.armed.Store(true)
-	write(t, pub, rawmqtt.Publish("q/x", 1, 7, []byte("lost")))
+	bare.Write(t, pub, rawmqtt.Publish("q/x", 1, 7, []byte("lost")))
 	waitOffline(t, server, "pub")
 
-	pub = dialRaw(t, addr, rawmqtt.Connect{ID: "pub"})
-	resent := readPacket(t, pub)
-	write(t, pub, rawmqtt.Publish("q/x", 1, 8, []byte("marker")))
-	got := readUntil(t, sub, "marker")
+	pub = bare.Connect(t, addr, rawmqtt.Connect{ID: "pub"})
+	resent := bare.Read(t, pub)
+	bare.Write(t, pub, rawmqtt.Publish("q/x", 1, 8, []byte("marker")))
+	got := bare.ReadUntil(t, sub, "marker")
 	if resent[0] != 0x40 || slices.Contains(got, "lost") {
 		t.Fatalf("mochi no longer shows an acknowledgement recorded but not sent (at the next connection % x, delivered %q): "+
 			"the mend in mochifix/unsentack.go may go (see doc.go)", resent, got)
@@ -184,23 +177,20 @@ func TestCanaryAckRecordedNotSent(t *testing.T) {
 // TestCanaryInflightBelowZero: at a take-over mochi counts the old session's messages as gone
 // from $SYS inflight, then again as the new connection completes them.
 func TestCanaryInflightBelowZero(t *testing.T) {
-	server, addr := bareMochi(t, nil)
+	server, addr := bare.Serve(t, nil)
 	offlineSession(t, server, addr, "resumer", "q/#")
-	pub := dialRaw(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
 	for id := uint16(1); id <= 3; id++ {
-		exchange(t, pub, rawmqtt.Publish("q/x", 1, id, []byte("m")), 0x40)
+		bare.Exchange(t, pub, rawmqtt.Publish("q/x", 1, id, []byte("m")), 0x40)
 	}
 	waitFor(t, "three messages in flight", func() bool { return atomic.LoadInt64(&server.Info.Inflight) == 3 })
 
-	back := dialRaw(t, addr, rawmqtt.Connect{ID: "resumer"})
+	back := bare.Connect(t, addr, rawmqtt.Connect{ID: "resumer"})
 	for range 3 {
-		pk, err := rawmqtt.Decode(readPacket(t, back), 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(t, back, rawmqtt.Ack(packets.Puback, pk.PacketID))
+		pk := bare.ReadDecoded(t, back)
+		bare.Write(t, back, rawmqtt.Ack(packets.Puback, pk.PacketID))
 	}
-	exchange(t, back, rawmqtt.Pingreq(), 0xd0) // the PUBACKs are processed
+	bare.Exchange(t, back, rawmqtt.Pingreq(), 0xd0) // the PUBACKs are processed
 	if n := atomic.LoadInt64(&server.Info.Inflight); n >= 0 {
 		t.Fatalf("mochi no longer shows $SYS inflight below zero (%d): the mend in mochifix/takeover.go (OnQosDropped) may go (see doc.go)", n)
 	}
@@ -220,23 +210,23 @@ func TestCanaryOldConnectionEndsSessionTakenOver(t *testing.T) {
 			return
 		}
 		_ = cl.Net.Conn.Close()
-		for deadline := time.Now().Add(canaryWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(bare.Wait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			if _, ok := server.Clients.Get("taken"); !ok { // the old goroutine ended the session
 				return
 			}
 		}
 	}
-	server, addr := bareMochi(t, nil, h)
-	first := dialRaw(t, addr, rawmqtt.Connect{ID: "taken", Version: 5, KeepAlive: 60}) // session expiry 0
-	exchange(t, first, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe},
+	server, addr := bare.Serve(t, nil, h)
+	first := bare.Connect(t, addr, rawmqtt.Connect{ID: "taken", Version: 5, KeepAlive: 60}) // session expiry 0
+	bare.Exchange(t, first, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe},
 		ProtocolVersion: 5, PacketID: 1, Filters: packets.Subscriptions{{Filter: "q/#", Qos: 1}}}), 0x90)
-	pub := dialRaw(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
-	exchange(t, pub, rawmqtt.Publish("q/x", 1, 1, []byte("queued")), 0x40)
-	readPacket(t, first) // in flight, not acknowledged
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
+	bare.Exchange(t, pub, rawmqtt.Publish("q/x", 1, 1, []byte("queued")), 0x40)
+	bare.Read(t, first) // in flight, not acknowledged
 	old, _ = server.Clients.Get("taken")
 	h.armed.Store(true)
 
-	dialRaw(t, addr, rawmqtt.Connect{ID: "taken", Version: 5, KeepAlive: 60,
+	bare.Connect(t, addr, rawmqtt.Connect{ID: "taken", Version: 5, KeepAlive: 60,
 		Properties: packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true}})
 	cur, ok := server.Clients.Get("taken")
 	if !ok || cur == old {
@@ -250,128 +240,22 @@ func TestCanaryOldConnectionEndsSessionTakenOver(t *testing.T) {
 // TestCanaryDupOnFirstSend (not mended): mochi marks every message of a resumed session DUP,
 // also one it never sent.
 func TestCanaryDupOnFirstSend(t *testing.T) {
-	server, addr := bareMochi(t, nil)
+	server, addr := bare.Serve(t, nil)
 	offlineSession(t, server, addr, "resumer", "q/#")
-	pub := dialRaw(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
-	exchange(t, pub, rawmqtt.Publish("q/x", 1, 1, []byte("never sent")), 0x40)
-	back := dialRaw(t, addr, rawmqtt.Connect{ID: "resumer"})
-	if pk := readPacket(t, back); pk[0]&0x08 == 0 {
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
+	bare.Exchange(t, pub, rawmqtt.Publish("q/x", 1, 1, []byte("never sent")), 0x40)
+	back := bare.Connect(t, addr, rawmqtt.Connect{ID: "resumer"})
+	if pk := bare.Read(t, back); pk[0]&0x08 == 0 {
 		t.Fatal("mochi no longer shows DUP on a message never sent: doc.go's item under \"Not mended\" may go")
 	}
-}
-
-// bareMochi serves mochi as it comes: default options (or opts), the test's hooks, then
-// auth.AllowHook, on a loopback port.
-func bareMochi(t *testing.T, opts *mqtt.Options, hooks ...mqtt.Hook) (*mqtt.Server, string) {
-	t.Helper()
-	return serveWith(t, opts, func(*mqtt.Server) []mqtt.Hook { return hooks })
-}
-
-// serveWith is bareMochi with hooks that need the server.
-func serveWith(t *testing.T, opts *mqtt.Options, hooks func(*mqtt.Server) []mqtt.Hook) (*mqtt.Server, string) {
-	t.Helper()
-	if opts == nil {
-		opts = new(mqtt.Options)
-	}
-	opts.Logger = slog.New(slog.DiscardHandler)
-	server := mqtt.New(opts)
-	for _, h := range append(hooks(server), new(auth.AllowHook)) {
-		if err := server.AddHook(h, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
-	if err := server.AddListener(tcp); err != nil {
-		t.Fatal(err)
-	}
-	if err := server.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = server.Close() })
-	return server, tcp.Address()
-}
-
-// dial opens a connection to addr, closed at the end of the test.
-func dial(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, canaryWait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetDeadline(time.Now().Add(canaryWait))
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-// dialRaw connects with c and reads a CONNACK that accepts it.
-func dialRaw(t *testing.T, addr string, c rawmqtt.Connect) net.Conn {
-	t.Helper()
-	if c.KeepAlive == 0 {
-		c.KeepAlive = 60
-	}
-	conn := dial(t, addr)
-	write(t, conn, c.Encode())
-	if pk := readPacket(t, conn); pk[0] != 0x20 || pk[3] != 0 {
-		t.Fatalf("connect %s: got % x, want CONNACK accepted", c.ID, pk)
-	}
-	return conn
-}
-
-func write(t *testing.T, conn net.Conn, pk []byte) {
-	t.Helper()
-	if _, err := conn.Write(pk); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readPacket(t *testing.T, conn net.Conn) []byte {
-	t.Helper()
-	pk, err := rawmqtt.Read(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pk
-}
-
-// exchange writes pk and reads packets until one whose first byte is want.
-func exchange(t *testing.T, conn net.Conn, pk []byte, want byte) {
-	t.Helper()
-	write(t, conn, pk)
-	for range 100 {
-		if readPacket(t, conn)[0] == want {
-			return
-		}
-	}
-	t.Fatalf("no packet % x came", want)
-}
-
-// readUntil reads the payloads of 3.1.1 PUBLISH packets until last.
-func readUntil(t *testing.T, conn net.Conn, last string) []string {
-	t.Helper()
-	var got []string
-	for range 100 {
-		pk, err := rawmqtt.Decode(readPacket(t, conn), 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if pk.FixedHeader.Type != packets.Publish {
-			continue
-		}
-		if string(pk.Payload) == last {
-			return got
-		}
-		got = append(got, string(pk.Payload))
-	}
-	t.Fatalf("%q never came (got %q)", last, got)
-	return nil
 }
 
 // offlineSession leaves the persistent session of id, subscribed to filter at QoS 1, offline.
 func offlineSession(t *testing.T, server *mqtt.Server, addr, id, filter string) {
 	t.Helper()
-	conn := dialRaw(t, addr, rawmqtt.Connect{ID: id})
-	exchange(t, conn, rawmqtt.Subscribe(1, filter, 1), 0x90)
-	write(t, conn, rawmqtt.Disconnect())
+	conn := bare.Connect(t, addr, rawmqtt.Connect{ID: id})
+	bare.Exchange(t, conn, rawmqtt.Subscribe(1, filter, 1), 0x90)
+	bare.Write(t, conn, rawmqtt.Disconnect())
 	waitOffline(t, server, id)
 }
 

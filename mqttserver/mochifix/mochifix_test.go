@@ -8,6 +8,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqttdemo/mqttserver/internal/bare"
 )
 
 // TestNotedAfterHandOverIsForwarded: a message queued to a session being taken over is noted
@@ -58,7 +60,7 @@ func TestNotedAfterHandOverIsForwarded(t *testing.T) {
 // startServer serves mochi with the mends, open to anyone, on a loopback port.
 func startServer(t *testing.T) (*mqtt.Server, string) {
 	t.Helper()
-	return serveWith(t, nil, func(s *mqtt.Server) []mqtt.Hook { return []mqtt.Hook{New(s, slog.New(slog.DiscardHandler))} })
+	return bare.ServeWith(t, nil, func(s *mqtt.Server) []mqtt.Hook { return []mqtt.Hook{New(s, slog.New(slog.DiscardHandler))} })
 }
 
 // connect connects a persistent-session client with id, handing its messages to onMessage.

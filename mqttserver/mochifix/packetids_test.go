@@ -1,9 +1,9 @@
 package mochifix
 
 import (
-	"net"
 	"testing"
 
+	"mqttdemo/mqttserver/internal/bare"
 	"mqttdemo/mqttserver/rawmqtt"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -26,7 +26,7 @@ var idClashes = []struct {
 func TestCanaryOneMapForBothSidesIDs(t *testing.T) {
 	for _, c := range idClashes {
 		t.Run(c.name, func(t *testing.T) {
-			server, addr := bareMochi(t, &mqtt.Options{InlineClient: true})
+			server, addr := bare.Serve(t, &mqtt.Options{InlineClient: true})
 			refused, resent := clashIDs(t, server, addr, c.pk)
 			if !refused && resent {
 				t.Errorf("mochi no longer shows one map for both sides' packet ids: the mend in packetids.go may go (see doc.go)")
@@ -40,7 +40,7 @@ func TestCanaryOneMapForBothSidesIDs(t *testing.T) {
 func TestPacketIDsKeepsBothSidesApart(t *testing.T) {
 	for _, c := range idClashes {
 		t.Run(c.name, func(t *testing.T) {
-			server, addr := serveWith(t, &mqtt.Options{InlineClient: true},
+			server, addr := bare.ServeWith(t, &mqtt.Options{InlineClient: true},
 				func(s *mqtt.Server) []mqtt.Hook { return []mqtt.Hook{NewPacketIDs(s)} })
 			refused, resent := clashIDs(t, server, addr, c.pk)
 			if refused {
@@ -58,27 +58,27 @@ func TestPacketIDsKeepsBothSidesApart(t *testing.T) {
 // the message came again.
 func clashIDs(t *testing.T, server *mqtt.Server, addr string, pk func(uint16) []byte) (refused, resent bool) {
 	t.Helper()
-	conn := dialRaw(t, addr, rawmqtt.Connect{ID: "clash"})
-	exchange(t, conn, rawmqtt.Subscribe(1, "ours", 1), 0x90)
+	conn := bare.Connect(t, addr, rawmqtt.Connect{ID: "clash"})
+	bare.Exchange(t, conn, rawmqtt.Subscribe(1, "ours", 1), 0x90)
 	if err := server.Publish("ours", []byte("ours"), false, 1); err != nil {
 		t.Fatal(err)
 	}
-	ours := decoded(t, conn)
+	ours := bare.ReadDecoded(t, conn)
 	if ours.FixedHeader.Type != packets.Publish {
 		t.Fatalf("want the broker's message, got %v", ours)
 	}
-	write(t, conn, pk(ours.PacketID))
-	ans := decoded(t, conn)
+	bare.Write(t, conn, pk(ours.PacketID))
+	ans := bare.ReadDecoded(t, conn)
 	if ans.PacketID != ours.PacketID {
 		t.Errorf("the answer has id %d, want the client's %d", ans.PacketID, ours.PacketID)
 	}
 	refused = ans.FixedHeader.Type == packets.Suback && ans.ReasonCodes[0] >= 0x80
 	conn.Close()
 
-	back := dialRaw(t, addr, rawmqtt.Connect{ID: "clash"})
-	write(t, back, rawmqtt.Pingreq())
+	back := bare.Connect(t, addr, rawmqtt.Connect{ID: "clash"})
+	bare.Write(t, back, rawmqtt.Pingreq())
 	for range 10 {
-		got := decoded(t, back)
+		got := bare.ReadDecoded(t, back)
 		if got.FixedHeader.Type == packets.Pingresp {
 			return refused, resent
 		}
@@ -86,15 +86,4 @@ func clashIDs(t *testing.T, server *mqtt.Server, addr string, pk func(uint16) []
 	}
 	t.Fatal("no PINGRESP")
 	return
-}
-
-// decoded reads an MQTT 3.1.1 packet.
-func decoded(t *testing.T, conn net.Conn) packets.Packet {
-	t.Helper()
-	raw := readPacket(t, conn)
-	pk, err := rawmqtt.Decode(raw, 4)
-	if err != nil {
-		t.Fatalf("decode % x: %v", raw, err)
-	}
-	return pk
 }

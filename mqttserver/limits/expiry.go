@@ -154,21 +154,12 @@ func (h *ExpiryHook) count(expired bool) {
 
 // loop applies the cap once a second, and sums up what was removed.
 func (h *ExpiryHook) loop() {
-	defer close(h.done)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-tick.C:
-		case <-h.stop:
-			h.sumUp()
-			return
-		}
-		if h.max > 0 {
+	everySecond(h.stop, h.done, func(stopping bool) {
+		if h.max > 0 && !stopping {
 			h.sweep(time.Now().Unix())
 		}
 		h.sumUp()
-	}
+	})
 }
 
 // sweep removes every retained and queued message older than the cap.

@@ -121,18 +121,22 @@ func (h *QueueHook) Stop() error {
 // loop sums up, once a second, the messages mochi dropped because a session held
 // -max-queued-messages: mochi counts them (inflight_dropped in /stats) and logs each at debug
 // (see libraryHandler); here they join $SYS/broker/messages/dropped and one warning line.
-func (h *QueueHook) loop() {
-	defer close(h.done)
+func (h *QueueHook) loop() { everySecond(h.stop, h.done, func(bool) { h.sumUp() }) }
+
+// everySecond calls fn once a second, and once more (stopping) when stop is closed; then it
+// closes done.
+func everySecond(stop <-chan struct{}, done chan<- struct{}, fn func(stopping bool)) {
+	defer close(done)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-tick.C:
-		case <-h.stop:
-			h.sumUp()
+			fn(false)
+		case <-stop:
+			fn(true)
 			return
 		}
-		h.sumUp()
 	}
 }
 

@@ -45,6 +45,13 @@ func (m confMsg) String() string {
 	return s
 }
 
+// pendingAck is an acknowledgement withheld: the packet, and the payload of the PUBLISH it
+// acknowledges (empty for a PUBCOMP).
+type pendingAck struct {
+	pk      []byte
+	payload string
+}
+
 // confConn is one client of a conformance scenario: a raw MQTT connection (3.1.1 or 5) whose
 // packets a goroutine reads and records. It answers the broker's messages itself unless told
 // to withhold the acknowledgements; what it withholds waits in pending until ackPending.
@@ -58,20 +65,21 @@ type confConn struct {
 	mu            sync.Mutex
 	changed       chan struct{} // closed and replaced at every change
 	withhold      bool
-	expected      bool     // the test closed the connection (or will): its end is no event
-	closed        bool     // the reader goroutine ended
-	recvIDs       []uint16 // the broker's packet ids of the QoS 1/2 messages received on this connection
-	pending       [][]byte // withheld acknowledgements, in the order they are due
+	expected      bool         // the test closed the connection (or will): its end is no event
+	closed        bool         // the reader goroutine ended
+	recvIDs       []uint16     // the broker's packet ids of the QoS 1/2 messages received on this connection
+	pending       []pendingAck // withheld acknowledgements, in the order they are due
 	answers       []packets.Packet
 	msgs          []confMsg       // every message received, over all connections
 	events        []string        // CONNACK, SUBACK, acks' reason codes, unexpected ends: compared too
 	sentinel      map[string]bool // sentinel payloads seen
 	sentinelTopic string
+	acked         map[string]bool // payloads whose PUBLISH the client acknowledged (PUBACK or PUBREC sent)
 }
 
 func newConfConn(name, prefix, sentinelTopic string) *confConn {
 	return &confConn{name: name, prefix: prefix, sentinelTopic: sentinelTopic,
-		changed: make(chan struct{}), sentinel: make(map[string]bool)}
+		changed: make(chan struct{}), sentinel: make(map[string]bool), acked: make(map[string]bool)}
 }
 
 // note records a change and wakes the waiters; c.mu is held.
@@ -182,6 +190,7 @@ func (c *confConn) read(nc net.Conn) {
 // receive records one packet from the broker and acknowledges it unless withholding.
 func (c *confConn) receive(pk packets.Packet) {
 	var reply []byte
+	var acks string // payload acknowledged by reply
 	c.mu.Lock()
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
@@ -200,6 +209,7 @@ func (c *confConn) receive(pk packets.Packet) {
 		}
 		if pk.FixedHeader.Qos > 0 {
 			c.recvIDs = append(c.recvIDs, pk.PacketID)
+			acks = string(pk.Payload)
 		}
 	case packets.Pubrel:
 		reply = c.ack(packets.Pubcomp, pk.PacketID)
@@ -209,13 +219,13 @@ func (c *confConn) receive(pk packets.Packet) {
 		c.answers = append(c.answers, pk)
 	}
 	if reply != nil && c.withhold {
-		c.pending = append(c.pending, reply)
+		c.pending = append(c.pending, pendingAck{reply, acks})
 		reply = nil
 	}
 	c.note()
 	c.mu.Unlock()
 	if reply != nil {
-		_ = c.send(reply) // a failed write ends the connection, which the reader sees
+		c.sendAck(pendingAck{reply, acks}) // a failed write ends the connection, which the reader sees
 	}
 }
 
@@ -254,10 +264,23 @@ func (c *confConn) ackPending() error {
 	due := c.pending
 	c.pending, c.withhold = nil, false
 	c.mu.Unlock()
-	for _, pk := range due {
-		if err := c.send(pk); err != nil {
+	for _, a := range due {
+		if err := c.sendAck(a); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// sendAck sends an acknowledgement and notes the payload it acknowledges.
+func (c *confConn) sendAck(a pendingAck) error {
+	if err := c.send(a.pk); err != nil {
+		return err
+	}
+	if a.payload != "" {
+		c.mu.Lock()
+		c.acked[a.payload] = true
+		c.mu.Unlock()
 	}
 	return nil
 }

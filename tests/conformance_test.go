@@ -95,7 +95,10 @@ type confStep struct {
 	id      uint16 // packet id the client chooses
 	// theirs, when not 0, makes the client take for its packet the id the broker gave the
 	// theirs-th QoS 1/2 message it received on this connection: a deliberate clash.
-	theirs  int
+	theirs int
+	// recent, when not 0, takes the id of the recent-th newest QoS 1/2 message received on this
+	// connection, if there is one (id otherwise), without waiting: the randomised scenarios.
+	recent  int
 	expiry  uint32 // MQTT 5 Message Expiry Interval of a PUBLISH
 	holdRel bool   // QoS 2 PUBLISH: stop after PUBREC (opRelease finishes it)
 	subOpts packets.Subscription
@@ -227,9 +230,10 @@ func startConfOurs(t *testing.T, persistent bool) *confBroker {
 func startConfMosquitto(t *testing.T, persistent bool) *confBroker {
 	t.Helper()
 	port := harness.FreePort(t)
-	lines := []string{"allow_anonymous true", "persistence false"}
+	// set_tcp_nodelay: small packets without Nagle's 40 ms waits
+	lines := []string{"allow_anonymous true", "set_tcp_nodelay true", "persistence false"}
 	if persistent {
-		lines = []string{"allow_anonymous true", "persistence true", "persistence_location " + t.TempDir() + "/"}
+		lines = []string{"allow_anonymous true", "set_tcp_nodelay true", "persistence true", "persistence_location " + t.TempDir() + "/"}
 	}
 	conf := harness.WriteMosquittoConfig(t, port, lines...)
 	p := harness.RunMosquitto(t, conf, port)
@@ -396,6 +400,14 @@ func (r *confRun) step(s confStep) error {
 // id is the packet id of a step: its own, or one the broker chose (a deliberate clash), once
 // the message that carries it has come.
 func (r *confRun) id(c *confConn, s confStep) uint16 {
+	if s.recent != 0 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n := len(c.recvIDs); n >= s.recent {
+			return c.recvIDs[n-s.recent]
+		}
+		return s.id
+	}
 	if s.theirs == 0 {
 		return s.id
 	}

@@ -14,7 +14,10 @@ const (
 	issue27Item5 = "issue 27 item 5 (expiry the publisher never set)"
 	issue27Item7 = "issue 27 item 7 (DUP on the first delivery of a queued message)"
 	// found by this suite, not yet filed: the lead names the issue
-	findingDisconnect311 = "finding: DISCONNECT sent to MQTT 3.1.1 clients at shutdown (MQTT 3.1.1 §3.14: client to server only)"
+	// intermittent (about 1 run in 3 under -race with the suite): a new subscriber's retained
+	// message also or instead goes, with the retain flag, to another client subscribed to the same filter
+	findingRetainedElsewhere = "finding: a retained message sent at SUBSCRIBE reaches another client with the same filter"
+	findingDisconnect311     = "finding: DISCONNECT sent to MQTT 3.1.1 clients at shutdown (MQTT 3.1.1 §3.14: client to server only)"
 )
 
 // conformanceScenarios are run by TestConformance against mqttserver and Mosquitto. Clients are
@@ -164,7 +167,7 @@ var conformanceScenarios = []confScenario{
 	}, want: map[string][]string{"c": {"t/a=65535 q1", "t/a=65534 q2", "t/a=65535 q2", "t/a=65535 q1 again", "t/b=held", "t/b=clash near the top"}}},
 
 	// retained messages
-	{name: "retained set, replace, clear", steps: []confStep{
+	{name: "retained set, replace, clear", waitsFor: findingRetainedElsewhere, steps: []confStep{
 		connect("p", 4, true), pubRetained("p", "r/a", 1, 1, "first"),
 		connect("s1", 4, true), sub("s1", 1, "r/#", 2),
 		pubRetained("p", "r/a", 2, 2, "second"),
@@ -202,13 +205,13 @@ var conformanceScenarios = []confScenario{
 		connectWith("l", confConnect{version: 4, clean: true, will: "w/l", willPayload: "gone", willQoS: 1}),
 		drop("l"), await("w", "w/l", 1),
 	}, want: map[string][]string{"w": {"w/l=gone"}}},
-	{name: "retained will, 5", steps: []confStep{
+	{name: "retained will, 5", waitsFor: findingRetainedElsewhere, steps: []confStep{
 		connectWith("l", confConnect{version: 5, clean: true, will: "w/l", willPayload: "gone", willQoS: 2, willRetain: true}),
 		connect("w", 5, true), sub("w", 1, "w/#", 2),
 		drop("l"), await("w", "w/l", 1),
 		connect("late", 5, true), sub("late", 1, "w/#", 2),
 	}, want: map[string][]string{"w": {"w/l=gone"}, "late": {"w/l=gone"}}},
-	{name: "retained will, 3.1.1", steps: []confStep{
+	{name: "retained will, 3.1.1", waitsFor: findingRetainedElsewhere, steps: []confStep{
 		connectWith("l", confConnect{version: 4, clean: true, will: "w/l", willPayload: "gone", willQoS: 1, willRetain: true}),
 		connect("w", 4, true), sub("w", 1, "w/#", 2),
 		drop("l"), await("w", "w/l", 1),

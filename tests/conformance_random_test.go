@@ -58,7 +58,7 @@ func TestConformanceRandom(t *testing.T) {
 		waitsFor  string // on mqttserver
 	}{
 		{"qos 1 and subscribe clash", false, ""},
-		{"qos 2 clashes too", true, issue20Loss1},
+		{"qos 2 clashes too", true, ""},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			for _, b := range brokers {

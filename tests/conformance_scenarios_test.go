@@ -8,16 +8,11 @@ import (
 
 // Waits-for marks: the open issue item a scenario fails for on today's main.
 const (
-	issue20Loss1 = "issue 20 loss 1 (packet-id clash)"
 	issue27Item1 = "issue 27 item 1 (Receive Maximum stalls delivery)"
 	issue27Item2 = "issue 27 item 2 (a resumed session ignores Receive Maximum)"
-	issue27Item5 = "issue 27 item 5 (expiry the publisher never set)"
 	issue27Item7 = "issue 27 item 7 (DUP on the first delivery of a queued message)"
 	// found by this suite, not yet filed: the lead names the issue
-	// intermittent (about 1 run in 3 under -race with the suite): a new subscriber's retained
-	// message also or instead goes, with the retain flag, to another client subscribed to the same filter
-	findingRetainedElsewhere = "finding: a retained message sent at SUBSCRIBE reaches another client with the same filter"
-	findingDisconnect311     = "finding: DISCONNECT sent to MQTT 3.1.1 clients at shutdown (MQTT 3.1.1 §3.14: client to server only)"
+	findingDisconnect311 = "finding: DISCONNECT sent to MQTT 3.1.1 clients at shutdown (MQTT 3.1.1 §3.14: client to server only)"
 )
 
 // conformanceScenarios are run by TestConformance against mqttserver and Mosquitto. Clients are
@@ -103,23 +98,23 @@ var conformanceScenarios = []confScenario{
 	}},
 
 	// the loss of issue 20: the client's QoS 2 PUBLISH takes the id of the broker's QoS 1 message to it
-	{name: "issue 20 loss 1, ids clash on both brokers, 3.1.1", compareDup: true, waitsFor: issue20Loss1, steps: []confStep{
+	{name: "issue 20 loss 1, ids clash on both brokers, 3.1.1", compareDup: true, steps: []confStep{
 		connect("c", 4, false), sub("c", 1, "TopicA/#", 2), withhold("c"),
 		pub("c", "TopicA/B", 1, 2, "B"), pubTheirs("c", "TopicA/C", 2, 1, "C"),
 		settle(), drop("c"), connect("c", 4, false),
 	}, want: map[string][]string{"c": {"TopicA/B=B", "TopicA/C=C"}}},
-	{name: "issue 20 loss 1, ids clash on both brokers, 5", compareDup: true, waitsFor: issue20Loss1, steps: []confStep{
+	{name: "issue 20 loss 1, ids clash on both brokers, 5", compareDup: true, steps: []confStep{
 		connect("c", 5, false), sub("c", 1, "TopicA/#", 2), withhold("c"),
 		pub("c", "TopicA/B", 1, 2, "B"), pubTheirs("c", "TopicA/C", 2, 1, "C"),
 		settle(), drop("c"), connect("c", 5, false),
 	}, want: map[string][]string{"c": {"TopicA/B=B", "TopicA/C=C"}}},
-	{name: "issue 20 loss 1, client counts up, 3.1.1", waitsFor: issue20Loss1, steps: []confStep{
+	{name: "issue 20 loss 1, client counts up, 3.1.1", steps: []confStep{
 		// the runner's SUBSCRIBE to the sentinel topic is id 1; ours gives the message the id the client takes next
 		connect("c", 4, false), sub("c", 2, "TopicA/#", 2), withhold("c"),
 		pub("c", "TopicA/B", 1, 3, "B"), pub("c", "TopicA/C", 2, 4, "C"),
 		settle(), drop("c"), connect("c", 4, false),
 	}, want: map[string][]string{"c": {"TopicA/B=B", "TopicA/C=C"}}},
-	{name: "issue 20 loss 1, client counts up, 5", waitsFor: issue20Loss1, steps: []confStep{
+	{name: "issue 20 loss 1, client counts up, 5", steps: []confStep{
 		// the runner's SUBSCRIBE to the sentinel topic is id 1; ours gives the message the id the client takes next
 		connect("c", 5, false), sub("c", 2, "TopicA/#", 2), withhold("c"),
 		pub("c", "TopicA/B", 1, 3, "B"), pub("c", "TopicA/C", 2, 4, "C"),
@@ -167,11 +162,13 @@ var conformanceScenarios = []confScenario{
 	}, want: map[string][]string{"c": {"t/a=65535 q1", "t/a=65534 q2", "t/a=65535 q2", "t/a=65535 q1 again", "t/b=held", "t/b=clash near the top"}}},
 
 	// retained messages
-	{name: "retained set, replace, clear", waitsFor: findingRetainedElsewhere, steps: []confStep{
+	// A subscriber awaits its retained messages before the next publish: mochi sends them after
+	// the SUBACK, from the subscriber's goroutine (see retainedAfterSuback).
+	{name: "retained set, replace, clear", steps: []confStep{
 		connect("p", 4, true), pubRetained("p", "r/a", 1, 1, "first"),
-		connect("s1", 4, true), sub("s1", 1, "r/#", 2),
+		connect("s1", 4, true), sub("s1", 1, "r/#", 2), await("s1", "r/a", 1),
 		pubRetained("p", "r/a", 2, 2, "second"),
-		connect("s2", 4, true), sub("s2", 1, "r/#", 2),
+		connect("s2", 4, true), sub("s2", 1, "r/#", 2), await("s2", "r/a", 1),
 		pubRetained("p", "r/a", 0, 0, ""),
 		connect("s3", 4, true), sub("s3", 1, "r/#", 2),
 		pub("p", "r/a", 1, 3, "not retained"),
@@ -205,17 +202,17 @@ var conformanceScenarios = []confScenario{
 		connectWith("l", confConnect{version: 4, clean: true, will: "w/l", willPayload: "gone", willQoS: 1}),
 		drop("l"), await("w", "w/l", 1),
 	}, want: map[string][]string{"w": {"w/l=gone"}}},
-	{name: "retained will, 5", waitsFor: findingRetainedElsewhere, steps: []confStep{
+	{name: "retained will, 5", steps: []confStep{
 		connectWith("l", confConnect{version: 5, clean: true, will: "w/l", willPayload: "gone", willQoS: 2, willRetain: true}),
 		connect("w", 5, true), sub("w", 1, "w/#", 2),
 		drop("l"), await("w", "w/l", 1),
-		connect("late", 5, true), sub("late", 1, "w/#", 2),
+		connect("late", 5, true), sub("late", 1, "w/#", 2), await("late", "w/l", 1),
 	}, want: map[string][]string{"w": {"w/l=gone"}, "late": {"w/l=gone"}}},
-	{name: "retained will, 3.1.1", waitsFor: findingRetainedElsewhere, steps: []confStep{
+	{name: "retained will, 3.1.1", steps: []confStep{
 		connectWith("l", confConnect{version: 4, clean: true, will: "w/l", willPayload: "gone", willQoS: 1, willRetain: true}),
 		connect("w", 4, true), sub("w", 1, "w/#", 2),
 		drop("l"), await("w", "w/l", 1),
-		connect("late", 4, true), sub("late", 1, "w/#", 2),
+		connect("late", 4, true), sub("late", 1, "w/#", 2), await("late", "w/l", 1),
 	}, want: map[string][]string{"w": {"w/l=gone"}, "late": {"w/l=gone"}}},
 	{name: "will withdrawn by a clean disconnect", steps: []confStep{
 		connect("w", 4, true), sub("w", 1, "w/#", 1),
@@ -317,7 +314,7 @@ var conformanceScenarios = []confScenario{
 		connect("s", 5, true), sub("s", 1, "t/#", 1),
 		connect("p", 5, true), pubExpiring("p", "t/a", 1, 1, "expires", 100),
 	}},
-	{name: "no message expiry when the publisher set none, 5", compareExpiry: true, waitsFor: issue27Item5, steps: []confStep{
+	{name: "no message expiry when the publisher set none, 5", compareExpiry: true, steps: []confStep{
 		connect("s", 5, true), sub("s", 1, "t/#", 1),
 		connect("p", 5, true), pub("p", "t/a", 1, 1, "never expires"),
 	}},

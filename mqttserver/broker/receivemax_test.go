@@ -54,29 +54,7 @@ func publishQoS(t testing.TB, conn net.Conn, id uint16, topic string, qos byte, 
 	}
 }
 
-// nextPublish reads packets until a PUBLISH and returns it.
-func nextPublish(t testing.TB, conn net.Conn) packets.Packet {
-	t.Helper()
-	for range 100 {
-		_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
-		raw, err := rawmqtt.Read(conn)
-		if err != nil {
-			t.Fatalf("waiting for a PUBLISH: %v", err)
-		}
-		pk, err := rawmqtt.Decode(raw, 5)
-		if err != nil {
-			t.Fatalf("decode % x: %v", raw, err)
-		}
-		if pk.FixedHeader.Type == packets.Publish {
-			return pk
-		}
-	}
-	t.Fatal("no PUBLISH in 100 packets")
-	return packets.Packet{}
-}
-
-// ackAll acknowledges pk as a subscriber does (QoS 2: PUBREC, then PUBCOMP after the PUBREL,
-// which readFlow skips).
+// ack acknowledges pk as a subscriber does (QoS 2: PUBREC; readAcking completes the PUBREL).
 func ack(t testing.TB, conn net.Conn, pk packets.Packet) {
 	t.Helper()
 	typ := byte(packets.Puback)

@@ -138,6 +138,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, store.DataFile))
 		fixes.Persist = func(cl *mqtt.Client, pk packets.Packet) { data.StoreInflight(cl, pk, pk.Created) }
 		fixes.DeliveredFirst = true
+		fixes.Dropped = data.OnQosDropped
 		data.IDs = ids
 		b.access.Withheld = data.OnQosDropped
 		queues.Stored = data.OnQosDropped // a message dropped here is deleted from the file too

@@ -204,3 +204,28 @@ func exchange(t *testing.T, conn net.Conn, pk []byte, want byte) {
 	}
 	t.Fatalf("no packet % x came", want)
 }
+
+// TestCanaryConnackOmitsLimits: mochi enforces MaximumPacketSize and TopicAliasMaximum but
+// tells neither in the CONNACK, and grants a filter whose wildcard is not a whole level.
+func TestCanaryConnackOmitsLimits(t *testing.T) {
+	opts := &mqtt.Options{Capabilities: mqtt.NewDefaultServerCapabilities()}
+	opts.Capabilities.MaximumPacketSize, opts.Capabilities.TopicAliasMaximum = 1024, 10
+	addr := bareMochi(t, opts)
+	conn, err := net.DialTimeout("tcp", addr, canaryWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(canaryWait))
+	write(t, conn, rawmqtt.Connect{ID: "v5", Version: 5, Clean: true, KeepAlive: 60}.Encode())
+	ack, err := rawmqtt.Decode(readPacket(t, conn), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, conn, rawmqtt.Frame(0x82, []byte{0, 1}, []byte{0}, rawmqtt.String("x/y+"), []byte{0}))
+	suback := readPacket(t, conn)
+	if ack.Properties.MaximumPacketSize != 0 || ack.Properties.TopicAliasMaximum != 0 || suback[len(suback)-1] != 0 {
+		t.Fatalf("mochi no longer shows CONNACK limits untold and x/y+ granted (CONNACK %+v, SUBACK % x): "+
+			"the mend in limits/limits.go and limits/protocol.go may go (see doc.go)", ack.Properties, suback)
+	}
+}

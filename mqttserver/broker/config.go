@@ -96,9 +96,12 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(httpListen, "http-listen", "`address` to serve the live page (/), /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty)")
 	lim := limits.DefaultLimits()
 	minKeepAlive := config.Duration(lim.MinKeepAlive)
-	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`; 0 is no limit")
+	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`, counted whole; "+
+		"MQTT 5 clients are told it in the CONNACK (Maximum Packet Size) and told why they are disconnected (DISCONNECT 0x95); 0 is no limit")
 	fs.IntVar(&lim.MaxPendingWrites, "max-pending-writes", lim.MaxPendingWrites, "`packets` queued for one client before messages to it are dropped (a slow reader); 8 bytes a slot")
-	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this; 0s is no floor")
+	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this, told to MQTT 5 clients in the CONNACK (Server Keep Alive); 0s is no floor")
+	fs.IntVar(&lim.MaxTopicAliases, "max-topic-aliases", lim.MaxTopicAliases, "topic `aliases` one MQTT 5 client may set, told in the CONNACK (Topic Alias Maximum; the broker's Receive Maximum there is 1024, mochi's); "+
+		"each holds a topic, so this bounds what one connection pins; an alias over it ends the connection (DISCONNECT 0x94); 0 is none")
 	fs.IntVar(&lim.MaxClients, "max-clients", 0, "refuse connections past this `number` of connected clients (CONNACK 3); 0 is no limit")
 	slowTimeout := config.Duration(lim.SlowClientTimeout)
 	fs.IntVar(&lim.MaxQueuedBytes, "max-queued-bytes", lim.MaxQueuedBytes, "`bytes` that may wait unsent for one client: past half, QoS 0 messages to it are dropped; past all, it is disconnected as a slow consumer")
@@ -106,7 +109,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.IntVar(&lim.MaxQueuedMessages, "max-queued-messages", lim.MaxQueuedMessages, "QoS 1 and 2 `messages` one session holds unacknowledged, connected or not; past it, copies to it are dropped")
 	fs.IntVar(&lim.MaxSessions, "max-sessions", lim.MaxSessions, "sessions kept, connected or not; a new client id past this `number` is refused (CONNACK 3); 0 is no limit")
 	sessionExpiry := config.Duration(lim.SessionExpiry)
-	fs.Var(&sessionExpiry, "session-expiry", "a persistent session ends this `duration` after its client went (MQTT 3.1.1; the most an MQTT 5 client may ask)")
+	fs.Var(&sessionExpiry, "session-expiry", "a persistent session ends this `duration` after its client went (MQTT 3.1.1; the most an MQTT 5 client may ask: one asking more is told this in the CONNACK)")
 	maxExpiry := config.Duration(lim.MaxMessageExpiry)
 	fs.Var(&maxExpiry, "max-message-expiry", "drop retained and queued messages older than this `duration`, counted as dropped and logged once a second; "+
 		"0s (the default) keeps them until replaced, cleared, acknowledged or their session ends. A publisher's MQTT 5 message expiry is always honoured")

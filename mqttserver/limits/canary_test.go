@@ -119,3 +119,23 @@ func TestCanaryAcksInheritUserProperties(t *testing.T) {
 			"in limits/limits.go (NoInheritedPropertiesOnAck) may go (see doc.go)", ack.FixedHeader.Type, ack.Properties.User)
 	}
 }
+
+// TestCanaryConnackOmitsLimits: mochi tells an MQTT 5 client neither its Maximum Packet Size nor
+// its Topic Alias Maximum in the CONNACK, and grants the filter x/y+ (a wildcard must fill a
+// whole level, MQTT-4.7.1-2).
+func TestCanaryConnackOmitsLimits(t *testing.T) {
+	opts := &mqtt.Options{Capabilities: mqtt.NewDefaultServerCapabilities()}
+	opts.Capabilities.MaximumPacketSize, opts.Capabilities.TopicAliasMaximum = 1024, 10
+	_, addr := bare.Serve(t, opts)
+	conn := bare.Dial(t, addr, rawmqtt.Connect{ID: "v5", Version: 5, Clean: true})
+	ack, err := rawmqtt.Decode(bare.Read(t, conn), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare.Write(t, conn, rawmqtt.Frame(0x82, []byte{0, 1}, []byte{0}, rawmqtt.String("x/y+"), []byte{0}))
+	suback := bare.Read(t, conn)
+	if ack.Properties.MaximumPacketSize != 0 || ack.Properties.TopicAliasMaximum != 0 || suback[len(suback)-1] != 0 {
+		t.Fatalf("mochi no longer shows CONNACK limits untold and x/y+ granted (CONNACK %+v, SUBACK % x): "+
+			"the mend in limits/limits.go and limits/protocol.go may go (see doc.go)", ack.Properties, suback)
+	}
+}

@@ -37,6 +37,10 @@ const (
 	DefaultMaxQueuedBytes = 1 << 20
 	// DefaultSlowClientTimeout is how long a client may read nothing of what waits for it.
 	DefaultSlowClientTimeout = time.Minute
+	// DefaultMaxTopicAliases is the Topic Alias Maximum told to MQTT 5 clients, Mosquitto's:
+	// each alias holds a topic of up to 64 KiB, so 10 hold at most 640 KiB per connection
+	// (mochi's 65,535 let one connection pin gigabytes).
+	DefaultMaxTopicAliases = 10
 )
 
 // Limits are the broker's safety limits.
@@ -58,13 +62,16 @@ type Limits struct {
 	// MaxMessageExpiry: retained and queued messages older than this are dropped (expiry.go);
 	// 0 keeps them until replaced, cleared, acknowledged or their session ends.
 	MaxMessageExpiry time.Duration
+	// MaxTopicAliases: the Topic Alias Maximum told to MQTT 5 clients; 0 is no aliases.
+	MaxTopicAliases int
 }
 
 // DefaultLimits are the limits when no flag is given.
 func DefaultLimits() Limits {
 	return Limits{MaxPacketSize: DefaultMaxPacketSize, MaxPendingWrites: DefaultMaxPendingWrites, MinKeepAlive: DefaultMinKeepAlive,
 		MaxQueuedBytes: DefaultMaxQueuedBytes, SlowClientTimeout: DefaultSlowClientTimeout,
-		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxSessions: DefaultMaxSessions, SessionExpiry: DefaultSessionExpiry}
+		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxSessions: DefaultMaxSessions, SessionExpiry: DefaultSessionExpiry,
+		MaxTopicAliases: DefaultMaxTopicAliases}
 }
 
 // Capabilities starts from mochi's defaults and applies the limits.
@@ -84,6 +91,9 @@ func (l Limits) Capabilities() *mqtt.Capabilities {
 	// as the expiry of every message that had none; with 0 it keeps them and forwards only what
 	// a publisher set. An operator's cap is applied by ExpiryHook (expiry.go), not here.
 	c.MaximumMessageExpiryInterval = 0
+	// mochi refuses an alias over it (DISCONNECT 0x94) but never tells it in the CONNACK:
+	// limitsHook.OnPacketEncode does.
+	c.TopicAliasMaximum = uint16(l.MaxTopicAliases)
 	return c
 }
 
@@ -104,6 +114,8 @@ func (l Limits) Check() error {
 		return &config.BadValue{Flag: "slow-client-timeout", Why: "want 0 (never) or more"}
 	case l.MaxMessageExpiry < 0:
 		return &config.BadValue{Flag: "max-message-expiry", Why: "want 0 (no cap) or more"}
+	case l.MaxTopicAliases < 0 || l.MaxTopicAliases > math.MaxUint16:
+		return &config.BadValue{Flag: "max-topic-aliases", Why: fmt.Sprintf("want 0 (none) to %d", math.MaxUint16)}
 	}
 	return l.checkSessions()
 }
@@ -115,18 +127,26 @@ func (l Limits) Check() error {
 // waits longer (1.5 × the floor) before it calls them dead. Zero (keep-alive off) is left
 // alone: 3.1.1 clients may rely on it.
 //
+// The CONNACK: mochi tells an MQTT 5 client its Receive Maximum but neither the Maximum Packet
+// Size nor the Topic Alias Maximum it enforces, so clients send packets it refuses and never
+// use aliases.
+//
 // The packet size: mochi compares the remaining length plus one with its maximum, so packets
 // up to four bytes over it get through; MQTT 5 counts the whole packet, fixed header included.
+//
+// Protocol errors mochi lets through end the connection (protocol.go).
 type limitsHook struct {
 	mqtt.HookBase
+	server  *mqtt.Server
 	floor   uint16 // seconds; 0 is no floor
 	maxSize int    // bytes; 0 is no limit
+	aliases uint16 // Topic Alias Maximum
 	log     *slog.Logger
 }
 
 func (h *limitsHook) ID() string { return "limits" }
 func (h *limitsHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect && h.floor > 0 || b == mqtt.OnPacketRead && h.maxSize > 0
+	return b == mqtt.OnConnect && h.floor > 0 || b == mqtt.OnPacketRead || b == mqtt.OnPacketEncode
 }
 
 func (h *limitsHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
@@ -138,10 +158,26 @@ func (h *limitsHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	return nil
 }
 
-// OnPacketRead refuses a packet over the size limit; mochi then closes the connection.
+// OnPacketEncode tells an MQTT 5 client the limits in the CONNACK that accepts it.
+func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < packets.ErrUnspecifiedError.Code && cl.Properties.ProtocolVersion == 5 {
+		pk.Properties.MaximumPacketSize = uint32(h.maxSize) // 0, no limit, is not sent
+		pk.Properties.TopicAliasMaximum = h.aliases         // 0, none, is not sent: absent is 0
+	}
+	return pk
+}
+
+// OnPacketRead refuses a packet over the size limit, and the protocol errors of protocol.go;
+// an MQTT 5 client is told the reason code, then mochi closes the connection.
 func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if size := packetSize(pk.FixedHeader.Remaining); size > h.maxSize {
+	if size := packetSize(pk.FixedHeader.Remaining); h.maxSize > 0 && size > h.maxSize {
+		refuse(h.server, cl, packets.ErrPacketTooLarge)
 		return pk, tooLarge{size: size, limit: h.maxSize}
+	}
+	if err := checkPacket(cl, pk, h.aliases); err != nil {
+		refuse(h.server, cl, err.(violation).code)
+		h.log.Debug("protocol error", "client", cl.ID, "error", err)
+		return pk, err
 	}
 	return pk, nil
 }
@@ -171,13 +207,11 @@ func (e tooLarge) Is(target error) bool {
 	return target == packets.ErrPacketTooLarge || target == packets.ErrRejectPacket
 }
 
-// AddPacketLimits installs the keep-alive floor and the exact packet size check.
+// AddPacketLimits installs the keep-alive floor, the limits told in the CONNACK, the exact
+// packet size check and the protocol checks.
 func AddPacketLimits(server *mqtt.Server, l Limits, log *slog.Logger) error {
-	h := &limitsHook{floor: uint16((l.MinKeepAlive + time.Second - 1) / time.Second), // whole seconds, rounded up
-		maxSize: l.MaxPacketSize, log: log}
-	if h.floor == 0 && h.maxSize == 0 {
-		return nil
-	}
+	h := &limitsHook{server: server, floor: uint16((l.MinKeepAlive + time.Second - 1) / time.Second), // whole seconds, rounded up
+		maxSize: l.MaxPacketSize, aliases: uint16(l.MaxTopicAliases), log: log}
 	if err := server.AddHook(h, nil); err != nil {
 		return fmt.Errorf("add limits hook: %w", err)
 	}

@@ -90,6 +90,21 @@
 //     TestSecurityPacketSizeIsWholePacket (mqttdemo/tests). Upstream: count the length bytes too
 //     (MQTT 5 §3.1.2.11.4).
 //     Canary: TestCanaryPacketSizeWithoutFixedHeader (package limits).
+//   - Limits untold, protocol errors let through. SendConnack (server.go:607) tells neither
+//     MaximumPacketSize nor TopicAliasMaximum, which mochi enforces (clients.go:456,
+//     packets.go:683), and TopicAliasMaximum defaults to 65,535 (server.go:77); a packet over the
+//     size is closed on without DISCONNECT 0x95 (clients.go:457); processSubscribe grants x/y+
+//     (IsValidFilter, topics.go:707) and answers a shared No Local filter with SUBACK 0x82
+//     (server.go:1257), not a SUBACK code; a subscription identifier 0 is taken; an empty topic
+//     with an alias never set is published to "" (InboundTopicAliases.Set, topics.go:50).
+//     Mend: limitsHook (limits/limits.go: OnPacketEncode adds both to the CONNACK, -max-topic-aliases
+//     default 10; OnPacketRead ends the connection with DISCONNECT 0x81/0x82/0x95, checks in
+//     limits/protocol.go); the connection layer queues DISCONNECT 0x95 when it reads the header
+//     of a packet mochi will refuse (limits/packetwatch.go). CONNECT with Receive Maximum 0 or
+//     Maximum Packet Size 0 is not mended (mochi decodes both without a presence flag). Tests:
+//     TestConnackTellsLimits, TestProtocolErrorsDisconnect, TestKnownTopicAliasStillWorks;
+//     TestMQTTJS (mqttdemo/tests). Upstream: send both in the CONNACK, DISCONNECT 0x95, validate
+//     filters per level. Canary: TestCanaryConnackOmitsLimits (package limits).
 //   - Writes block under the client's lock. WritePacket holds the client's lock during the socket
 //     write (clients.go:603), and a publisher's NextPacketID takes it (clients.go:277): a
 //     subscriber that stops reading stalls every publisher sending it QoS 1 or 2. Mend: the

@@ -1,18 +1,10 @@
 package tests
 
 import (
+	"strings"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
-)
-
-// Waits-for marks: the open issue item a scenario fails for on today's main.
-const (
-	issue27Item1 = "issue 27 item 1 (Receive Maximum stalls delivery)"
-	issue27Item2 = "issue 27 item 2 (a resumed session ignores Receive Maximum)"
-	issue27Item7 = "issue 27 item 7 (DUP on the first delivery of a queued message)"
-	// found by this suite, not yet filed: the lead names the issue
-	findingDisconnect311 = "finding: DISCONNECT sent to MQTT 3.1.1 clients at shutdown (MQTT 3.1.1 §3.14: client to server only)"
 )
 
 // conformanceScenarios are run by TestConformance against mqttserver and Mosquitto. Clients are
@@ -86,7 +78,7 @@ var conformanceScenarios = []confScenario{
 		pub("p", "t/a", 1, 1, "one"), pub("p", "t/a", 2, 2, "two"), pub("p", "t/a", 1, 3, "three"),
 		connect("s", 4, false),
 	}, want: map[string][]string{"s": {"t/a=one", "t/a=two", "t/a=three"}}},
-	{name: "first delivery of a queued message is not DUP", compareDup: true, waitsFor: issue27Item7, steps: []confStep{
+	{name: "first delivery of a queued message is not DUP", compareDup: true, steps: []confStep{
 		connect("s", 5, false), sub("s", 1, "t/#", 2), disconnect("s"),
 		connect("p", 5, true), pub("p", "t/a", 1, 1, "one"), pub("p", "t/a", 2, 2, "two"),
 		connect("s", 5, false),
@@ -186,7 +178,7 @@ var conformanceScenarios = []confScenario{
 		subWith("s", 1, "r/a", packets.Subscription{Qos: 1, RetainHandling: 2}),
 		subWith("s", 2, "r/+", packets.Subscription{Qos: 1, RetainHandling: 1, RetainAsPublished: true}),
 		subWith("s", 3, "r/+", packets.Subscription{Qos: 1, RetainHandling: 1}),
-		subWith("s", 4, "r/#", packets.Subscription{Qos: 1}),
+		subWith("s", 4, "r/#", packets.Subscription{Qos: 1}), await("s", "r/a", 2), // from subscriptions 2 and 4
 		pubRetained("p", "r/a", 1, 2, "new"),
 	}},
 	{name: "retained message survives a restart", restart: true, steps: []confStep{
@@ -271,7 +263,7 @@ var conformanceScenarios = []confScenario{
 		connect("a", 5, false), connect("b", 5, true), restart(),
 		connect("a", 5, false),
 	}},
-	{name: "a restart ends the connections, 3.1.1", restart: true, waitsFor: findingDisconnect311, steps: []confStep{
+	{name: "a restart ends the connections, 3.1.1", restart: true, steps: []confStep{
 		connect("a", 4, false), connect("b", 4, true), restart(),
 		connect("a", 4, false),
 	}},
@@ -338,20 +330,20 @@ var conformanceScenarios = []confScenario{
 	}},
 
 	// MQTT 5 flow control
-	{name: "receive maximum: at most that many unacknowledged, 5", waitsFor: issue27Item1, steps: []confStep{
+	{name: "receive maximum: at most that many unacknowledged, 5", steps: []confStep{
 		connectWith("s", confConnect{version: 5, clean: true, receiveMax: 2}), sub("s", 1, "t/#", 1), withhold("s"),
 		connect("p", 5, true),
 		pub("p", "t/a", 1, 1, "1"), pub("p", "t/a", 1, 2, "2"), pub("p", "t/a", 1, 3, "3"),
 		pub("p", "t/a", 1, 4, "4"), pub("p", "t/a", 1, 5, "5"),
 		settle(), ackAll("s"),
 	}, want: map[string][]string{"s": {"t/a=1", "t/a=2", "t/a=3", "t/a=4", "t/a=5"}}},
-	{name: "receive maximum at qos 2, 5", waitsFor: issue27Item1, steps: []confStep{
+	{name: "receive maximum at qos 2, 5", steps: []confStep{
 		connectWith("s", confConnect{version: 5, clean: true, receiveMax: 1}), sub("s", 1, "t/#", 2), withhold("s"),
 		connect("p", 5, true),
 		pub("p", "t/a", 2, 1, "1"), pub("p", "t/a", 2, 2, "2"), pub("p", "t/a", 2, 3, "3"),
 		settle(), ackAll("s"),
 	}, want: map[string][]string{"s": {"t/a=1", "t/a=2", "t/a=3"}}},
-	{name: "receive maximum on a resumed session, 5", waitsFor: issue27Item2, steps: []confStep{
+	{name: "receive maximum on a resumed session, 5", steps: []confStep{
 		connectWith("s", confConnect{version: 5, expiry: 3600, receiveMax: 2}), sub("s", 1, "t/#", 1), disconnect("s"),
 		connect("p", 5, true),
 		pub("p", "t/a", 1, 1, "1"), pub("p", "t/a", 1, 2, "2"), pub("p", "t/a", 1, 3, "3"),
@@ -359,4 +351,13 @@ var conformanceScenarios = []confScenario{
 		connectWith("s", confConnect{version: 5, expiry: 3600, receiveMax: 2, withhold: true}),
 		settle(), ackAll("s"),
 	}, want: map[string][]string{"s": {"t/a=1", "t/a=2", "t/a=3", "t/a=4", "t/a=5"}}},
+	// MQTT-3.1.2-25: a message larger than the client's Maximum Packet Size is discarded, and the
+	// session goes on with the next.
+	{name: "a queued message larger than the client takes is discarded, 5", steps: []confStep{
+		connectWith("s", confConnect{version: 5, expiry: 3600, maxPacket: 200}), sub("s", 1, "t/#", 1), disconnect("s"),
+		connect("p", 5, true),
+		pub("p", "t/a", 1, 1, "before"), pub("p", "t/a", 1, 2, strings.Repeat("x", 500)), pub("p", "t/a", 1, 3, "after"),
+		connectWith("s", confConnect{version: 5, expiry: 3600, maxPacket: 200}),
+		settle(),
+	}, want: map[string][]string{"s": {"t/a=before", "t/a=after"}}},
 }

@@ -112,6 +112,7 @@ type confConnect struct {
 	clean       bool
 	expiry      uint32 // MQTT 5 Session Expiry Interval
 	receiveMax  uint16 // MQTT 5 Receive Maximum; 0: not sent
+	maxPacket   uint32 // MQTT 5 Maximum Packet Size; 0: not sent
 	will        string // will topic; empty: no will
 	willPayload string
 	willQoS     byte
@@ -437,6 +438,7 @@ func (r *confRun) connect(c *confConn, o confConnect) error {
 	if o.version == 5 {
 		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = o.expiry, o.expiry != 0
 		pk.Properties.ReceiveMaximum = o.receiveMax
+		pk.Properties.MaximumPacketSize = o.maxPacket
 	}
 	ack, err := c.dial(r.broker.addr, pk, o.withhold)
 	if err != nil {

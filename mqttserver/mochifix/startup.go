@@ -36,6 +36,10 @@ func (g *startup) sessionTaken() { g.once.Do(func() { close(g.taken) }) }
 // and Receive Maximum; a message that is not to go out now is spoilt (Reserved), so that mochi
 // cannot encode it and it stays in the session.
 func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if serverDisconnectsOnlyV5(cl, pk) {
+		pk.FixedHeader.Type = packets.Reserved // mochi cannot encode it, and closes the connection
+		return pk
+	}
 	if pk.FixedHeader.Type == packets.Connack {
 		if h.nStarting.Load() > 0 {
 			if v, ok := h.startups.Load(cl); ok && v.(*startup).renumber.CompareAndSwap(true, false) {

@@ -101,8 +101,13 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if len(cl.Properties.Username) > 0 {
 		attrs = append(attrs, slog.String("username", string(cl.Properties.Username)))
 	}
-	// The container health probe connects every few seconds: its visits are debug lines. A
-	// client that only looks like it is logged here as soon as it does anything else.
+	h.connected(cl, pk, attrs)
+}
+
+// connected logs a client's arrival. The container health probe connects every few seconds:
+// its visits are debug lines. A client that only looks like it is logged at info as soon as it
+// does anything else (health.Visits).
+func (h *Hook) connected(cl *mqtt.Client, pk packets.Packet, attrs []slog.Attr) {
 	reveal := func() { h.log.LogAttrs(context.Background(), slog.LevelInfo, MsgConnected, attrs...) }
 	if h.probe.Arrive(cl, pk, reveal) {
 		h.log.LogAttrs(context.Background(), slog.LevelDebug, MsgConnected, attrs...)

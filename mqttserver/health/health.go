@@ -39,7 +39,7 @@ func IsProbe(cl *mqtt.Client, username []byte) bool {
 
 // Visits keeps the probe's visits quiet, and only those. A client is the probe only while it
 // does exactly what the probe does: connect (IsProbe, MQTT 3.1.1, clean session, keep-alive 0,
-// no password, no will), then leave with DISCONNECT within Timeout. Anything else (any other
+// no user name or password, no will), then leave with DISCONNECT within Timeout. Anything else (any other
 // packet, staying longer, leaving otherwise) reveals it, its connection included. Each hook
 // that hides the probe keeps a Visits of its own.
 type Visits struct {
@@ -58,7 +58,7 @@ type visit struct {
 func (v *Visits) Arrive(cl *mqtt.Client, pk packets.Packet, reveal func()) bool {
 	c := pk.Connect
 	if !IsProbe(cl, c.Username) || cl.Properties.ProtocolVersion != 4 || !c.Clean || c.Keepalive != 0 ||
-		c.PasswordFlag || c.WillFlag {
+		c.UsernameFlag || c.PasswordFlag || c.WillFlag {
 		return false
 	}
 	vis := &visit{reveal: reveal}

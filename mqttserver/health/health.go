@@ -39,9 +39,9 @@ func IsProbe(cl *mqtt.Client, username []byte) bool {
 
 // Visits keeps the probe's visits quiet, and only those. A client is the probe only while it
 // does exactly what the probe does: connect (IsProbe, MQTT 3.1.1, clean session, keep-alive 0,
-// no user name or password, no will), then leave with DISCONNECT within Timeout. Anything else (any other
-// packet, staying longer, leaving otherwise) reveals it, its connection included. Each hook
-// that hides the probe keeps a Visits of its own.
+// no user name or password, no will), then leave with DISCONNECT within Timeout. Anything
+// else (any other packet, staying longer, leaving otherwise) reveals it, its connection
+// included. Each hook that hides the probe keeps a Visits of its own.
 type Visits struct {
 	mu      sync.Mutex
 	pending map[*mqtt.Client]*visit

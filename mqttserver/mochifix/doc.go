@@ -82,6 +82,39 @@
 //     mark the session taken over before disconnecting the old connection.
 //     Canary: TestCanaryOldConnectionEndsSessionTakenOver (package mochifix).
 //
+// # MQTT 5 flow control and what a client may receive (this package: Hook)
+//
+//   - Receive Maximum stalls delivery. Past the client's Receive Maximum mochi marks a message
+//     Expiry -1 and keeps it (publishToClient, server.go:1088); after each packet it reads it sends
+//     one such message and deletes it from the in-flight table (processPacket, server.go:719–727),
+//     so its acknowledgement frees no slot: delivery stops at about twice the maximum, and the next
+//     is picked by uint16(Created), unstably, out of order. Mend (receivemax.go): the Hook switches
+//     mochi's send quota off and keeps the client within its Receive Maximum itself: messages past
+//     it wait in the session in the order queued and go out as acknowledgements free slots.
+//     Tests: TestReceiveMaximumKept (package mochifix), TestReceiveMaximumDeliversAllInOrder; the
+//     conformance scenarios "receive maximum…" (mqttdemo/tests, against Mosquitto). Canary:
+//     TestCanaryReceiveMaximumStalls (package mochifix). Upstream: keep a message sent from the
+//     quota queue in flight until it is acknowledged.
+//   - A resumed session ignores Receive Maximum: ResendInflightMessages (clients.go:304) sends the
+//     whole queue at once. Mend (receivemax.go, Hook.resume at the CONNACK): the first Receive
+//     Maximum go with the resend, the rest wait. Test: conformance "receive maximum on a resumed
+//     session, 5". Upstream: resend within the quota.
+//   - A queued message larger than the client's Maximum Packet Size ends the connection at every
+//     resume (WritePacket, clients.go:595, ErrPacketTooLarge; ResendInflightMessages stops with
+//     it): the messages after it never arrive. Mend (toolarge.go): such a message is discarded
+//     (MQTT-3.1.2-25), counted as dropped and logged (capped). Test: conformance "a queued message
+//     larger than the client takes is discarded, 5". Upstream: discard, as the specification says.
+//   - Every queued message is marked DUP at resend, also one never sent (clients.go:311). Mend
+//     (dupfirst.go): the Hook notes the messages queued and not sent, which go out with DUP 0 (after
+//     a -data restart that is not known: they keep DUP 1). Test: conformance "first delivery of a
+//     queued message is not DUP". Canary: TestCanaryDupOnFirstSend (package mochifix). Upstream:
+//     mark DUP only what was sent.
+//   - DISCONNECT to MQTT 3.1.1 clients: DisconnectClient writes one whenever mochi ends a connection
+//     (server.go:1429: take-over, protocol error, shutdown), but in 3.1.1 only a client sends
+//     DISCONNECT (§3.14). Mend (disconnect.go): not sent to 3.1.1 clients, whose connection is just
+//     closed, as Mosquitto does. Tests: TestNoDisconnectToV311 (package mochifix), conformance "a
+//     restart ends the connections, 3.1.1". Canary: TestCanaryDisconnectToV311. Upstream: the same.
+//
 // # Limits (package limits, broker)
 //
 //   - Packet size without its fixed header. ReadFixedHeader compares remaining length + 1 with
@@ -237,8 +270,6 @@
 //   - mochi answers an MQTT 5 client's resent QoS 2 PUBLISH (DUP, before its PUBREL) with PUBREC
 //     0x91 (server.go:896), where MQTT-4.3.3-10 wants a plain PUBREC; the message is not delivered
 //     twice.
-//   - Every queued message is marked DUP at resend, also one never sent (clients.go:311).
-//     Canary: TestCanaryDupOnFirstSend (package mochifix).
 //   - Issues 541 (race between Close and connection set-up) and 483 (stale connection after a
 //     same-id reconnect).
 //     No canary: 541 shows only under the race detector, which fails the run itself; 483 is a

@@ -139,3 +139,24 @@ func TestCanaryConnackOmitsLimits(t *testing.T) {
 			"the mend in limits/limits.go and limits/protocol.go may go (see doc.go)", ack.Properties, suback)
 	}
 }
+
+// TestCanaryADayForEveryMessage: mochi's default caps every message at a day and forwards that
+// day to MQTT 5 subscribers as the Message Expiry Interval of a message that had none.
+func TestCanaryADayForEveryMessage(t *testing.T) {
+	server, addr := bare.Serve(t, nil)
+	conn := bare.Connect(t, addr, rawmqtt.Connect{ID: "v5", Version: 5, Clean: true})
+	bare.Exchange(t, conn, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
+		ProtocolVersion: 5, PacketID: 1, Filters: packets.Subscriptions{{Filter: "e", Qos: 1}}}), 0x90)
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub", Version: 5, Clean: true})
+	bare.Write(t, pub, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		ProtocolVersion: 5, TopicName: "e", Payload: []byte("no expiry")}))
+	pk, err := rawmqtt.Decode(bare.Read(t, conn), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if server.Options.Capabilities.MaximumMessageExpiryInterval != 86400 || pk.Properties.MessageExpiryInterval == 0 {
+		t.Errorf("mochi no longer gives every message a day (cap %d s, forwarded %d s): the mend in limits/limits.go "+
+			"and limits/expiry.go may go (see doc.go)", server.Options.Capabilities.MaximumMessageExpiryInterval,
+			pk.Properties.MessageExpiryInterval)
+	}
+}

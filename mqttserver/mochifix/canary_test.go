@@ -325,3 +325,82 @@ func receiveMaxDelivered(t *testing.T, hooks func(*mqtt.Server) []mqtt.Hook) int
 	t.Fatal("the exchange did not settle")
 	return got
 }
+
+// queueOffline leaves a persistent MQTT 5 session of id with props (Receive Maximum, Maximum
+// Packet Size), subscribed to q/# at QoS 1, offline, and queues payloads to it.
+func queueOffline(t *testing.T, server *mqtt.Server, addr, id string, props packets.Properties, payloads ...[]byte) rawmqtt.Connect {
+	t.Helper()
+	c := rawmqtt.Connect{ID: id, Version: 5, Properties: props}
+	c.Properties.SessionExpiryInterval, c.Properties.SessionExpiryIntervalFlag = 300, true
+	conn := bare.Connect(t, addr, c)
+	bare.Exchange(t, conn, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
+		ProtocolVersion: 5, PacketID: 1, Filters: packets.Subscriptions{{Filter: "q/#", Qos: 1}}}), 0x90)
+	conn.Close()
+	waitOffline(t, server, id)
+	for _, p := range payloads {
+		if err := server.Publish("q/x", p, false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// TestCanaryResumeIgnoresReceiveMaximum: a resumed session's queue is resent whole, past the
+// client's Receive Maximum.
+func TestCanaryResumeIgnoresReceiveMaximum(t *testing.T) {
+	server, addr := bare.Serve(t, &mqtt.Options{InlineClient: true})
+	c := queueOffline(t, server, addr, "rm", packets.Properties{ReceiveMaximum: 2},
+		[]byte("1"), []byte("2"), []byte("3"), []byte("4"), []byte("5"))
+	back := bare.Connect(t, addr, c)
+	bare.Write(t, back, rawmqtt.Pingreq())
+	sent := 0
+	for pk := bare.ReadDecoded(t, back); pk.FixedHeader.Type != packets.Pingresp; pk = bare.ReadDecoded(t, back) {
+		sent++
+	}
+	if sent <= 2 {
+		t.Errorf("mochi no longer resends past Receive Maximum (%d of 5 before any acknowledgement): "+
+			"the mend in receivemax.go (resume) may go (see doc.go)", sent)
+	}
+}
+
+// TestCanaryTooLargeEndsResume: a queued message larger than the client's Maximum Packet Size
+// ends the connection at the resume, before what is queued after it.
+func TestCanaryTooLargeEndsResume(t *testing.T) {
+	server, addr := bare.Serve(t, &mqtt.Options{InlineClient: true})
+	c := queueOffline(t, server, addr, "small", packets.Properties{MaximumPacketSize: 100},
+		make([]byte, 500), []byte("after"))
+	back := bare.Connect(t, addr, c)
+	bare.Write(t, back, rawmqtt.Pingreq())
+	for range 5 {
+		raw, err := rawmqtt.Read(back)
+		if err != nil {
+			return // the flaw: the connection ended
+		}
+		if raw[0] == 0xd0 {
+			break
+		}
+	}
+	t.Error("mochi no longer ends a resume on a message too large for the client: the mend in toolarge.go may go (see doc.go)")
+}
+
+// TestCanaryResentQoS2Refused: an MQTT 5 client that sends its QoS 2 PUBLISH again before its
+// PUBREL (DUP) gets PUBREC 0x91, where MQTT-4.3.3-10 wants a plain PUBREC. Not mended.
+func TestCanaryResentQoS2Refused(t *testing.T) {
+	_, addr := bare.Serve(t, nil)
+	conn := bare.Connect(t, addr, rawmqtt.Connect{ID: "dup", Version: 5, Clean: true})
+	pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, ProtocolVersion: 5,
+		PacketID: 1, TopicName: "d", Payload: []byte("x")}
+	bare.Write(t, conn, rawmqtt.Encode(pub))
+	if rec := bare.ReadDecoded(t, conn); rec.FixedHeader.Type != packets.Pubrec || rec.ReasonCode != 0 {
+		t.Fatalf("want PUBREC 0, got %v", rec)
+	}
+	pub.FixedHeader.Dup = true
+	bare.Write(t, conn, rawmqtt.Encode(pub))
+	rec, err := rawmqtt.Decode(bare.Read(t, conn), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.ReasonCode != packets.ErrPacketIdentifierInUse.Code {
+		t.Errorf("mochi no longer answers a resent QoS 2 PUBLISH with 0x91 (got %#x): doc.go's item under \"Not mended\" may go", rec.ReasonCode)
+	}
+}

@@ -99,11 +99,13 @@
 //     whole queue at once. Mend (receivemax.go, Hook.resume at the CONNACK): the first Receive
 //     Maximum go with the resend, the rest wait. Test: conformance "receive maximum on a resumed
 //     session, 5". Upstream: resend within the quota.
+//     Canary: TestCanaryResumeIgnoresReceiveMaximum (package mochifix).
 //   - A queued message larger than the client's Maximum Packet Size ends the connection at every
 //     resume (WritePacket, clients.go:595, ErrPacketTooLarge; ResendInflightMessages stops with
 //     it): the messages after it never arrive. Mend (toolarge.go): such a message is discarded
 //     (MQTT-3.1.2-25), counted as dropped and logged (capped). Test: conformance "a queued message
 //     larger than the client takes is discarded, 5". Upstream: discard, as the specification says.
+//     Canary: TestCanaryTooLargeEndsResume (package mochifix).
 //   - Every queued message is marked DUP at resend, also one never sent (clients.go:311). Mend
 //     (dupfirst.go): the Hook notes the messages queued and not sent, which go out with DUP 0 (after
 //     a -data restart that is not known: they keep DUP 1). Test: conformance "first delivery of a
@@ -179,6 +181,7 @@
 //     TestDataOlderThanADay, TestQueuedOlderThanADay, TestMessageExpiryForwarded,
 //     TestMaxMessageExpiry, TestMessageExpiryLikeMosquitto (mqttdemo/tests). Upstream: default 0,
 //     and check the expiry where a message is sent.
+//     Canary: TestCanaryADayForEveryMessage (package limits).
 //   - No deadline before CONNECT. attachClient reads the CONNECT (server.go:413) before it sets any
 //     deadline (server.go:442): a silent connection is held for ever. Mend:
 //     broker/connecttimeout.go (ConnectTimeout). Test: TestSecuritySilentConnectionClosed
@@ -207,6 +210,7 @@
 //     StoredSysInfo, which mochi calls last in readStore (server.go:1592), sets them again
 //     (store/store.go, restoreExpiry). Test: TestDataOlderThanADay. Upstream: restore Expiry in
 //     ToPacket.
+//     Canary: TestCanaryStoredExpiryLost.
 //
 // # Access (package access)
 //
@@ -236,6 +240,7 @@
 //     on which mochi drops it (processDisconnect, server.go:1407) (access/wills.go). Test:
 //     TestSecurityRevokedUserDelayedWillWithdrawn (mqttdemo/tests). Upstream: check the will's
 //     flag, or ask a hook, when a delayed will is due.
+//     Canary: TestCanaryDelayedWillOutOfReach (package access).
 //   - A client id's session goes to whoever connects with it (inheritClientSession, server.go:562),
 //     whatever the user, and a new id is free until attachClient registers its session
 //     (server.go:458), after OnConnect: two users racing with one new id both pass. Mend: the access
@@ -270,6 +275,7 @@
 //   - mochi answers an MQTT 5 client's resent QoS 2 PUBLISH (DUP, before its PUBREL) with PUBREC
 //     0x91 (server.go:896), where MQTT-4.3.3-10 wants a plain PUBREC; the message is not delivered
 //     twice.
+//     Canary: TestCanaryResentQoS2Refused (package mochifix).
 //   - Issues 541 (race between Close and connection set-up) and 483 (stale connection after a
 //     same-id reconnect).
 //     No canary: 541 shows only under the race detector, which fails the run itself; 483 is a

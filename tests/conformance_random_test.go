@@ -24,10 +24,9 @@ import (
 //
 //	CONFORMANCE_RANDOM_COUNT  scenarios per variant and broker (default 100)
 //	CONFORMANCE_SEED          run only this seed (printed by a failure)
-//	CONFORMANCE_STRICT        fail, not skip, the variant that waits for an open issue
+//	CONFORMANCE_STRICT        fail, not skip, a variant that waits for an open issue (none today)
 //
-// The variant in which QoS 2 PUBLISH packets take the broker's ids too waits for issue 20
-// loss 1 on mqttserver.
+// Each run draws new seeds: CI tries new scenarios every time.
 func TestConformanceRandom(t *testing.T) {
 	harness.Mosquitto(t)
 	count := 100

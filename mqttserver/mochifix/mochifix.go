@@ -1,7 +1,6 @@
 package mochifix
 
 import (
-	"bytes"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -72,8 +71,12 @@ func (h *Hook) Stop() error {
 
 func (h *Hook) ID() string { return "mochi-fixes" }
 
+// Provides is asked for every hook on every event of every packet: a switch.
 func (h *Hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPacketProcessed, mqtt.OnDisconnect,
-		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnQosPublish, mqtt.OnPacketEncode,
-		mqtt.OnACLCheck, mqtt.OnQosDropped, mqtt.OnClientExpired}, []byte{b})
+	switch b {
+	case mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
+		mqtt.OnQosPublish, mqtt.OnPacketEncode, mqtt.OnACLCheck, mqtt.OnQosDropped, mqtt.OnClientExpired:
+		return true
+	}
+	return false
 }

@@ -66,6 +66,8 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		// mochi's per-connection read buffer (2 KiB by default) is held by every idle connection;
 		// while data flows, the connection layer reads ahead in 64 KiB (package limits).
 		ClientNetReadBufferSize: limits.IdleReadBuffer,
+		// Every packet written through: the mends hold a packet by spoiling it (mochifix).
+		ClientNetWriteBufferSize: mochifix.WriteBufferSize,
 	})
 	var page *livepage.Page
 	if cfg.HTTPListen != "" { // the live page: its own copy of the event lines

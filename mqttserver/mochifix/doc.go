@@ -95,6 +95,15 @@
 //     conformance scenarios "receive maximum…" (mqttdemo/tests, against Mosquitto). Canary:
 //     TestCanaryReceiveMaximumStalls (package mochifix). Upstream: keep a message sent from the
 //     quota queue in flight until it is acknowledged.
+//   - A held packet strands what waits in mochi's write buffer. WritePacket keeps a packet in the
+//     client's write buffer while more wait in its queue, and flushes it with the next write
+//     (clients.go:603–630); the mends hold a packet by spoiling it in OnPacketEncode (receivemax.go,
+//     toolarge.go, the store), and when the held one was that next write, a PINGRESP or an
+//     earlier PUBLISH stayed unsent until the client sent something: a client waiting for them
+//     stalled. Mend: Options.ClientNetWriteBufferSize = WriteBufferSize (1), every packet written
+//     through (broker/run.go); the connection layer (limits) gathers writes. Test:
+//     TestReceiveMaximumKept (stalls without it). No canary: bare mochi holds no packet.
+//     Upstream: a hook result that skips a packet and still flushes.
 //   - A resumed session ignores Receive Maximum: ResendInflightMessages (clients.go:304) sends the
 //     whole queue at once. Mend (receivemax.go, Hook.resume at the CONNACK): the first Receive
 //     Maximum go with the resend, the rest wait. Test: conformance "receive maximum on a resumed

@@ -48,6 +48,15 @@ type Hook struct {
 	nTakeovers, nStarting, nFlow atomic.Int32
 }
 
+// WriteBufferSize is the mochi option (Options.ClientNetWriteBufferSize) a server with the Hook
+// needs: 1, so that mochi writes every packet through. mochi keeps a packet in its write buffer
+// while more wait in the client's queue and flushes it with the next write (WritePacket,
+// clients.go:603–630); the Hook (and the store) spoil a packet in OnPacketEncode to hold it, and
+// when the held one was that next write, what waited in the buffer (a PINGRESP, an earlier
+// PUBLISH) stayed unsent until the client sent something else. The broker's connection layer
+// (package limits) gathers the writes instead.
+const WriteBufferSize = 1
+
 // acceptWait bounds how long a publisher waits for a connection to be ready for its message;
 // past it the message is queued anyway, as mochi would. It takes no more than a commit (-data).
 const acceptWait = 2 * time.Second

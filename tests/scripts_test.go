@@ -57,3 +57,22 @@ func TestBenchScriptLeavesNothing(t *testing.T) {
 	}
 	emptyAfter(t, tmp, "bench.sh -h")
 }
+
+// TestDemoRejectsBadPort: a port that is not a number from 1 to 65535 is named at once, before
+// anything is built (it once ended with "is port abc or 8080 taken?" below the broker's error).
+func TestDemoRejectsBadPort(t *testing.T) {
+	for _, c := range []struct{ env, want string }{
+		{"MQTTDEMO_PORT=abc", "demo: MQTTDEMO_PORT=abc is not a port: give a number from 1 to 65535\n"},
+		{"MQTTDEMO_HTTP_PORT=70000", "demo: MQTTDEMO_HTTP_PORT=70000 is not a port: give a number from 1 to 65535\n"},
+		{"MQTTDEMO_PORT=0", "demo: MQTTDEMO_PORT=0 is not a port: give a number from 1 to 65535\n"},
+	} {
+		t.Run(strings.ReplaceAll(c.env, "=", " "), func(t *testing.T) { // no "=" in the temporary directory's name
+			tmp := t.TempDir()
+			out, status := script(t, []string{c.env, "TMPDIR=" + tmp}, "demo.sh")
+			if status != 2 || out != c.want {
+				t.Errorf("exit status %d, output:\n%s\nwant status 2 and:\n%s", status, out, c.want)
+			}
+			emptyAfter(t, tmp, "demo.sh")
+		})
+	}
+}

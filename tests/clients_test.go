@@ -432,7 +432,7 @@ func TestQoS0DroppedWhileDisconnected(t *testing.T) {
 		t.Fatalf("exit status %d, want 1 (messages were dropped)", code)
 	}
 	dropped := len(pub.Out.Lines(re(`DROPPED`)))
-	pub.WaitFor(t, fmt.Sprintf(`SUMMARY\s+sent 60, acknowledged %d, dropped %d, unconfirmed 0`, 60-dropped, dropped))
+	pub.WaitFor(t, fmt.Sprintf(`SUMMARY\s+sent %d, dropped %d$`, 60-dropped, dropped))
 	pub.WaitFor(t, fmt.Sprintf(`^mqttpublisher: not every message was delivered: %d dropped, 0 unacknowledged$`, dropped))
 }
 

@@ -112,7 +112,11 @@ func TestCountAndTimeoutExitStatus(t *testing.T) {
 		if code := sub.Exit(t); code != 1 {
 			t.Fatalf("exit status %d, want 1", code)
 		}
-		sub.WaitFor(t, `no message arrived in time`)
+		// It never connected: it says so, and why, instead of "no message arrived in time".
+		sub.WaitFor(t, `^mqttsubscriber: could not connect to the broker within 1.5s \(-timeout\): .*connection refused$`)
+		if l := sub.Out.Lines(re(`no message arrived`)); len(l) > 0 {
+			t.Errorf("says %q though it never connected", l[0])
+		}
 	})
 }
 

@@ -49,17 +49,23 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
 	ready := mqttclient.Announce(opts, con, s.subscribe)
-	// -timeout counts from the start: a broker that never answers is "no message" too.
+	// -timeout counts from the start, connecting included.
 	start := time.Now()
 	connectCtx := ctx
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
-		connectCtx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, s.timeoutError())
+		connectCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
 	client, err := mqttclient.Connect(connectCtx, opts, con)
 	if errors.Is(err, context.DeadlineExceeded) {
-		return context.Cause(connectCtx)
+		// Not "no message arrived": it never reached a broker, and that is what to look into.
+		why := "no broker answered"
+		var nc *mqttclient.NotConnectedError
+		if errors.As(err, &nc) {
+			why = nc.Last.Error()
+		}
+		return fmt.Errorf("could not connect to the broker within %s (-timeout): %s", cfg.Timeout, why)
 	} else if errors.Is(err, context.Canceled) {
 		return nil
 	} else if err != nil {

@@ -74,7 +74,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	s.start = start
 	mqttclient.AwaitReady(ctx, ready)
 	defer mqttclient.Disconnect(client)
-	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin))
+	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin), console.EnterPrompt(stdin, "unsubscribe"))
 	if errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C or SIGTERM: a normal end
 	}
@@ -127,10 +127,11 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 	}
 }
 
-// receive prints messages until -count, -timeout, the second Enter, or ctx ends it.
-func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *printer, enter <-chan struct{}) error {
+// receive prints messages until -count, -timeout, the second Enter, or ctx ends it; prompt says
+// what Enter does.
+func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *printer, enter <-chan struct{}, prompt string) error {
 	if enter != nil {
-		s.con.Line(console.StyleDim, "INFO", "press Enter to unsubscribe")
+		s.con.Line(console.StyleDim, "INFO", prompt)
 	}
 	var timeout <-chan time.Time
 	var timer *time.Timer

@@ -1,9 +1,12 @@
 package tests
 
 import (
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -74,5 +77,50 @@ func TestDemoRejectsBadPort(t *testing.T) {
 			}
 			emptyAfter(t, tmp, "demo.sh")
 		})
+	}
+}
+
+// TestReleaseScript builds the release binaries for this machine's Linux (the script does every
+// platform; one is enough to check it, and fast) and runs each with -version: the version given
+// to the script is stamped in. SHA256SUMS lists each file with its hash.
+func TestReleaseScript(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("runs the Linux binaries it builds")
+	}
+	out := filepath.Join(t.TempDir(), "dist")
+	const version = "v0.0.0-test"
+	target := "linux/" + runtime.GOARCH
+	if log, status := script(t, nil, "release.sh", "-o", out, "-targets", target, version); status != 0 {
+		t.Fatalf("release.sh: exit status %d\n%s", status, log)
+	}
+	sums, err := os.ReadFile(filepath.Join(out, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]string{} // file -> hash
+	for _, l := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
+		hash, file, _ := strings.Cut(l, "  ")
+		listed[file] = hash
+	}
+	for _, prog := range []string{"mqttserver", "mqttpublisher", "mqttsubscriber"} {
+		name := prog + "-linux-" + runtime.GOARCH
+		bin := filepath.Join(out, name)
+		got, err := exec.Command(bin, "-version").Output()
+		if err != nil {
+			t.Fatalf("%s -version: %v", name, err)
+		}
+		if want := prog + " " + version + "\n"; string(got) != want {
+			t.Errorf("%s -version printed %q, want %q", name, got, want)
+		}
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := fmt.Sprintf("%x", sha256.Sum256(data)); listed[name] != h {
+			t.Errorf("SHA256SUMS lists %s as %q, want %s", name, listed[name], h)
+		}
+	}
+	if len(listed) != 3 {
+		t.Errorf("SHA256SUMS lists %d files, want 3:\n%s", len(listed), sums)
 	}
 }

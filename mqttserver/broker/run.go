@@ -237,7 +237,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	enter := console.EnterPresses(stdin)
 	if enter != nil {
-		log.Info("press Enter to stop the server")
+		log.Info(console.EnterPrompt(stdin, "stop the server"))
 	}
 	var hangup chan os.Signal // SIGHUP reloads the -auth file, as it does Mosquitto's files
 	if cfg.AuthFile != "" {

@@ -54,17 +54,23 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
 	ready := mqttclient.Announce(opts, con, s.subscribe)
-	// -timeout counts from the start: a broker that never answers is "no message" too.
+	// -timeout counts from the start, connecting included.
 	start := time.Now()
 	connectCtx := ctx
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
-		connectCtx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, s.timeoutError())
+		connectCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
 	client, err := mqttclient.Connect(connectCtx, opts, con)
 	if errors.Is(err, context.DeadlineExceeded) {
-		return context.Cause(connectCtx)
+		// Not "no message arrived": it never reached a broker, and that is what to look into.
+		why := "no broker answered"
+		var nc *mqttclient.NotConnectedError
+		if errors.As(err, &nc) {
+			why = nc.Last.Error()
+		}
+		return fmt.Errorf("could not connect to the broker within %s (-timeout): %s", cfg.Timeout, why)
 	} else if errors.Is(err, context.Canceled) {
 		return nil
 	} else if err != nil {
@@ -80,7 +86,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		mqttclient.Disconnect(client)
 	}()
-	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin))
+	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin), console.EnterPrompt(stdin, "unsubscribe"))
 	if errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C or SIGTERM: a normal end
 	}
@@ -133,10 +139,11 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 	}
 }
 
-// receive prints messages until -count, -timeout, the second Enter, or ctx ends it.
-func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *printer, enter <-chan struct{}) error {
+// receive prints messages until -count, -timeout, the second Enter, or ctx ends it; prompt says
+// what Enter does.
+func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *printer, enter <-chan struct{}, prompt string) error {
 	if enter != nil {
-		s.con.Line(console.StyleDim, "INFO", "press Enter to unsubscribe")
+		s.con.Line(console.StyleDim, "INFO", prompt)
 	}
 	var timeout <-chan time.Time
 	var timer *time.Timer

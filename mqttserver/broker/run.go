@@ -44,15 +44,16 @@ type Broker struct {
 	data      *store.Store // -data, or nil
 	flow      *limits.FlowControl
 	access    *access.Hook
+	subs      *limits.SubscriptionHook
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
 }
 
 // New assembles a broker from cfg and binds its listeners; Start serves them. The parts are
-// mochi hooks, added in this order: the mochi mends, the event log, the live page, the limits,
-// access control, the data store, and the session limits and message expiry that count what
-// the store keeps.
+// mochi hooks, added in this order: the mochi mends, the subscription limits, the event log,
+// the live page, the limits, access control, the data store, and the session limits and
+// message expiry that count what the store keeps.
 func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if cfg.Limits == (limits.Limits{}) {
 		cfg.Limits = limits.DefaultLimits() // a Config built in code without limits gets the flags' defaults
@@ -95,6 +96,11 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	// First: the mends must see each packet and message before the other hooks do.
 	fixes := mochifix.New(server, log)
 	if err := add("mochi fixes", fixes); err != nil {
+		return nil, err
+	}
+	// Before the event log: it puts back the filters it refuses (limits.SubscriptionHook).
+	b.subs = limits.NewSubscriptionHook(cfg.Limits)
+	if err := add("subscription limits", b.subs); err != nil {
 		return nil, err
 	}
 	if !cfg.noEvents {

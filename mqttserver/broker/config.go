@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"mqttdemo/mqttserver/access"
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
 	"mqttdemo/mqttserver/store"
@@ -38,6 +39,9 @@ type Config struct {
 	HTTPListen string
 	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
 	AuthFile string
+	// MaxFailedLogins is the budget of password checks a second for logins from addresses
+	// without a recent successful login; 0 (a Config built in code) is no budget.
+	MaxFailedLogins int
 	limits.Limits
 	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
 	noEvents bool
@@ -85,6 +89,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	var setAside bool
 	fs.BoolVar(&setAside, store.SetAsideFlag[1:], false, "when the -data file is damaged, rename it to mqttserver.db.damaged-TIME and start with no retained messages or stored sessions, instead of stopping")
 	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
+	maxFailedLogins := access.DefaultMaxFailedLogins
+	fs.IntVar(&maxFailedLogins, "max-failed-logins", maxFailedLogins, "with -auth, password `checks` a second, all addresses together, for logins from addresses without a recent successful login "+
+		"(a guessing flood spread over many addresses); past it they wait up to 2s, then are refused unchecked (CONNACK 3, 0x9F for MQTT 5), counted in /stats; 0 is no budget")
 	tlsListen := config.NewChecked("", config.CheckListenAddress)
 	wsListen := config.NewChecked("", config.CheckListenAddress)
 	httpListen := config.NewChecked("", config.CheckListenAddress)
@@ -128,6 +135,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 			return err
 		}
 		switch {
+		case maxFailedLogins < 0:
+			return &config.BadValue{Flag: "max-failed-logins", Why: "want 0 (no budget) or more"}
 		case (tlsCert == "") != (tlsKey == ""):
 			return errors.New("-tls-cert and -tls-key go together: give both or neither")
 		case tlsListen.String() != "" && tlsCert == "":
@@ -139,7 +148,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		return Config{}, err
 	}
 	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health, HashPassword: hash,
-		DataDir: dataDir, DataSetAside: setAside, AuthFile: authFile,
+		DataDir: dataDir, DataSetAside: setAside, AuthFile: authFile, MaxFailedLogins: maxFailedLogins,
 		TLSListen: tlsListen.String(), TLSCert: tlsCert, TLSKey: tlsKey,
 		WSListen: wsListen.String(), HTTPListen: httpListen.String(), Limits: lim}
 	if cfg.TLSCert != "" && cfg.TLSListen == "" {

@@ -126,7 +126,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 			return nil, err
 		}
 	}
-	if b.access, err = access.Add(server, cfg.AuthFile, log); err != nil {
+	if b.access, err = access.Add(server, cfg.AuthFile, cfg.MaxFailedLogins, log); err != nil {
 		return nil, err
 	}
 	if page != nil && cfg.AuthFile != "" { // the page asks for the same users, with HTTP basic auth

@@ -14,11 +14,16 @@ type stats struct {
 	*system.Info
 	// filters refused past -max-subscriptions or -max-filter-length
 	SubscriptionsRefused int64 `json:"subscriptions_refused"`
+	// with -auth: logins whose password check failed; logins refused unchecked (the login
+	// throttle, -max-failed-logins)
+	LoginsFailed  int64 `json:"logins_failed"`
+	LoginsRefused int64 `json:"logins_refused"`
 }
 
 // currentStats is /stats as of now.
 func (b *Broker) currentStats() stats {
-	return stats{Info: currentInfo(b.server), SubscriptionsRefused: b.subs.Refused()}
+	return stats{Info: currentInfo(b.server), SubscriptionsRefused: b.subs.Refused(),
+		LoginsFailed: b.access.LoginsFailed(), LoginsRefused: b.access.LoginsRefused()}
 }
 
 // currentInfo is the broker's $SYS counters as of now, for /stats. mochi brings the gauges it

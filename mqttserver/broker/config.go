@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"mqttdemo/mqttserver/access"
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
 	"mqttdemo/mqttserver/store"
@@ -38,6 +39,9 @@ type Config struct {
 	HTTPListen string
 	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
 	AuthFile string
+	// MaxFailedLogins is the budget of password checks a second for logins from addresses
+	// without a recent successful login; 0 (a Config built in code) is no budget.
+	MaxFailedLogins int
 	limits.Limits
 	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
 	noEvents bool
@@ -85,6 +89,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	var setAside bool
 	fs.BoolVar(&setAside, store.SetAsideFlag[1:], false, "when the -data file is damaged, rename it to mqttserver.db.damaged-TIME and start with no retained messages or stored sessions, instead of stopping")
 	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
+	maxFailedLogins := access.DefaultMaxFailedLogins
+	fs.IntVar(&maxFailedLogins, "max-failed-logins", maxFailedLogins, "with -auth, password `checks` a second, all addresses together, for logins from addresses without a recent successful login "+
+		"(a guessing flood spread over many addresses); past it they wait up to 2s, then are refused unchecked (CONNACK 3, 0x9F for MQTT 5), counted in /stats; 0 is no budget")
 	tlsListen := config.NewChecked("", config.CheckListenAddress)
 	wsListen := config.NewChecked("", config.CheckListenAddress)
 	httpListen := config.NewChecked("", config.CheckListenAddress)
@@ -102,6 +109,12 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this, told to MQTT 5 clients in the CONNACK (Server Keep Alive); 0s is no floor")
 	fs.IntVar(&lim.MaxTopicAliases, "max-topic-aliases", lim.MaxTopicAliases, "topic `aliases` one MQTT 5 client may set, told in the CONNACK (Topic Alias Maximum; the broker's Receive Maximum there is 1024, mochi's); "+
 		"each holds a topic, so this bounds what one connection pins; an alias over it ends the connection (DISCONNECT 0x94); 0 is none")
+	fs.IntVar(&lim.MaxSubscriptions, "max-subscriptions", lim.MaxSubscriptions, "topic `filters` one session may hold; a SUBSCRIBE's new filters past it are refused "+
+		"(SUBACK 0x97 quota exceeded, 0x80 for MQTT 3.1.1), counted in /stats; 0 is no limit")
+	fs.IntVar(&lim.MaxFilterLength, "max-filter-length", lim.MaxFilterLength, "longest topic filter in `bytes` a client may subscribe to; a longer one is refused "+
+		"(SUBACK 0x8F topic filter invalid, 0x80 for MQTT 3.1.1), counted in /stats; 0 is no limit")
+	fs.IntVar(&lim.MaxFilterLevels, "max-filter-levels", lim.MaxFilterLevels, "most `levels` of a topic filter a client may subscribe to (each a node of the topic tree); "+
+		"a deeper one is refused as -max-filter-length refuses a long one; 0 is no limit")
 	fs.IntVar(&lim.MaxClients, "max-clients", 0, "refuse connections past this `number` of connected clients (CONNACK 3); 0 is no limit")
 	slowTimeout := config.Duration(lim.SlowClientTimeout)
 	fs.IntVar(&lim.MaxQueuedBytes, "max-queued-bytes", lim.MaxQueuedBytes, "`bytes` that may wait unsent for one client: past half, QoS 0 messages to it are dropped; past all, it is disconnected as a slow consumer")
@@ -122,6 +135,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 			return err
 		}
 		switch {
+		case maxFailedLogins < 0:
+			return &config.BadValue{Flag: "max-failed-logins", Why: "want 0 (no budget) or more"}
 		case (tlsCert == "") != (tlsKey == ""):
 			return errors.New("-tls-cert and -tls-key go together: give both or neither")
 		case tlsListen.String() != "" && tlsCert == "":
@@ -133,7 +148,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		return Config{}, err
 	}
 	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health, HashPassword: hash,
-		DataDir: dataDir, DataSetAside: setAside, AuthFile: authFile,
+		DataDir: dataDir, DataSetAside: setAside, AuthFile: authFile, MaxFailedLogins: maxFailedLogins,
 		TLSListen: tlsListen.String(), TLSCert: tlsCert, TLSKey: tlsKey,
 		WSListen: wsListen.String(), HTTPListen: httpListen.String(), Limits: lim}
 	if cfg.TLSCert != "" && cfg.TLSListen == "" {

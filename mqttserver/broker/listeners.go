@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"mqttdemo/mqttserver/livepage"
@@ -71,7 +70,7 @@ func (b *Broker) addListeners(cfg Config) error {
 			return fmt.Errorf("-http-listen: %w", err)
 		}
 		// The timeouts free connections that send nothing, or hold on idle between requests.
-		b.http = &http.Server{Handler: statusHandler(b.server, b.page), ReadHeaderTimeout: 5 * time.Second,
+		b.http = &http.Server{Handler: statusHandler(b.currentStats, b.page), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
@@ -118,7 +117,7 @@ func isLoopback(addr net.Addr) bool {
 
 // statusHandler serves /healthz (200 while the broker runs), /stats (the $SYS counters) and
 // the live page (package livepage).
-func statusHandler(server *mqtt.Server, page *livepage.Page) http.Handler {
+func statusHandler(stats func() stats, page *livepage.Page) http.Handler {
 	mux := http.NewServeMux()
 	if page != nil {
 		page.Register(mux)
@@ -131,7 +130,7 @@ func statusHandler(server *mqtt.Server, page *livepage.Page) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(currentInfo(server))
+		_ = enc.Encode(stats())
 	})
 	return mux
 }

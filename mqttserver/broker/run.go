@@ -44,15 +44,16 @@ type Broker struct {
 	data      *store.Store // -data, or nil
 	flow      *limits.FlowControl
 	access    *access.Hook
+	subs      *limits.SubscriptionHook
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
 }
 
 // New assembles a broker from cfg and binds its listeners; Start serves them. The parts are
-// mochi hooks, added in this order: the mochi mends, the event log, the live page, the limits,
-// access control, the data store, and the session limits and message expiry that count what
-// the store keeps.
+// mochi hooks, added in this order: the mochi mends, the subscription limits, the event log,
+// the live page, the limits, access control, the data store, and the session limits and
+// message expiry that count what the store keeps.
 func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if cfg.Limits == (limits.Limits{}) {
 		cfg.Limits = limits.DefaultLimits() // a Config built in code without limits gets the flags' defaults
@@ -99,6 +100,11 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := add("mochi fixes", fixes); err != nil {
 		return nil, err
 	}
+	// Before the event log: it puts back the filters it refuses (limits.SubscriptionHook).
+	b.subs = limits.NewSubscriptionHook(cfg.Limits)
+	if err := add("subscription limits", b.subs); err != nil {
+		return nil, err
+	}
 	if !cfg.noEvents {
 		if err := add("events", eventlog.NewHook(log, server.Topics)); err != nil {
 			return nil, err
@@ -122,7 +128,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 			return nil, err
 		}
 	}
-	if b.access, err = access.Add(server, cfg.AuthFile, log); err != nil {
+	if b.access, err = access.Add(server, cfg.AuthFile, cfg.MaxFailedLogins, log); err != nil {
 		return nil, err
 	}
 	if page != nil && cfg.AuthFile != "" { // the page asks for the same users, with HTTP basic auth

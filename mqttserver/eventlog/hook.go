@@ -32,6 +32,7 @@ type Hook struct {
 	published *LineCap
 	dropped   *LineCap // write queue full
 	lost      *LineCap // in flight, expired or its session ended
+	refused   *LineCap // filters refused: one SUBSCRIBE may carry thousands
 	provides  [256]bool
 	probe     health.Visits // the -healthcheck probe's visits, kept to debug lines
 }
@@ -46,6 +47,7 @@ func NewHook(log *slog.Logger, topics *mqtt.TopicsIndex) *Hook {
 		published: NewLineCap(log, slog.LevelInfo, MsgPublishedMore),
 		dropped:   NewLineCap(log, slog.LevelWarn, MsgDropped, slog.String("reason", "client write queue full")),
 		lost:      NewLineCap(log, slog.LevelWarn, MsgDropped, slog.String("reason", reasonInflightEnded)),
+		refused:   NewLineCap(log, slog.LevelInfo, MsgSubRefusedMore),
 	}
 	for _, b := range eventsAtInfo {
 		h.provides[b] = true
@@ -80,6 +82,7 @@ func (h *Hook) Init(any) error {
 	h.published.Start()
 	h.dropped.Start()
 	h.lost.Start()
+	h.refused.Start()
 	return nil
 }
 
@@ -88,6 +91,7 @@ func (h *Hook) Stop() error {
 	h.published.Close()
 	h.dropped.Close()
 	h.lost.Close()
+	h.refused.Close()
 	return nil
 }
 
@@ -206,7 +210,10 @@ func (h *Hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []by
 			break
 		}
 		if code := reasonCodes[i]; code >= packets.ErrUnspecifiedError.Code {
-			// 0x80 for MQTT 3.1.1; MQTT 5 says why (0x87 not authorised, …)
+			if !h.refused.Allow() {
+				continue
+			}
+			// 0x80 for MQTT 3.1.1; MQTT 5 says why (0x87 not authorised, 0x97 quota exceeded, …)
 			h.log.LogAttrs(context.Background(), slog.LevelInfo, MsgSubRefused, slog.String("client", cl.ID),
 				slog.String("filter", f.Filter), slog.String("code", fmt.Sprintf("%#02x", code)))
 			continue

@@ -64,6 +64,10 @@ type Limits struct {
 	MaxMessageExpiry time.Duration
 	// MaxTopicAliases: the Topic Alias Maximum told to MQTT 5 clients; 0 is no aliases.
 	MaxTopicAliases int
+	// Subscription limits, see subscriptions.go; 0 is no limit.
+	MaxSubscriptions int // filters one session holds
+	MaxFilterLength  int // bytes of one filter
+	MaxFilterLevels  int // levels of one filter
 }
 
 // DefaultLimits are the limits when no flag is given.
@@ -71,7 +75,8 @@ func DefaultLimits() Limits {
 	return Limits{MaxPacketSize: DefaultMaxPacketSize, MaxPendingWrites: DefaultMaxPendingWrites, MinKeepAlive: DefaultMinKeepAlive,
 		MaxQueuedBytes: DefaultMaxQueuedBytes, SlowClientTimeout: DefaultSlowClientTimeout,
 		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxSessions: DefaultMaxSessions, SessionExpiry: DefaultSessionExpiry,
-		MaxTopicAliases: DefaultMaxTopicAliases}
+		MaxTopicAliases: DefaultMaxTopicAliases, MaxSubscriptions: DefaultMaxSubscriptions, MaxFilterLength: DefaultMaxFilterLength,
+		MaxFilterLevels: DefaultMaxFilterLevels}
 }
 
 // Capabilities starts from mochi's defaults and applies the limits.
@@ -116,6 +121,12 @@ func (l Limits) Check() error {
 		return &config.BadValue{Flag: "max-message-expiry", Why: "want 0 (no cap) or more"}
 	case l.MaxTopicAliases < 0 || l.MaxTopicAliases > math.MaxUint16:
 		return &config.BadValue{Flag: "max-topic-aliases", Why: fmt.Sprintf("want 0 (none) to %d", math.MaxUint16)}
+	case l.MaxSubscriptions < 0:
+		return &config.BadValue{Flag: "max-subscriptions", Why: "want 0 (no limit) or more"}
+	case l.MaxFilterLength < 0:
+		return &config.BadValue{Flag: "max-filter-length", Why: "want 0 (no limit) or more"}
+	case l.MaxFilterLevels < 0:
+		return &config.BadValue{Flag: "max-filter-levels", Why: "want 0 (no limit) or more"}
 	}
 	return l.checkSessions()
 }

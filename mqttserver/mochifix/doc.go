@@ -196,6 +196,13 @@
 //     broker/connecttimeout.go (ConnectTimeout). Test: TestSecuritySilentConnectionClosed
 //     (mqttdemo/tests). Upstream: a connect timeout.
 //     Canary: TestCanaryNoDeadlineBeforeConnect.
+//   - No way to refuse one filter with a reason code. OnSubscribe can only change the packet
+//     (processSubscribe, server.go:1237), and OnACLCheck answers 0x87 at most. Mend: the
+//     subscription limits (limits/subscriptions.go) swap a refused filter for an empty one, which
+//     mochi refuses itself (0x8F), and set the right code (0x97, 0x8F; 0x80 in 3.1.1) in
+//     OnSubscribed, before mochi writes the SUBACK. Tests: TestSubscriptionLimits,
+//     TestSecuritySubscriptionCap (mqttdemo/tests). No canary: a hook result mochi lacks, not a
+//     behaviour. Upstream: let OnSubscribe set a filter's reason code.
 //
 // # Storage (package store)
 //

@@ -104,6 +104,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.IntVar(&lim.MaxQueuedBytes, "max-queued-bytes", lim.MaxQueuedBytes, "`bytes` that may wait unsent for one client: past half, QoS 0 messages to it are dropped; past all, it is disconnected as a slow consumer")
 	fs.Var(&slowTimeout, "slow-client-timeout", "disconnect a client that reads nothing of what waits for it for this `duration`; 0s is never")
 	fs.IntVar(&lim.MaxQueuedMessages, "max-queued-messages", lim.MaxQueuedMessages, "QoS 1 and 2 `messages` one session holds unacknowledged, connected or not; past it, copies to it are dropped")
+	fs.IntVar(&lim.MaxQueuedTotal, "max-queued-total", lim.MaxQueuedTotal, "`bytes` queued to all offline sessions together, counted as -max-queued-bytes counts them; past it, copies to offline sessions are dropped")
 	fs.IntVar(&lim.MaxSessions, "max-sessions", lim.MaxSessions, "sessions kept, connected or not; a new client id past this `number` is refused (CONNACK 3); 0 is no limit")
 	sessionExpiry := config.Duration(lim.SessionExpiry)
 	fs.Var(&sessionExpiry, "session-expiry", "a persistent session ends this `duration` after its client went (MQTT 3.1.1; the most an MQTT 5 client may ask)")

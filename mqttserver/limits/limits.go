@@ -53,6 +53,7 @@ type Limits struct {
 	SlowClientTimeout time.Duration
 	// Session limits, see queues.go.
 	MaxQueuedMessages int           // QoS 1 and 2 messages one session holds unacknowledged
+	MaxQueuedTotal    int           // bytes queued to all offline sessions together
 	MaxSessions       int           // sessions kept, connected or not; 0 is no limit
 	SessionExpiry     time.Duration // how long a persistent session outlives its connection
 	// MaxMessageExpiry: retained and queued messages older than this are dropped (expiry.go);
@@ -64,7 +65,8 @@ type Limits struct {
 func DefaultLimits() Limits {
 	return Limits{MaxPacketSize: DefaultMaxPacketSize, MaxPendingWrites: DefaultMaxPendingWrites, MinKeepAlive: DefaultMinKeepAlive,
 		MaxQueuedBytes: DefaultMaxQueuedBytes, SlowClientTimeout: DefaultSlowClientTimeout,
-		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxSessions: DefaultMaxSessions, SessionExpiry: DefaultSessionExpiry}
+		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxQueuedTotal: DefaultMaxQueuedTotal, MaxSessions: DefaultMaxSessions,
+		SessionExpiry: DefaultSessionExpiry}
 }
 
 // Capabilities starts from mochi's defaults and applies the limits.

@@ -109,11 +109,15 @@
 //     MaximumInflight copies whatever their size, drops past it are logged one warning each
 //     (server.go:1068); a 3.1.1 session never expires (MaximumSessionExpiryInterval, server.go:72)
 //     and sessions have no cap. Mend: limits/queues.go (-max-queued-messages, -max-queued-bytes,
-//     -max-sessions, -session-expiry). Tests: TestLoadOfflineSessions (mqttdemo/tests),
-//     TestOfflineSessionBytesLimit, TestOfflineSessionMessagesLimit, TestMaxSessions,
-//     TestSessionExpiry. Upstream: share the payload between copies, a byte limit per session, a
-//     hook before a copy is queued.
-//     Canary: TestCanaryMemoryBoundedByCounts (package limits).
+//     -max-sessions, -session-expiry, and -max-queued-total for all offline sessions together);
+//     the copies kept share one payload (sharedpayloads.go: Payloads, called by limits/queues.go
+//     for a copy to an offline session; mochi's copy still costs an allocation, then garbage).
+//     Tests: TestLoadOfflineSessions, TestMemoryOfflineQueues (mqttdemo/tests),
+//     TestOfflineSessionBytesLimit, TestOfflineSessionMessagesLimit, TestOfflineQueuesTotalLimit,
+//     TestMaxSessions, TestSessionExpiry; TestPayloadsShare (package mochifix). Upstream: share
+//     the payload between copies, a byte limit per session, a hook before a copy is queued.
+//     Canaries: TestCanaryMemoryBoundedByCounts (package limits), TestCanaryPayloadCopiedPerSession
+//     (package mochifix).
 //   - A day's expiry for every message. MaximumMessageExpiryInterval defaults to a day
 //     (server.go:70): retained and queued messages a day old were deleted, MQTT 3.1.1 ones too
 //     (clearExpiredRetainedMessages, server.go:1723; ClearExpiredInflights, clients.go:349), the

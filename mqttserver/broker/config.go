@@ -106,6 +106,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.IntVar(&lim.MaxQueuedMessages, "max-queued-messages", lim.MaxQueuedMessages, "QoS 1 and 2 `messages` one session holds unacknowledged, connected or not; past it, copies to it are dropped")
 	fs.IntVar(&lim.MaxQueuedTotal, "max-queued-total", lim.MaxQueuedTotal, "`bytes` queued to all offline sessions together, counted as -max-queued-bytes counts them; past it, copies to offline sessions are dropped")
 	fs.IntVar(&lim.MaxSessions, "max-sessions", lim.MaxSessions, "sessions kept, connected or not; a new client id past this `number` is refused (CONNACK 3); 0 is no limit")
+	fs.IntVar(&lim.MaxRetained, "max-retained", lim.MaxRetained, "retained `messages` kept; past it, a retained message on a new topic is delivered but not retained (counted as dropped and logged); 0 is no limit")
+	fs.IntVar(&lim.MaxRetainedBytes, "max-retained-bytes", lim.MaxRetainedBytes, "`bytes` of the topics and payloads of the retained messages kept; past it, a retained message is delivered but not retained; 0 is no limit")
 	sessionExpiry := config.Duration(lim.SessionExpiry)
 	fs.Var(&sessionExpiry, "session-expiry", "a persistent session ends this `duration` after its client went (MQTT 3.1.1; the most an MQTT 5 client may ask)")
 	maxExpiry := config.Duration(lim.MaxMessageExpiry)

@@ -1,6 +1,7 @@
 // Package limits bounds what one client can make the broker hold or do: the packet size and
 // keep-alive floor (limits.go), the messages and bytes queued to a session and the number of
-// sessions (queues.go), how long messages are kept (expiry.go), and the connection layer that
+// sessions (queues.go), the retained messages (retained.go), how long messages are kept
+// (expiry.go), and the connection layer that
 // keeps a client that stops reading from stalling its publishers (slowclients.go). It logs
 // through the event log's vocabulary and knows nothing of access control, storage or the
 // listeners it wraps.
@@ -56,6 +57,9 @@ type Limits struct {
 	MaxQueuedTotal    int           // bytes queued to all offline sessions together
 	MaxSessions       int           // sessions kept, connected or not; 0 is no limit
 	SessionExpiry     time.Duration // how long a persistent session outlives its connection
+	// Retained-message limits, see retained.go; 0 is no limit.
+	MaxRetained      int // retained messages kept
+	MaxRetainedBytes int // bytes of their topics and payloads
 	// MaxMessageExpiry: retained and queued messages older than this are dropped (expiry.go);
 	// 0 keeps them until replaced, cleared, acknowledged or their session ends.
 	MaxMessageExpiry time.Duration
@@ -66,7 +70,7 @@ func DefaultLimits() Limits {
 	return Limits{MaxPacketSize: DefaultMaxPacketSize, MaxPendingWrites: DefaultMaxPendingWrites, MinKeepAlive: DefaultMinKeepAlive,
 		MaxQueuedBytes: DefaultMaxQueuedBytes, SlowClientTimeout: DefaultSlowClientTimeout,
 		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxQueuedTotal: DefaultMaxQueuedTotal, MaxSessions: DefaultMaxSessions,
-		SessionExpiry: DefaultSessionExpiry}
+		SessionExpiry: DefaultSessionExpiry, MaxRetained: DefaultMaxRetained, MaxRetainedBytes: DefaultMaxRetainedBytes}
 }
 
 // Capabilities starts from mochi's defaults and applies the limits.
@@ -106,6 +110,9 @@ func (l Limits) Check() error {
 		return &config.BadValue{Flag: "slow-client-timeout", Why: "want 0 (never) or more"}
 	case l.MaxMessageExpiry < 0:
 		return &config.BadValue{Flag: "max-message-expiry", Why: "want 0 (no cap) or more"}
+	}
+	if err := l.checkRetained(); err != nil {
+		return err
 	}
 	return l.checkSessions()
 }

@@ -118,6 +118,16 @@
 //     the payload between copies, a byte limit per session, a hook before a copy is queued.
 //     Canaries: TestCanaryMemoryBoundedByCounts (package limits), TestCanaryPayloadCopiedPerSession
 //     (package mochifix).
+//   - The retained messages copied every second. The event loop's sweep copies the whole
+//     retained map once a second (clearExpiredRetainedMessages, server.go:1710, through
+//     Packets.GetAll, packets/packets.go:86, 800 bytes a message) on a ticker no option reaches
+//     (server.go:185), and the messages must stay in that map to be given to new subscribers
+//     (scanMessages, topics.go:535): 100,000 retained topics kept a core 29% busy and the heap
+//     twice as big, with nobody connected. Not avoidable through mochi's API; bounded: a retained
+//     message past -max-retained or -max-retained-bytes is delivered but not retained
+//     (limits/retained.go). Tests: TestMaxRetained, TestMaxRetainedBytes, TestMemoryRetainedIdle
+//     (mqttdemo/tests). Upstream: expire retained messages from a heap ordered by expiry, or
+//     only those with an expiry.
 //   - A day's expiry for every message. MaximumMessageExpiryInterval defaults to a day
 //     (server.go:70): retained and queued messages a day old were deleted, MQTT 3.1.1 ones too
 //     (clearExpiredRetainedMessages, server.go:1723; ClearExpiredInflights, clients.go:349), the

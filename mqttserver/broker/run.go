@@ -170,6 +170,9 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := add("message expiry", expiry); err != nil {
 		return nil, err
 	}
+	if err := add("memory release", limits.NewReleaseHook(server)); err != nil {
+		return nil, err
+	}
 	if err := b.addListeners(cfg); err != nil {
 		return nil, err
 	}

@@ -43,6 +43,7 @@ type Broker struct {
 	log       *slog.Logger
 	data      *store.Store // -data, or nil
 	flow      *limits.FlowControl
+	retained  *limits.RetainedHook // nil without retained-message limits
 	access    *access.Hook
 	subs      *limits.SubscriptionHook
 
@@ -123,6 +124,12 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := limits.AddPacketLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
+	// Before the store, which keeps what is retained: it may take the retain flag off.
+	if b.retained = limits.NewRetainedHook(server, cfg.Limits, log); b.retained != nil {
+		if err := add("retained limits", b.retained); err != nil {
+			return nil, err
+		}
+	}
 	if b.flow != nil {
 		if err := add("flow-control", b.flow.Hook()); err != nil {
 			return nil, err
@@ -156,11 +163,23 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		}
 		expiry.RetainedDropped = data.OnRetainedExpired
 	}
+	if b.retained != nil {
+		dropped := expiry.RetainedDropped
+		expiry.RetainedDropped = func(topic string) {
+			if dropped != nil {
+				dropped(topic)
+			}
+			b.retained.Forget(topic)
+		}
+	}
 	// After the store, so that the store has the message the session limits drop.
 	if err := add("session limits", queues); err != nil {
 		return nil, err
 	}
 	if err := add("message expiry", expiry); err != nil {
+		return nil, err
+	}
+	if err := add("memory release", limits.NewReleaseHook(server)); err != nil {
 		return nil, err
 	}
 	if err := b.addListeners(cfg); err != nil {
@@ -177,6 +196,9 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 func (b *Broker) Start() error {
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if b.data != nil && b.retained != nil {
+		b.retained.Recount() // those loaded from the data file
 	}
 	if b.data != nil {
 		sessions, subs, inflight, retained := store.Recount(b.server)

@@ -1,6 +1,7 @@
 // Package limits bounds what one client can make the broker hold or do: the packet size and
 // keep-alive floor (limits.go), the messages and bytes queued to a session and the number of
-// sessions (queues.go), how long messages are kept (expiry.go), and the connection layer that
+// sessions (queues.go), the retained messages (retained.go), how long messages are kept
+// (expiry.go), and the connection layer that
 // keeps a client that stops reading from stalling its publishers (slowclients.go). It logs
 // through the event log's vocabulary and knows nothing of access control, storage or the
 // listeners it wraps.
@@ -57,8 +58,12 @@ type Limits struct {
 	SlowClientTimeout time.Duration
 	// Session limits, see queues.go.
 	MaxQueuedMessages int           // QoS 1 and 2 messages one session holds unacknowledged
+	MaxQueuedTotal    int           // bytes queued to all offline sessions together
 	MaxSessions       int           // sessions kept, connected or not; 0 is no limit
 	SessionExpiry     time.Duration // how long a persistent session outlives its connection
+	// Retained-message limits, see retained.go; 0 is no limit.
+	MaxRetained      int // retained messages kept
+	MaxRetainedBytes int // bytes of their topics and payloads
 	// MaxMessageExpiry: retained and queued messages older than this are dropped (expiry.go);
 	// 0 keeps them until replaced, cleared, acknowledged or their session ends.
 	MaxMessageExpiry time.Duration
@@ -74,7 +79,8 @@ type Limits struct {
 func DefaultLimits() Limits {
 	return Limits{MaxPacketSize: DefaultMaxPacketSize, MaxPendingWrites: DefaultMaxPendingWrites, MinKeepAlive: DefaultMinKeepAlive,
 		MaxQueuedBytes: DefaultMaxQueuedBytes, SlowClientTimeout: DefaultSlowClientTimeout,
-		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxSessions: DefaultMaxSessions, SessionExpiry: DefaultSessionExpiry,
+		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxQueuedTotal: DefaultMaxQueuedTotal, MaxSessions: DefaultMaxSessions,
+		SessionExpiry: DefaultSessionExpiry, MaxRetained: DefaultMaxRetained, MaxRetainedBytes: DefaultMaxRetainedBytes,
 		MaxTopicAliases: DefaultMaxTopicAliases, MaxSubscriptions: DefaultMaxSubscriptions, MaxFilterLength: DefaultMaxFilterLength,
 		MaxFilterLevels: DefaultMaxFilterLevels}
 }
@@ -127,6 +133,9 @@ func (l Limits) Check() error {
 		return &config.BadValue{Flag: "max-filter-length", Why: "want 0 (no limit) or more"}
 	case l.MaxFilterLevels < 0:
 		return &config.BadValue{Flag: "max-filter-levels", Why: "want 0 (no limit) or more"}
+	}
+	if err := l.checkRetained(); err != nil {
+		return err
 	}
 	return l.checkSessions()
 }

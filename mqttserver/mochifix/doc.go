@@ -168,11 +168,25 @@
 //     MaximumInflight copies whatever their size, drops past it are logged one warning each
 //     (server.go:1068); a 3.1.1 session never expires (MaximumSessionExpiryInterval, server.go:72)
 //     and sessions have no cap. Mend: limits/queues.go (-max-queued-messages, -max-queued-bytes,
-//     -max-sessions, -session-expiry). Tests: TestLoadOfflineSessions (mqttdemo/tests),
-//     TestOfflineSessionBytesLimit, TestOfflineSessionMessagesLimit, TestMaxSessions,
-//     TestSessionExpiry. Upstream: share the payload between copies, a byte limit per session, a
-//     hook before a copy is queued.
-//     Canary: TestCanaryMemoryBoundedByCounts (package limits).
+//     -max-sessions, -session-expiry, and -max-queued-total for all offline sessions together);
+//     the copies kept share one payload (sharedpayloads.go: Payloads, called by limits/queues.go
+//     for a copy to an offline session; mochi's copy still costs an allocation, then garbage).
+//     Tests: TestLoadOfflineSessions, TestMemoryOfflineQueues (mqttdemo/tests),
+//     TestOfflineSessionBytesLimit, TestOfflineSessionMessagesLimit, TestOfflineQueuesTotalLimit,
+//     TestMaxSessions, TestSessionExpiry; TestPayloadsShare (package mochifix). Upstream: share
+//     the payload between copies, a byte limit per session, a hook before a copy is queued.
+//     Canaries: TestCanaryMemoryBoundedByCounts (package limits), TestCanaryPayloadCopiedPerSession
+//     (package mochifix).
+//   - The retained messages copied every second. The event loop's sweep copies the whole
+//     retained map once a second (clearExpiredRetainedMessages, server.go:1710, through
+//     Packets.GetAll, packets/packets.go:86, 800 bytes a message) on a ticker no option reaches
+//     (server.go:185), and the messages must stay in that map to be given to new subscribers
+//     (scanMessages, topics.go:535): 100,000 retained topics kept a core 29% busy and the heap
+//     twice as big, with nobody connected. Not avoidable through mochi's API; bounded: a retained
+//     message past -max-retained or -max-retained-bytes is delivered but not retained
+//     (limits/retained.go). Tests: TestMaxRetained, TestMaxRetainedBytes, TestMemoryRetainedIdle
+//     (mqttdemo/tests). Upstream: expire retained messages from a heap ordered by expiry, or
+//     only those with an expiry.
 //   - A day's expiry for every message. MaximumMessageExpiryInterval defaults to a day
 //     (server.go:70): retained and queued messages a day old were deleted, MQTT 3.1.1 ones too
 //     (clearExpiredRetainedMessages, server.go:1723; ClearExpiredInflights, clients.go:349), the

@@ -158,10 +158,15 @@ func (h *Hook) handOver(cl *mqtt.Client, q *queued) {
 
 // sameMessage reports whether have is m as mochi copied it with the session: the copy shares
 // the payload's memory. The same content under the same id can be a different message (the
-// old session's id counter goes on after the copy, and the new one may pick the same id).
+// old session's id counter goes on after the copy, and the new one may pick the same id); and
+// Payloads (sharedpayloads.go) makes recent copies of equal content share memory: topic and
+// publisher must match too.
 func sameMessage(have, m packets.Packet) bool {
+	if have.TopicName != m.TopicName || have.Origin != m.Origin {
+		return false
+	}
 	if len(m.Payload) == 0 || len(have.Payload) == 0 {
-		return have.TopicName == m.TopicName && len(have.Payload) == len(m.Payload)
+		return len(have.Payload) == len(m.Payload)
 	}
 	return &have.Payload[0] == &m.Payload[0]
 }

@@ -39,6 +39,8 @@ type Config struct {
 	HTTPListen string
 	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
 	AuthFile string
+	// GCPercent paces the garbage collector (GOGC); 0 leaves the runtime's setting (GOGC, 100).
+	GCPercent int
 	// MaxFailedLogins is the budget of password checks a second for logins from addresses
 	// without a recent successful login; 0 (a Config built in code) is no budget.
 	MaxFailedLogins int
@@ -129,6 +131,10 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	maxExpiry := config.Duration(lim.MaxMessageExpiry)
 	fs.Var(&maxExpiry, "max-message-expiry", "drop retained and queued messages older than this `duration`, counted as dropped and logged once a second; "+
 		"0s (the default) keeps them until replaced, cleared, acknowledged or their session ends. A publisher's MQTT 5 message expiry is always honoured")
+	gcPercent := DefaultGCPercent
+	fs.IntVar(&gcPercent, "gc-percent", gcPercent, "the garbage collector's pace (as GOGC, which wins when set): the heap may grow this many `percent` "+
+		"past what is live before a collection; a soft memory limit derived from -max-queued-total and -max-retained-bytes "+
+		"(GOMEMLIMIT wins when set) makes it collect sooner near the limit; 0 leaves Go's default (100)")
 	validate := func() error {
 		lim.MinKeepAlive = time.Duration(minKeepAlive)
 		lim.SlowClientTimeout = time.Duration(slowTimeout)
@@ -138,6 +144,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 			return err
 		}
 		switch {
+		case gcPercent < 0:
+			return &config.BadValue{Flag: "gc-percent", Why: "want 0 (Go's default) or more"}
 		case maxFailedLogins < 0:
 			return &config.BadValue{Flag: "max-failed-logins", Why: "want 0 (no budget) or more"}
 		case (tlsCert == "") != (tlsKey == ""):
@@ -151,7 +159,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		return Config{}, err
 	}
 	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health, HashPassword: hash,
-		DataDir: dataDir, DataSetAside: setAside, AuthFile: authFile, MaxFailedLogins: maxFailedLogins,
+		DataDir: dataDir, DataSetAside: setAside, AuthFile: authFile, MaxFailedLogins: maxFailedLogins, GCPercent: gcPercent,
 		TLSListen: tlsListen.String(), TLSCert: tlsCert, TLSKey: tlsKey,
 		WSListen: wsListen.String(), HTTPListen: httpListen.String(), Limits: lim}
 	if cfg.TLSCert != "" && cfg.TLSListen == "" {

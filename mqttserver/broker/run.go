@@ -255,6 +255,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	log, libraryLog, out := eventlog.NewLoggers(cfg.logSettings(), stdout, getenv)
 	defer out.Close()
+	paceGC(cfg, getenv)
 	b, err := New(cfg, log, libraryLog)
 	if err != nil {
 		return err

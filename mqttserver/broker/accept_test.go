@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
 // scriptedListener returns the errors of script from Accept, one a call, then a connection;
@@ -181,5 +183,24 @@ func TestListenerDeathReported(t *testing.T) {
 	}
 	if !logs.has(t, msgListenerDied, map[string]any{"listener": "mqtt", "level": "ERROR"}) {
 		t.Errorf("no %q line in the log", msgListenerDied)
+	}
+}
+
+// TestCanaryListenerDiesAtFirstAcceptError: mochi's Net.Serve returns at the first Accept error,
+// one that passes too (out of file descriptors), and the port is deaf for good (mochifix/doc.go).
+func TestCanaryListenerDiesAtFirstAcceptError(t *testing.T) {
+	inner := &scriptedListener{script: []error{acceptErr(syscall.EMFILE), nil}, closed: make(chan struct{})}
+	t.Cleanup(func() { _ = inner.Close() })
+	l := listeners.NewNet("canary", inner)
+	_ = l.Init(slog.New(slog.DiscardHandler))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		l.Serve(func(string, net.Conn) error { return nil })
+	}()
+	select {
+	case <-served:
+	case <-time.After(waitTimeout):
+		t.Fatal("mochi's Net.Serve no longer returns at the first Accept error: the mend in broker/accept.go may go (see doc.go)")
 	}
 }

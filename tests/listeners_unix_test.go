@@ -31,16 +31,21 @@ import (
 // retry waits at most 1 s, and the backlog of closed connections is drained first.
 const recoverWithin = 10 * time.Second
 
-// TestListenersSurviveRunningOutOfFiles: under a 64-file limit, connections held to every
+// TestListenersSurviveRunningOutOfFiles: under a 64-file limit, 64 connections held to every
 // listener (MQTT, TLS, WebSocket, HTTP) exhaust the broker's descriptors. Meanwhile the log says
 // so once a second with the count and /healthz (on a connection opened before) answers 503
 // with the reason; once they are closed, a new client of each listener is served again.
 // mochi's listeners returned from Serve at the first Accept error: MQTT and TLS stayed deaf
 // for good, and /healthz said ok.
 func TestListenersSurviveRunningOutOfFiles(t *testing.T) {
+	// MQTT_SOAK=1: issue 21's scenario, a 1,024-file limit and 1,224 connections held 3 s.
+	limit, each, hold := 64, 64, time.Duration(0)
+	if os.Getenv("MQTT_SOAK") == "1" {
+		limit, each, hold = 1024, 306, 3*time.Second
+	}
+	raiseFileLimit(t, uint64(4*each+100)) // the test's own ends of the connections
 	b := harness.Build(t)
 	certs := genCerts(t)
-	const limit = 64
 	server := harness.Start(t, "mqttserver", "sh", nil, "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, limit),
 		b.Server, "-log-format", "json", "-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0",
 		"-tls-cert", filepath.Join(certs, "server.crt"), "-tls-key", filepath.Join(certs, "server.key"),
@@ -78,8 +83,8 @@ func TestListenersSurviveRunningOutOfFiles(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for _, name := range []string{"mqtt", "mqtts", "ws", "http"} {
-		for range limit {
+	for range each { // in turn, so that every listener meets the limit with connections waiting
+		for _, name := range []string{"mqtt", "mqtts", "ws", "http"} {
 			c, err := net.DialTimeout("tcp", addr[name], harness.Timeout) // the kernel's backlog takes it
 			if err != nil {
 				t.Fatalf("hold a connection to %s: %v", name, err)
@@ -124,6 +129,7 @@ func TestListenersSurviveRunningOutOfFiles(t *testing.T) {
 		t.Errorf("/healthz while accepting fails = %d %s, want 503 with the reason", code, body)
 	}
 
+	time.Sleep(time.Until(exhausted.Add(hold))) // the scenario's length, not a synchronisation
 	for _, c := range held {
 		c.Close()
 	}

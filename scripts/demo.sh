@@ -19,6 +19,16 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 port=${MQTTDEMO_PORT:-1883}
 http_port=${MQTTDEMO_HTTP_PORT:-8080}
 
+# A port is a number from 1 to 65535; checked first, so that a typo is named as such.
+for var in MQTTDEMO_PORT MQTTDEMO_HTTP_PORT; do
+  value=$port
+  [ "$var" = MQTTDEMO_HTTP_PORT ] && value=$http_port
+  if ! [[ "$value" =~ ^[0-9]{1,5}$ ]] || [ "$((10#$value))" -lt 1 ] || [ "$((10#$value))" -gt 65535 ]; then
+    echo "demo: $var=$value is not a port: give a number from 1 to 65535" >&2
+    exit 2
+  fi
+done
+
 # Before anything starts: with another broker on the port, the clients would reach that one.
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   echo "demo: port $port on 127.0.0.1 is taken (another MQTT broker?); choose another with MQTTDEMO_PORT, e.g." >&2
@@ -105,7 +115,10 @@ start() {
   set +m
 }
 
-echo "building mqttserver, mqttsubscriber and mqttpublisher into $tmp" >&2
+# In two steps, so that the long silent part says what it is: on a new machine Go downloads the
+# modules (its "go: downloading" lines), then compiles for about a minute; later runs take seconds.
+(cd "$root" && go list -deps ./mqttserver ./mqttsubscriber ./mqttpublisher >/dev/null)
+echo "building mqttserver, mqttsubscriber and mqttpublisher (the first time: about a minute) into $tmp" >&2
 (cd "$root" && go build -o "$tmp/" ./mqttserver ./mqttsubscriber ./mqttpublisher)
 
 start mqttserver '1;35' MQTT_LISTEN="127.0.0.1:$port" MQTT_HTTP_LISTEN="127.0.0.1:$http_port"

@@ -112,7 +112,11 @@ func TestCountAndTimeoutExitStatus(t *testing.T) {
 		if code := sub.Exit(t); code != 1 {
 			t.Fatalf("exit status %d, want 1", code)
 		}
-		sub.WaitFor(t, `no message arrived in time`)
+		// It never connected: it says so, and why, instead of "no message arrived in time".
+		sub.WaitFor(t, `^mqttsubscriber: could not connect to the broker within 1.5s \(-timeout\): .*connection refused$`)
+		if l := sub.Out.Lines(re(`no message arrived`)); len(l) > 0 {
+			t.Errorf("says %q though it never connected", l[0])
+		}
 	})
 }
 
@@ -432,7 +436,7 @@ func TestQoS0DroppedWhileDisconnected(t *testing.T) {
 		t.Fatalf("exit status %d, want 1 (messages were dropped)", code)
 	}
 	dropped := len(pub.Out.Lines(re(`DROPPED`)))
-	pub.WaitFor(t, fmt.Sprintf(`SUMMARY\s+sent 60, acknowledged %d, dropped %d, unconfirmed 0`, 60-dropped, dropped))
+	pub.WaitFor(t, fmt.Sprintf(`SUMMARY\s+sent %d, dropped %d$`, 60-dropped, dropped))
 	pub.WaitFor(t, fmt.Sprintf(`^mqttpublisher: not every message was delivered: %d dropped, 0 unacknowledged$`, dropped))
 }
 

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -62,7 +63,6 @@ func TestExamples(t *testing.T) {
 		}
 	}
 	server.WaitFor(t, `^disconnected publisher-\d+ \(disconnected\)$`)
-	server.WaitFor(t, `msg="mochi mqtt server stopped"`)
 }
 
 // TestExamplesReconnect stops the example server and starts a new one on the same address: the
@@ -81,6 +81,12 @@ func TestExamplesReconnect(t *testing.T) {
 	if code := server.Exit(t); code != 0 {
 		t.Fatalf("server exit status %d, want 0", code)
 	}
+	// Ctrl-C with clients connected: mochi logged each connection's end as `level=WARN msg=""
+	// … use of closed network connection`, and the hook said "unsubscribed" for a subscriber
+	// whose clean session ended.
+	if l := server.Out.Lines(re(`level=WARN|^unsubscribed `)); len(l) > 0 {
+		t.Errorf("the server stopped by Ctrl-C printed:\n%s", strings.Join(l, "\n"))
+	}
 	sub.WaitFor(t, `^connection lost: `)
 	pub.WaitFor(t, `^connection lost: `)
 	server = harness.Start(t, "examples/server (again)", b.Server, nil, addr)
@@ -93,8 +99,31 @@ func TestExamplesReconnect(t *testing.T) {
 	sub.WaitFor(t, `^received mytopic `+regexp.QuoteMeta(line[strings.Index(line, "time:"):])+`$`)
 }
 
-// TestExamplesAreShort keeps each program of examples/ within 60 lines that are not blank, so
-// that a reader meets the MQTT calls at once.
+// TestExampleServerFailedListen: a listen address in use or not an address ends the example
+// server at once with the reason and exit status 1. It used to throw AddListener's error away
+// and run, listening on nothing.
+func TestExampleServerFailedListen(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, c := range []struct{ addr, want string }{
+		{taken.Addr().String(), `listen tcp ` + regexp.QuoteMeta(taken.Addr().String()) + `: bind: `},
+		{"bogus", `listen tcp: address bogus: missing port in address`},
+	} {
+		server := harness.Start(t, "examples/server", harness.BuildExamples(t).Server, nil, c.addr)
+		if code := server.Exit(t); code != 1 {
+			t.Errorf("%s: exit status %d, want 1", c.addr, code)
+		}
+		if len(server.Out.Lines(re(c.want))) != 1 || len(server.Out.Lines(re(`server started`))) > 0 {
+			t.Errorf("%s: want one line matching %q and no start:\n%s", c.addr, c.want, server.Out.String())
+		}
+	}
+}
+
+// TestExamplesAreShort keeps each program of examples/ within 80 lines, as wc -l counts them,
+// so that a reader meets the MQTT calls at once.
 func TestExamplesAreShort(t *testing.T) {
 	for _, prog := range []string{"server", "publisher", "subscriber"} {
 		files, err := filepath.Glob(filepath.Join("..", "examples", prog, "*.go"))
@@ -107,14 +136,27 @@ func TestExamplesAreShort(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, l := range strings.Split(string(data), "\n") {
-				if strings.TrimSpace(l) != "" {
-					lines++
-				}
-			}
+			lines += strings.Count(string(data), "\n")
 		}
-		if lines > 60 {
-			t.Errorf("examples/%s has %d lines that are not blank, want at most 60", prog, lines)
+		if lines >= 80 {
+			t.Errorf("examples/%s has %d lines, want under 80", prog, lines)
 		}
+	}
+}
+
+// TestExampleSubscriberRefused: a broker that refuses the subscription (SUBACK 0x80) makes the
+// example subscriber say so. paho reports the refusal as a success, and the example printed
+// "subscribed to mytopic".
+func TestExampleSubscriberRefused(t *testing.T) {
+	users := filepath.Join(t.TempDir(), "users.yaml")
+	policy := "anonymous:\n  publish: [\"#\"]\n  subscribe: [\"#\"]\n  deny_subscribe: [mytopic]\n"
+	if err := os.WriteFile(users, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, url := harness.StartServer(t, nil, "-auth", users)
+	sub := harness.Start(t, "examples/subscriber", harness.BuildExamples(t).Subscriber, nil, url)
+	sub.WaitFor(t, `^subscribe: refused by the broker \(code 0x80\)$`)
+	if l := sub.Out.Lines(re(`^subscribed`)); len(l) > 0 {
+		t.Errorf("the subscriber printed %q", l)
 	}
 }

@@ -48,11 +48,12 @@ func TestJobControl(t *testing.T) {
 	}
 
 	from := len(sh.Screen())
+	// In the background the terminal's Enter goes to the shell: the prompt says fg comes first.
 	run("mqttserver &")
-	sh.WaitFor(t, from, "press Enter to stop the server")
+	sh.WaitFor(t, from, "running in the background: after fg, press Enter to stop the server")
 	from = len(sh.Screen())
 	run("mqttsubscriber -qos 1 &")
-	sh.WaitFor(t, from, "press Enter to unsubscribe")
+	sh.WaitFor(t, from, "running in the background: after fg, press Enter to unsubscribe")
 	publish()
 	running(2)
 

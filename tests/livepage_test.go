@@ -19,10 +19,12 @@ import (
 
 // TestLivePageInBrowser opens the broker's live page in headless Chromium, with a subscriber and
 // a publisher running, and reads from the page's DOM that the clients, the subscription and a
-// rising message count appear, and that a payload of HTML is shown as text.
+// rising message count appear, that a payload of HTML is shown as text, that no id or address is
+// broken over two lines at 1280 px, and that the totals say "1 subscription".
 //
-// With MQTTDEMO_SCREENSHOT=docs/livepage.png (a path from the tests directory: ../docs/…) it
-// also saves what the browser shows, once a few seconds of messages are on the chart.
+// With MQTTDEMO_SCREENSHOT=/tmp/page.png (a relative path is from the tests directory) it also
+// saves what the browser shows, once a few seconds of messages are on the chart. Not for
+// docs/livepage.png: that one shows the page as scripts/demo.sh makes it, without test payloads.
 func TestLivePageInBrowser(t *testing.T) {
 	chromium := harness.Tool(t, "chromium") // Debian's; scripts/install-deps.sh installs it
 	b := harness.Build(t)
@@ -33,7 +35,9 @@ func TestLivePageInBrowser(t *testing.T) {
 	}
 	page := m[1] + "/"
 
-	sub := harness.Start(t, "mqttsubscriber", b.Subscriber, nil, "-broker", url, "-id", "live-sub", "-qos", "1")
+	// Ids as long as the ones the clients make up (mqttsubscriber-2a228b), so the tables are as wide as a reader's.
+	const subID, pubID = "mqttsubscriber-live01", "mqttpublisher-live01"
+	sub := harness.Start(t, "mqttsubscriber", b.Subscriber, nil, "-broker", url, "-id", subID, "-qos", "1")
 	sub.WaitFor(t, `SUBSCRIBED\s+mytopic`)
 	retained := harness.Start(t, "mqttpublisher", b.Publisher, nil, "-broker", url, "-id", "live-retain",
 		"-topic", "demo/retained", "-retain", "-count", "1", "-message", `<b id="injected">kept</b>`)
@@ -41,7 +45,7 @@ func TestLivePageInBrowser(t *testing.T) {
 		t.Fatalf("retained publisher exit status %d", code)
 	}
 	// Bounded: 1200 messages at 10 a second outlast the test.
-	harness.Start(t, "mqttpublisher", b.Publisher, nil, "-broker", url, "-id", "live-pub", "-interval", "100ms", "-count", "1200")
+	harness.Start(t, "mqttpublisher", b.Publisher, nil, "-broker", url, "-id", pubID, "-interval", "100ms", "-count", "1200")
 
 	browser := startChromium(t, chromium)
 	session := browser.open(t, page)
@@ -50,10 +54,10 @@ func TestLivePageInBrowser(t *testing.T) {
 	harness.Eventually(t, func() bool {
 		s := readPage(t, browser, session)
 		first = s.Count
-		return s.has("live-sub") && s.has("live-pub") && s.Subs["mytopic"] == "live-sub (QoS 1)" && s.Count > 0 &&
-			strings.Contains(s.Lines, "SUBSCRIBED   client=live-sub filter=mytopic granted_qos=1") &&
+		return s.has(subID) && s.has(pubID) && s.Subs["mytopic"] == subID+" (QoS 1)" && s.Count > 0 &&
+			strings.Contains(s.Lines, "SUBSCRIBED   client="+subID+" filter=mytopic granted_qos=1") &&
 			s.Retained == `<b id="injected">kept</b>`
-	}, "the page to show live-sub, live-pub, the subscription to mytopic, a message count and the retained message")
+	}, "the page to show %s, %s, the subscription to mytopic, a message count and the retained message", subID, pubID)
 
 	var s pageState
 	harness.Eventually(t, func() bool {
@@ -62,6 +66,12 @@ func TestLivePageInBrowser(t *testing.T) {
 	}, "the message count of mytopic to rise above %d", first)
 	if s.Injected {
 		t.Error("a payload of HTML became an element of the page")
+	}
+	if len(s.Wrapped) > 0 {
+		t.Errorf("cells broken over two lines: %q", s.Wrapped)
+	}
+	if !regexp.MustCompile(`(^| )1 subscription( |$)`).MatchString(s.Totals) {
+		t.Errorf("the totals say %q, want 1 subscription", s.Totals)
 	}
 	if !strings.HasPrefix(s.Access, "Open:") {
 		t.Errorf("without -auth the page must say it is open; it says %q", s.Access)
@@ -82,6 +92,8 @@ type pageState struct {
 	Retained string            `json:"retained"`
 	Injected bool              `json:"injected"`
 	Access   string            `json:"access"`
+	Totals   string            `json:"totals"`
+	Wrapped  []string          `json:"wrapped"` // table cells taller than one line
 }
 
 func (s pageState) has(client string) bool {
@@ -106,6 +118,11 @@ const readPageJS = `document.getElementById("lines") === null ? "{}" : JSON.stri
     .find(r => r.getAttribute("data-topic") === "demo/retained") || {cells: [null, {textContent: ""}]}).cells[1].textContent),
   injected: document.getElementById("injected") !== null,
   access: document.getElementById("access").textContent,
+  totals: document.getElementById("totals").textContent.replace(/\s+/g, " ").trim(),
+  wrapped: [...document.querySelectorAll("#clients td, #subscriptions td")].filter(td => {
+    const cs = getComputedStyle(td);
+    return td.clientHeight - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom) > 1.5 * parseFloat(cs.lineHeight);
+  }).map(td => td.textContent),
 })`
 
 func readPage(t *testing.T, b *devTools, session string) pageState {

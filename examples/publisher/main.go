@@ -29,7 +29,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	defer client.Disconnect(250) // waits up to 250 ms for the work in progress to finish
+	defer client.Disconnect(250) // sends DISCONNECT, waiting up to 250 ms for it to go out
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

@@ -32,7 +32,13 @@ func main() {
 		if unsubscribed.Load() {
 			return
 		}
-		if err := mqtt.WaitTokenTimeout(c.Subscribe("mytopic", 0, show), 10*time.Second); err != nil {
+		tok := c.Subscribe("mytopic", 0, show)
+		err := mqtt.WaitTokenTimeout(tok, 10*time.Second)
+		// paho reports a refused subscription (code 0x80) as a success.
+		if code := tok.(*mqtt.SubscribeToken).Result()["mytopic"]; err == nil && code > 2 {
+			err = fmt.Errorf("refused by the broker (code %#x)", code)
+		}
+		if err != nil {
 			fmt.Println("subscribe:", err)
 			return
 		}

@@ -354,6 +354,13 @@ func (p *publisher) confirmation(m *inflight, d time.Duration) string {
 func (p *publisher) summary() {
 	text := fmt.Sprintf("sent %d, acknowledged %d, dropped %d, unconfirmed %d",
 		p.sent, p.acked, p.dropped, p.sent-p.acked-p.dropped)
+	if p.cfg.QoS == 0 {
+		// No acknowledgement at QoS 0: what counts is whether it was written to the network.
+		text = fmt.Sprintf("sent %d, dropped %d", p.acked, p.dropped)
+		if unsent := p.sent - p.acked - p.dropped; unsent > 0 {
+			text += fmt.Sprintf(", not yet written %d", unsent)
+		}
+	}
 	if p.resent > 0 {
 		text += fmt.Sprintf("; resent from the store %d, acknowledged %d", p.resent, p.resentAcked)
 	}

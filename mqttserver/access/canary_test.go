@@ -5,7 +5,9 @@ package access
 
 import (
 	"errors"
+	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,4 +153,42 @@ func (h *recorder) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.checks = nil
+}
+
+// TestCanaryDelayedWillOutOfReach: mochi holds a copy of an MQTT 5 delayed will once the
+// connection has closed and publishes it when the delay is over, asking no hook (no ACL check, no
+// OnWill): a reload could not withdraw it.
+func TestCanaryDelayedWillOutOfReach(t *testing.T) {
+	rec := &recorder{}
+	_, addr := bare.Serve(t, nil, rec)
+	sub := bare.Connect(t, addr, rawmqtt.Connect{ID: "watcher", Version: 5, Clean: true})
+	bare.Exchange(t, sub, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
+		ProtocolVersion: 5, PacketID: 1, Filters: packets.Subscriptions{{Filter: "w/#", Qos: 0}}}), 0x90)
+	c := rawmqtt.Connect{ID: "leaver", Version: 5, Clean: true, WillTopic: "w/leaver", WillPayload: []byte("gone")}
+	c.Properties.SessionExpiryInterval, c.Properties.SessionExpiryIntervalFlag = 10, true
+	pk := c.Packet()
+	pk.Connect.WillProperties.WillDelayInterval = 1
+	conn, err := net.DialTimeout("tcp", addr, bare.Wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare.Write(t, conn, rawmqtt.Encode(pk))
+	if ack := bare.Read(t, conn); ack[0] != 0x20 {
+		t.Fatalf("want CONNACK, got % x", ack)
+	}
+	rec.reset()
+	_ = conn.Close() // no DISCONNECT: the will is due, after its delay
+	for {
+		got, err := rawmqtt.Decode(bare.Read(t, sub), 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.FixedHeader.Type == packets.Publish && got.TopicName == "w/leaver" {
+			break
+		}
+	}
+	// (The subscriber's own read check of the delivery is not a check of the will.)
+	if checks := slices.DeleteFunc(rec.list(), func(c string) bool { return !strings.HasPrefix(c, "leaver ") }); len(checks) > 0 {
+		t.Errorf("mochi now checks a delayed will before it sends it (%v): the mend in access/wills.go may go (see doc.go)", checks)
+	}
 }

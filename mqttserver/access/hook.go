@@ -40,6 +40,7 @@ type Hook struct {
 	log    *slog.Logger
 	denied *eventlog.LineCap // a client publishing in a loop to a forbidden topic must not flood the log
 	logins *loginThrottle
+	budget *loginBudget // password checks a second for addresses without a recent login
 	// suspectChecks lets one password check at a time run for addresses that failed recently:
 	// a guessing flood then keeps at most one core busy with bcrypt, whatever its width.
 	suspectChecks chan struct{}
@@ -56,9 +57,12 @@ type Hook struct {
 }
 
 // Add installs the access hook: the users of authFile, or anyone (with a warning).
-func Add(server *mqtt.Server, authFile string, log *slog.Logger) (*Hook, error) {
-	h := &Hook{server: server, file: authFile, log: log, logins: newLoginThrottle(), suspectChecks: make(chan struct{}, 1),
-		denied: eventlog.NewLineCap(log, slog.LevelInfo, eventlog.MsgDeniedMore), stop: make(chan struct{})}
+// maxFailedLogins is the budget of password checks a second for logins from addresses
+// without a recent successful login (see loginBudget); 0 is none.
+func Add(server *mqtt.Server, authFile string, maxFailedLogins int, log *slog.Logger) (*Hook, error) {
+	h := &Hook{server: server, file: authFile, log: log, logins: newLoginThrottle(), budget: newLoginBudget(maxFailedLogins),
+		suspectChecks: make(chan struct{}, 1),
+		denied:        eventlog.NewLineCap(log, slog.LevelInfo, eventlog.MsgDeniedMore), stop: make(chan struct{})}
 	if authFile != "" {
 		users, err := LoadUsers(authFile)
 		if err != nil {
@@ -219,6 +223,25 @@ func (h *Hook) checkLogin(users *Users, host string, username, password []byte, 
 	if !h.sleep(wait) {
 		return false, "", false, packets.ErrServerShuttingDown
 	}
+	// An address that logged in before is not slowed by the guesses of others; any other
+	// waits for the broker's budget of checks, or is refused unchecked.
+	budgeted := !h.logins.isKnown(host)
+	if budgeted {
+		wait, ok := h.budget.take(maxBudgetWait)
+		if !ok {
+			h.logins.refusedUnchecked()
+			if !h.sleep(refusedLoginDelay) {
+				return false, "", false, packets.ErrServerShuttingDown
+			}
+			return false, "", false, errThrottled
+		}
+		if wait > 0 {
+			h.logins.waited.Add(1)
+		}
+		if !h.sleep(wait) {
+			return false, "", false, packets.ErrServerShuttingDown
+		}
+	}
 	if suspect {
 		t := time.NewTimer(maxLoginDelay)
 		defer t.Stop()
@@ -234,12 +257,21 @@ func (h *Hook) checkLogin(users *Users, host string, username, password []byte, 
 	ok, reason = users.authenticate(username, password)
 	switch {
 	case ok:
+		if budgeted {
+			h.budget.giveBack()
+		}
 		h.logins.succeeded(host, user)
 	case !probe:
 		slowed = h.logins.failed(host, user)
 	}
 	return ok, reason, slowed, nil
 }
+
+// LoginsFailed and LoginsRefused count, since the start, the logins whose password check
+// failed and those refused unchecked (too many failures from the address or for the user, or
+// the budget of checks spent), for /stats.
+func (h *Hook) LoginsFailed() int64  { return h.logins.failedTotal.Load() }
+func (h *Hook) LoginsRefused() int64 { return h.logins.refusedTotal.Load() }
 
 // sleep waits for d, or until the broker stops (false).
 func (h *Hook) sleep(d time.Duration) bool {

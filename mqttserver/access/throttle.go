@@ -23,9 +23,12 @@ const (
 	// refusedLoginDelay holds the answer to an attempt refused unchecked, so that a client
 	// retrying at once does not turn the refusals into a flood of its own.
 	refusedLoginDelay = time.Second
-	// loggedLoginFailures failures from one address are logged one by one; the rest are
-	// summed up once a second.
+	// loggedLoginFailures failures from one address are logged one by one, and as many a
+	// second from all addresses together; the rest are summed up once a second.
 	loggedLoginFailures = 5
+	// knownMemory is how long an address whose last login succeeded skips the budget of
+	// failing logins (loginBudget).
+	knownMemory = 24 * time.Hour
 )
 
 // loginThrottle slows down password guessing without slowing anyone else: an address with no
@@ -38,9 +41,15 @@ type loginThrottle struct {
 	mu      sync.Mutex
 	entries map[string]*loginFailures // "ip 127.0.0.2", "user reader"
 	now     func() time.Time
+	// known: addresses whose last login succeeded, and when
+	known map[string]time.Time
+	// lines: failures logged one by one in this second, from all addresses
+	lines int
 	// for the once-a-second summary: failures not logged one by one, attempts that waited,
 	// attempts refused unchecked
 	slowed, waited, refused atomic.Int64
+	// since the start, for /stats: failed logins, logins refused unchecked
+	failedTotal, refusedTotal atomic.Int64
 }
 
 type loginFailures struct {
@@ -56,7 +65,7 @@ type loginFailures struct {
 }
 
 func newLoginThrottle() *loginThrottle {
-	return &loginThrottle{entries: make(map[string]*loginFailures), now: time.Now}
+	return &loginThrottle{entries: make(map[string]*loginFailures), known: make(map[string]time.Time), now: time.Now}
 }
 
 // loginDelay is the wait that count failures impose on the next attempt.
@@ -96,7 +105,7 @@ func (t *loginThrottle) admit(host, user string) (wait time.Duration, suspect, o
 		slot = later(slot, name.next)
 	}
 	if wait = slot.Sub(now); wait > maxLoginDelay {
-		t.refused.Add(1)
+		t.refusedUnchecked()
 		return 0, true, false
 	}
 	addr.next = slot.Add(loginDelay(addr.count))
@@ -128,6 +137,8 @@ func (t *loginThrottle) done(host string) {
 func (t *loginThrottle) failed(host, user string) (slowed bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.failedTotal.Add(1)
+	delete(t.known, host)
 	now := t.now()
 	for _, key := range []string{"ip " + host, "user " + user} {
 		e := t.entry(key, now)
@@ -148,12 +159,14 @@ func (t *loginThrottle) failed(host, user string) (slowed bool) {
 			e.mixed = true
 		}
 		e.user = user
-		if e.count > loggedLoginFailures {
-			slowed = true
-			t.slowed.Add(1)
-		}
+		slowed = e.count > loggedLoginFailures
 	}
-	return slowed
+	if slowed || t.lines >= loggedLoginFailures {
+		t.slowed.Add(1)
+		return true
+	}
+	t.lines++
+	return false
 }
 
 // succeeded forgets the failures of user, and those of host if they were all for user.
@@ -161,9 +174,39 @@ func (t *loginThrottle) succeeded(host, user string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.entries, "user "+user)
-	if e := t.entries["ip "+host]; e != nil && !e.mixed && e.user == user {
+	e := t.entries["ip "+host]
+	if e != nil && (e.mixed || e.user != user) && e.count > 0 {
+		return // another user's failures are not forgiven, nor is the address known
+	}
+	if e != nil {
 		e.count, e.next = 0, time.Time{}
 	}
+	now := t.now()
+	if _, ok := t.known[host]; !ok && len(t.known) >= maxLoginEntries {
+		for h, at := range t.known {
+			if now.Sub(at) > knownMemory {
+				delete(t.known, h)
+			}
+		}
+		if len(t.known) >= maxLoginEntries {
+			return
+		}
+	}
+	t.known[host] = now
+}
+
+// isKnown tells whether the last login from host, within knownMemory, succeeded.
+func (t *loginThrottle) isKnown(host string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.known[host]
+	return ok && t.now().Sub(at) <= knownMemory
+}
+
+// refusedUnchecked counts a login refused without a password check.
+func (t *loginThrottle) refusedUnchecked() {
+	t.refused.Add(1)
+	t.refusedTotal.Add(1)
 }
 
 // entry returns the failures remembered for key, or nil.
@@ -196,12 +239,13 @@ func (t *loginThrottle) summarize(log *slog.Logger, stop <-chan struct{}) {
 			return
 		}
 		failed, waited, refused := t.slowed.Swap(0), t.waited.Swap(0), t.refused.Swap(0)
+		t.mu.Lock()
+		t.lines = 0
+		tracked := len(t.entries)
+		t.mu.Unlock()
 		if failed+waited+refused == 0 {
 			continue
 		}
-		t.mu.Lock()
-		tracked := len(t.entries)
-		t.mu.Unlock()
 		log.Warn(eventlog.MsgLoginsSlowed, "failed", failed, "waited", waited, "refused_unchecked", refused,
 			"addresses_and_users", tracked)
 	}

@@ -15,6 +15,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"mqttdemo/mqttserver/internal/bare"
@@ -170,4 +171,16 @@ func TestCanarySysGaugesStale(t *testing.T) {
 		t.Fatalf("mochi no longer shows stale $SYS gauges (connected %d, total %d): "+
 			"the mend in broker/stats.go may go (see doc.go)", connected, total)
 	}
+}
+
+// TestCanaryStoredExpiryLost: mochi's storage record keeps an MQTT 5 message's expiry interval
+// and the time it was received, but ToPacket gives the loaded message no expiry time: after a
+// restart it never expired.
+func TestCanaryStoredExpiryLost(t *testing.T) {
+	m := storage.Message{T: storage.InflightKey, FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		Created: time.Now().Add(-time.Hour).Unix(), Properties: storage.MessageProperties{MessageExpiryInterval: 60}}
+	if pk := m.ToPacket(); pk.Expiry == 0 {
+		return
+	}
+	t.Error("mochi now restores a stored message's expiry: the mend in store/store.go (restoreExpiry) may go (see doc.go)")
 }

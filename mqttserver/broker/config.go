@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"mqttdemo/mqttserver/access"
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
 	"mqttdemo/mqttserver/store"
@@ -38,6 +39,11 @@ type Config struct {
 	HTTPListen string
 	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
 	AuthFile string
+	// GCPercent paces the garbage collector (GOGC); 0 leaves the runtime's setting (GOGC, 100).
+	GCPercent int
+	// MaxFailedLogins is the budget of password checks a second for logins from addresses
+	// without a recent successful login; 0 (a Config built in code) is no budget.
+	MaxFailedLogins int
 	limits.Limits
 	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
 	noEvents bool
@@ -86,6 +92,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	var setAside bool
 	fs.BoolVar(&setAside, store.SetAsideFlag[1:], false, "when the -data file is damaged, rename it to mqttserver.db.damaged-TIME and start with no retained messages or stored sessions, instead of stopping")
 	fs.StringVar(&authFile, "auth", "", "YAML `file` of users (password or bcrypt hash) and the topics each may publish and subscribe to; empty: anonymous access")
+	maxFailedLogins := access.DefaultMaxFailedLogins
+	fs.IntVar(&maxFailedLogins, "max-failed-logins", maxFailedLogins, "with -auth, password `checks` a second, all addresses together, for logins from addresses without a recent successful login "+
+		"(a guessing flood spread over many addresses); past it they wait up to 2s, then are refused unchecked (CONNACK 3, 0x9F for MQTT 5), counted in /stats; 0 is no budget")
 	tlsListen := config.NewChecked("", config.CheckListenAddress)
 	wsListen := config.NewChecked("", config.CheckListenAddress)
 	httpListen := config.NewChecked("", config.CheckListenAddress)
@@ -98,20 +107,36 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"at most 16 live pages at once, 4 per user (-auth) or address, past which a page is refused (429)")
 	lim := limits.DefaultLimits()
 	minKeepAlive := config.Duration(lim.MinKeepAlive)
-	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`; 0 is no limit")
+	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`, counted whole; "+
+		"MQTT 5 clients are told it in the CONNACK (Maximum Packet Size) and told why they are disconnected (DISCONNECT 0x95); 0 is no limit")
 	fs.IntVar(&lim.MaxPendingWrites, "max-pending-writes", lim.MaxPendingWrites, "`packets` queued for one client before messages to it are dropped (a slow reader); 8 bytes a slot")
-	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this; 0s is no floor")
+	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this, told to MQTT 5 clients in the CONNACK (Server Keep Alive); 0s is no floor")
+	fs.IntVar(&lim.MaxTopicAliases, "max-topic-aliases", lim.MaxTopicAliases, "topic `aliases` one MQTT 5 client may set, told in the CONNACK (Topic Alias Maximum; the broker's Receive Maximum there is 1024, mochi's); "+
+		"each holds a topic, so this bounds what one connection pins; an alias over it ends the connection (DISCONNECT 0x94); 0 is none")
+	fs.IntVar(&lim.MaxSubscriptions, "max-subscriptions", lim.MaxSubscriptions, "topic `filters` one session may hold; a SUBSCRIBE's new filters past it are refused "+
+		"(SUBACK 0x97 quota exceeded, 0x80 for MQTT 3.1.1), counted in /stats; 0 is no limit")
+	fs.IntVar(&lim.MaxFilterLength, "max-filter-length", lim.MaxFilterLength, "longest topic filter in `bytes` a client may subscribe to; a longer one is refused "+
+		"(SUBACK 0x8F topic filter invalid, 0x80 for MQTT 3.1.1), counted in /stats; 0 is no limit")
+	fs.IntVar(&lim.MaxFilterLevels, "max-filter-levels", lim.MaxFilterLevels, "most `levels` of a topic filter a client may subscribe to (each a node of the topic tree); "+
+		"a deeper one is refused as -max-filter-length refuses a long one; 0 is no limit")
 	fs.IntVar(&lim.MaxClients, "max-clients", 0, "refuse connections past this `number` of connected clients (CONNACK 3); 0 is no limit")
 	slowTimeout := config.Duration(lim.SlowClientTimeout)
 	fs.IntVar(&lim.MaxQueuedBytes, "max-queued-bytes", lim.MaxQueuedBytes, "`bytes` that may wait unsent for one client: past half, QoS 0 messages to it are dropped; past all, it is disconnected as a slow consumer")
 	fs.Var(&slowTimeout, "slow-client-timeout", "disconnect a client that reads nothing of what waits for it for this `duration`; 0s is never")
 	fs.IntVar(&lim.MaxQueuedMessages, "max-queued-messages", lim.MaxQueuedMessages, "QoS 1 and 2 `messages` one session holds unacknowledged, connected or not; past it, copies to it are dropped")
+	fs.IntVar(&lim.MaxQueuedTotal, "max-queued-total", lim.MaxQueuedTotal, "`bytes` queued to all offline sessions together, counted as -max-queued-bytes counts them; past it, copies to offline sessions are dropped")
 	fs.IntVar(&lim.MaxSessions, "max-sessions", lim.MaxSessions, "sessions kept, connected or not; a new client id past this `number` is refused (CONNACK 3); 0 is no limit")
+	fs.IntVar(&lim.MaxRetained, "max-retained", lim.MaxRetained, "retained `messages` kept; past it, a retained message on a new topic is delivered but not retained (counted as dropped and logged); 0 is no limit")
+	fs.IntVar(&lim.MaxRetainedBytes, "max-retained-bytes", lim.MaxRetainedBytes, "`bytes` of the topics and payloads of the retained messages kept; past it, a retained message is delivered but not retained; 0 is no limit")
 	sessionExpiry := config.Duration(lim.SessionExpiry)
-	fs.Var(&sessionExpiry, "session-expiry", "a persistent session ends this `duration` after its client went (MQTT 3.1.1; the most an MQTT 5 client may ask)")
+	fs.Var(&sessionExpiry, "session-expiry", "a persistent session ends this `duration` after its client went (MQTT 3.1.1; the most an MQTT 5 client may ask: one asking more is told this in the CONNACK)")
 	maxExpiry := config.Duration(lim.MaxMessageExpiry)
 	fs.Var(&maxExpiry, "max-message-expiry", "drop retained and queued messages older than this `duration`, counted as dropped and logged once a second; "+
 		"0s (the default) keeps them until replaced, cleared, acknowledged or their session ends. A publisher's MQTT 5 message expiry is always honoured")
+	gcPercent := DefaultGCPercent
+	fs.IntVar(&gcPercent, "gc-percent", gcPercent, "the garbage collector's pace (as GOGC, which wins when set): the heap may grow this many `percent` "+
+		"past what is live before a collection; a soft memory limit derived from -max-queued-total and -max-retained-bytes "+
+		"(GOMEMLIMIT wins when set) makes it collect sooner near the limit; 0 leaves Go's default (100)")
 	validate := func() error {
 		lim.MinKeepAlive = time.Duration(minKeepAlive)
 		lim.SlowClientTimeout = time.Duration(slowTimeout)
@@ -121,6 +146,10 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 			return err
 		}
 		switch {
+		case gcPercent < 0:
+			return &config.BadValue{Flag: "gc-percent", Why: "want 0 (Go's default) or more"}
+		case maxFailedLogins < 0:
+			return &config.BadValue{Flag: "max-failed-logins", Why: "want 0 (no budget) or more"}
 		case (tlsCert == "") != (tlsKey == ""):
 			return errors.New("-tls-cert and -tls-key go together: give both or neither")
 		case tlsListen.String() != "" && tlsCert == "":
@@ -132,7 +161,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		return Config{}, err
 	}
 	cfg := Config{Listen: listen.String(), LogFormat: format.String(), Color: color.String(), HealthCheck: health, HashPassword: hash,
-		DataDir: dataDir, DataSetAside: setAside, AuthFile: authFile,
+		DataDir: dataDir, DataSetAside: setAside, AuthFile: authFile, MaxFailedLogins: maxFailedLogins, GCPercent: gcPercent,
 		TLSListen: tlsListen.String(), TLSCert: tlsCert, TLSKey: tlsKey,
 		WSListen: wsListen.String(), HTTPListen: httpListen.String(), Limits: lim}
 	if cfg.TLSCert != "" && cfg.TLSListen == "" {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -186,4 +187,122 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBinaryDamagedMetaPage: bbolt keeps two meta pages and, when the newer fails its checksum,
+// silently uses the older one. Random bytes over the newest meta page of a file holding a queued
+// QoS 1 message, whose PUBACK the publisher saw, made the broker start with queued=0. Either
+// meta page damaged is damage like any other: the binary refuses the file (which page held the
+// newest state cannot be told once one is damaged), and -data-set-aside sets it aside. A fresh
+// file and a normally closed one (both meta pages valid) still open.
+func TestBinaryDamagedMetaPage(t *testing.T) {
+	bin := mustBuild(t)
+	good := makeQueuedFile(t)
+	newest := 0
+	if metaTxid(t, good, 1) > metaTxid(t, good, 0) {
+		newest = 1
+	}
+	for _, c := range []struct {
+		name       string
+		page       int
+		start, end int // the bytes of the page made random
+	}{
+		// Over the meta fields only: bbolt went back to the older page, silently.
+		{"newest meta page's fields", newest, 16, 80},
+		// Over the page header too: bbolt's Check panicked on a goroutine of its own.
+		{"newest meta page", newest, 0, pageSize},
+		{"older meta page's fields", 1 - newest, 16, 80},
+		{"older meta page", 1 - newest, 0, pageSize},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, store.DataFile)
+			copyFile(t, good, path)
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			noise := make([]byte, c.end-c.start)
+			_, _ = rand.NewChaCha8([32]byte{byte(c.page)}).Read(noise)
+			_, err = f.WriteAt(noise, int64(c.page*pageSize+c.start))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "-listen", "127.0.0.1:0", "-log-format", "json", "-data", dir)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err = cmd.Run()
+			var exit *exec.ExitError
+			want := fmt.Sprintf("mqttserver: data file %s is damaged (meta page %d", path, c.page)
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.HasPrefix(stderr.String(), want) ||
+				strings.Count(stderr.String(), "\n") != 1 {
+				t.Fatalf("exit: %v, stderr:\n%s\nwant status 1 and one line starting %q", err, stderr.String(), want)
+			}
+
+			p, _ := startBinary(t, "-listen", "127.0.0.1:0", "-data", dir, store.SetAsideFlag)
+			waitFor(t, "the moved-aside warning", func() bool {
+				return p.logs.has(t, "data file damaged: moved aside, starting with no retained messages or stored sessions",
+					map[string]any{"file": path})
+			})
+		})
+	}
+	t.Run("normally closed", func(t *testing.T) {
+		dir := t.TempDir()
+		copyFile(t, good, filepath.Join(dir, store.DataFile))
+		p, _ := startBinary(t, "-listen", "127.0.0.1:0", "-data", dir)
+		if !p.logs.has(t, eventlog.MsgLoaded, map[string]any{"sessions": 1, "queued": 1}) {
+			t.Error("the file did not load its session and its queued message")
+		}
+	})
+	t.Run("fresh", func(t *testing.T) {
+		dir := t.TempDir()
+		db, err := bbolt.Open(filepath.Join(dir, store.DataFile), 0o600, nil) // meta pages only
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := startBinary(t, "-listen", "127.0.0.1:0", "-data", dir)
+		if !p.logs.has(t, eventlog.MsgLoaded, map[string]any{"sessions": 0, "queued": 0}) {
+			t.Error("the fresh file did not load")
+		}
+	})
+}
+
+// makeQueuedFile writes a data file holding one stored session with one queued QoS 1 message,
+// acknowledged to its publisher, and returns its path.
+func makeQueuedFile(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	b, _ := startBroker(t, Config{DataDir: dir})
+	keep := rawConnect(t, b.Addr(), "keep", false)
+	rawExchange(t, keep, rawmqtt.Subscribe(1, "q/#", 1), 0x90, 1)
+	if err := keep.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pub := rawConnect(t, b.Addr(), "pub", true)
+	rawExchange(t, pub, rawmqtt.Publish("q/a", 1, 1, []byte("acknowledged")), 0x40, 1)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, store.DataFile)
+}
+
+// metaTxid is the transaction id in meta page n of a bbolt file: after the 16-byte page header,
+// magic, version, page size and flags (4 bytes each), root bucket (16), free list and high
+// water mark (8 each), then the transaction id (8).
+func metaTxid(t *testing.T, path string, n int) uint64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return binary.NativeEndian.Uint64(data[n*pageSize+16+48:])
 }

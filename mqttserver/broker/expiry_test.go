@@ -206,14 +206,17 @@ func TestQueuedOlderThanADay(t *testing.T) {
 	// A message that expires in a second, queued after: once mochi's sweep has taken it, that
 	// sweep or an earlier one has seen the aged message.
 	publishV5(t, dialV5(t, b.Addr(), "pub5", true, 0), 1, "q/t", "expires", false, 1)
-	waitFor(t, "mochi's sweep to delete the expiring message", func() bool {
+	queued := func() bool {
 		for _, pk := range cl.State.Inflight.GetAll(false) {
 			if string(pk.Payload) == "expires" {
-				return false
+				return true
 			}
 		}
-		return true
-	})
+		return false
+	}
+	// mochi writes the PUBACK before it queues the message: wait for it to be queued first.
+	waitFor(t, "the expiring message to be queued", queued)
+	waitFor(t, "mochi's sweep to delete the expiring message", func() bool { return !queued() })
 
 	var got received
 	connect(t, clientOpts(b.Addr(), "old").SetCleanSession(false).SetDefaultPublishHandler(got.handler))

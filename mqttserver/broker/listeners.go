@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"mqttdemo/mqttserver/livepage"
@@ -71,7 +70,7 @@ func (b *Broker) addListeners(cfg Config) error {
 			return fmt.Errorf("-http-listen: %w", err)
 		}
 		// The timeouts free connections that send nothing, or hold on idle between requests.
-		b.http = &http.Server{Handler: statusHandler(b.server, b.page, b.listenerProblems), ReadHeaderTimeout: 5 * time.Second,
+		b.http = &http.Server{Handler: statusHandler(b.currentStats, b.page, b.listenerProblems), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
@@ -154,7 +153,7 @@ func isLoopback(addr net.Addr) bool {
 
 // statusHandler serves /healthz (200 while every listener accepts; 503 and why while one does
 // not: problems), /stats (the $SYS counters) and the live page (package livepage).
-func statusHandler(server *mqtt.Server, page *livepage.Page, problems func() map[string]string) http.Handler {
+func statusHandler(stats func() stats, page *livepage.Page, problems func() map[string]string) http.Handler {
 	mux := http.NewServeMux()
 	if page != nil {
 		page.Register(mux)
@@ -176,7 +175,7 @@ func statusHandler(server *mqtt.Server, page *livepage.Page, problems func() map
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(currentInfo(server))
+		_ = enc.Encode(stats())
 	})
 	return mux
 }

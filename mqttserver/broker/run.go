@@ -45,16 +45,18 @@ type Broker struct {
 	log       *slog.Logger
 	data      *store.Store // -data, or nil
 	flow      *limits.FlowControl
+	retained  *limits.RetainedHook // nil without retained-message limits
 	access    *access.Hook
+	subs      *limits.SubscriptionHook
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
 }
 
 // New assembles a broker from cfg and binds its listeners; Start serves them. The parts are
-// mochi hooks, added in this order: the mochi mends, the event log, the live page, the limits,
-// access control, the data store, and the session limits and message expiry that count what
-// the store keeps.
+// mochi hooks, added in this order: the mochi mends, the subscription limits, the event log,
+// the live page, the limits, access control, the data store, and the session limits and
+// message expiry that count what the store keeps.
 func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if cfg.Limits == (limits.Limits{}) {
 		cfg.Limits = limits.DefaultLimits() // a Config built in code without limits gets the flags' defaults
@@ -68,6 +70,8 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		// mochi's per-connection read buffer (2 KiB by default) is held by every idle connection;
 		// while data flows, the connection layer reads ahead in 64 KiB (package limits).
 		ClientNetReadBufferSize: limits.IdleReadBuffer,
+		// Every packet written through: the mends hold a packet by spoiling it (mochifix).
+		ClientNetWriteBufferSize: mochifix.WriteBufferSize,
 	})
 	var page *livepage.Page
 	if cfg.HTTPListen != "" { // the live page: its own copy of the event lines
@@ -99,6 +103,11 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := add("mochi fixes", fixes); err != nil {
 		return nil, err
 	}
+	// Before the event log: it puts back the filters it refuses (limits.SubscriptionHook).
+	b.subs = limits.NewSubscriptionHook(cfg.Limits)
+	if err := add("subscription limits", b.subs); err != nil {
+		return nil, err
+	}
 	if !cfg.noEvents {
 		if err := add("events", eventlog.NewHook(log, server.Topics)); err != nil {
 			return nil, err
@@ -117,12 +126,18 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := limits.AddPacketLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
+	// Before the store, which keeps what is retained: it may take the retain flag off.
+	if b.retained = limits.NewRetainedHook(server, cfg.Limits, log); b.retained != nil {
+		if err := add("retained limits", b.retained); err != nil {
+			return nil, err
+		}
+	}
 	if b.flow != nil {
 		if err := add("flow-control", b.flow.Hook()); err != nil {
 			return nil, err
 		}
 	}
-	if b.access, err = access.Add(server, cfg.AuthFile, log); err != nil {
+	if b.access, err = access.Add(server, cfg.AuthFile, cfg.MaxFailedLogins, log); err != nil {
 		return nil, err
 	}
 	if page != nil && cfg.AuthFile != "" { // the page asks for the same users, with HTTP basic auth
@@ -140,6 +155,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		log.Info("retained messages and persistent sessions are kept on disk", "file", filepath.Join(cfg.DataDir, store.DataFile))
 		fixes.Persist = func(cl *mqtt.Client, pk packets.Packet) { data.StoreInflight(cl, pk, pk.Created) }
 		fixes.DeliveredFirst = true
+		fixes.Dropped = data.OnQosDropped
 		data.IDs = ids
 		b.access.Withheld = data.OnQosDropped
 		queues.Stored = data.OnQosDropped // a message dropped here is deleted from the file too
@@ -149,11 +165,23 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		}
 		expiry.RetainedDropped = data.OnRetainedExpired
 	}
+	if b.retained != nil {
+		dropped := expiry.RetainedDropped
+		expiry.RetainedDropped = func(topic string) {
+			if dropped != nil {
+				dropped(topic)
+			}
+			b.retained.Forget(topic)
+		}
+	}
 	// After the store, so that the store has the message the session limits drop.
 	if err := add("session limits", queues); err != nil {
 		return nil, err
 	}
 	if err := add("message expiry", expiry); err != nil {
+		return nil, err
+	}
+	if err := add("memory release", limits.NewReleaseHook(server)); err != nil {
 		return nil, err
 	}
 	if err := b.addListeners(cfg); err != nil {
@@ -170,6 +198,9 @@ func (b *Broker) Addr() string { return b.tcp.Address() }
 func (b *Broker) Start() error {
 	if err := b.server.Serve(); err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if b.data != nil && b.retained != nil {
+		b.retained.Recount() // those loaded from the data file
 	}
 	if b.data != nil {
 		sessions, subs, inflight, retained := store.Recount(b.server)
@@ -233,6 +264,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	log, libraryLog, out := eventlog.NewLoggers(cfg.logSettings(), stdout, getenv)
 	defer out.Close()
+	paceGC(cfg, getenv)
 	b, err := New(cfg, log, libraryLog)
 	if err != nil {
 		return err
@@ -243,7 +275,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	enter := console.EnterPresses(stdin)
 	if enter != nil {
-		log.Info("press Enter to stop the server")
+		log.Info(console.EnterPrompt(stdin, "stop the server"))
 	}
 	var hangup chan os.Signal // SIGHUP reloads the -auth file, as it does Mosquitto's files
 	if cfg.AuthFile != "" {

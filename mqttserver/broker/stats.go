@@ -8,6 +8,24 @@ import (
 	"github.com/mochi-mqtt/server/v2/system"
 )
 
+// stats is /stats: mochi's $SYS counters and the refusals of the broker's own limits, each
+// counted since the start.
+type stats struct {
+	*system.Info
+	// filters refused past -max-subscriptions or -max-filter-length
+	SubscriptionsRefused int64 `json:"subscriptions_refused"`
+	// with -auth: logins whose password check failed; logins refused unchecked (the login
+	// throttle, -max-failed-logins)
+	LoginsFailed  int64 `json:"logins_failed"`
+	LoginsRefused int64 `json:"logins_refused"`
+}
+
+// currentStats is /stats as of now.
+func (b *Broker) currentStats() stats {
+	return stats{Info: currentInfo(b.server), SubscriptionsRefused: b.subs.Refused(),
+		LoginsFailed: b.access.LoginsFailed(), LoginsRefused: b.access.LoginsRefused()}
+}
+
 // currentInfo is the broker's $SYS counters as of now, for /stats. mochi brings the gauges it
 // derives (clients total and disconnected, time, uptime, memory, goroutines) up to date only
 // when it publishes $SYS, once a second: read in between, /stats showed a persistent client

@@ -32,7 +32,9 @@ type Hook struct {
 	published *LineCap
 	dropped   *LineCap // write queue full
 	lost      *LineCap // in flight, expired or its session ended
+	refused   *LineCap // filters refused: one SUBSCRIBE may carry thousands
 	provides  [256]bool
+	probe     health.Visits // the -healthcheck probe's visits, kept to debug lines
 }
 
 // NewHook returns the events hook for log; the per-packet hooks are enabled only when log
@@ -45,6 +47,7 @@ func NewHook(log *slog.Logger, topics *mqtt.TopicsIndex) *Hook {
 		published: NewLineCap(log, slog.LevelInfo, MsgPublishedMore),
 		dropped:   NewLineCap(log, slog.LevelWarn, MsgDropped, slog.String("reason", "client write queue full")),
 		lost:      NewLineCap(log, slog.LevelWarn, MsgDropped, slog.String("reason", reasonInflightEnded)),
+		refused:   NewLineCap(log, slog.LevelInfo, MsgSubRefusedMore),
 	}
 	for _, b := range eventsAtInfo {
 		h.provides[b] = true
@@ -66,9 +69,10 @@ var (
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublished, mqtt.OnPublishDropped,
 		mqtt.OnQosDropped, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnWillSent,
 		mqtt.OnClientExpired, mqtt.OnPacketIDExhausted, mqtt.OnStopped,
+		mqtt.OnPacketRead, // at info too, to tell the probe's visits (OnSessionEstablished)
 	}
 	eventsAtDebug = []byte{
-		mqtt.OnStarted, mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnPacketRead, mqtt.OnPacketSent,
+		mqtt.OnStarted, mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnPacketSent,
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnRetainMessage, mqtt.OnRetainedExpired,
 	}
 )
@@ -78,6 +82,7 @@ func (h *Hook) Init(any) error {
 	h.published.Start()
 	h.dropped.Start()
 	h.lost.Start()
+	h.refused.Start()
 	return nil
 }
 
@@ -86,6 +91,7 @@ func (h *Hook) Stop() error {
 	h.published.Close()
 	h.dropped.Close()
 	h.lost.Close()
+	h.refused.Close()
 	return nil
 }
 
@@ -103,16 +109,19 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if len(cl.Properties.Username) > 0 {
 		attrs = append(attrs, slog.String("username", string(cl.Properties.Username)))
 	}
-	h.log.LogAttrs(context.Background(), clientLevel(cl), MsgConnected, attrs...)
+	h.connected(cl, pk, attrs)
 }
 
-// clientLevel keeps the container health probe, which connects every few seconds, out of the
-// info log: its visits are debug lines.
-func clientLevel(cl *mqtt.Client) slog.Level {
-	if health.IsProbe(cl, cl.Properties.Username) {
-		return slog.LevelDebug
+// connected logs a client's arrival. The container health probe connects every few seconds:
+// its visits are debug lines. A client that only looks like it is logged at info as soon as it
+// does anything else (health.Visits).
+func (h *Hook) connected(cl *mqtt.Client, pk packets.Packet, attrs []slog.Attr) {
+	reveal := func() { h.log.LogAttrs(context.Background(), slog.LevelInfo, MsgConnected, attrs...) }
+	if h.probe.Arrive(cl, pk, reveal) {
+		h.log.LogAttrs(context.Background(), slog.LevelDebug, MsgConnected, attrs...)
+		return
 	}
-	return slog.LevelInfo
+	reveal()
 }
 
 func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
@@ -137,7 +146,11 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		attrs = append(attrs, slog.String("error", detail))
 	}
 	attrs = append(attrs, slog.Bool("session_kept", !expire))
-	h.log.LogAttrs(context.Background(), clientLevel(cl), MsgDisconnected, attrs...)
+	level := slog.LevelInfo
+	if h.probe.Leave(cl, reason == "normal") {
+		level = slog.LevelDebug
+	}
+	h.log.LogAttrs(context.Background(), level, MsgDisconnected, attrs...)
 }
 
 // DisconnectReason names why a client went: "normal" (it sent DISCONNECT), "taken-over" (the
@@ -197,7 +210,10 @@ func (h *Hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []by
 			break
 		}
 		if code := reasonCodes[i]; code >= packets.ErrUnspecifiedError.Code {
-			// 0x80 for MQTT 3.1.1; MQTT 5 says why (0x87 not authorised, …)
+			if !h.refused.Allow() {
+				continue
+			}
+			// 0x80 for MQTT 3.1.1; MQTT 5 says why (0x87 not authorised, 0x97 quota exceeded, …)
 			h.log.LogAttrs(context.Background(), slog.LevelInfo, MsgSubRefused, slog.String("client", cl.ID),
 				slog.String("filter", f.Filter), slog.String("code", fmt.Sprintf("%#02x", code)))
 			continue
@@ -298,7 +314,10 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 
 // OnPacketRead is the article's InterceptingInboundPacket.
 func (h *Hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	h.log.LogAttrs(context.Background(), slog.LevelDebug, MsgPacketIn, packetAttrs(cl, pk)...)
+	h.probe.Sent(cl, pk)
+	if h.debug {
+		h.log.LogAttrs(context.Background(), slog.LevelDebug, MsgPacketIn, packetAttrs(cl, pk)...)
+	}
 	return pk, nil
 }
 

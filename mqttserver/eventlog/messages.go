@@ -38,6 +38,9 @@ const (
 
 	// message expiry (package limits): the messages whose MQTT 5 expiry passed, summed up
 	MsgMessagesExpired = "messages expired"
+
+	// the once-a-second summary of the subscriptions refused past the lines logged one by one
+	MsgSubRefusedMore = "more subscriptions refused"
 )
 
 // eventStyles gives each event message its tag and colour on the console.
@@ -70,7 +73,10 @@ var eventStyles = map[string]struct {
 	MsgRevoked:        {"REVOKED", console.StyleWarn},
 	// message expiry (package limits)
 	MsgMessagesExpired: {"EXPIRED", console.StyleInfo},
+
+	MsgSubRefusedMore: {"SUB-REFUSED", console.StyleError},
 }
 
 // summaries are the once-a-second lines of capped events (see LineCap), and what they count.
-var summaries = map[string]string{MsgPublishedMore: "messages published", MsgDeniedMore: "publishes denied"}
+var summaries = map[string]string{MsgPublishedMore: "messages published", MsgDeniedMore: "publishes denied",
+	MsgSubRefusedMore: "subscriptions refused"}

@@ -119,3 +119,44 @@ func TestCanaryAcksInheritUserProperties(t *testing.T) {
 			"in limits/limits.go (NoInheritedPropertiesOnAck) may go (see doc.go)", ack.FixedHeader.Type, ack.Properties.User)
 	}
 }
+
+// TestCanaryConnackOmitsLimits: mochi tells an MQTT 5 client neither its Maximum Packet Size nor
+// its Topic Alias Maximum in the CONNACK, and grants the filter x/y+ (a wildcard must fill a
+// whole level, MQTT-4.7.1-2).
+func TestCanaryConnackOmitsLimits(t *testing.T) {
+	opts := &mqtt.Options{Capabilities: mqtt.NewDefaultServerCapabilities()}
+	opts.Capabilities.MaximumPacketSize, opts.Capabilities.TopicAliasMaximum = 1024, 10
+	_, addr := bare.Serve(t, opts)
+	conn := bare.Dial(t, addr, rawmqtt.Connect{ID: "v5", Version: 5, Clean: true})
+	ack, err := rawmqtt.Decode(bare.Read(t, conn), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare.Write(t, conn, rawmqtt.Frame(0x82, []byte{0, 1}, []byte{0}, rawmqtt.String("x/y+"), []byte{0}))
+	suback := bare.Read(t, conn)
+	if ack.Properties.MaximumPacketSize != 0 || ack.Properties.TopicAliasMaximum != 0 || suback[len(suback)-1] != 0 {
+		t.Fatalf("mochi no longer shows CONNACK limits untold and x/y+ granted (CONNACK %+v, SUBACK % x): "+
+			"the mend in limits/limits.go and limits/protocol.go may go (see doc.go)", ack.Properties, suback)
+	}
+}
+
+// TestCanaryADayForEveryMessage: mochi's default caps every message at a day and forwards that
+// day to MQTT 5 subscribers as the Message Expiry Interval of a message that had none.
+func TestCanaryADayForEveryMessage(t *testing.T) {
+	server, addr := bare.Serve(t, nil)
+	conn := bare.Connect(t, addr, rawmqtt.Connect{ID: "v5", Version: 5, Clean: true})
+	bare.Exchange(t, conn, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
+		ProtocolVersion: 5, PacketID: 1, Filters: packets.Subscriptions{{Filter: "e", Qos: 1}}}), 0x90)
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub", Version: 5, Clean: true})
+	bare.Write(t, pub, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		ProtocolVersion: 5, TopicName: "e", Payload: []byte("no expiry")}))
+	pk, err := rawmqtt.Decode(bare.Read(t, conn), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if server.Options.Capabilities.MaximumMessageExpiryInterval != 86400 || pk.Properties.MessageExpiryInterval == 0 {
+		t.Errorf("mochi no longer gives every message a day (cap %d s, forwarded %d s): the mend in limits/limits.go "+
+			"and limits/expiry.go may go (see doc.go)", server.Options.Capabilities.MaximumMessageExpiryInterval,
+			pk.Properties.MessageExpiryInterval)
+	}
+}

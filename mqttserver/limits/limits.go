@@ -1,6 +1,7 @@
 // Package limits bounds what one client can make the broker hold or do: the packet size and
 // keep-alive floor (limits.go), the messages and bytes queued to a session and the number of
-// sessions (queues.go), how long messages are kept (expiry.go), and the connection layer that
+// sessions (queues.go), the retained messages (retained.go), how long messages are kept
+// (expiry.go), and the connection layer that
 // keeps a client that stops reading from stalling its publishers (slowclients.go). It logs
 // through the event log's vocabulary and knows nothing of access control, storage or the
 // listeners it wraps.
@@ -37,6 +38,10 @@ const (
 	DefaultMaxQueuedBytes = 1 << 20
 	// DefaultSlowClientTimeout is how long a client may read nothing of what waits for it.
 	DefaultSlowClientTimeout = time.Minute
+	// DefaultMaxTopicAliases is the Topic Alias Maximum told to MQTT 5 clients, Mosquitto's:
+	// each alias holds a topic of up to 64 KiB, so 10 hold at most 640 KiB per connection
+	// (mochi's 65,535 let one connection pin gigabytes).
+	DefaultMaxTopicAliases = 10
 )
 
 // Limits are the broker's safety limits.
@@ -53,18 +58,31 @@ type Limits struct {
 	SlowClientTimeout time.Duration
 	// Session limits, see queues.go.
 	MaxQueuedMessages int           // QoS 1 and 2 messages one session holds unacknowledged
+	MaxQueuedTotal    int           // bytes queued to all offline sessions together
 	MaxSessions       int           // sessions kept, connected or not; 0 is no limit
 	SessionExpiry     time.Duration // how long a persistent session outlives its connection
+	// Retained-message limits, see retained.go; 0 is no limit.
+	MaxRetained      int // retained messages kept
+	MaxRetainedBytes int // bytes of their topics and payloads
 	// MaxMessageExpiry: retained and queued messages older than this are dropped (expiry.go);
 	// 0 keeps them until replaced, cleared, acknowledged or their session ends.
 	MaxMessageExpiry time.Duration
+	// MaxTopicAliases: the Topic Alias Maximum told to MQTT 5 clients; 0 is no aliases.
+	MaxTopicAliases int
+	// Subscription limits, see subscriptions.go; 0 is no limit.
+	MaxSubscriptions int // filters one session holds
+	MaxFilterLength  int // bytes of one filter
+	MaxFilterLevels  int // levels of one filter
 }
 
 // DefaultLimits are the limits when no flag is given.
 func DefaultLimits() Limits {
 	return Limits{MaxPacketSize: DefaultMaxPacketSize, MaxPendingWrites: DefaultMaxPendingWrites, MinKeepAlive: DefaultMinKeepAlive,
 		MaxQueuedBytes: DefaultMaxQueuedBytes, SlowClientTimeout: DefaultSlowClientTimeout,
-		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxSessions: DefaultMaxSessions, SessionExpiry: DefaultSessionExpiry}
+		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxQueuedTotal: DefaultMaxQueuedTotal, MaxSessions: DefaultMaxSessions,
+		SessionExpiry: DefaultSessionExpiry, MaxRetained: DefaultMaxRetained, MaxRetainedBytes: DefaultMaxRetainedBytes,
+		MaxTopicAliases: DefaultMaxTopicAliases, MaxSubscriptions: DefaultMaxSubscriptions, MaxFilterLength: DefaultMaxFilterLength,
+		MaxFilterLevels: DefaultMaxFilterLevels}
 }
 
 // Capabilities starts from mochi's defaults and applies the limits.
@@ -84,6 +102,9 @@ func (l Limits) Capabilities() *mqtt.Capabilities {
 	// as the expiry of every message that had none; with 0 it keeps them and forwards only what
 	// a publisher set. An operator's cap is applied by ExpiryHook (expiry.go), not here.
 	c.MaximumMessageExpiryInterval = 0
+	// mochi refuses an alias over it (DISCONNECT 0x94) but never tells it in the CONNACK:
+	// limitsHook.OnPacketEncode does.
+	c.TopicAliasMaximum = uint16(l.MaxTopicAliases)
 	return c
 }
 
@@ -104,6 +125,17 @@ func (l Limits) Check() error {
 		return &config.BadValue{Flag: "slow-client-timeout", Why: "want 0 (never) or more"}
 	case l.MaxMessageExpiry < 0:
 		return &config.BadValue{Flag: "max-message-expiry", Why: "want 0 (no cap) or more"}
+	case l.MaxTopicAliases < 0 || l.MaxTopicAliases > math.MaxUint16:
+		return &config.BadValue{Flag: "max-topic-aliases", Why: fmt.Sprintf("want 0 (none) to %d", math.MaxUint16)}
+	case l.MaxSubscriptions < 0:
+		return &config.BadValue{Flag: "max-subscriptions", Why: "want 0 (no limit) or more"}
+	case l.MaxFilterLength < 0:
+		return &config.BadValue{Flag: "max-filter-length", Why: "want 0 (no limit) or more"}
+	case l.MaxFilterLevels < 0:
+		return &config.BadValue{Flag: "max-filter-levels", Why: "want 0 (no limit) or more"}
+	}
+	if err := l.checkRetained(); err != nil {
+		return err
 	}
 	return l.checkSessions()
 }
@@ -115,18 +147,26 @@ func (l Limits) Check() error {
 // waits longer (1.5 × the floor) before it calls them dead. Zero (keep-alive off) is left
 // alone: 3.1.1 clients may rely on it.
 //
+// The CONNACK: mochi tells an MQTT 5 client its Receive Maximum but neither the Maximum Packet
+// Size nor the Topic Alias Maximum it enforces, so clients send packets it refuses and never
+// use aliases.
+//
 // The packet size: mochi compares the remaining length plus one with its maximum, so packets
 // up to four bytes over it get through; MQTT 5 counts the whole packet, fixed header included.
+//
+// Protocol errors mochi lets through end the connection (protocol.go).
 type limitsHook struct {
 	mqtt.HookBase
+	server  *mqtt.Server
 	floor   uint16 // seconds; 0 is no floor
 	maxSize int    // bytes; 0 is no limit
+	aliases uint16 // Topic Alias Maximum
 	log     *slog.Logger
 }
 
 func (h *limitsHook) ID() string { return "limits" }
 func (h *limitsHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect && h.floor > 0 || b == mqtt.OnPacketRead && h.maxSize > 0
+	return b == mqtt.OnConnect && h.floor > 0 || b == mqtt.OnPacketRead || b == mqtt.OnPacketEncode
 }
 
 func (h *limitsHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
@@ -138,10 +178,26 @@ func (h *limitsHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	return nil
 }
 
-// OnPacketRead refuses a packet over the size limit; mochi then closes the connection.
+// OnPacketEncode tells an MQTT 5 client the limits in the CONNACK that accepts it.
+func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < packets.ErrUnspecifiedError.Code && cl.Properties.ProtocolVersion == 5 {
+		pk.Properties.MaximumPacketSize = uint32(h.maxSize) // 0, no limit, is not sent
+		pk.Properties.TopicAliasMaximum = h.aliases         // 0, none, is not sent: absent is 0
+	}
+	return pk
+}
+
+// OnPacketRead refuses a packet over the size limit, and the protocol errors of protocol.go;
+// an MQTT 5 client is told the reason code, then mochi closes the connection.
 func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if size := packetSize(pk.FixedHeader.Remaining); size > h.maxSize {
+	if size := packetSize(pk.FixedHeader.Remaining); h.maxSize > 0 && size > h.maxSize {
+		refuse(h.server, cl, packets.ErrPacketTooLarge)
 		return pk, tooLarge{size: size, limit: h.maxSize}
+	}
+	if err := checkPacket(cl, pk, h.aliases); err != nil {
+		refuse(h.server, cl, err.(violation).code)
+		h.log.Debug("protocol error", "client", cl.ID, "error", err)
+		return pk, err
 	}
 	return pk, nil
 }
@@ -171,13 +227,11 @@ func (e tooLarge) Is(target error) bool {
 	return target == packets.ErrPacketTooLarge || target == packets.ErrRejectPacket
 }
 
-// AddPacketLimits installs the keep-alive floor and the exact packet size check.
+// AddPacketLimits installs the keep-alive floor, the limits told in the CONNACK, the exact
+// packet size check and the protocol checks.
 func AddPacketLimits(server *mqtt.Server, l Limits, log *slog.Logger) error {
-	h := &limitsHook{floor: uint16((l.MinKeepAlive + time.Second - 1) / time.Second), // whole seconds, rounded up
-		maxSize: l.MaxPacketSize, log: log}
-	if h.floor == 0 && h.maxSize == 0 {
-		return nil
-	}
+	h := &limitsHook{server: server, floor: uint16((l.MinKeepAlive + time.Second - 1) / time.Second), // whole seconds, rounded up
+		maxSize: l.MaxPacketSize, aliases: uint16(l.MaxTopicAliases), log: log}
 	if err := server.AddHook(h, nil); err != nil {
 		return fmt.Errorf("add limits hook: %w", err)
 	}

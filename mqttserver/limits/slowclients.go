@@ -45,6 +45,7 @@ type FlowControl struct {
 	log       *slog.Logger
 	timeout   time.Duration // no byte taken for this long: slow consumer; 0 never
 	maxUnsent int           // unsent bytes past which the client is disconnected
+	maxSize   int           // -max-packet-size, for packetwatch.go
 	qos0      int           // unsent bytes past which QoS 0 messages to it are dropped
 	dropped   *eventlog.LineCap
 	slow      atomic.Int64 // slow consumers disconnected
@@ -52,7 +53,7 @@ type FlowControl struct {
 
 func NewFlowControl(server *mqtt.Server, l Limits, log *slog.Logger) *FlowControl {
 	f := &FlowControl{server: server, log: log, timeout: l.SlowClientTimeout,
-		maxUnsent: l.MaxQueuedBytes, qos0: l.MaxQueuedBytes / 2,
+		maxUnsent: l.MaxQueuedBytes, qos0: l.MaxQueuedBytes / 2, maxSize: l.MaxPacketSize,
 		dropped: eventlog.NewLineCap(log, slog.LevelWarn, eventlog.MsgDropped, slog.String("reason", reasonNotReading))}
 	f.qos0 = max(f.qos0, 1)
 	return f
@@ -84,7 +85,7 @@ func (l flowListener) Serve(establish listeners.EstablishFn) {
 
 // wrap returns c with a Write that never blocks.
 func (f *FlowControl) wrap(c net.Conn) *flowConn {
-	fc := &flowConn{Conn: c, flow: f, socketClosed: make(chan struct{})}
+	fc := &flowConn{Conn: c, flow: f, socketClosed: make(chan struct{}), sizes: sizeWatch{limit: f.maxSize}}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			fc.raw, fc.rawWrite, fc.rawRead = raw, fc.writeNow, fc.readNow
@@ -138,6 +139,7 @@ func (h *flowHook) Stop() error {
 func (*flowHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	if c, ok := cl.Net.Conn.(*flowConn); ok {
 		c.id.Store(&cl.ID)
+		c.v5.Store(cl.Properties.ProtocolVersion == 5)
 	}
 }
 
@@ -161,6 +163,8 @@ type flowConn struct {
 	rn       int
 	rerr     error
 	id       atomic.Pointer[string]
+	v5       atomic.Bool // MQTT 5, known once the session is established
+	sizes    sizeWatch   // used by the reader only (packetwatch.go)
 
 	mu      sync.Mutex
 	pending []byte // waiting for the writer
@@ -392,6 +396,7 @@ func (c *flowConn) Read(p []byte) (int, error) {
 	if c.flowing && c.raw != nil {
 		buf := readAheadPool.Get().(*[readAhead]byte)
 		if n, err := c.tryRead(buf[:]); n > 0 {
+			c.watchSize(buf[:n])
 			c.aheadBuf, c.ahead = buf, buf[:n]
 			return c.Read(p)
 		} else if err != nil {
@@ -401,6 +406,7 @@ func (c *flowConn) Read(p []byte) (int, error) {
 		readAheadPool.Put(buf) // nothing there now: wait below, in mochi's buffer
 	}
 	n, err := c.Conn.Read(p)
+	c.watchSize(p[:n])
 	c.flowing = n == len(p)
 	if err != nil {
 		err = c.readErr(err)

@@ -13,14 +13,29 @@ function el(tag, text, cls) {
   return e;
 }
 
+// cell is a table cell whose text is never broken inside a word (an id, an address, a time): a
+// text too long for it ends in "…" and shows whole as the cell's tooltip.
+function cell(text) {
+  const td = el("td");
+  td.title = String(text);
+  td.appendChild(el("span", text, "cut"));
+  return td;
+}
+
 function row(cells, attrs) {
   const tr = document.createElement("tr");
-  for (const c of cells) tr.appendChild(c instanceof Node ? c : el("td", c));
+  for (const c of cells) tr.appendChild(c instanceof Node ? c : cell(c));
   for (const [k, v] of Object.entries(attrs || {})) tr.setAttribute(k, v);
   return tr;
 }
 
-// fill replaces the rows of section id's table; note says how many were left out.
+// word returns the singular of [singular, plural] for 1, else the plural.
+function word(n, [one, many]) {
+  return n === 1 ? one : many;
+}
+
+// fill replaces the rows of section id's table; .more says how many were left out, of what
+// ([singular, plural]).
 function fill(id, rows, total, what, emptyText) {
   const section = document.getElementById(id);
   const body = section.querySelector("tbody");
@@ -32,7 +47,7 @@ function fill(id, rows, total, what, emptyText) {
   body.replaceChildren(...rows);
   const shown = section.querySelectorAll("tbody tr:not(.empty)").length;
   section.querySelector(".more").textContent =
-    total > shown ? `${total - shown} more ${what} not shown` : "";
+    total > shown ? `${total - shown} more ${word(total - shown, what)} not shown` : "";
 }
 
 function since(t) {
@@ -74,21 +89,26 @@ function render(s) {
   access.className = s.open ? "access open" : "access";
   for (const [id, n] of [["n-clients", s.clientsTotal], ["n-subscriptions", s.subscriptionsTotal],
     ["n-topics", s.topicsTotal], ["n-retained", s.retainedTotal], ["n-received", s.received], ["n-sent", s.sent]]) {
-    document.getElementById(id).textContent = n;
+    const b = document.getElementById(id);
+    b.textContent = n;
+    const label = b.nextElementSibling; // "1 subscription", "2 subscriptions"
+    if (label && label.dataset.one) label.textContent = word(n, [label.dataset.one, label.dataset.many]);
   }
 
   fill("clients", (s.clients || []).map(c => row(
     [c.id, c.user || "—", c.remote, c.protocol, c.clean ? "yes" : "no", since(c.since)],
-    { "data-client": c.id })), s.clientsTotal, "clients", "no client connected");
+    { "data-client": c.id })), s.clientsTotal, ["client", "clients"], "no client connected");
 
   fill("subscriptions", (s.subscriptions || []).map(f => {
-    const td = el("td");
+    const td = el("td", undefined, "list");
     f.subscribers.forEach((sub, i) => {
       if (i > 0) td.appendChild(document.createTextNode(", "));
-      td.appendChild(el("span", `${sub.client} (QoS ${sub.qos})`, sub.connected ? "" : "offline"));
+      const span = el("span", `${sub.client} (QoS ${sub.qos})`, sub.connected ? "cut" : "cut offline");
+      span.title = span.textContent;
+      td.appendChild(span);
     });
     return row([f.filter, td], { "data-filter": f.filter });
-  }), s.subscriptionsTotal, "filters", "no subscription");
+  }), s.subscriptionsTotal, ["filter", "filters"], "no subscription");
 
   const topics = (s.topics || []).map(t => {
     const rate = el("td", undefined, "rate");
@@ -99,11 +119,11 @@ function render(s) {
     return row([t.topic, count, rate, t.payload], { "data-topic": t.topic });
   });
   if (s.otherMessages > 0) topics.push(row([el("td", "(other topics)"), el("td", s.otherMessages, "num"), "", ""]));
-  fill("topics", topics, s.topicsTotal, "topics", "no message yet");
+  fill("topics", topics, s.topicsTotal, ["topic", "topics"], "no message yet");
 
   fill("retained", (s.retained || []).map(r => row(
     [r.topic, r.payload, el("td", r.bytes, "num"), r.qos], { "data-topic": r.topic })),
-    s.retainedTotal, "retained messages", "no retained message");
+    s.retainedTotal, ["retained message", "retained messages"], "no retained message");
 }
 
 // addLines appends console lines ("15:04:05.000 TAG text"), coloured by their tag.

@@ -66,6 +66,7 @@ type Page struct {
 
 	mu      sync.Mutex
 	clients map[*mqtt.Client]Client
+	probe   health.Visits // the -healthcheck probe's visits, not shown
 
 	topicsMu sync.RWMutex
 	topics   map[string]*topicStats
@@ -112,7 +113,7 @@ func New(server *mqtt.Server, lines *LineRing) *Page {
 func (p *Page) ID() string { return "live-page" }
 
 func (p *Page) Provides(b byte) bool {
-	return b == mqtt.OnSessionEstablished || b == mqtt.OnDisconnect || b == mqtt.OnPublished
+	return b == mqtt.OnSessionEstablished || b == mqtt.OnDisconnect || b == mqtt.OnPublished || b == mqtt.OnPacketRead
 }
 
 // Init starts the once-a-second sampling; Stop ends it and the pages' streams.
@@ -144,17 +145,31 @@ type Client struct {
 var protocolNames = map[byte]string{3: "3.1", 4: "3.1.1", 5: "5"}
 
 func (p *Page) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
-	if cl.ID == health.ClientID || cl.Net.Inline {
+	if cl.Net.Inline {
 		return
 	}
 	c := Client{ID: cl.ID, User: string(cl.Properties.Username), Remote: cl.Net.Remote, Listener: cl.Net.Listener,
 		Protocol: protocolNames[cl.Properties.ProtocolVersion], Clean: pk.Connect.Clean, Since: time.Now()}
-	p.mu.Lock()
-	p.clients[cl] = c
-	p.mu.Unlock()
+	show := func() {
+		p.mu.Lock()
+		p.clients[cl] = c
+		p.mu.Unlock()
+	}
+	// The probe's visits every few seconds are not shown; a client that only looks like it is,
+	// as soon as it does anything else.
+	if !p.probe.Arrive(cl, pk, show) {
+		show()
+	}
+}
+
+// OnPacketRead only tells the probe's visits from other clients.
+func (p *Page) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	p.probe.Sent(cl, pk)
+	return pk, nil
 }
 
 func (p *Page) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	p.probe.Leave(cl, true) // gone either way: nothing to show
 	p.mu.Lock()
 	delete(p.clients, cl)
 	p.mu.Unlock()

@@ -82,6 +82,50 @@
 //     mark the session taken over before disconnecting the old connection.
 //     Canary: TestCanaryOldConnectionEndsSessionTakenOver (package mochifix).
 //
+// # MQTT 5 flow control and what a client may receive (this package: Hook)
+//
+//   - Receive Maximum stalls delivery. Past the client's Receive Maximum mochi marks a message
+//     Expiry -1 and keeps it (publishToClient, server.go:1088); after each packet it reads it sends
+//     one such message and deletes it from the in-flight table (processPacket, server.go:719–727),
+//     so its acknowledgement frees no slot: delivery stops at about twice the maximum, and the next
+//     is picked by uint16(Created), unstably, out of order. Mend (receivemax.go): the Hook switches
+//     mochi's send quota off and keeps the client within its Receive Maximum itself: messages past
+//     it wait in the session in the order queued and go out as acknowledgements free slots.
+//     Tests: TestReceiveMaximumKept (package mochifix), TestReceiveMaximumDeliversAllInOrder; the
+//     conformance scenarios "receive maximum…" (mqttdemo/tests, against Mosquitto). Canary:
+//     TestCanaryReceiveMaximumStalls (package mochifix). Upstream: keep a message sent from the
+//     quota queue in flight until it is acknowledged.
+//   - A held packet strands what waits in mochi's write buffer. WritePacket keeps a packet in the
+//     client's write buffer while more wait in its queue, and flushes it with the next write
+//     (clients.go:603–630); the mends hold a packet by spoiling it in OnPacketEncode (receivemax.go,
+//     toolarge.go, the store), and when the held one was that next write, a PINGRESP or an
+//     earlier PUBLISH stayed unsent until the client sent something: a client waiting for them
+//     stalled. Mend: Options.ClientNetWriteBufferSize = WriteBufferSize (1), every packet written
+//     through (broker/run.go); the connection layer (limits) gathers writes. Test:
+//     TestReceiveMaximumKept (stalls without it). No canary: bare mochi holds no packet.
+//     Upstream: a hook result that skips a packet and still flushes.
+//   - A resumed session ignores Receive Maximum: ResendInflightMessages (clients.go:304) sends the
+//     whole queue at once. Mend (receivemax.go, Hook.resume at the CONNACK): the first Receive
+//     Maximum go with the resend, the rest wait. Test: conformance "receive maximum on a resumed
+//     session, 5". Upstream: resend within the quota.
+//     Canary: TestCanaryResumeIgnoresReceiveMaximum (package mochifix).
+//   - A queued message larger than the client's Maximum Packet Size ends the connection at every
+//     resume (WritePacket, clients.go:595, ErrPacketTooLarge; ResendInflightMessages stops with
+//     it): the messages after it never arrive. Mend (toolarge.go): such a message is discarded
+//     (MQTT-3.1.2-25), counted as dropped and logged (capped). Test: conformance "a queued message
+//     larger than the client takes is discarded, 5". Upstream: discard, as the specification says.
+//     Canary: TestCanaryTooLargeEndsResume (package mochifix).
+//   - Every queued message is marked DUP at resend, also one never sent (clients.go:311). Mend
+//     (dupfirst.go): the Hook notes the messages queued and not sent, which go out with DUP 0 (after
+//     a -data restart that is not known: they keep DUP 1). Test: conformance "first delivery of a
+//     queued message is not DUP". Canary: TestCanaryDupOnFirstSend (package mochifix). Upstream:
+//     mark DUP only what was sent.
+//   - DISCONNECT to MQTT 3.1.1 clients: DisconnectClient writes one whenever mochi ends a connection
+//     (server.go:1429: take-over, protocol error, shutdown), but in 3.1.1 only a client sends
+//     DISCONNECT (§3.14). Mend (disconnect.go): not sent to 3.1.1 clients, whose connection is just
+//     closed, as Mosquitto does. Tests: TestNoDisconnectToV311 (package mochifix), conformance "a
+//     restart ends the connections, 3.1.1". Canary: TestCanaryDisconnectToV311. Upstream: the same.
+//
 // # Limits (package limits, broker)
 //
 //   - Packet size without its fixed header. ReadFixedHeader compares remaining length + 1 with
@@ -90,6 +134,21 @@
 //     TestSecurityPacketSizeIsWholePacket (mqttdemo/tests). Upstream: count the length bytes too
 //     (MQTT 5 §3.1.2.11.4).
 //     Canary: TestCanaryPacketSizeWithoutFixedHeader (package limits).
+//   - Limits untold, protocol errors let through. SendConnack (server.go:607) tells neither
+//     MaximumPacketSize nor TopicAliasMaximum, which mochi enforces (clients.go:456,
+//     packets.go:683), and TopicAliasMaximum defaults to 65,535 (server.go:77); a packet over the
+//     size is closed on without DISCONNECT 0x95 (clients.go:457); processSubscribe grants x/y+
+//     (IsValidFilter, topics.go:707) and answers a shared No Local filter with SUBACK 0x82
+//     (server.go:1257), not a SUBACK code; a subscription identifier 0 is taken; an empty topic
+//     with an alias never set is published to "" (InboundTopicAliases.Set, topics.go:50).
+//     Mend: limitsHook (limits/limits.go: OnPacketEncode adds both to the CONNACK, -max-topic-aliases
+//     default 10; OnPacketRead ends the connection with DISCONNECT 0x81/0x82/0x95, checks in
+//     limits/protocol.go); the connection layer queues DISCONNECT 0x95 when it reads the header
+//     of a packet mochi will refuse (limits/packetwatch.go). CONNECT with Receive Maximum 0 or
+//     Maximum Packet Size 0 is not mended (mochi decodes both without a presence flag). Tests:
+//     TestConnackTellsLimits, TestProtocolErrorsDisconnect, TestKnownTopicAliasStillWorks;
+//     TestMQTTJS (mqttdemo/tests). Upstream: send both in the CONNACK, DISCONNECT 0x95, validate
+//     filters per level. Canary: TestCanaryConnackOmitsLimits (package limits).
 //   - Writes block under the client's lock. WritePacket holds the client's lock during the socket
 //     write (clients.go:603), and a publisher's NextPacketID takes it (clients.go:277): a
 //     subscriber that stops reading stalls every publisher sending it QoS 1 or 2. Mend: the
@@ -109,11 +168,25 @@
 //     MaximumInflight copies whatever their size, drops past it are logged one warning each
 //     (server.go:1068); a 3.1.1 session never expires (MaximumSessionExpiryInterval, server.go:72)
 //     and sessions have no cap. Mend: limits/queues.go (-max-queued-messages, -max-queued-bytes,
-//     -max-sessions, -session-expiry). Tests: TestLoadOfflineSessions (mqttdemo/tests),
-//     TestOfflineSessionBytesLimit, TestOfflineSessionMessagesLimit, TestMaxSessions,
-//     TestSessionExpiry. Upstream: share the payload between copies, a byte limit per session, a
-//     hook before a copy is queued.
-//     Canary: TestCanaryMemoryBoundedByCounts (package limits).
+//     -max-sessions, -session-expiry, and -max-queued-total for all offline sessions together);
+//     the copies kept share one payload (sharedpayloads.go: Payloads, called by limits/queues.go
+//     for a copy to an offline session; mochi's copy still costs an allocation, then garbage).
+//     Tests: TestLoadOfflineSessions, TestMemoryOfflineQueues (mqttdemo/tests),
+//     TestOfflineSessionBytesLimit, TestOfflineSessionMessagesLimit, TestOfflineQueuesTotalLimit,
+//     TestMaxSessions, TestSessionExpiry; TestPayloadsShare (package mochifix). Upstream: share
+//     the payload between copies, a byte limit per session, a hook before a copy is queued.
+//     Canaries: TestCanaryMemoryBoundedByCounts (package limits), TestCanaryPayloadCopiedPerSession
+//     (package mochifix).
+//   - The retained messages copied every second. The event loop's sweep copies the whole
+//     retained map once a second (clearExpiredRetainedMessages, server.go:1710, through
+//     Packets.GetAll, packets/packets.go:86, 800 bytes a message) on a ticker no option reaches
+//     (server.go:185), and the messages must stay in that map to be given to new subscribers
+//     (scanMessages, topics.go:535): 100,000 retained topics kept a core 29% busy and the heap
+//     twice as big, with nobody connected. Not avoidable through mochi's API; bounded: a retained
+//     message past -max-retained or -max-retained-bytes is delivered but not retained
+//     (limits/retained.go). Tests: TestMaxRetained, TestMaxRetainedBytes, TestMemoryRetainedIdle
+//     (mqttdemo/tests). Upstream: expire retained messages from a heap ordered by expiry, or
+//     only those with an expiry.
 //   - A day's expiry for every message. MaximumMessageExpiryInterval defaults to a day
 //     (server.go:70): retained and queued messages a day old were deleted, MQTT 3.1.1 ones too
 //     (clearExpiredRetainedMessages, server.go:1723; ClearExpiredInflights, clients.go:349), the
@@ -131,6 +204,7 @@
 //     TestDataOlderThanADay, TestQueuedOlderThanADay, TestMessageExpiryForwarded,
 //     TestMaxMessageExpiry, TestMessageExpiryLikeMosquitto (mqttdemo/tests). Upstream: default 0,
 //     and check the expiry where a message is sent.
+//     Canary: TestCanaryADayForEveryMessage (package limits).
 //   - No deadline before CONNECT. attachClient reads the CONNECT (server.go:413) before it sets any
 //     deadline (server.go:442): a silent connection is held for ever. Mend:
 //     broker/connecttimeout.go (ConnectTimeout). Test: TestSecuritySilentConnectionClosed
@@ -144,6 +218,13 @@
 //     TestSteadyListenerAccept, TestListenersSurviveRunningOutOfFiles and
 //     TestListenerDeathStopsBroker (mqttdemo/tests). Upstream: retry as net/http's Server.Serve
 //     does, and tell the server when Serve ends. Canary: TestCanaryListenerDiesAtFirstAcceptError.
+//   - No way to refuse one filter with a reason code. OnSubscribe can only change the packet
+//     (processSubscribe, server.go:1237), and OnACLCheck answers 0x87 at most. Mend: the
+//     subscription limits (limits/subscriptions.go) swap a refused filter for an empty one, which
+//     mochi refuses itself (0x8F), and set the right code (0x97, 0x8F; 0x80 in 3.1.1) in
+//     OnSubscribed, before mochi writes the SUBACK. Tests: TestSubscriptionLimits,
+//     TestSecuritySubscriptionCap (mqttdemo/tests). No canary: a hook result mochi lacks, not a
+//     behaviour. Upstream: let OnSubscribe set a filter's reason code.
 //
 // # Storage (package store)
 //
@@ -167,6 +248,7 @@
 //     StoredSysInfo, which mochi calls last in readStore (server.go:1592), sets them again
 //     (store/store.go, restoreExpiry). Test: TestDataOlderThanADay. Upstream: restore Expiry in
 //     ToPacket.
+//     Canary: TestCanaryStoredExpiryLost.
 //
 // # Access (package access)
 //
@@ -196,6 +278,7 @@
 //     on which mochi drops it (processDisconnect, server.go:1407) (access/wills.go). Test:
 //     TestSecurityRevokedUserDelayedWillWithdrawn (mqttdemo/tests). Upstream: check the will's
 //     flag, or ask a hook, when a delayed will is due.
+//     Canary: TestCanaryDelayedWillOutOfReach (package access).
 //   - A client id's session goes to whoever connects with it (inheritClientSession, server.go:562),
 //     whatever the user, and a new id is free until attachClient registers its session
 //     (server.go:458), after OnConnect: two users racing with one new id both pass. Mend: the access
@@ -230,8 +313,7 @@
 //   - mochi answers an MQTT 5 client's resent QoS 2 PUBLISH (DUP, before its PUBREL) with PUBREC
 //     0x91 (server.go:896), where MQTT-4.3.3-10 wants a plain PUBREC; the message is not delivered
 //     twice.
-//   - Every queued message is marked DUP at resend, also one never sent (clients.go:311).
-//     Canary: TestCanaryDupOnFirstSend (package mochifix).
+//     Canary: TestCanaryResentQoS2Refused (package mochifix).
 //   - Issues 541 (race between Close and connection set-up) and 483 (stale connection after a
 //     same-id reconnect).
 //     No canary: 541 shows only under the race detector, which fails the run itself; 483 is a

@@ -1,7 +1,6 @@
 package mochifix
 
 import (
-	"bytes"
 	"errors"
 	"sync"
 
@@ -38,15 +37,23 @@ type idTable struct {
 	qos2  map[uint16]uint16 // the client's id → broker id, from its QoS 2 PUBLISH to PUBCOMP
 }
 
+// errTakenOver is mochi's stop cause of a connection whose session was taken over, as an error
+// once: converting the packets.Code at each call allocates.
+var errTakenOver error = packets.ErrSessionTakenOver
+
 // NewPacketIDs returns the hook for server.
 func NewPacketIDs(server *mqtt.Server) *PacketIDs { return &PacketIDs{server: server} }
 
 func (p *PacketIDs) ID() string { return "packet-ids" }
 
+// Provides is asked for every hook on every event of every packet: a switch.
 func (p *PacketIDs) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketProcessed,
-		mqtt.OnQosComplete, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnClientExpired}, []byte{b})
+	switch b {
+	case mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketProcessed, mqtt.OnQosComplete,
+		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired:
+		return true
+	}
+	return false
 }
 
 // clientChosen reports whether pk, read from a client, carries an id the client chose.
@@ -128,7 +135,7 @@ func (p *PacketIDs) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ erro
 		return
 	}
 	// Checked after the session: a take-over stops the connection, then moves what is in flight.
-	if errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+	if errors.Is(cl.StopCause(), errTakenOver) {
 		return // the new connection has what mochi kept; a pair left over goes at its disconnect
 	}
 	p.end(cl.ID, pk.PacketID)
@@ -183,7 +190,7 @@ func (p *PacketIDs) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // a session kept, it drops the pairs that left nothing in flight: a packet that failed mochi's
 // checks ended the connection before it was processed.
 func (p *PacketIDs) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	if cl.Net.Inline || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+	if cl.Net.Inline || errors.Is(cl.StopCause(), errTakenOver) {
 		return // the new connection has the session and its table
 	}
 	v, ok := p.sessions.Load(cl.ID)

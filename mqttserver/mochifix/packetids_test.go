@@ -18,6 +18,7 @@ var idClashes = []struct {
 	{"subscribe", func(id uint16) []byte { return rawmqtt.Subscribe(id, "other", 0) }},
 	{"publish-qos1", func(id uint16) []byte { return rawmqtt.Publish("other", 1, id, []byte("theirs")) }},
 	{"publish-qos2", func(id uint16) []byte { return rawmqtt.Publish("other", 2, id, []byte("theirs")) }},
+	{"pubrel-of-nothing", func(id uint16) []byte { return rawmqtt.Ack(packets.Pubrel, id) }},
 }
 
 // TestCanaryOneMapForBothSidesIDs shows the flaw PacketIDs mends on a bare mochi server: a

@@ -18,31 +18,88 @@ type startup struct {
 	once  sync.Once
 	// renumber: the connection takes a session over; its queue is put in order at its CONNACK.
 	renumber atomic.Bool
+	// aside: messages past the client's Receive Maximum, out of the session while mochi takes
+	// it to resend (receivemax.go).
+	asideMu sync.Mutex
+	aside   []packets.Packet
 }
 
 func newStartup() *startup { return &startup{open: make(chan struct{}), taken: make(chan struct{})} }
 
 func (g *startup) sessionTaken() { g.once.Do(func() { close(g.taken) }) }
 
-// OnPacketEncode puts a resumed session's queue in order at its CONNACK (renumber), and holds a
-// new message (not DUP: the resent ones are) to a connection that is not established yet. Only the connection's write loop sends those; mochi's own CONNACK and resend
-// go out from the connection's goroutine, which lets them through when it is done.
+// OnPacketEncode, at a resumed session's CONNACK, puts its queue in order (renumber) and
+// readies it for mochi's resend (resume). It holds a new message (not DUP: the resent ones
+// are) to a connection that is not established yet: only the connection's write loop sends
+// those; mochi's own CONNACK and resend go out from the connection's goroutine, which lets them
+// through when it is done. Then it keeps what goes out within the client's Maximum Packet Size
+// and Receive Maximum; a message that is not to go out now is spoilt (Reserved), so that mochi
+// cannot encode it and it stays in the session.
 func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if h.nStarting.Load() > 0 && pk.FixedHeader.Type == packets.Connack {
-		if v, ok := h.startups.Load(cl); ok && v.(*startup).renumber.CompareAndSwap(true, false) {
-			renumber(cl.State.Inflight)
+	if serverDisconnectsOnlyV5(cl, pk) {
+		pk.FixedHeader.Type = packets.Reserved // mochi cannot encode it, and closes the connection
+		return pk
+	}
+	if pk.FixedHeader.Type == packets.Connack {
+		if h.nStarting.Load() > 0 {
+			if v, ok := h.startups.Load(cl); ok && v.(*startup).renumber.CompareAndSwap(true, false) {
+				renumber(cl.State.Inflight)
+				h.resume(cl, v.(*startup))
+			}
 		}
 		return pk
 	}
-	if h.nStarting.Load() == 0 || pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Dup {
+	if pk.FixedHeader.Type != packets.Publish {
 		return pk
 	}
-	v, ok := h.startups.Load(cl)
-	if !ok {
+	if h.nStarting.Load() > 0 {
+		if v, ok := h.startups.Load(cl); ok {
+			if !pk.FixedHeader.Dup {
+				h.wait(cl, v.(*startup).open, 0)
+			} else if h.firstSend(cl.ID, pk.PacketID) {
+				pk.FixedHeader.Dup = false // resent, but never sent before (dupfirst.go)
+			}
+		}
+	}
+	if tooLarge(cl, pk) {
+		h.discard(cl, pk)
+		pk.FixedHeader.Type = packets.Reserved
 		return pk
 	}
-	h.wait(cl, v.(*startup).open, 0)
+	if pk.FixedHeader.Qos > 0 {
+		if f := h.flowOf(cl); f != nil && !f.admit(pk.PacketID) {
+			h.markUnsent(cl.ID, pk.PacketID)
+			pk.FixedHeader.Type = packets.Reserved // it waits for a slot (release)
+		}
+	}
 	return pk
+}
+
+// resume readies a resumed session's queue, at the CONNACK, for mochi's resend of all of it:
+// it discards the messages too large for the client, and sets aside those past its Receive
+// Maximum until the resend has begun.
+func (h *Hook) resume(cl *mqtt.Client, g *startup) {
+	msgs := cl.State.Inflight.GetAll(false) // in the order mochi resends them
+	kept := msgs[:0]
+	for _, m := range msgs {
+		if tooLarge(cl, m) {
+			h.discard(cl, m)
+			continue
+		}
+		kept = append(kept, m)
+	}
+	h.firstSends(cl.ID, kept)
+	f := h.flowOf(cl)
+	if f == nil {
+		return
+	}
+	aside := f.resume(kept)
+	for _, m := range aside {
+		cl.State.Inflight.Delete(m.PacketID)
+	}
+	g.asideMu.Lock()
+	g.aside = aside
+	g.asideMu.Unlock()
 }
 
 // OnACLCheck, asked before mochi queues a message to cl (read), makes the publisher wait until
@@ -112,17 +169,23 @@ func (h *Hook) open(cl *mqtt.Client) {
 // sets up the startup that holds new messages until the connection is established.
 func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.sweep()
+	h.startFlow(cl)
 	g := newStartup()
 	h.startups.Store(cl, g)
 	h.nStarting.Add(1)
 	if pk.Connect.Clean {
+		h.unsent.Delete(cl.ID)
 		g.sessionTaken() // no session to resend
 		return
 	}
 	old, ok := h.server.Clients.Get(pk.Connect.ClientIdentifier)
 	if !ok || old == cl {
+		h.unsent.Delete(cl.ID)
 		g.sessionTaken()
 		return
+	}
+	if v, ok := h.startups.Load(old); ok {
+		h.putBack(old, v.(*startup)) // mochi is about to copy old's session
 	}
 	q := &queued{old: old}
 	if v, ok := h.newConns.LoadAndDelete(old); ok { // old never got to OnSessionEstablished
@@ -142,8 +205,9 @@ func (h *Hook) sweep() {
 	if h.nStarting.Load() == 0 {
 		return
 	}
-	h.startups.Range(func(k, _ any) bool {
+	h.startups.Range(func(k, v any) bool {
 		if cl := k.(*mqtt.Client); cl.Closed() {
+			h.putBack(cl, v.(*startup))
 			h.open(cl)
 			if v, ok := h.newConns.LoadAndDelete(cl); ok {
 				h.handOver(cl, v.(*queued)) // into its session, to be resent when the client is back

@@ -54,8 +54,15 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		waitTakenOver(cl)
 	}
 	h.acks.Delete(cl)
+	h.endFlow(cl)
+	if expire && !errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+		h.unsent.Delete(cl.ID) // the session ends with the connection
+	}
 	h.open(cl)
 }
+
+// OnClientExpired: the session ended.
+func (h *Hook) OnClientExpired(cl *mqtt.Client) { h.unsent.Delete(cl.ID) }
 
 // waitTakenOver waits until mochi marks cl taken over; at most acceptWait: the new connection's
 // goroutine does it right after closing cl's connection, with no wait in between.
@@ -74,8 +81,10 @@ func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends
 	if (pk.FixedHeader.Dup || pk.FixedHeader.Type != packets.Publish) && h.nStarting.Load() > 0 {
 		if v, ok := h.startups.Load(cl); ok {
 			v.(*startup).sessionTaken()
+			h.putBack(cl, v.(*startup)) // mochi has taken the queue to resend (receivemax.go)
 		}
 	}
+	h.noteQueuedAway(cl, pk, resends)
 	if t := pk.FixedHeader.Type; (t == packets.Puback || t == packets.Pubrec) && !h.starting(cl) {
 		h.noteAck(cl, pk.PacketID) // not a resend: those come before the connection is established
 	}
@@ -113,6 +122,7 @@ func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends
 func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if v, ok := h.startups.Load(cl); ok {
 		v.(*startup).sessionTaken() // resent: publishers need not wait for what follows
+		h.putBack(cl, v.(*startup))
 	}
 	defer h.open(cl) // after the missing messages: they are older than anything held
 	if v, ok := h.newConns.LoadAndDelete(cl); ok {
@@ -148,10 +158,15 @@ func (h *Hook) handOver(cl *mqtt.Client, q *queued) {
 
 // sameMessage reports whether have is m as mochi copied it with the session: the copy shares
 // the payload's memory. The same content under the same id can be a different message (the
-// old session's id counter goes on after the copy, and the new one may pick the same id).
+// old session's id counter goes on after the copy, and the new one may pick the same id); and
+// Payloads (sharedpayloads.go) makes recent copies of equal content share memory: topic and
+// publisher must match too.
 func sameMessage(have, m packets.Packet) bool {
+	if have.TopicName != m.TopicName || have.Origin != m.Origin {
+		return false
+	}
 	if len(m.Payload) == 0 || len(have.Payload) == 0 {
-		return have.TopicName == m.TopicName && len(have.Payload) == len(m.Payload)
+		return len(have.Payload) == len(m.Payload)
 	}
 	return &have.Payload[0] == &m.Payload[0]
 }

@@ -8,6 +8,11 @@ import (
 )
 
 func (h *Hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
+	switch pk.FixedHeader.Type {
+	case packets.Puback, packets.Pubrec, packets.Pubcomp:
+		h.onAck(cl, pk) // receivemax.go
+		return
+	}
 	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 {
 		if v, ok := h.acks.Load(cl); ok {
 			if id, acked := v.(*ackSlot).take(); acked && id == pk.PacketID && err != nil {

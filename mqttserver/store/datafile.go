@@ -2,8 +2,10 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -69,6 +71,9 @@ func openAndRead(path string) (*bbolt.DB, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return open(path, false) // a new file
 	}
+	if err := checkMetaPages(path); err != nil {
+		return nil, err
+	}
 	db, err := open(path, true)
 	if err != nil {
 		return nil, err
@@ -121,6 +126,59 @@ func openAndRead(path string) (*bbolt.DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// bbolt's meta page layout (go.etcd.io/bbolt internal/common, Page and Meta), in the byte order
+// of the machine that wrote it.
+const (
+	pageHeaderSize = 16         // id uint64, flags uint16, count uint16, overflow uint32
+	metaSize       = 64         // magic, version, page size, flags (uint32 each), root bucket (16), free list, high water mark, txid, checksum (uint64 each)
+	metaSummed     = 56         // the checksum is FNV-64a over the fields before it
+	metaMagic      = 0xED0CDAED // common.Magic
+	metaVersion    = 2          // common.Version
+	metaPageFlag   = 0x04       // common.MetaPageFlag
+)
+
+// checkMetaPages checks both of bbolt's meta pages (pages 0 and 1), which it writes in turn, one
+// per transaction. bbolt uses the one with the higher transaction id if it is valid, and else
+// falls back to the other without a word: a damaged newest page takes the file back one
+// transaction, and with it messages already acknowledged. Once one page is damaged, its
+// transaction id cannot be trusted, so which of the two was the newest cannot be told: either
+// one damaged is damage. (A damaged page header also made bbolt's Check panic where it cannot
+// be recovered.)
+func checkMetaPages(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("data file %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("data file %s: %w", path, err)
+	}
+	buf := make([]byte, pageHeaderSize+metaSize)
+	pageSize := int64(0) // read from page 0
+	for n := range int64(2) {
+		if fi.Size() < n*pageSize+int64(len(buf)) {
+			return &damagedError{path, fmt.Sprintf("is cut short (%d bytes; meta page %d is not all there)", fi.Size(), n)}
+		}
+		if _, err := f.ReadAt(buf, n*pageSize); err != nil {
+			return fmt.Errorf("data file %s: %w", path, err)
+		}
+		e := binary.NativeEndian
+		id, flags, meta := e.Uint64(buf), e.Uint16(buf[8:]), buf[pageHeaderSize:]
+		sum := fnv.New64a()
+		sum.Write(meta[:metaSummed])
+		if id != uint64(n) || flags != metaPageFlag || e.Uint32(meta) != metaMagic ||
+			e.Uint32(meta[4:]) != metaVersion || e.Uint64(meta[metaSummed:]) != sum.Sum64() {
+			return &damagedError{path, fmt.Sprintf("is damaged (meta page %d of 2 is not valid; "+
+				"bbolt would go back to the other, which may be older and lack acknowledged messages)", n)}
+		}
+		if n == 0 {
+			pageSize = int64(e.Uint32(meta[8:]))
+		}
+	}
+	return nil
 }
 
 // open opens the file with bbolt, which creates it if it is missing.

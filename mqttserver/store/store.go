@@ -192,15 +192,18 @@ func newBatch() *batch { return &batch{done: make(chan struct{})} }
 
 func (s *Store) ID() string { return "data-store" }
 
+// Provides is asked for every hook on every event of every packet: a switch.
 func (s *Store) Provides(b byte) bool {
-	return bytes.Contains([]byte{
-		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+	switch b {
+	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnRetainMessage, mqtt.OnWillSent, mqtt.OnQosPublish, mqtt.OnQosComplete,
 		mqtt.OnQosDropped, mqtt.OnClientExpired, mqtt.OnRetainedExpired, mqtt.OnPublish,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode,
 		mqtt.StoredClients, mqtt.StoredInflightMessages, mqtt.StoredRetainedMessages,
-		mqtt.StoredSubscriptions, mqtt.StoredSysInfo,
-	}, []byte{b})
+		mqtt.StoredSubscriptions, mqtt.StoredSysInfo:
+		return true
+	}
+	return false
 }
 
 // Init drops what a crash left of sessions that should have ended.

@@ -22,6 +22,9 @@ import (
 // ErrTimeout ends the program when -timeout passes without a message.
 var ErrTimeout = errors.New("no message arrived in time")
 
+// finishWait bounds the wait at the end for the broker's PUBREL of QoS 2 messages printed.
+const finishWait = time.Second
+
 // Run is the whole mqttsubscriber program.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cfg, err := Load(args, getenv, stderr)
@@ -45,21 +48,29 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	opts.SetAutoAckDisabled(true)
 	store := mqttclient.NewStore(mqtt.NewMemoryStore())
 	store.OnRelease(s.inbox.release)
+	store.OnComplete(s.inbox.complete)
 	opts.SetStore(store)
+	mqttclient.KeepReleases(opts, store) // for OnComplete: this program publishes nothing
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
 	ready := mqttclient.Announce(opts, con, s.subscribe)
-	// -timeout counts from the start: a broker that never answers is "no message" too.
+	// -timeout counts from the start, connecting included.
 	start := time.Now()
 	connectCtx := ctx
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
-		connectCtx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, s.timeoutError())
+		connectCtx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
 	client, err := mqttclient.Connect(connectCtx, opts, con)
 	if errors.Is(err, context.DeadlineExceeded) {
-		return context.Cause(connectCtx)
+		// Not "no message arrived": it never reached a broker, and that is what to look into.
+		why := "no broker answered"
+		var nc *mqttclient.NotConnectedError
+		if errors.As(err, &nc) {
+			why = nc.Last.Error()
+		}
+		return fmt.Errorf("could not connect to the broker within %s (-timeout): %s", cfg.Timeout, why)
 	} else if errors.Is(err, context.Canceled) {
 		return nil
 	} else if err != nil {
@@ -67,8 +78,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	s.start = start
 	mqttclient.AwaitReady(ctx, ready)
-	defer mqttclient.Disconnect(client)
-	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin))
+	defer func() {
+		// Finish the QoS 2 exchanges of the messages printed: a DISCONNECT before the PUBCOMP
+		// ends a clean session with the message still in flight, and the broker counts it lost.
+		if n := s.inbox.settle(finishWait); n > 0 {
+			s.con.Linef(console.StyleWarn, "UNFINISHED", "%d QoS 2 message(s) printed, but the broker did not release them within %s: it may send them again", n, finishWait)
+		}
+		mqttclient.Disconnect(client)
+	}()
+	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin), console.EnterPrompt(stdin, "unsubscribe"))
 	if errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C or SIGTERM: a normal end
 	}
@@ -121,10 +139,11 @@ func (s *subscriber) subscribe(c mqtt.Client) {
 	}
 }
 
-// receive prints messages until -count, -timeout, the second Enter, or ctx ends it.
-func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *printer, enter <-chan struct{}) error {
+// receive prints messages until -count, -timeout, the second Enter, or ctx ends it; prompt says
+// what Enter does.
+func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *printer, enter <-chan struct{}, prompt string) error {
 	if enter != nil {
-		s.con.Line(console.StyleDim, "INFO", "press Enter to unsubscribe")
+		s.con.Line(console.StyleDim, "INFO", prompt)
 	}
 	var timeout <-chan time.Time
 	var timer *time.Timer
@@ -182,12 +201,14 @@ func (s *subscriber) receive(ctx context.Context, client mqtt.Client, out *print
 // the broker sends again, marked DUP, after it had released it: a broker restarted from state
 // saved a moment before (Mosquitto after SIGKILL) does that.
 type inbox struct {
-	mu       sync.Mutex
-	msgs     []received
-	open     map[uint16]uint64 // QoS 2 ids printed, not yet released -> fingerprint
-	released map[uint16]uint64 // QoS 2 ids released, not yet reused -> fingerprint
-	dups     int               // QoS 2 resends dropped
-	ready    chan struct{}
+	mu         sync.Mutex
+	msgs       []received
+	open       map[uint16]uint64 // QoS 2 ids printed, not yet released -> fingerprint
+	released   map[uint16]uint64 // QoS 2 ids released, not yet reused -> fingerprint
+	unfinished map[uint16]bool   // QoS 2 ids answered with PUBREC, whose PUBCOMP is not written yet
+	dups       int               // QoS 2 resends dropped
+	ready      chan struct{}
+	completed  chan struct{} // a PUBCOMP was written
 }
 
 // received is a message waiting to be printed, and the acknowledgement to send once it is.
@@ -197,7 +218,8 @@ type received struct {
 }
 
 func newInbox() *inbox {
-	return &inbox{ready: make(chan struct{}, 1), open: make(map[uint16]uint64), released: make(map[uint16]uint64)}
+	return &inbox{ready: make(chan struct{}, 1), completed: make(chan struct{}, 1),
+		open: make(map[uint16]uint64), released: make(map[uint16]uint64), unfinished: make(map[uint16]bool)}
 }
 
 func (b *inbox) push(m mqtt.Message) {
@@ -217,6 +239,7 @@ func (b *inbox) push(m mqtt.Message) {
 		key := fingerprint(msg.Topic, msg.Payload)
 		if b.open[id] == key || (m.Duplicate() && b.released[id] == key) {
 			b.dups++
+			b.unfinished[id] = true
 			b.mu.Unlock()
 			m.Ack() // PUBREC again, so that the broker goes on to PUBREL
 			b.signal()
@@ -224,6 +247,12 @@ func (b *inbox) push(m mqtt.Message) {
 		}
 		delete(b.released, id)
 		b.open[id] = key
+		msg.ack = func() {
+			b.mu.Lock()
+			b.unfinished[id] = true
+			b.mu.Unlock()
+			m.Ack()
+		}
 	}
 	b.msgs = append(b.msgs, msg)
 	b.mu.Unlock()
@@ -245,6 +274,37 @@ func (b *inbox) release(id uint16) {
 		delete(b.open, id)
 	}
 	b.mu.Unlock()
+}
+
+// complete forgets a QoS 2 id whose PUBCOMP has been written: its exchange is over.
+func (b *inbox) complete(id uint16) {
+	b.mu.Lock()
+	delete(b.unfinished, id)
+	b.mu.Unlock()
+	select {
+	case b.completed <- struct{}{}:
+	default:
+	}
+}
+
+// settle waits up to limit for the exchanges of the QoS 2 messages acknowledged to end, and
+// returns how many have not.
+func (b *inbox) settle(limit time.Duration) int {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	for {
+		b.mu.Lock()
+		n := len(b.unfinished)
+		b.mu.Unlock()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-b.completed:
+		case <-deadline.C:
+			return n
+		}
+	}
 }
 
 // fingerprint identifies a message by content; kept instead of the payload, which may be large.

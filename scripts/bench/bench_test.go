@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io"
 	"math"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +165,40 @@ func TestKeepAnalysis(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if got := keepAnalysis("new\n", c.old); got != c.want {
 				t.Errorf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestReportPaths: the report goes to -dir (default bench-out in the repository, which git
+// ignores); only -update-docs rewrites the tracked BENCHMARKS.md and docs/benchmarks.svg.
+func TestReportPaths(t *testing.T) {
+	bins := []string{"-mqttserver", "s", "-mochi", "m", "-repo", "/r"}
+	for _, c := range []struct {
+		name             string
+		args             []string
+		out, chart, link string
+		err              string
+	}{
+		{"default", nil, "/r/bench-out/BENCHMARKS.md", "/r/bench-out/benchmarks.svg", "benchmarks.svg", ""},
+		{"dir", []string{"-dir", "x/y"}, "x/y/BENCHMARKS.md", "x/y/benchmarks.svg", "benchmarks.svg", ""},
+		{"update docs", []string{"-update-docs"}, "/r/BENCHMARKS.md", "/r/docs/benchmarks.svg", "docs/benchmarks.svg", ""},
+		{"update docs and dir", []string{"-update-docs", "-dir", "x"}, "", "", "", "not with -dir"},
+		{"update docs and only", []string{"-update-docs", "-only", "QoS1"}, "", "", "", "not with -update-docs"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := parseFlags(append(bins, c.args...), io.Discard)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want one saying %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.out != filepath.FromSlash(c.out) || o.chart != filepath.FromSlash(c.chart) || o.chartLink != c.link {
+				t.Errorf("out %q, chart %q, link %q; want %q, %q, %q", o.out, o.chart, o.chartLink, c.out, c.chart, c.link)
 			}
 		})
 	}

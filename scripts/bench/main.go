@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -45,7 +46,9 @@ type options struct {
 	rounds               int
 	flood, rate          time.Duration
 	conns, memRounds     int
-	out, chart           string
+	dir, repo            string
+	updateDocs           bool
+	out, chart           string // where the report and the chart go, from -dir or -update-docs
 	mqttserver, mochi    string
 	mosquitto, chartLink string
 	only                 string
@@ -66,9 +69,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.rate, "rate-time", 0, "publishing time of one fixed-rate run (default 2s, -quick 1s)")
 	fs.IntVar(&o.conns, "conns", 10000, "idle connections for the memory measurement")
 	fs.IntVar(&o.memRounds, "mem-rounds", 0, "rounds of the memory measurement (default -rounds, -quick 1)")
-	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown report to write (empty: none)")
-	fs.StringVar(&o.chart, "chart", "docs/benchmarks.svg", "SVG chart to write (empty: none)")
-	fs.StringVar(&o.chartLink, "chart-link", "", "path of the chart as linked from -out (default: -chart)")
+	fs.StringVar(&o.dir, "dir", "", "`directory` to write BENCHMARKS.md and benchmarks.svg in (default: bench-out in -repo, which git ignores)")
+	fs.StringVar(&o.repo, "repo", ".", "the repository's `root`")
+	fs.BoolVar(&o.updateDocs, "update-docs", false, "rewrite the repository's BENCHMARKS.md (keeping its hand-written analysis) and docs/benchmarks.svg instead of -dir")
 	fs.StringVar(&o.mqttserver, "mqttserver", "", "mqttserver `binary`")
 	fs.StringVar(&o.mochi, "mochi", "", "baremochi `binary` (scripts/bench/baremochi)")
 	fs.StringVar(&o.mosquitto, "mosquitto", "/usr/sbin/mosquitto", "mosquitto `binary`")
@@ -95,8 +98,20 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.memRounds == 0 {
 		o.memRounds = pick(o.quick, 1, o.rounds)
 	}
-	if o.chartLink == "" {
-		o.chartLink = o.chart
+	switch {
+	case o.updateDocs && o.dir != "":
+		return o, errors.New("-update-docs writes the repository's documents: not with -dir")
+	case o.updateDocs && o.only != "":
+		return o, errors.New("-only is a check, not a report: not with -update-docs")
+	case o.updateDocs:
+		o.out, o.chart = filepath.Join(o.repo, "BENCHMARKS.md"), filepath.Join(o.repo, "docs", "benchmarks.svg")
+		o.chartLink = "docs/benchmarks.svg"
+	default:
+		if o.dir == "" {
+			o.dir = filepath.Join(o.repo, "bench-out")
+		}
+		o.out, o.chart = filepath.Join(o.dir, "BENCHMARKS.md"), filepath.Join(o.dir, "benchmarks.svg")
+		o.chartLink = "benchmarks.svg"
 	}
 	return o, nil
 }
@@ -147,6 +162,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := raiseFileLimit(); err != nil {
 		return fmt.Errorf("raise the open-file limit: %w", err)
 	}
+	// Made at the start, so that a path that cannot be written fails before the measurements.
+	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+		return fmt.Errorf("the report's directory: %w", err)
+	}
+	fmt.Fprintf(stderr, "bench: the report goes to %s, the chart to %s\n", o.out, o.chart)
 	dir, err := os.MkdirTemp("", "mqttbench")
 	if err != nil {
 		return err
@@ -251,19 +271,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		CPU: cpuModel(), Mosquitto: mosquittoVersion(o.mosquitto),
 	})
 	fmt.Fprint(stdout, report)
-	if o.out != "" {
-		if old, err := os.ReadFile(o.out); err == nil {
-			report = keepAnalysis(report, string(old))
-		}
-		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
-			return err
-		}
+	if old, err := os.ReadFile(o.out); err == nil {
+		report = keepAnalysis(report, string(old))
 	}
-	if o.chart != "" {
-		if err := os.WriteFile(o.chart, []byte(res.chartSVG()), 0o644); err != nil {
-			return err
-		}
+	if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
+		return err
 	}
+	if err := os.WriteFile(o.chart, []byte(res.chartSVG()), 0o644); err != nil {
+		return err
+	}
+	logf("report: %s, chart: %s", o.out, o.chart)
 	return nil
 }
 

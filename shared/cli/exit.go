@@ -41,6 +41,9 @@ func Main(name string, run RunFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, config.ErrVersion) {
+		fmt.Println(name, config.Version)
+	}
 	os.Exit(ExitCode(name, err, os.Stderr))
 }
 
@@ -49,7 +52,7 @@ func ExitCode(name string, err error, stderr io.Writer) int {
 	var usage *config.UsageError
 	var refused *RefusedError
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp), errors.Is(err, config.ErrVersion):
 		return ExitOK
 	case errors.As(err, &usage):
 		return ExitUsage

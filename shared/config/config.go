@@ -16,6 +16,16 @@ import (
 // EnvPrefix starts the name of every environment variable the programs read.
 const EnvPrefix = "MQTT_"
 
+// Version is the suite's version, which -version prints. scripts/release.sh stamps it:
+// go build -ldflags "-X mqttdemo/shared/config.Version=v1.2.0"; a plain build says "dev".
+var Version = "dev"
+
+// ErrVersion is what Load returns for -version: the program prints Version and exits 0.
+var ErrVersion = errors.New("version requested")
+
+// versionFlag is the flag every program has that prints Version; it has no variable.
+const versionFlag = "version"
+
 // Program describes one command for its usage text.
 type Program struct {
 	Name    string // e.g. "mqttpublisher"
@@ -24,11 +34,12 @@ type Program struct {
 	Exit    string // the exit statuses, one per line, when they say more than 0 and 1
 }
 
-// NewFlagSet returns an empty flag set for p whose usage text names the program, its
-// environment variables and an example.
+// NewFlagSet returns a flag set for p, with only -version, whose usage text names the program,
+// its environment variables and an example.
 func NewFlagSet(p Program, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(p.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Bool(versionFlag, false, "print the version ("+Version+") and exit")
 	fs.Usage = func() {
 		out := fs.Output()
 		example := "" // a flag of this program with a dash in its name shows the rule best
@@ -67,7 +78,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, validate 
 	fs.VisitAll(func(f *flag.Flag) {
 		name := EnvName(f.Name)
 		v := getenv(name)
-		if v == "" || envErr != nil {
+		if v == "" || envErr != nil || f.Name == versionFlag {
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
@@ -94,6 +105,9 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, validate 
 	}
 	if err != nil {
 		return usageFailure(fs, explainParse(fs, err))
+	}
+	if f := fs.Lookup(versionFlag); f != nil && f.Value.String() == "true" {
+		return ErrVersion
 	}
 	if fs.NArg() > 0 {
 		return usageFailure(fs, fmt.Errorf("unexpected argument %q: every setting is a flag", fs.Arg(0)))

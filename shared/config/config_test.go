@@ -149,3 +149,30 @@ func TestEnvName(t *testing.T) {
 		}
 	}
 }
+
+// TestVersion: -version asks for the version (the program prints it and exits 0); MQTT_VERSION,
+// which would otherwise be read as every flag's variable is, does not.
+func TestVersion(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want error
+	}{
+		{"flag", nil, []string{"-version"}, config.ErrVersion},
+		{"with others", nil, []string{"-qos", "1", "-version"}, config.ErrVersion},
+		{"not from the environment", map[string]string{"MQTT_VERSION": "true"}, nil, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			fs, cc, _, _, _ := testFlags(&stderr)
+			err := config.Load(fs, c.args, func(k string) string { return c.env[k] }, cc.Validate)
+			if !errors.Is(err, c.want) || (c.want == nil && err != nil) {
+				t.Fatalf("Load: %v, want %v", err, c.want)
+			}
+			if code := cli.ExitCode("prog", err, &stderr); code != 0 || stderr.Len() > 0 {
+				t.Errorf("exit status %d, stderr %q; want 0 and nothing", code, stderr.String())
+			}
+		})
+	}
+}

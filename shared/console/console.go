@@ -24,6 +24,9 @@ func NewColorChoice() *config.Choice { return config.NewChoice("auto", "auto", "
 func UseColor(mode string, w io.Writer, getenv func(string) string) bool {
 	switch mode {
 	case "always":
+		if IsTerminal(w) {
+			enableEscapes(w.(*os.File)) // on Windows: escapes shown as colour, if the console can
+		}
 		return true
 	case "never":
 		return false
@@ -31,7 +34,7 @@ func UseColor(mode string, w io.Writer, getenv func(string) string) bool {
 	if getenv("NO_COLOR") != "" || getenv("TERM") == "dumb" {
 		return false
 	}
-	return IsTerminal(w)
+	return IsTerminal(w) && enableEscapes(w.(*os.File))
 }
 
 // IsTerminal reports whether v is an *os.File open on a terminal.

@@ -37,3 +37,13 @@ func EnterPresses(stdin io.Reader) <-chan struct{} {
 	}()
 	return ch
 }
+
+// EnterPrompt is the line that tells what Enter does: "press Enter to " + action, or, for a
+// program started in the background (program &), where the terminal's Enter goes to the shell,
+// how to get there first.
+func EnterPrompt(stdin io.Reader, action string) string {
+	if f, ok := stdin.(*os.File); ok && IsTerminal(f) && !foreground(int(f.Fd())) {
+		return "running in the background: after fg, press Enter to " + action
+	}
+	return "press Enter to " + action
+}

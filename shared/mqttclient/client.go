@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"time"
@@ -194,36 +195,68 @@ func (c *ClientConfig) tlsConfig() (*tls.Config, error) {
 }
 
 // Connect connects a new client made from opts. While no broker answers it tries again every
-// RetryInterval, saying so on con now and then, until ctx ends; a broker that answers with a
-// refusal ends it with a *cli.RefusedError.
+// RetryInterval, saying so on con now and then, until ctx ends (then the error is a
+// *NotConnectedError when an attempt failed); a broker that answers with a refusal ends it
+// with a *cli.RefusedError.
+//
+// A host name that does not resolve is said once, in those words, and tried again like a broker
+// that is down: the name may appear later (a container, a VPN, a DNS record on its way), and a
+// client started before its broker waits for it. (mosquitto_sub exits instead.)
 func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *console.Console) (mqtt.Client, error) {
+	var last error // the last attempt's failure
+	named := false // the name that does not resolve has been reported
 	for attempt := 1; ; attempt++ {
 		client := mqtt.NewClient(opts)
 		token := client.Connect()
 		select {
 		case <-token.Done():
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, notConnected(ctx, last)
 		}
 		err := token.Error()
 		if err == nil {
 			return client, nil
 		}
+		last = err
 		if ct, ok := token.(*mqtt.ConnectToken); ok && ct.ReturnCode() >= 1 && ct.ReturnCode() <= 5 {
 			return nil, &cli.RefusedError{Code: ct.ReturnCode()}
 		}
 		if err := tlsFailure(err); err != nil {
 			return nil, err // trying again cannot help
 		}
-		if attempt == 1 || attempt%30 == 0 {
+		var dns *net.DNSError
+		switch {
+		case errors.As(err, &dns) && dns.IsNotFound && !named:
+			named = true
+			con.Linef(console.StyleWarn, "WAITING", "the broker's host name %s does not resolve (no such host): is -broker or MQTT_BROKER right? "+
+				"Trying again every %s", dns.Name, RetryInterval)
+		case attempt == 1 || attempt%30 == 0:
 			con.Linef(console.StyleWarn, "WAITING", "no broker answers yet (%v); trying every %s", err, RetryInterval)
 		}
 		select {
 		case <-time.After(RetryInterval):
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, notConnected(ctx, last)
 		}
 	}
+}
+
+// NotConnectedError ends a Connect whose context ended while no broker answered.
+type NotConnectedError struct {
+	Err  error // the context's error
+	Last error // why the last attempt failed
+}
+
+func (e *NotConnectedError) Error() string {
+	return fmt.Sprintf("%v (the last attempt: %v)", e.Err, e.Last)
+}
+func (e *NotConnectedError) Unwrap() error { return e.Err }
+
+func notConnected(ctx context.Context, last error) error {
+	if last == nil {
+		return ctx.Err()
+	}
+	return &NotConnectedError{Err: ctx.Err(), Last: last}
 }
 
 // tlsFailure returns a clear error when err is a TLS handshake that failed for good: a

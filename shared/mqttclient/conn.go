@@ -25,6 +25,10 @@ import (
 // exchange before the second copy arrives, the copy is a new message to it (Mosquitto 2.0.11
 // then delivers it a second time). The copy is dropped while the first waits for its PUBREC,
 // and sent as a PUBREL once the broker has received the message.
+//
+// And it reports each PUBCOMP written to store's OnComplete function: paho queues its PUBCOMP
+// on a path of its own, which DISCONNECT can overtake, so only the connection can tell that the
+// exchange of an incoming QoS 2 message is finished.
 func KeepReleases(opts *mqtt.ClientOptions, store *Store) {
 	opts.SetCustomOpenConnectionFn(func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 		conn, err := dial(uri, o)
@@ -119,6 +123,13 @@ func (c *qos2Conn) Read(p []byte) (int, error) {
 // this connection has already carried: then it writes nothing while the broker has yet to
 // answer with PUBREC, and the PUBREL after.
 func (c *qos2Conn) Write(p []byte) (int, error) {
+	if len(p) == 4 && p[0] == packets.Pubcomp<<4 && p[1] == 2 {
+		n, err := c.Conn.Write(p)
+		if err == nil {
+			c.store.completed(uint16(p[2])<<8 | uint16(p[3]))
+		}
+		return n, err
+	}
 	id, ok := qos2PublishID(p)
 	if !ok {
 		return c.Conn.Write(p)

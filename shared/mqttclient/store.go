@@ -23,9 +23,10 @@ import (
 // message (MQTT 3.1.1, 4.3.3) that paho would deliver again; Released tells when that window closes.
 type Store struct {
 	mqtt.Store
-	mu        sync.Mutex
-	acked     map[uint16]chan struct{}
-	onRelease func(id uint16)
+	mu         sync.Mutex
+	acked      map[uint16]chan struct{}
+	onRelease  func(id uint16)
+	onComplete func(id uint16)
 	// unreleased numbers each outgoing QoS 2 PUBLISH stored and not yet answered with PUBREC,
 	// so that a connection can tell a repeat of the same message from a new one that reuses
 	// the id (see KeepReleases).
@@ -59,6 +60,24 @@ func (s *Store) OnRelease(fn func(id uint16)) {
 	s.mu.Lock()
 	s.onRelease = fn
 	s.mu.Unlock()
+}
+
+// OnComplete sets fn to run (on paho's goroutine: it must not block) when the PUBCOMP that ends
+// the exchange of an incoming QoS 2 message has been written. Only with KeepReleases.
+func (s *Store) OnComplete(fn func(id uint16)) {
+	s.mu.Lock()
+	s.onComplete = fn
+	s.mu.Unlock()
+}
+
+// completed reports the PUBCOMP for incoming message id written (see OnComplete).
+func (s *Store) completed(id uint16) {
+	s.mu.Lock()
+	fn := s.onComplete
+	s.mu.Unlock()
+	if fn != nil {
+		fn(id)
+	}
 }
 
 // Put implements mqtt.Store. A PUBLISH is kept as a copy, and Get returns copies: paho writes

@@ -28,6 +28,24 @@ const Timeout = 20 * time.Second
 // Bins are the paths of the three programs, built once per test binary.
 type Bins struct{ Server, Publisher, Subscriber string }
 
+// binDir holds the programs Build and BuildExamples make; Main creates it and removes it.
+var binDir string
+
+// Main runs the tests of a package that uses the harness and then removes the programs it
+// built (tens of megabytes a run). Every such package calls it from its TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
+func Main(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "mqttdemo-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "harness:", err)
+		return 1
+	}
+	binDir = dir
+	defer os.RemoveAll(dir)
+	return m.Run()
+}
+
 // once builds one set of programs once per test binary.
 type once struct {
 	sync.Once
@@ -48,7 +66,8 @@ func (o *once) get(tb testing.TB, dir string, pkgs ...string) Bins {
 }
 
 // Build compiles mqttserver, mqttpublisher and mqttsubscriber (with -race when the tests run
-// with it) into a temporary directory shared by every test of this test binary.
+// with it) into a temporary directory shared by every test of this test binary, which Main
+// removes at the end.
 func Build(tb testing.TB) Bins {
 	tb.Helper()
 	return suite.get(tb, "", "mqttdemo/mqttserver", "mqttdemo/mqttpublisher", "mqttdemo/mqttsubscriber")
@@ -65,7 +84,10 @@ func BuildExamples(tb testing.TB) Bins {
 // build runs go build in dir (empty: the current directory) on three packages: a server, a
 // publisher and a subscriber, in that order.
 func build(dir string, pkgs ...string) (Bins, error) {
-	out, err := os.MkdirTemp("", "mqttdemo-bin-")
+	if binDir == "" {
+		return Bins{}, errors.New("harness: the package's TestMain must call harness.Main, which removes the programs after the tests")
+	}
+	out, err := os.MkdirTemp(binDir, "build-")
 	if err != nil {
 		return Bins{}, err
 	}

@@ -118,10 +118,13 @@ func Read(tb testing.TB, conn net.Conn) []byte {
 }
 
 // ReadDecoded reads the next packet, decoded as MQTT 3.1.1.
-func ReadDecoded(tb testing.TB, conn net.Conn) packets.Packet {
+func ReadDecoded(tb testing.TB, conn net.Conn) packets.Packet { return ReadDecodedV(tb, conn, 4) }
+
+// ReadDecodedV reads the next packet of a client speaking version (4 or 5), decoded.
+func ReadDecodedV(tb testing.TB, conn net.Conn, version byte) packets.Packet {
 	tb.Helper()
 	raw := Read(tb, conn)
-	pk, err := rawmqtt.Decode(raw, 4)
+	pk, err := rawmqtt.Decode(raw, version)
 	if err != nil {
 		tb.Fatalf("decode % x: %v", raw, err)
 	}

@@ -164,6 +164,17 @@ func TestListenersSurviveRunningOutOfFiles(t *testing.T) {
 		}
 	}
 	server.WaitFor(t, `"msg":"accepting again"`)
+	resp, err := (&http.Client{Timeout: harness.Timeout}).Get("http://" + addr["http"] + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var stats struct {
+		AcceptErrors int64 `json:"accept_errors"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil || stats.AcceptErrors == 0 {
+		t.Errorf("/stats accept_errors = %d (%v), want the errors waited out", stats.AcceptErrors, err)
+	}
 }
 
 // startedAddrs waits for the JSON "server started" line and returns each listener's host:port.

@@ -39,6 +39,7 @@ type steadyListener struct {
 	closing   chan struct{} // closed by Close: ends a wait between retries
 	closeOnce sync.Once
 	problem   atomic.Pointer[string] // what /healthz reports; nil while accepting
+	errors    atomic.Int64           // errors waited out, for /stats
 }
 
 func newSteadyListener(ln net.Listener, name string, log *slog.Logger, died func(string, error)) *steadyListener {
@@ -72,6 +73,7 @@ func (l *steadyListener) Accept() (net.Conn, error) {
 			l.died(l.name, err)
 			return nil, err
 		}
+		l.errors.Add(1)
 		now := time.Now()
 		failures++
 		total++

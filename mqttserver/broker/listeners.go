@@ -119,6 +119,15 @@ func (b *Broker) listenerProblems() map[string]string {
 	return out
 }
 
+// acceptErrors counts the accept errors every listener waited out.
+func (b *Broker) acceptErrors() int64 {
+	var n int64
+	for _, l := range b.listening {
+		n += l.errors.Load()
+	}
+	return n
+}
+
 func (b *Broker) addMQTT(l listeners.Listener, name, scheme string) error {
 	if b.flow != nil {
 		l = b.flow.Listener(l)

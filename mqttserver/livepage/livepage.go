@@ -79,8 +79,9 @@ type Page struct {
 	done     chan struct{}
 	stopOnce sync.Once
 
-	eachMu sync.Mutex
-	each   map[string]int // open streams by whose they are (streamOwner)
+	eachMu  sync.Mutex
+	each    map[string]int // open streams by whose they are (streamOwner)
+	refused atomic.Int64   // streams refused, for /stats
 }
 
 // topicStats counts the messages to one topic. The sampling goroutine turns count into the
@@ -518,6 +519,7 @@ var errRevoked = errors.New("viewer no longer allowed")
 func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 	owner := p.streamOwner(r)
 	if !p.openStream(owner) {
+		p.refused.Add(1)
 		http.Error(w, fmt.Sprintf("too many live pages open for %s: at most %d at once; close one and reload", owner, liveEach),
 			http.StatusTooManyRequests)
 		return
@@ -525,6 +527,7 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 	defer p.closeStream(owner)
 	if p.viewers.Add(1) > liveViewers {
 		p.viewers.Add(-1)
+		p.refused.Add(1)
 		http.Error(w, "too many live pages open", http.StatusServiceUnavailable)
 		return
 	}
@@ -581,6 +584,14 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 		}
 		lines, next = p.lines.since(next)
 	}
+}
+
+// Refused counts the streams refused since the start (nil: no page, none).
+func (p *Page) Refused() int64 {
+	if p == nil {
+		return 0
+	}
+	return p.refused.Load()
 }
 
 // streamOwner is whose a stream is, for liveEach: the user with -auth, else the address (a proxy

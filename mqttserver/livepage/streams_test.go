@@ -88,6 +88,9 @@ func TestStreamsPerViewer(t *testing.T) {
 			if len(let) > 0 {
 				t.Errorf("one viewer's streams past %d not refused with 429 naming %s: %q", liveEach, c.wantInMsg, let)
 			}
+			if got, want := p.Refused(), int64(liveViewers-liveEach); got != want {
+				t.Errorf("Refused() = %d, want %d", got, want)
+			}
 			if other := open(c.other[0], c.other[1]); !streaming(other) {
 				t.Errorf("another viewer's stream: %s, want one", other.Status)
 			}

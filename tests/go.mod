@@ -14,6 +14,7 @@ require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/gorilla/websocket v1.5.3
 	github.com/mochi-mqtt/server/v2 v2.7.9
+	golang.org/x/sys v0.42.0
 	mqttdemo/mqttpublisher v0.0.0
 	mqttdemo/mqttserver v0.0.0
 	mqttdemo/mqttsubscriber v0.0.0
@@ -28,7 +29,6 @@ require (
 	golang.org/x/crypto v0.42.0 // indirect
 	golang.org/x/net v0.44.0 // indirect
 	golang.org/x/sync v0.17.0 // indirect
-	golang.org/x/sys v0.42.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	mqttdemo/shared v0.0.0 // indirect
 )

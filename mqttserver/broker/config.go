@@ -58,7 +58,8 @@ var program = config.Program{
 	Example: "  mqttserver -listen 127.0.0.1:1883 -log-level debug\n  MQTT_LISTEN=:1884 mqttserver\n" +
 		"  mqttserver -data /var/lib/mqttserver -auth users.yaml -tls-cert certs/server.crt -tls-key certs/server.key \\\n" +
 		"             -ws-listen :1882 -http-listen :8080",
-	Exit: "  0 stopped; 1 could not start or serve, the message says why (a damaged -data file: see " + store.SetAsideFlag + ");\n" +
+	Exit: "  0 stopped; 1 could not start or serve, the message says why (a damaged -data file: see " + store.SetAsideFlag + ";\n" +
+		"  a listener stopped for good, e.g. its socket closed: the broker exits rather than live on deaf);\n" +
 		"  2 bad flag or variable",
 }
 
@@ -84,7 +85,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(format, "log-format", "log `format`: text (coloured lines for people) or json (one object per line)")
 	fs.Var(color, "color", "colour the text log: `auto` (when a terminal), always or never")
 	var health, hash bool
-	fs.BoolVar(&health, "healthcheck", false, "do not serve: connect to -listen, exit 0 if a broker answers MQTT, else 1 (a container healthcheck)")
+	fs.BoolVar(&health, "healthcheck", false, "do not serve: connect to -listen, exit 0 if a broker answers MQTT (and, with -http-listen, /healthz says every listener accepts), else 1 (a container healthcheck)")
 	fs.BoolVar(&hash, "hash-password", false, "do not serve: read a password from standard input, print its bcrypt hash for an -auth file")
 	var dataDir, authFile string
 	fs.StringVar(&dataDir, "data", "", "keep retained messages and persistent sessions in `dir` (a bbolt file), so they survive a restart; empty: in memory")
@@ -102,7 +103,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&tlsCert, "tls-cert", "", "PEM `file` of the server certificate (and its chain) for -tls-listen; scripts/gen-certs.sh makes one")
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM `file` of the private key of -tls-cert")
 	fs.Var(wsListen, "ws-listen", "`address` to serve MQTT over WebSocket on, e.g. :1882 (off when empty)")
-	fs.Var(httpListen, "http-listen", "`address` to serve the live page (/), /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty)")
+	fs.Var(httpListen, "http-listen", "`address` to serve the live page (/), /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty); "+
+		"at most 16 live pages at once, 4 per user (-auth) or address, past which a page is refused (429)")
 	lim := limits.DefaultLimits()
 	minKeepAlive := config.Duration(lim.MinKeepAlive)
 	fs.IntVar(&lim.MaxPacketSize, "max-packet-size", lim.MaxPacketSize, "refuse (and disconnect) a client sending a packet over this many `bytes`, counted whole; "+

@@ -33,7 +33,7 @@ type endpoint struct {
 // its name instead of a log line later, and :0 reports the port it got. mochi's own WebSocket
 // and HTTP listeners bind only when served, so those two are ours.
 func (b *Broker) addListeners(cfg Config) error {
-	tcp, err := net.Listen("tcp", cfg.Listen)
+	tcp, err := b.listen("mqtt", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("-listen: %w", err)
 	}
@@ -46,7 +46,7 @@ func (b *Broker) addListeners(cfg Config) error {
 		if err != nil {
 			return err
 		}
-		ln, err := net.Listen("tcp", cfg.TLSListen)
+		ln, err := b.listen("mqtts", cfg.TLSListen)
 		if err != nil {
 			return fmt.Errorf("-tls-listen: %w", err)
 		}
@@ -55,7 +55,7 @@ func (b *Broker) addListeners(cfg Config) error {
 		}
 	}
 	if cfg.WSListen != "" {
-		ln, err := net.Listen("tcp", cfg.WSListen)
+		ln, err := b.listen("ws", cfg.WSListen)
 		if err != nil {
 			return fmt.Errorf("-ws-listen: %w", err)
 		}
@@ -65,12 +65,12 @@ func (b *Broker) addListeners(cfg Config) error {
 		b.endpoints[len(b.endpoints)-1].url += "/mqtt" // any path works; /mqtt is the usual one
 	}
 	if cfg.HTTPListen != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPListen)
+		ln, err := b.listen("http", cfg.HTTPListen)
 		if err != nil {
 			return fmt.Errorf("-http-listen: %w", err)
 		}
 		// The timeouts free connections that send nothing, or hold on idle between requests.
-		b.http = &http.Server{Handler: statusHandler(b.currentStats, b.page), ReadHeaderTimeout: 5 * time.Second,
+		b.http = &http.Server{Handler: statusHandler(b.currentStats, b.page, b.listenerProblems), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
@@ -81,6 +81,51 @@ func (b *Broker) addListeners(cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// listen binds addr for the listener name. Its Accept waits out the errors that pass, and a
+// death is reported on b.died (steadyListener).
+func (b *Broker) listen(name, addr string) (*steadyListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	l := newSteadyListener(ln, name, b.log, b.listenerDied)
+	b.listening = append(b.listening, l)
+	return l, nil
+}
+
+// listenerDied logs a listener's death and hands it to Run, which stops the broker: a broker
+// that lives on deaf is worse than one that exits for Docker or systemd to start again.
+func (b *Broker) listenerDied(name string, err error) {
+	b.log.Error(msgListenerDied, "listener", name, "error", err.Error())
+	select {
+	case b.died <- fmt.Errorf("listener %s stopped: %w", name, err):
+	default: // one is enough to stop
+	}
+}
+
+// listenerProblems are the listeners not accepting now, and why.
+func (b *Broker) listenerProblems() map[string]string {
+	var out map[string]string
+	for _, l := range b.listening {
+		if p := l.Problem(); p != "" {
+			if out == nil {
+				out = make(map[string]string)
+			}
+			out[l.name] = p
+		}
+	}
+	return out
+}
+
+// acceptErrors counts the accept errors every listener waited out.
+func (b *Broker) acceptErrors() int64 {
+	var n int64
+	for _, l := range b.listening {
+		n += l.errors.Load()
+	}
+	return n
 }
 
 func (b *Broker) addMQTT(l listeners.Listener, name, scheme string) error {
@@ -115,16 +160,25 @@ func isLoopback(addr net.Addr) bool {
 	return ok && tcp.IP.IsLoopback()
 }
 
-// statusHandler serves /healthz (200 while the broker runs), /stats (the $SYS counters) and
-// the live page (package livepage).
-func statusHandler(stats func() stats, page *livepage.Page) http.Handler {
+// statusHandler serves /healthz (200 while every listener accepts; 503 and why while one does
+// not: problems), /stats (the $SYS counters) and the live page (package livepage).
+func statusHandler(stats func() stats, page *livepage.Page, problems func() map[string]string) http.Handler {
 	mux := http.NewServeMux()
 	if page != nil {
 		page.Register(mux)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+		failing := problems()
+		if len(failing) == 0 {
+			_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(struct {
+			Status    string            `json:"status"`
+			Listeners map[string]string `json:"listeners"`
+		}{"failing", failing})
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -40,6 +40,8 @@ type Broker struct {
 	http      *http.Server   // -http-listen: /healthz, /stats and the live page
 	page      *livepage.Page // with -http-listen, or nil
 	httpLn    net.Listener
+	listening []*steadyListener // every listener, for /healthz
+	died      chan error        // a listener's death, for Run to stop on
 	log       *slog.Logger
 	data      *store.Store // -data, or nil
 	flow      *limits.FlowControl
@@ -77,7 +79,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		log = eventlog.Tee(log, lines)
 		page = livepage.New(server, lines)
 	}
-	b := &Broker{server: server, log: log, page: page}
+	b := &Broker{server: server, log: log, page: page, died: make(chan error, 1)}
 	if !cfg.blockingWrites {
 		b.flow = limits.NewFlowControl(server, cfg.Limits, log)
 	}
@@ -219,6 +221,10 @@ func (b *Broker) Start() error {
 	return nil
 }
 
+// Died receives an error when a listener stops for a reason that will not pass (steadyListener
+// waits out the others): the broker no longer serves everything it was asked to.
+func (b *Broker) Died() <-chan error { return b.died }
+
 // Reload reads the -auth file again; a file that does not load leaves the rules in force.
 func (b *Broker) Reload() error { return b.access.Reload() }
 
@@ -248,7 +254,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	if cfg.HealthCheck {
-		return health.Check(cfg.Listen)
+		if err := health.Check(cfg.Listen); err != nil || cfg.HTTPListen == "" {
+			return err
+		}
+		return health.CheckHTTP(cfg.HTTPListen) // the other listeners too
 	}
 	if cfg.HashPassword {
 		return access.HashPassword(stdin, stdout)
@@ -282,6 +291,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return b.Close()
 		case <-hangup:
 			_ = b.Reload() // a bad file is logged and changes nothing
+		case err := <-b.Died(): // exit non-zero, for Docker's restart policy or systemd
+			_ = b.Close()
+			return err
 		}
 	}
 }

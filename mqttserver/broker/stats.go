@@ -18,12 +18,17 @@ type stats struct {
 	// throttle, -max-failed-logins)
 	LoginsFailed  int64 `json:"logins_failed"`
 	LoginsRefused int64 `json:"logins_refused"`
+	// accept errors waited out by the listeners (too many open files, …: accept.go)
+	AcceptErrors int64 `json:"accept_errors"`
+	// live page streams refused: past 4 per user or address, or 16 in all
+	LivePagesRefused int64 `json:"live_pages_refused"`
 }
 
 // currentStats is /stats as of now.
 func (b *Broker) currentStats() stats {
 	return stats{Info: currentInfo(b.server), SubscriptionsRefused: b.subs.Refused(),
-		LoginsFailed: b.access.LoginsFailed(), LoginsRefused: b.access.LoginsRefused()}
+		LoginsFailed: b.access.LoginsFailed(), LoginsRefused: b.access.LoginsRefused(),
+		AcceptErrors: b.acceptErrors(), LivePagesRefused: b.page.Refused()}
 }
 
 // currentInfo is the broker's $SYS counters as of now, for /stats. mochi brings the gauges it

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,6 +149,31 @@ func Check(listen string) error {
 	}
 	if pk.ReasonCode == 0 {
 		_, _ = conn.Write(rawmqtt.Disconnect()) // so the broker logs a normal end
+	}
+	return nil
+}
+
+// CheckHTTP asks /healthz on the -http-listen address listen, which answers 200 only while every
+// listener of the broker accepts connections (MQTT, TLS, WebSocket, HTTP); else it returns the
+// reason /healthz gives.
+func CheckHTTP(listen string) error {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	url := "http://" + net.JoinHostPort(host, port) + "/healthz"
+	client := &http.Client{Timeout: Timeout}
+	resp, err := client.Get(url)
+	if err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("health check: %s: %s %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
 }

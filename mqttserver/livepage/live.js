@@ -147,8 +147,11 @@ function connect() {
     status.className = "status live";
   });
   es.addEventListener("error", () => {
-    // EventSource reconnects by itself after a broker restart.
-    status.textContent = "disconnected from the broker: retrying…";
+    // EventSource reconnects by itself after a broker restart, but not after a refusal (429:
+    // too many pages open from this address or for this user; 401; 503).
+    status.textContent = es.readyState === EventSource.CLOSED
+      ? "the broker refused the live stream (too many pages open from here?): close one and reload"
+      : "disconnected from the broker: retrying…";
     status.className = "status down";
   });
   es.addEventListener("snapshot", e => render(JSON.parse(e.data)));

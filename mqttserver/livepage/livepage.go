@@ -40,6 +40,7 @@ const (
 	PayloadShown = 80               // bytes of a payload shown
 	RateWindow   = 60               // seconds of message rate kept per topic
 	liveViewers  = 16               // pages open at once
+	liveEach     = 4                // pages open at once per user (-auth) or address (without)
 	liveLinesGap = 250 * time.Millisecond
 	liveWriteTTL = 10 * time.Second // a page that stops reading is dropped after this
 )
@@ -77,6 +78,10 @@ type Page struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+
+	eachMu  sync.Mutex
+	each    map[string]int // open streams by whose they are (streamOwner)
+	refused atomic.Int64   // streams refused, for /stats
 }
 
 // topicStats counts the messages to one topic. The sampling goroutine turns count into the
@@ -100,6 +105,7 @@ func New(server *mqtt.Server, lines *LineRing) *Page {
 		lines:   lines,
 		clients: make(map[*mqtt.Client]Client),
 		topics:  make(map[string]*topicStats),
+		each:    make(map[string]int),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -511,8 +517,17 @@ var errRevoked = errors.New("viewer no longer allowed")
 // events streams Server-Sent Events: "snapshot" (Snapshot) once a second, "lines" (the
 // new event lines, a JSON array) at most every liveLinesGap.
 func (p *Page) events(w http.ResponseWriter, r *http.Request) {
+	owner := p.streamOwner(r)
+	if !p.openStream(owner) {
+		p.refused.Add(1)
+		http.Error(w, fmt.Sprintf("too many live pages open for %s: at most %d at once; close one and reload", owner, liveEach),
+			http.StatusTooManyRequests)
+		return
+	}
+	defer p.closeStream(owner)
 	if p.viewers.Add(1) > liveViewers {
 		p.viewers.Add(-1)
+		p.refused.Add(1)
 		http.Error(w, "too many live pages open", http.StatusServiceUnavailable)
 		return
 	}
@@ -568,6 +583,46 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 		case <-tick.C:
 		}
 		lines, next = p.lines.since(next)
+	}
+}
+
+// Refused counts the streams refused since the start (nil: no page, none).
+func (p *Page) Refused() int64 {
+	if p == nil {
+		return 0
+	}
+	return p.refused.Load()
+}
+
+// streamOwner is whose a stream is, for liveEach: the user with -auth, else the address (a proxy
+// in front makes every viewer one address).
+func (p *Page) streamOwner(r *http.Request) string {
+	if v, _ := r.Context().Value(viewerKey{}).(*viewer); v != nil {
+		return "user " + v.user
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "address " + host
+}
+
+// openStream counts a stream of owner, unless owner has liveEach open already.
+func (p *Page) openStream(owner string) bool {
+	p.eachMu.Lock()
+	defer p.eachMu.Unlock()
+	if p.each[owner] >= liveEach {
+		return false
+	}
+	p.each[owner]++
+	return true
+}
+
+func (p *Page) closeStream(owner string) {
+	p.eachMu.Lock()
+	defer p.eachMu.Unlock()
+	if p.each[owner]--; p.each[owner] <= 0 {
+		delete(p.each, owner)
 	}
 }
 

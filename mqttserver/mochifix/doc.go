@@ -210,6 +210,14 @@
 //     broker/connecttimeout.go (ConnectTimeout). Test: TestSecuritySilentConnectionClosed
 //     (mqttdemo/tests). Upstream: a connect timeout.
 //     Canary: TestCanaryNoDeadlineBeforeConnect.
+//   - A listener dies at its first Accept error. Net.Serve returns at any error (listeners/net.go:62),
+//     also one that passes (too many open files): the port stays deaf for good, with no log line,
+//     while the rest of the broker runs. Mend: broker/accept.go (steadyListener, under every
+//     listener, net/http's too) retries the errors that pass, 5 ms doubling to 1 s, logged once a
+//     second and reported by /healthz; one that will not pass stops the broker (exit 1). Tests:
+//     TestSteadyListenerAccept, TestListenersSurviveRunningOutOfFiles and
+//     TestListenerDeathStopsBroker (mqttdemo/tests). Upstream: retry as net/http's Server.Serve
+//     does, and tell the server when Serve ends. Canary: TestCanaryListenerDiesAtFirstAcceptError.
 //   - No way to refuse one filter with a reason code. OnSubscribe can only change the packet
 //     (processSubscribe, server.go:1237), and OnACLCheck answers 0x87 at most. Mend: the
 //     subscription limits (limits/subscriptions.go) swap a refused filter for an empty one, which

@@ -22,15 +22,16 @@ func paceGC(cfg Config, getenv func(string) string) {
 	}
 }
 
-// memoryLimit is twice what the broker's budgets let messages hold (offline queues and retained
-// messages), plus 128 MiB for connections and the rest; 0 (no limit) when a budget is off.
+// memoryLimit is what the broker's budgets let messages hold (offline queues and retained
+// messages), plus 64 MiB for connections and the rest: 256 MiB by default, the ceiling the
+// broker is meant to stay under. 0 (no limit) when a budget is off.
 func memoryLimit(cfg Config) int64 {
 	if cfg.GCPercent == 0 || cfg.MaxQueuedTotal <= 0 || cfg.MaxRetainedBytes <= 0 {
 		return 0
 	}
 	held := int64(cfg.MaxQueuedTotal) + int64(cfg.MaxRetainedBytes)
-	if held > (math.MaxInt64-128<<20)/2 {
+	if held > math.MaxInt64-64<<20 {
 		return 0
 	}
-	return 2*held + 128<<20
+	return held + 64<<20
 }

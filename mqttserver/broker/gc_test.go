@@ -14,7 +14,7 @@ func TestMemoryLimit(t *testing.T) {
 		gc, total, bytes int
 		want             int64
 	}{
-		{"defaults", DefaultGCPercent, lim.MaxQueuedTotal, lim.MaxRetainedBytes, 2*int64(lim.MaxQueuedTotal+lim.MaxRetainedBytes) + 128<<20},
+		{"defaults", DefaultGCPercent, lim.MaxQueuedTotal, lim.MaxRetainedBytes, int64(lim.MaxQueuedTotal+lim.MaxRetainedBytes) + 64<<20},
 		{"gc left to Go", 0, lim.MaxQueuedTotal, lim.MaxRetainedBytes, 0},
 		{"retained unbounded", DefaultGCPercent, lim.MaxQueuedTotal, 0, 0},
 	} {

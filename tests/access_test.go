@@ -384,24 +384,7 @@ func TestSecurityLoginThrottle(t *testing.T) {
 	auth := writeFile(t, t.TempDir(), "users.yaml", accessUsers(t, ""))
 	server, url := harness.StartServer(t, nil, "-auth", auth)
 	addr := hostPort(url)
-	login := func() time.Duration {
-		start := time.Now()
-		c, code := rawConnect(t, addr, connectOpts{id: "honest", user: "reader", pass: readerPassword, from: "127.0.0.1"})
-		took := time.Since(start)
-		c.Close()
-		if code != 0 {
-			t.Fatalf("honest login: CONNACK %#02x", code)
-		}
-		return took
-	}
-	median := func(n int) time.Duration {
-		var d []time.Duration
-		for range n {
-			d = append(d, login())
-		}
-		slices.Sort(d)
-		return d[n/2]
-	}
+	median := func(n int) time.Duration { return medianLogin(t, addr, n) }
 	normal := median(7)
 
 	stop := make(chan struct{})
@@ -649,4 +632,28 @@ func TestSecurityRevokedUserLeavesNoWill(t *testing.T) {
 	if got.has("forged") || strings.Contains(server.Out.String(), "WILL ") {
 		t.Errorf("the revoked user's will was published: %v", got.payloads())
 	}
+}
+
+// honestLogin times the login of a known user with the right password from 127.0.0.1.
+func honestLogin(t *testing.T, addr string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c, code := rawConnect(t, addr, connectOpts{id: "honest", user: "reader", pass: readerPassword, from: "127.0.0.1"})
+	took := time.Since(start)
+	c.Close()
+	if code != 0 {
+		t.Fatalf("honest login: CONNACK %#02x", code)
+	}
+	return took
+}
+
+// medianLogin is the median of n honest logins.
+func medianLogin(t *testing.T, addr string, n int) time.Duration {
+	t.Helper()
+	d := make([]time.Duration, n)
+	for i := range d {
+		d[i] = honestLogin(t, addr)
+	}
+	slices.Sort(d)
+	return d[n/2]
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,24 +36,7 @@ func TestSecurityLoginFloodFromManyAddresses(t *testing.T) {
 	auth := writeFile(t, t.TempDir(), "users.yaml", accessUsers(t, ""))
 	server, url := harness.StartServer(t, nil, "-auth", auth, "-http-listen", "127.0.0.1:0")
 	addr := hostPort(url)
-	login := func() time.Duration {
-		start := time.Now()
-		c, code := rawConnect(t, addr, connectOpts{id: "honest", user: "reader", pass: readerPassword, from: "127.0.0.1"})
-		took := time.Since(start)
-		c.Close()
-		if code != 0 {
-			t.Fatalf("honest login: CONNACK %#02x", code)
-		}
-		return took
-	}
-	median := func(n int) time.Duration {
-		var d []time.Duration
-		for range n {
-			d = append(d, login())
-		}
-		slices.Sort(d)
-		return d[n/2]
-	}
+	median := func(n int) time.Duration { return medianLogin(t, addr, n) }
 	normal := median(7)
 
 	var sent, answered atomic.Int64

@@ -178,14 +178,20 @@ func offlineSessions(t *testing.T, url string, pid int) int64 {
 		}
 		c.Disconnect(50)
 	}
+	return publishedGrowth(t, url, pid, "amp", count, size)
+}
+
+// publishedGrowth publishes count QoS 1 messages of size bytes to prefix/x, returns the
+// broker's RSS growth (pid), and checks that a new client is still served.
+func publishedGrowth(t *testing.T, url string, pid int, prefix string, count, size int) int64 {
+	t.Helper()
 	before := vmRSS(t, pid)
-	pub := mustConnect(t, pahoOpts(url, "amp-publisher"))
+	pub := mustConnect(t, pahoOpts(url, prefix+"-publisher"))
 	pad := strings.Repeat("x", size-7)
-	if err := publishAll(pub, "amp/x", 1, count, func(i int) string { return fmt.Sprintf("%06d %s", i, pad) }); err != nil {
+	if err := publishAll(pub, prefix+"/x", 1, count, func(i int) string { return fmt.Sprintf("%06d %s", i, pad) }); err != nil {
 		t.Fatal(err)
 	}
 	grew := vmRSS(t, pid) - before
-
 	var got inbox
 	fresh := mustConnect(t, pahoOpts(url, "fresh").SetDefaultPublishHandler(got.handler))
 	if err := waitToken(fresh.Subscribe("fresh/t", 1, nil)); err != nil {

@@ -65,23 +65,7 @@ func offlineQueues(t *testing.T, url string, pid, sessions, count int) int64 {
 		}
 		return leave(conn)
 	})
-	before := vmRSS(t, pid)
-	pub := mustConnect(t, pahoOpts(url, "queue-publisher"))
-	pad := strings.Repeat("x", 4096-7)
-	if err := publishAll(pub, "q/x", 1, count, func(i int) string { return fmt.Sprintf("%06d %s", i, pad) }); err != nil {
-		t.Fatal(err)
-	}
-	grew := vmRSS(t, pid) - before
-	var got inbox
-	fresh := mustConnect(t, pahoOpts(url, "fresh").SetDefaultPublishHandler(got.handler))
-	if err := waitToken(fresh.Subscribe("fresh/t", 1, nil)); err != nil {
-		t.Fatal(err)
-	}
-	if err := waitToken(pub.Publish("fresh/t", 1, false, "hello")); err != nil {
-		t.Fatal(err)
-	}
-	harness.Eventually(t, func() bool { return got.len() == 1 }, "a new client to get its message")
-	return grew
+	return publishedGrowth(t, url, pid, "q", count, 4096)
 }
 
 // TestMemoryEmptySessions: persistent sessions with nothing queued and no subscription, left

@@ -56,6 +56,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 	}
 	opts.SetStore(store)
+	if cfg.Debug {
+		mqttclient.Trace(opts, mqttclient.ConsoleTrace(con))
+	}
 	mqttclient.KeepReleases(opts, store)
 	p := &publisher{cfg: cfg, con: con, store: store}
 	// Messages an earlier run left in -store: paho resends them on connect; wait for them too.

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"mqttdemo/shared/console"
+	"mqttdemo/shared/mqttclient"
 )
 
 // Message is one received message as printed.
@@ -34,20 +36,49 @@ func Latency(payload string, at time.Time) (time.Duration, bool) {
 	return at.Sub(sent), true
 }
 
-// printer writes received messages as coloured lines or JSON objects.
+// printer writes received messages, and with -debug the packets, as coloured lines or JSON
+// objects.
 type printer struct {
-	con  *console.Console
-	json *json.Encoder
-	id   string
+	con     *console.Console
+	json    *json.Encoder // messages, on the main goroutine
+	packets *json.Encoder // packets, on paho's network goroutines
+	trace   func(mqttclient.Packet)
+	id      string
 }
 
 func newPrinter(cfg Config, con *console.Console, stdout io.Writer) *printer {
-	p := &printer{con: con, id: cfg.ID}
+	p := &printer{con: con, id: cfg.ID, trace: mqttclient.ConsoleTrace(con)}
 	if cfg.JSON {
-		p.json = json.NewEncoder(stdout)
+		// Each Encode is one Write: the lock keeps a message and a packet from mixing.
+		w := &lockedWriter{w: stdout}
+		p.json, p.packets = json.NewEncoder(w), json.NewEncoder(w)
 		p.json.SetEscapeHTML(false)
+		p.packets.SetEscapeHTML(false)
 	}
 	return p
+}
+
+// packet reports one MQTT packet (-debug): a console line, or with -json an object on stdout
+// among the messages, told apart by its "packet" field.
+func (p *printer) packet(pk mqttclient.Packet) {
+	if p.packets == nil {
+		p.trace(pk)
+		return
+	}
+	if err := p.packets.Encode(pk); err != nil {
+		p.con.Line(console.StyleError, "ERROR", "write JSON: "+err.Error())
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func (p *printer) print(m Message) error {

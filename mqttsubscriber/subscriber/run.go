@@ -50,6 +50,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	store.OnRelease(s.inbox.release)
 	store.OnComplete(s.inbox.complete)
 	opts.SetStore(store)
+	out := newPrinter(cfg, con, stdout)
+	if cfg.Debug {
+		mqttclient.Trace(opts, out.packet)
+	}
 	mqttclient.KeepReleases(opts, store) // for OnComplete: this program publishes nothing
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
@@ -86,7 +90,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		mqttclient.Disconnect(client)
 	}()
-	err = s.receive(ctx, client, newPrinter(cfg, con, stdout), console.EnterPresses(stdin), console.EnterPrompt(stdin, "unsubscribe"))
+	err = s.receive(ctx, client, out, console.EnterPresses(stdin), console.EnterPrompt(stdin, "unsubscribe"))
 	if errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C or SIGTERM: a normal end
 	}

@@ -57,6 +57,7 @@ type ClientConfig struct {
 	WillQoS    config.QoS
 	WillRetain bool
 	Color      *config.Choice
+	Debug      bool
 	program    string
 }
 
@@ -83,6 +84,7 @@ func AddClientFlags(fs *flag.FlagSet, program string) *ClientConfig {
 	fs.Var(&c.WillQoS, "will-qos", "last-will `QoS` (0, 1 or 2)")
 	fs.BoolVar(&c.WillRetain, "will-retain", false, "retain the last will")
 	fs.Var(c.Color, "color", "colour the output: `auto` (when a terminal), always or never")
+	fs.BoolVar(&c.Debug, "debug", false, "print every MQTT packet sent and received: type, packet id, QoS, flags, topic, payload size (never the password or the payload)")
 	return c
 }
 

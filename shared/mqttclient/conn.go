@@ -29,9 +29,15 @@ import (
 // And it reports each PUBCOMP written to store's OnComplete function: paho queues its PUBCOMP
 // on a path of its own, which DISCONNECT can overtake, so only the connection can tell that the
 // exchange of an incoming QoS 2 message is finished.
+//
+// It wraps the connection opts opens already (Trace's, when set), else a plain one.
 func KeepReleases(opts *mqtt.ClientOptions, store *Store) {
+	open := opts.CustomOpenConnectionFn
+	if open == nil {
+		open = dial
+	}
 	opts.SetCustomOpenConnectionFn(func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-		conn, err := dial(uri, o)
+		conn, err := open(uri, o)
 		if err != nil {
 			return nil, err
 		}

@@ -140,7 +140,9 @@ func TestLoadOfflineSessions(t *testing.T) {
 	t.Logf("mqttserver grew by %d MB", grew>>20)
 	limit := int64(256 << 20)
 	if raceDetector {
-		limit = 512 << 20 // the race detector's own memory: 294 MB measured; CI also runs this without it
+		// The race detector's own memory grows with the heap, which -gc-percent lets grow to its
+		// soft limit: 600 MB measured. CI also runs this without it, against 256 MB.
+		limit = 768 << 20
 	}
 	if grew > limit {
 		t.Errorf("mqttserver grew by %d MB, want under %d MB", grew>>20, limit>>20)

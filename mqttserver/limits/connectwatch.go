@@ -16,8 +16,7 @@ import (
 // connection layer sees the bytes: it reads the properties of a connection's first packet as
 // mochi's reader takes them, and flowHook.OnConnect refuses the client when either was 0, by
 // closing the connection without a CONNACK, as Mosquitto 2.0.11 does. After the properties,
-// or at anything that is not an MQTT 5 CONNECT, the watch stops; OnConnect lets it go, so an
-// established connection holds none and tests one pointer per Read.
+// or at anything that is not an MQTT 5 CONNECT, the watch stops: one test per Read after that.
 
 // connectStep is what the bytes a connectWatch collects are.
 type connectStep uint8
@@ -181,13 +180,11 @@ func (w *connectWatch) protocolError() string {
 // connection is closed without a CONNACK (MQTT 5 §3.1.4 allows either), as Mosquitto does.
 func (h *flowHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	c, ok := cl.Net.Conn.(*flowConn)
-	if !ok || c.connect == nil {
+	if !ok || cl.Properties.ProtocolVersion != 5 {
 		return nil
 	}
-	w := c.connect
-	c.connect = nil // on the reader's goroutine, as the reads
-	why := w.protocolError()
-	if why == "" || cl.Properties.ProtocolVersion != 5 {
+	why := c.connect.protocolError()
+	if why == "" {
 		return nil
 	}
 	h.flow.log.LogAttrs(context.Background(), slog.LevelDebug, eventlog.MsgConnectRefused, slog.String("client", cl.ID),

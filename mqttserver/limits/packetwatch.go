@@ -55,8 +55,8 @@ func (w *sizeWatch) refused(b []byte) bool {
 
 // watch is called with each chunk mochi's reader takes from the socket.
 func (c *flowConn) watch(b []byte) {
-	if w := c.connect; w != nil && !w.done {
-		w.read(b)
+	if !c.connect.done {
+		c.connect.read(b)
 	}
 	if c.sizes.refused(b) && c.v5.Load() {
 		_, _ = c.Write(disconnectTooLarge) // queued if need be; mochi's close lets it out

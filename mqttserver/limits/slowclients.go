@@ -85,8 +85,7 @@ func (l flowListener) Serve(establish listeners.EstablishFn) {
 
 // wrap returns c with a Write that never blocks.
 func (f *FlowControl) wrap(c net.Conn) *flowConn {
-	fc := &flowConn{Conn: c, flow: f, socketClosed: make(chan struct{}), sizes: sizeWatch{limit: f.maxSize},
-		connect: new(connectWatch)}
+	fc := &flowConn{Conn: c, flow: f, socketClosed: make(chan struct{}), sizes: sizeWatch{limit: f.maxSize}}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			fc.raw, fc.rawWrite, fc.rawRead = raw, fc.writeNow, fc.readNow
@@ -165,9 +164,9 @@ type flowConn struct {
 	rn       int
 	rerr     error
 	id       atomic.Pointer[string]
-	v5       atomic.Bool   // MQTT 5, known once the session is established
-	sizes    sizeWatch     // used by the reader only (packetwatch.go)
-	connect  *connectWatch // until OnConnect, used by the reader only (connectwatch.go)
+	v5       atomic.Bool  // MQTT 5, known once the session is established
+	sizes    sizeWatch    // used by the reader only (packetwatch.go)
+	connect  connectWatch // used by the reader only (connectwatch.go)
 
 	mu      sync.Mutex
 	pending []byte // waiting for the writer

@@ -160,3 +160,21 @@ func TestCanaryADayForEveryMessage(t *testing.T) {
 			pk.Properties.MessageExpiryInterval)
 	}
 }
+
+// TestCanaryZeroConnectLimitsAccepted: mochi decodes Receive Maximum and Maximum Packet Size
+// without telling 0 from absent, so an MQTT 5 CONNECT with Receive Maximum 0, a protocol error
+// (MQTT 5 §3.1.2.11.3), is accepted.
+func TestCanaryZeroConnectLimitsAccepted(t *testing.T) {
+	_, addr := bare.Serve(t, nil)
+	conn, err := net.DialTimeout("tcp", addr, bare.Wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(bare.Wait))
+	bare.Write(t, conn, connect5(packets.PropReceiveMaximum, 0, 0))
+	if ack, err := rawmqtt.Read(conn); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("mochi no longer accepts a CONNECT with Receive Maximum 0 (% x, %v): the mend in "+
+			"limits/connectwatch.go may go (see doc.go)", ack, err)
+	}
+}

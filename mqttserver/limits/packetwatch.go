@@ -53,8 +53,11 @@ func (w *sizeWatch) refused(b []byte) bool {
 	return false
 }
 
-// watchSize is called with each chunk mochi's reader takes from the socket.
-func (c *flowConn) watchSize(b []byte) {
+// watch is called with each chunk mochi's reader takes from the socket.
+func (c *flowConn) watch(b []byte) {
+	if !c.connect.done {
+		c.connect.read(b)
+	}
 	if c.sizes.refused(b) && c.v5.Load() {
 		_, _ = c.Write(disconnectTooLarge) // queued if need be; mochi's close lets it out
 	}

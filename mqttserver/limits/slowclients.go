@@ -116,14 +116,15 @@ func (f *FlowControl) slowConsumer(c *flowConn, why string, unsent int) {
 // Hook is the mochi hook of the connections f wraps.
 func (f *FlowControl) Hook() mqtt.Hook { return &flowHook{flow: f} }
 
-// flowHook tells each connection its client's id, for the log lines, and runs the drop summary.
+// flowHook tells each connection its client's id, for the log lines, runs the drop summary, and
+// refuses the CONNECT limits mochi cannot tell from absent (connectwatch.go).
 type flowHook struct {
 	mqtt.HookBase
 	flow *FlowControl
 }
 
 func (*flowHook) ID() string           { return "flow-control" }
-func (*flowHook) Provides(b byte) bool { return b == mqtt.OnSessionEstablish }
+func (*flowHook) Provides(b byte) bool { return b == mqtt.OnSessionEstablish || b == mqtt.OnConnect }
 
 func (h *flowHook) Init(any) error {
 	h.flow.dropped.Start()
@@ -163,8 +164,9 @@ type flowConn struct {
 	rn       int
 	rerr     error
 	id       atomic.Pointer[string]
-	v5       atomic.Bool // MQTT 5, known once the session is established
-	sizes    sizeWatch   // used by the reader only (packetwatch.go)
+	v5       atomic.Bool  // MQTT 5, known once the session is established
+	sizes    sizeWatch    // used by the reader only (packetwatch.go)
+	connect  connectWatch // used by the reader only (connectwatch.go)
 
 	mu      sync.Mutex
 	pending []byte // waiting for the writer
@@ -396,7 +398,7 @@ func (c *flowConn) Read(p []byte) (int, error) {
 	if c.flowing && c.raw != nil {
 		buf := readAheadPool.Get().(*[readAhead]byte)
 		if n, err := c.tryRead(buf[:]); n > 0 {
-			c.watchSize(buf[:n])
+			c.watch(buf[:n])
 			c.aheadBuf, c.ahead = buf, buf[:n]
 			return c.Read(p)
 		} else if err != nil {
@@ -406,7 +408,7 @@ func (c *flowConn) Read(p []byte) (int, error) {
 		readAheadPool.Put(buf) // nothing there now: wait below, in mochi's buffer
 	}
 	n, err := c.Conn.Read(p)
-	c.watchSize(p[:n])
+	c.watch(p[:n])
 	c.flowing = n == len(p)
 	if err != nil {
 		err = c.readErr(err)

@@ -144,11 +144,18 @@
 //     Mend: limitsHook (limits/limits.go: OnPacketEncode adds both to the CONNACK, -max-topic-aliases
 //     default 10; OnPacketRead ends the connection with DISCONNECT 0x81/0x82/0x95, checks in
 //     limits/protocol.go); the connection layer queues DISCONNECT 0x95 when it reads the header
-//     of a packet mochi will refuse (limits/packetwatch.go). CONNECT with Receive Maximum 0 or
-//     Maximum Packet Size 0 is not mended (mochi decodes both without a presence flag). Tests:
+//     of a packet mochi will refuse (limits/packetwatch.go). Tests:
 //     TestConnackTellsLimits, TestProtocolErrorsDisconnect, TestKnownTopicAliasStillWorks;
 //     TestMQTTJS (mqttdemo/tests). Upstream: send both in the CONNACK, DISCONNECT 0x95, validate
 //     filters per level. Canary: TestCanaryConnackOmitsLimits (package limits).
+//   - CONNECT limits of 0 taken as absent. Receive Maximum and Maximum Packet Size are decoded
+//     into plain numbers (packets/properties.go:442, :463), 0 when absent, so a CONNECT that
+//     sets either to 0, a protocol error (MQTT 5 §3.1.2.11.3, §3.1.2.11.4), is accepted. Mend:
+//     the connection layer reads the first packet's properties as they pass and
+//     flowHook.OnConnect closes the connection without a CONNACK, as Mosquitto 2.0.11 does
+//     (limits/connectwatch.go). Tests: TestConnectWatch, TestConnectWatchTruncated (package
+//     limits), TestConnectZeroLimitsRefused (package broker). Upstream: presence flags for the
+//     properties, and refuse 0. Canary: TestCanaryZeroConnectLimitsAccepted (package limits).
 //   - Writes block under the client's lock. WritePacket holds the client's lock during the socket
 //     write (clients.go:603), and a publisher's NextPacketID takes it (clients.go:277): a
 //     subscriber that stops reading stalls every publisher sending it QoS 1 or 2. Mend: the

@@ -1,0 +1,116 @@
+package limits
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"mqttdemo/mqttserver/rawmqtt"
+)
+
+// connect5 is an MQTT 5 CONNECT with the raw properties props (their length is added) and
+// client id "c".
+func connect5(props ...byte) []byte {
+	vh := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60}, encodeVarint(len(props))...)
+	return rawmqtt.Frame(0x10, vh, props, rawmqtt.String("c"))
+}
+
+func encodeVarint(n int) []byte {
+	var b []byte
+	for {
+		c := byte(n & 0x7f)
+		if n >>= 7; n > 0 {
+			b = append(b, c|0x80)
+			continue
+		}
+		return append(b, c)
+	}
+}
+
+// TestConnectWatch: the watch finds a Receive Maximum or Maximum Packet Size of 0 wherever it
+// is among the properties, and nothing in what is not an MQTT 5 CONNECT, read whole or a byte
+// at a time.
+func TestConnectWatch(t *testing.T) {
+	user := append(append([]byte{packets.PropUser}, rawmqtt.String("k")...), rawmqtt.String(string(make([]byte, 300)))...)
+	all := bytes.Join([][]byte{
+		{packets.PropSessionExpiryInterval, 0, 0, 0, 0},
+		{packets.PropRequestProblemInfo, 0},
+		{packets.PropTopicAliasMaximum, 0, 0},
+		append([]byte{packets.PropAuthenticationMethod}, rawmqtt.String("m")...),
+		append([]byte{packets.PropAuthenticationData}, rawmqtt.String("d")...),
+		{packets.PropSubscriptionIdentifier, 0x80, 0x01}, // not in a CONNECT, but skipped by its type
+		user,
+	}, nil)
+	v311 := rawmqtt.Connect{ID: "c", Version: 4, Clean: true}.Encode()
+	v311[len(v311)-3] = 0x21 // a byte where MQTT 5 has the properties' length: not read
+	for _, c := range []struct {
+		name            string
+		in              []byte
+		receive, packet bool
+	}{
+		{"no properties", connect5(), false, false},
+		{"receive maximum 0", connect5(packets.PropReceiveMaximum, 0, 0), true, false},
+		{"receive maximum 1", connect5(packets.PropReceiveMaximum, 0, 1), false, false},
+		{"receive maximum 256", connect5(packets.PropReceiveMaximum, 1, 0), false, false},
+		{"maximum packet size 0", connect5(packets.PropMaximumPacketSize, 0, 0, 0, 0), false, true},
+		{"maximum packet size 1", connect5(packets.PropMaximumPacketSize, 0, 0, 0, 1), false, false},
+		{"both 0 after every type", connect5(append(append([]byte{}, all...), packets.PropReceiveMaximum, 0, 0,
+			packets.PropMaximumPacketSize, 0, 0, 0, 0)...), true, true},
+		{"every type, no limit", connect5(all...), false, false},
+		{"receive maximum 0 inside a user property", connect5(append([]byte{packets.PropUser},
+			append(rawmqtt.String("\x21\x00\x00"), rawmqtt.String("\x27\x00\x00\x00\x00")...)...)...), false, false},
+		{"zeros after the properties", rawmqtt.Frame(0x10, []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0},
+			[]byte{0, 3, 0x21, 0, 0}), false, false},
+		{"MQTT 3.1.1", v311, false, false},
+		{"MQTT 3.1", rawmqtt.Frame(0x10, []byte{0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3, 0x02, 0, 60},
+			rawmqtt.String("\x21\x00\x00")), false, false},
+		{"not a CONNECT", rawmqtt.Frame(0x30, []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 3, 0x21, 0, 0}), false, false},
+		{"value past the properties", rawmqtt.Frame(0x10, []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 2, 0x21, 0, 0},
+			rawmqtt.String("c")), false, false},
+		{"properties past the packet", []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 9, 0x21, 0, 0}, false, false},
+		{"unknown property", connect5(0x7f, packets.PropReceiveMaximum, 0, 0), false, false},
+		{"five length bytes", []byte{0x10, 0x80, 0x80, 0x80, 0x80, 0x01, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 3, 0x21, 0, 0}, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var whole, bytewise connectWatch
+			whole.read(c.in)
+			for i := range c.in {
+				bytewise.read(c.in[i : i+1])
+			}
+			for _, w := range []connectWatch{whole, bytewise} {
+				if w.zeroReceiveMax != c.receive || w.zeroPacketSize != c.packet {
+					t.Errorf("% x: receive maximum 0 %v, maximum packet size 0 %v; want %v, %v",
+						c.in, w.zeroReceiveMax, w.zeroPacketSize, c.receive, c.packet)
+				}
+				if !w.done {
+					t.Errorf("% x: still reading after the whole packet", c.in)
+				}
+			}
+		})
+	}
+}
+
+// TestConnectWatchTruncated: no prefix of a packet, nor any byte changed, makes the watch
+// panic or read on after the properties.
+func TestConnectWatchTruncated(t *testing.T) {
+	in := connect5(packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropUser, 0, 1, 'k', 0, 1, 'v',
+		packets.PropSubscriptionIdentifier, 0x81, 0x01, packets.PropReceiveMaximum, 0, 0)
+	for i := range in {
+		var w connectWatch
+		w.read(in[:i])
+		if w.zeroReceiveMax != (i >= len(in)-3) { // the value ends three bytes before the client id's
+			t.Errorf("%d bytes of % x: receive maximum 0 %v", i, in, w.zeroReceiveMax)
+		}
+		for _, b := range []byte{0x00, 0x7f, 0x80, 0xff} {
+			changed := bytes.Clone(in)
+			changed[i] = b
+			var w connectWatch
+			w.read(changed)
+			w.read(bytes.Repeat([]byte{0xff}, 1<<10))
+			if !w.done {
+				t.Errorf("byte %d set to %#x: still reading 1 KiB past the packet % x", i, b, changed)
+			}
+		}
+	}
+}

@@ -2,13 +2,15 @@
 # The build context is the repository root: the programs are modules of one Go workspace and all of
 # them need shared/.
 #
-#   docker build --target mqttserver -t mqttdemo/mqttserver .
+#   docker build --build-arg GO_IMAGE --target mqttserver -t mqttdemo/mqttserver .
 #   docker run --rm -p 127.0.0.1:1883:1883 mqttdemo/mqttserver
 #
 # Build arguments:
 #   GO_IMAGE  the image the programs are compiled in (default: the official Go image). Any image with
 #             the go command, /bin/sh and CA certificates in /etc/ssl/certs will do, which is how a
-#             machine without registry access builds (scripts/compose-test.sh makes one).
+#             machine without registry access builds: export GO_IMAGE=$(scripts/builder-image.sh) once,
+#             then --build-arg GO_IMAGE (no value: taken from the environment, left out when unset)
+#             passes it to docker build, and docker compose passes it by itself.
 #   GOPROXY   where `go mod download` fetches modules (default: Go's own); a GOPROXY set in GO_IMAGE
 #             wins, so an offline builder image sets GOPROXY=off and brings its module cache.
 #

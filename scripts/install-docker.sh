@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what scripts/compose-test.sh needs on a Debian machine: a Docker engine (Debian's docker.io),
 # the Compose v2 CLI plugin, and busybox-static (the test's local builder image needs a static /bin/sh).
-# Idempotent: what is already there is kept. It does not start the engine (compose-test.sh does).
+# Idempotent: what is already there is kept. It does not start the engine (compose-test.sh does); by
+# hand, as root: dockerd >/var/log/dockerd.log 2>&1 &   and to stop it: kill $(cat /var/run/docker.pid)
+# (docs/docker.md#starting-the-engine; `service docker start` fails where there is no init system).
 #
 # Compose v2 is not packaged in Debian bookworm, so when `docker compose` is missing it is built from the
 # Go module proxy (a few minutes on 2 cores) into a cache directory and copied into the CLI plugin

@@ -75,9 +75,8 @@ func (b *Broker) addListeners(cfg Config) error {
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
 		if !isLoopback(ln.Addr()) {
-			b.log.Warn("/stats is open to anyone who can reach this address (the live page too, without -auth): "+
-				"it shows the broker's counters without a password; serve it on 127.0.0.1 or behind a proxy that asks for one",
-				"http", ln.Addr().String())
+			b.log.Warn("/stats is open to anyone who can reach this address (the live page too, without -auth); "+
+				"in a container, the engine's port publishing decides who can", "http", ln.Addr().String())
 		}
 	}
 	return nil

@@ -163,8 +163,14 @@ func TestDataOlderThanADay(t *testing.T) {
 
 	sub := dialV5(t, b2.Addr(), "late", true, 0)
 	rawExchange(t, sub, subscribeV5("state/#"), 0x90, 1)
+	// mochi queues a new subscriber's retained messages after the SUBACK, on the subscriber's
+	// goroutine: the marker, published once the two that must come have come, follows them all.
+	got := readV5Until(t, sub, "state/plain")
+	if _, ok := got["state/month"]; !ok {
+		maps.Copy(got, readV5Until(t, sub, "state/month"))
+	}
 	publishV5(t, dialV5(t, b2.Addr(), "marker", true, 0), 1, "state/zz-marker", "after", false, 0)
-	got := readV5Until(t, sub, "state/zz-marker")
+	maps.Copy(got, readV5Until(t, sub, "state/zz-marker"))
 	if pk, ok := got["state/plain"]; !ok || string(pk.Payload) != "kept" || pk.Properties.MessageExpiryInterval != 0 {
 		t.Errorf("retained message without expiry, 25 h old: got %q, expiry %d s (present %v), want it, without an expiry",
 			pk.Payload, pk.Properties.MessageExpiryInterval, ok)

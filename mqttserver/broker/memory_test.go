@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
+	"mqttdemo/mqttserver/rawmqtt"
 )
 
 // TestOfflineQueuesTotalLimit: all offline sessions together keep what fits in
@@ -123,4 +125,40 @@ func TestMaxRetainedBytes(t *testing.T) {
 	if pk, _ := b.server.Topics.Retained.Get("r/1"); len(pk.Payload) != 100 || r3 {
 		t.Errorf("r/1 of %d bytes, r/3 retained %v; want r/1 of 100 bytes and no r/3", len(pk.Payload), r3)
 	}
+}
+
+// TestMaxRetainedWills: a will to be retained counts against -max-retained like a retained
+// PUBLISH (mochi publishes wills without OnPublish): past the limit it is delivered, not retained.
+func TestMaxRetainedWills(t *testing.T) {
+	lim := limits.DefaultLimits()
+	lim.MaxRetained = 1
+	b, logs := startBroker(t, Config{Limits: lim})
+	pub := connect(t, clientOpts(b.Addr(), "pub"))
+	if err := wait(pub.Publish("r/1", 1, true, "one")); err != nil {
+		t.Fatal(err)
+	}
+	var live received
+	connect(t, clientOpts(b.Addr(), "live")).Subscribe("w/#", 1, live.handler).Wait()
+	leaver := rawConnectWith(t, b.Addr(), rawmqtt.Connect{ID: "leaver", Clean: true, KeepAlive: 60,
+		WillTopic: "w/leaver", WillPayload: []byte("gone"), WillQoS: 1, WillRetain: true})
+	leaver.Close() // no DISCONNECT: the will goes out
+	waitFor(t, "the will delivered", func() bool { return len(live.list()) == 1 })
+	if _, ok := b.server.Topics.Retained.Get("w/leaver"); ok {
+		t.Error("the will was retained past -max-retained 1")
+	}
+	if !logs.has(t, eventlog.MsgDropped, map[string]any{"client": "leaver", "topic": "w/leaver", "reason": limits.ReasonRetainedFull}) {
+		t.Error("no line for the will refused")
+	}
+}
+
+// rawConnectWith connects with c and reads its CONNACK.
+func rawConnectWith(t *testing.T, addr string, c rawmqtt.Connect) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	rawExchange(t, conn, c.Encode(), 0x20, -1)
+	return conn
 }

@@ -79,7 +79,7 @@ func NewRetainedHook(server *mqtt.Server, l Limits, log *slog.Logger) *RetainedH
 func (h *RetainedHook) ID() string { return "retained-limits" }
 
 func (h *RetainedHook) Provides(b byte) bool {
-	return b == mqtt.OnPublish || b == mqtt.OnRetainMessage || b == mqtt.OnRetainedExpired
+	return b == mqtt.OnPublish || b == mqtt.OnRetainMessage || b == mqtt.OnRetainedExpired || b == mqtt.OnWill
 }
 
 func (h *RetainedHook) Init(any) error {
@@ -112,26 +112,39 @@ func (h *RetainedHook) Recount() {
 // message that replaces one on its topic counts only what it adds; one that clears a topic is
 // always let through.
 func (h *RetainedHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if !pk.FixedHeader.Retain || len(pk.Payload) == 0 {
-		return pk, nil
+	if pk.FixedHeader.Retain && len(pk.Payload) > 0 && h.refuse(cl, pk.TopicName, pk.Payload) {
+		pk.FixedHeader.Retain = false
 	}
-	cost := retainedCost(pk.TopicName, pk.Payload)
+	return pk, nil
+}
+
+// OnWill does the same for a will to be retained: mochi publishes wills without OnPublish.
+func (h *RetainedHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if will.Retain && len(will.Payload) > 0 && h.refuse(cl, will.TopicName, will.Payload) {
+		will.Retain = false
+	}
+	return will, nil
+}
+
+// refuse reports whether a retained message would take the retained messages past a limit,
+// and counts and logs the refusal.
+func (h *RetainedHook) refuse(cl *mqtt.Client, topic string, payload []byte) bool {
+	cost := retainedCost(topic, payload)
 	h.mu.Lock()
-	old, replaces := h.sizes[pk.TopicName]
+	old, replaces := h.sizes[topic]
 	full := h.maxCount > 0 && !replaces && len(h.sizes) >= h.maxCount ||
 		h.maxBytes > 0 && h.bytes-old+cost > h.maxBytes
 	h.mu.Unlock()
 	if !full {
-		return pk, nil
+		return false
 	}
-	pk.FixedHeader.Retain = false
 	atomic.AddInt64(&h.server.Info.MessagesDropped, 1)
 	if h.refused.Allow() {
 		h.log.LogAttrs(context.Background(), slog.LevelWarn, eventlog.MsgDropped, slog.String("client", cl.ID),
-			slog.String("topic", pk.TopicName), slog.String("reason", ReasonRetainedFull),
+			slog.String("topic", topic), slog.String("reason", ReasonRetainedFull),
 			slog.String("retained", h.usage()))
 	}
-	return pk, nil
+	return true
 }
 
 // usage is how full the retained messages are, for the log line.

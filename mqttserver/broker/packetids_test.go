@@ -199,3 +199,61 @@ func TestClientQoS2ExchangeSurvivesRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanSessionLeavesNoPairs: mochi discards a clean MQTT 3.1.1 session when the client comes
+// back, even without a clean start; a QoS 2 exchange left open there must not pair the client's
+// id with a broker id that the new session gives to a message to the client: the client's next
+// QoS 2 PUBLISH with that id took that message's place, and it was never resent.
+func TestCleanSessionLeavesNoPairs(t *testing.T) {
+	b, _ := startBroker(t, Config{})
+	old := dialRawClientClean(t, b.Addr(), "stale", true)
+	old.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "t", Qos: 1}}})
+	if pk := old.next(); pk.FixedHeader.Type != packets.Suback {
+		t.Fatalf("want SUBACK, got %v", pk)
+	}
+	old.write(publish("other", 2, 7)) // PUBREC 7, no PUBREL: kept under the broker's id 2
+	if pk := old.next(); pk.FixedHeader.Type != packets.Pubrec {
+		t.Fatalf("want PUBREC, got %v", pk)
+	}
+	cl := dialRawClient(t, b.Addr(), "stale", 4) // persistent: mochi drops the clean session; ids from 1 again
+	cl.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "t", Qos: 1}}})
+	if pk := cl.next(); pk.FixedHeader.Type != packets.Suback {
+		t.Fatalf("want SUBACK, got %v", pk)
+	}
+	if err := injectPublish(b, "t", "ours"); err != nil {
+		t.Fatal(err)
+	}
+	if pk := cl.next(); pk.FixedHeader.Type != packets.Publish { // not acknowledged
+		t.Fatalf("want the message, got %v", pk)
+	}
+	cl.write(publish("other", 2, 7))
+	cl.untilPing()
+	cl.conn.Close()
+
+	back := dialRawClient(t, b.Addr(), "stale", 4)
+	var resent bool
+	for _, pk := range back.untilPing() {
+		resent = resent || pk.FixedHeader.Type == packets.Publish && string(pk.Payload) == "ours"
+	}
+	if !resent {
+		t.Error("the message in flight to the client was not resent")
+	}
+}
+
+// dialRawClientClean connects an MQTT 3.1.1 client with the clean session flag clean.
+func dialRawClientClean(t *testing.T, addr, id string, clean bool) *rawClient {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &rawClient{t: t, conn: conn, version: 4}
+	c.write(rawmqtt.Connect{ID: id, Clean: clean, KeepAlive: 60}.Packet())
+	if pk := c.next(); pk.FixedHeader.Type != packets.Connack {
+		t.Fatalf("CONNACK: got %v", pk)
+	}
+	return c
+}

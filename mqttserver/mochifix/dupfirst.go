@@ -19,15 +19,25 @@ type unsentIDs struct {
 	ids map[uint16]struct{}
 }
 
-// markUnsent notes that the session's message id was queued and not sent.
-func (h *Hook) markUnsent(clientID string, id uint16) {
-	v, ok := h.unsent.Load(clientID)
+// markUnsent notes that cl's message id was queued and not sent. The limits and mochi's expiry
+// take messages out of an offline session without telling: when the ids noted pass twice what
+// the session holds, those no longer in it are forgotten, so that a session whose messages
+// keep being dropped does not collect every id.
+func (h *Hook) markUnsent(cl *mqtt.Client, id uint16) {
+	v, ok := h.unsent.Load(cl.ID)
 	if !ok {
-		v, _ = h.unsent.LoadOrStore(clientID, &unsentIDs{ids: map[uint16]struct{}{}})
+		v, _ = h.unsent.LoadOrStore(cl.ID, &unsentIDs{ids: map[uint16]struct{}{}})
 	}
 	u := v.(*unsentIDs)
 	u.mu.Lock()
 	u.ids[id] = struct{}{}
+	if len(u.ids) > 2*cl.State.Inflight.Len()+64 {
+		for id := range u.ids {
+			if _, ok := cl.State.Inflight.Get(id); !ok {
+				delete(u.ids, id)
+			}
+		}
+	}
 	u.mu.Unlock()
 }
 
@@ -83,5 +93,5 @@ func (h *Hook) noteQueuedAway(cl *mqtt.Client, pk packets.Packet, resends int) {
 	if cl.Net.Inline || !cl.Closed() || cl.IsTakenOver() || !KeepsSession(cl) {
 		return
 	}
-	h.markUnsent(cl.ID, pk.PacketID)
+	h.markUnsent(cl, pk.PacketID)
 }

@@ -84,6 +84,11 @@ func (p *PacketIDs) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	if exchange {
 		t.mu.Lock()
 		id, ok := t.qos2[pk.PacketID]
+		if ok && !exchangeHeld(cl, id) { // left from a session that ended: the id is free again
+			delete(t.qos2, pk.PacketID)
+			delete(t.wire, id)
+			ok = false
+		}
 		t.mu.Unlock()
 		if ok { // a PUBREL, or the PUBLISH again (DUP)
 			pk.PacketID = id
@@ -92,7 +97,9 @@ func (p *PacketIDs) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	}
 	id, err := cl.NextPacketID()
 	if err != nil {
-		return pk, nil // every id is in flight: mochi refuses the packet as before
+		// Every id is in flight: under the client's own id the packet would take the place of
+		// the broker's message with it. Ends the connection (mochi's answer to a full id space).
+		return pk, packets.ErrRejectPacket
 	}
 	t.mu.Lock()
 	t.wire[uint16(id)] = pk.PacketID
@@ -102,6 +109,13 @@ func (p *PacketIDs) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pa
 	t.mu.Unlock()
 	pk.PacketID = uint16(id)
 	return pk, nil
+}
+
+// exchangeHeld reports whether the session holds the client's QoS 2 exchange under id: its
+// PUBREC, or the PUBCOMP mochi could not send.
+func exchangeHeld(cl *mqtt.Client, id uint16) bool {
+	held, ok := cl.State.Inflight.Get(id)
+	return ok && (held.FixedHeader.Type == packets.Pubrec || held.FixedHeader.Type == packets.Pubcomp)
 }
 
 // OnPacketEncode gives an answer the client's id back.
@@ -174,7 +188,7 @@ func (p *PacketIDs) end(clientID string, id uint16) {
 // OnSessionEstablish starts a new table when the connection starts a new session: a clean
 // start, or no session left to resume.
 func (p *PacketIDs) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
-	if _, resumes := p.server.Clients.Get(cl.ID); pk.Connect.Clean || !resumes {
+	if _, resumes := Resumes(p.server, cl, pk); !resumes {
 		p.sessions.Delete(cl.ID)
 	}
 }

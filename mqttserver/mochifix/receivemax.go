@@ -71,6 +71,30 @@ func (f *flow) admit(id uint16) bool {
 	return false
 }
 
+// compact drops from held the ids no longer queued as a PUBLISH in the session (expired, dropped)
+// and those held twice, once held has grown past twice what the session holds: a client that
+// acknowledges nothing while its messages expire would otherwise collect ids without end, and
+// the same id held twice would go out twice.
+func (f *flow) compact(cl *mqtt.Client) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.held) <= 2*cl.State.Inflight.Len()+2*f.max {
+		return
+	}
+	seen := make(map[uint16]struct{}, len(f.held))
+	kept := f.held[:0]
+	for _, id := range f.held {
+		if _, dup := seen[id]; dup {
+			continue
+		}
+		if pk, ok := cl.State.Inflight.Get(id); ok && pk.FixedHeader.Type == packets.Publish {
+			seen[id] = struct{}{}
+			kept = append(kept, id)
+		}
+	}
+	f.held = kept
+}
+
 // acked frees the slot of the client's acknowledgement pk, if it frees one.
 func (f *flow) acked(pk packets.Packet) {
 	switch pk.FixedHeader.Type {
@@ -95,6 +119,9 @@ func (h *Hook) release(cl *mqtt.Client, f *flow) {
 	for !f.releasing && len(f.held) > 0 && len(f.inflight) < f.max {
 		id := f.held[0]
 		f.held = f.held[1:]
+		if _, sent := f.inflight[id]; sent {
+			continue // held twice (an id reused after its message expired): sent already
+		}
 		pk, ok := cl.State.Inflight.Get(id)
 		if !ok || pk.FixedHeader.Type != packets.Publish {
 			continue // expired or dropped while it waited

@@ -68,7 +68,8 @@ func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	}
 	if pk.FixedHeader.Qos > 0 {
 		if f := h.flowOf(cl); f != nil && !f.admit(pk.PacketID) {
-			h.markUnsent(cl.ID, pk.PacketID)
+			f.compact(cl)
+			h.markUnsent(cl, pk.PacketID)
 			pk.FixedHeader.Type = packets.Reserved // it waits for a slot (release)
 		}
 	}
@@ -115,6 +116,9 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, _ string, write bool) bool {
 	if v, ok := h.startups.Load(cl); ok {
 		g := v.(*startup)
 		if !h.wait(cl, g.taken, acceptWait) {
+			// Past the wait, the messages set aside go back first (more than the client's Receive
+			// Maximum may then go out, rather than one lost under a reused id).
+			h.putBack(cl, g)
 			g.sessionTaken() // the next publisher does not wait again
 		}
 	}
@@ -173,15 +177,10 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	g := newStartup()
 	h.startups.Store(cl, g)
 	h.nStarting.Add(1)
-	if pk.Connect.Clean {
+	old, resumes := Resumes(h.server, cl, pk)
+	if !resumes {
 		h.unsent.Delete(cl.ID)
 		g.sessionTaken() // no session to resend
-		return
-	}
-	old, ok := h.server.Clients.Get(pk.Connect.ClientIdentifier)
-	if !ok || old == cl {
-		h.unsent.Delete(cl.ID)
-		g.sessionTaken()
 		return
 	}
 	if v, ok := h.startups.Load(old); ok {
@@ -208,6 +207,7 @@ func (h *Hook) sweep() {
 	h.startups.Range(func(k, v any) bool {
 		if cl := k.(*mqtt.Client); cl.Closed() {
 			h.putBack(cl, v.(*startup))
+			h.endFlow(cl)
 			h.open(cl)
 			if v, ok := h.newConns.LoadAndDelete(cl); ok {
 				h.handOver(cl, v.(*queued)) // into its session, to be resent when the client is back

@@ -62,7 +62,10 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 }
 
 // OnClientExpired: the session ended.
-func (h *Hook) OnClientExpired(cl *mqtt.Client) { h.unsent.Delete(cl.ID) }
+func (h *Hook) OnClientExpired(cl *mqtt.Client) {
+	h.unsent.Delete(cl.ID)
+	h.endFlow(cl)
+}
 
 // waitTakenOver waits until mochi marks cl taken over; at most acceptWait: the new connection's
 // goroutine does it right after closing cl's connection, with no wait in between.
@@ -80,8 +83,10 @@ func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends
 	// Only mochi's resend of the session queues a DUP PUBLISH, a PUBREL or a PUBREC.
 	if (pk.FixedHeader.Dup || pk.FixedHeader.Type != packets.Publish) && h.nStarting.Load() > 0 {
 		if v, ok := h.startups.Load(cl); ok {
+			// Back in the session before publishers go on: a new message would take the first
+			// free id, that of the first message set aside (receivemax.go).
+			h.putBack(cl, v.(*startup)) // mochi has taken the queue to resend
 			v.(*startup).sessionTaken()
-			h.putBack(cl, v.(*startup)) // mochi has taken the queue to resend (receivemax.go)
 		}
 	}
 	h.noteQueuedAway(cl, pk, resends)
@@ -121,8 +126,8 @@ func (h *Hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, resends
 // registered it and resent what it copied: what the copy missed is sent now, under new ids.
 func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if v, ok := h.startups.Load(cl); ok {
-		v.(*startup).sessionTaken() // resent: publishers need not wait for what follows
 		h.putBack(cl, v.(*startup))
+		v.(*startup).sessionTaken() // resent: publishers need not wait for what follows
 	}
 	defer h.open(cl) // after the missing messages: they are older than anything held
 	if v, ok := h.newConns.LoadAndDelete(cl); ok {

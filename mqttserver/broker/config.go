@@ -45,6 +45,9 @@ type Config struct {
 	// without a recent successful login; 0 (a Config built in code) is no budget.
 	MaxFailedLogins int
 	limits.Limits
+	// memoryBase is the soft memory limit Run set for the messages (gc.go), raised with the
+	// clients by the limits' ReleaseHook; 0 is none.
+	memoryBase int64
 	// noEvents leaves the events hook out: the baseline of BenchmarkEventLog.
 	noEvents bool
 	// blockingWrites hands mochi the bare connections (no limits.FlowControl): for tests of what

@@ -12,19 +12,23 @@ import (
 const DefaultGCPercent = 400
 
 // paceGC applies cfg.GCPercent and the soft memory limit, unless the environment sets GOGC or
-// GOMEMLIMIT (the runtime has applied those already).
-func paceGC(cfg Config, getenv func(string) string) {
+// GOMEMLIMIT (the runtime has applied those already). It returns the limit it set, or 0: the
+// limits' ReleaseHook raises it with the clients connected and the sessions kept.
+func paceGC(cfg Config, getenv func(string) string) int64 {
 	if cfg.GCPercent > 0 && getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
 	}
-	if limit := memoryLimit(cfg); limit > 0 && getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(limit)
+	limit := memoryLimit(cfg)
+	if limit == 0 || getenv("GOMEMLIMIT") != "" {
+		return 0
 	}
+	debug.SetMemoryLimit(limit)
+	return limit
 }
 
 // memoryLimit is what the broker's budgets let messages hold (offline queues and retained
-// messages), plus 64 MiB for connections and the rest: 256 MiB by default, the ceiling the
-// broker is meant to stay under. 0 (no limit) when a budget is off.
+// messages), plus 64 MiB for the rest: 256 MiB by default, with no client; the ReleaseHook adds
+// what clients and sessions need. 0 (no limit) when a budget is off.
 func memoryLimit(cfg Config) int64 {
 	if cfg.GCPercent == 0 || cfg.MaxQueuedTotal <= 0 || cfg.MaxRetainedBytes <= 0 {
 		return 0

@@ -33,15 +33,17 @@ func TestPaceGCLeavesTheEnvironment(t *testing.T) {
 	cfg := Config{GCPercent: 400}
 	cfg.MaxQueuedTotal, cfg.MaxRetainedBytes = 1<<20, 1<<20
 	env := map[string]string{"GOGC": "150", "GOMEMLIMIT": "1GiB"}
-	paceGC(cfg, func(k string) string { return env[k] })
+	if base := paceGC(cfg, func(k string) string { return env[k] }); base != 0 {
+		t.Errorf("with GOMEMLIMIT set, paceGC set a limit of %d", base)
+	}
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("with GOGC set, the GC percent became %d", got)
 	}
-	paceGC(cfg, func(string) string { return "" })
+	base := paceGC(cfg, func(string) string { return "" })
 	if got := debug.SetGCPercent(100); got != 400 {
 		t.Errorf("without GOGC, the GC percent is %d, want 400", got)
 	}
-	if got := debug.SetMemoryLimit(-1); got != memoryLimit(cfg) {
+	if got := debug.SetMemoryLimit(-1); got != memoryLimit(cfg) || base != got {
 		t.Errorf("memory limit %d, want %d", got, memoryLimit(cfg))
 	}
 }

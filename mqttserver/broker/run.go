@@ -181,7 +181,9 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := add("message expiry", expiry); err != nil {
 		return nil, err
 	}
-	if err := add("memory release", limits.NewReleaseHook(server)); err != nil {
+	release := limits.NewReleaseHook(server)
+	release.MemoryBase = cfg.memoryBase
+	if err := add("memory release", release); err != nil {
 		return nil, err
 	}
 	if err := b.addListeners(cfg); err != nil {
@@ -264,7 +266,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	log, libraryLog, out := eventlog.NewLoggers(cfg.logSettings(), stdout, getenv)
 	defer out.Close()
-	paceGC(cfg, getenv)
+	cfg.memoryBase = paceGC(cfg, getenv)
 	b, err := New(cfg, log, libraryLog)
 	if err != nil {
 		return err

@@ -23,13 +23,26 @@ const releaseAfter = 1000
 
 // ReleaseHook returns freed memory to the OS, once a second at most, when the connected
 // clients have fallen by releaseAfter and a quarter from their peak since the last release.
+//
+// It also keeps the garbage collector's soft memory limit (debug.SetMemoryLimit) above what
+// the clients need: MemoryBase, when not 0, is the limit for the messages the budgets allow,
+// and once a second the hook adds what the connected clients (their goroutines' stacks) and the
+// kept sessions take. A fixed limit below that made the collector run without end.
 type ReleaseHook struct {
 	mqtt.HookBase
-	server *mqtt.Server
-	peak   atomic.Int64 // connected clients at most since the last release
-	stop   chan struct{}
-	done   chan struct{}
+	server     *mqtt.Server
+	MemoryBase int64
+	limit      int64        // the soft memory limit set last (the loop's goroutine only)
+	peak       atomic.Int64 // connected clients at most since the last release
+	stop       chan struct{}
+	done       chan struct{}
 }
+
+// What one connection and one kept session take, with room for the garbage they make.
+const (
+	memoryPerConnection = 64 << 10
+	memoryPerSession    = 16 << 10
+)
 
 func NewReleaseHook(server *mqtt.Server) *ReleaseHook {
 	return &ReleaseHook{server: server, stop: make(chan struct{}), done: make(chan struct{})}
@@ -64,6 +77,13 @@ func (h *ReleaseHook) Stop() error {
 
 func (h *ReleaseHook) check() {
 	now := atomic.LoadInt64(&h.server.Info.ClientsConnected)
+	if h.MemoryBase > 0 {
+		limit := h.MemoryBase + now*memoryPerConnection + int64(h.server.Clients.Len())*memoryPerSession
+		if limit != h.limit {
+			debug.SetMemoryLimit(limit)
+			h.limit = limit
+		}
+	}
 	if peak := h.peak.Load(); peak-now >= releaseAfter && now <= peak*3/4 {
 		debug.FreeOSMemory()
 		h.peak.Store(now)

@@ -88,7 +88,7 @@ func (f *FlowControl) wrap(c net.Conn) *flowConn {
 	fc := &flowConn{Conn: c, flow: f, socketClosed: make(chan struct{}), sizes: sizeWatch{limit: f.maxSize}}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			fc.raw, fc.rawRead = raw, fc.readNow
+			fc.raw, fc.rawWrite, fc.rawRead = raw, fc.writeNow, fc.readNow
 		}
 	}
 	// The listener's connect deadline covers reading CONNECT; writes have their own below.
@@ -148,8 +148,13 @@ func (*flowHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 // which a writer goroutine drains.
 type flowConn struct {
 	net.Conn
-	raw  syscall.RawConn // for a write that returns at once when the socket is full; nil off TCP
-	flow *FlowControl
+	raw syscall.RawConn // for a write that returns at once when the socket is full; nil off TCP
+	// rawWrite is writeNow, bound once; wp, wn and werr are its input and results (under mu).
+	rawWrite func(fd uintptr) bool
+	wp       []byte
+	wn       int
+	werr     error
+	flow     *FlowControl
 	// Read's state, used only by mochi's reading goroutine.
 	flowing  bool             // the last read filled mochi's buffer: more is likely waiting
 	aheadBuf *[readAhead]byte // from readAheadPool while it holds unread bytes
@@ -192,10 +197,17 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n := len(p)
-	// Every write goes to the writer goroutine, also when nothing waits: what mochi writes while
-	// it runs is gathered into one socket write. Trying the socket at once cost a system call a
-	// packet: 1→1 QoS 1 floods at 0.80× Mosquitto, 1.27× gathered (docs/benchmarks.md).
-	if unsent := len(c.pending) + c.writing; unsent >= c.flow.qos0 {
+	if !c.running && c.raw != nil { // nothing waits: try the socket at once, as before
+		w, err := c.tryWrite(p)
+		if err != nil {
+			c.err = err
+			return w, err
+		}
+		if w == n {
+			return n, nil
+		}
+		p = p[w:] // the rest of a packet begun: it cannot be dropped
+	} else if unsent := len(c.pending) + c.writing; unsent >= c.flow.qos0 {
 		p = c.withoutQoS0(p)
 	}
 	// What already waits counts, not p: one packet (up to -max-packet-size, or a little more

@@ -69,13 +69,17 @@ func (b *Broker) addListeners(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("-http-listen: %w", err)
 		}
+		metrics, err := metricsHandler(statsCollector{b.currentStats, b.listenerNames(), b.listenerProblems})
+		if err != nil {
+			return err
+		}
 		// The timeouts free connections that send nothing, or hold on idle between requests.
-		b.http = &http.Server{Handler: statusHandler(b.currentStats, b.page, b.listenerProblems), ReadHeaderTimeout: 5 * time.Second,
+		b.http = &http.Server{Handler: statusHandler(b.currentStats, metrics, b.page, b.listenerProblems), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
 		if !isLoopback(ln.Addr()) {
-			b.log.Warn("/stats is open to anyone who can reach this address (the live page too, without -auth): "+
+			b.log.Warn("/stats is open to anyone who can reach this address (/metrics too; the live page too, without -auth): "+
 				"it shows the broker's counters without a password; serve it on 127.0.0.1 or behind a proxy that asks for one",
 				"http", ln.Addr().String())
 		}
@@ -161,8 +165,9 @@ func isLoopback(addr net.Addr) bool {
 }
 
 // statusHandler serves /healthz (200 while every listener accepts; 503 and why while one does
-// not: problems), /stats (the $SYS counters) and the live page (package livepage).
-func statusHandler(stats func() stats, page *livepage.Page, problems func() map[string]string) http.Handler {
+// not: problems), /stats (the $SYS counters), /metrics (the same for Prometheus: metrics.go)
+// and the live page (package livepage). /metrics asks for no password, as /stats.
+func statusHandler(stats func() stats, metrics http.Handler, page *livepage.Page, problems func() map[string]string) http.Handler {
 	mux := http.NewServeMux()
 	if page != nil {
 		page.Register(mux)
@@ -186,6 +191,9 @@ func statusHandler(stats func() stats, page *livepage.Page, problems func() map[
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(stats())
 	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	return mux
 }
 

@@ -41,7 +41,7 @@ var statMetrics = []statMetric{
 		func(s stats) float64 { return float64(s.ClientsDisconnected) }),
 	statGauge("subscriptions", "Topic filters subscribed, of all sessions.",
 		func(s stats) float64 { return float64(s.Subscriptions) }),
-	statGauge("retained_messages", "Retained messages kept.",
+	statGauge("retained_messages", "Retained messages kept, mochi's own $SYS topics among them.",
 		func(s stats) float64 { return float64(s.Retained) }),
 	statGauge("inflight_messages", "QoS 1 and 2 messages not yet acknowledged: in flight to connected clients and queued for offline sessions.",
 		func(s stats) float64 { return float64(s.Inflight) }),

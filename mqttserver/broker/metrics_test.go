@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
 )
 
@@ -223,4 +225,53 @@ func BenchmarkMetricsScrape(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(size), "bytes/scrape")
+}
+
+// BenchmarkMetricsHotPath is the message flow of BenchmarkEventLog (QoS 0, publisher to
+// subscriber over loopback) with -http-listen, nobody scraping, and scraped every 10 ms (100
+// times as often as a 1 s scrape interval): the metrics cost a message nothing when nobody
+// scrapes (no hook, no counter of their own), and scrapes cost what BenchmarkMetricsScrape says.
+//
+//	go test -run '^$' -bench MetricsHotPath -benchtime 200000x -count 5 mqttdemo/mqttserver/broker
+func BenchmarkMetricsHotPath(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		every time.Duration // 0: not scraped
+	}{{"not-scraped", 0}, {"scraped-every-10ms", 10 * time.Millisecond}} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := Config{Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", noEvents: true, LogFormat: "json",
+				LogLevel: slog.LevelInfo, Limits: limits.DefaultLimits()}
+			broker, err := New(cfg, eventlog.NewLogger(cfg.logSettings(), io.Discard, noEnv),
+				eventlog.LibraryLogger(cfg.logSettings(), io.Discard, false))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := broker.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer broker.Close()
+			if c.every > 0 {
+				url := "http://" + broker.endpointAddr(b, "http") + "/metrics"
+				stop, done := make(chan struct{}), make(chan struct{})
+				go func() {
+					defer close(done)
+					tick := time.NewTicker(c.every)
+					defer tick.Stop()
+					for {
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+						}
+						if resp, err := http.Get(url); err == nil {
+							_, _ = io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+						}
+					}
+				}()
+				defer func() { close(stop); <-done }()
+			}
+			benchFlow(b, broker.Addr())
+		})
+	}
 }

@@ -47,7 +47,9 @@ func TestPrometheusScrapesBroker(t *testing.T) {
 	if code := pub.Exit(t); code != 0 {
 		t.Fatalf("publisher exit status %d\n%s", code, pub.Out)
 	}
-	sub.WaitCount(t, `mytopic`, count+1) // the SUBSCRIBED line and one per message
+	if got := len(sub.WaitCount(t, `RECEIVED\s+prom-sub mytopic `, count)); got != count {
+		t.Fatalf("the subscriber printed %d messages, want %d", got, count)
+	}
 	prom.eventually(t, "mqttserver_messages_received_total", func(v float64) bool { return v == count },
 		fmt.Sprintf("%d messages received, as the publisher sent", count))
 	prom.eventually(t, "mqttserver_messages_sent_total", func(v float64) bool { return v == count },

@@ -75,8 +75,9 @@ var statMetrics = []statMetric{
 		func(s stats) float64 { return float64(s.LivePagesRefused) }),
 }
 
-var listenerUp = prometheus.NewDesc("mqttserver_listener_up",
-	"1 while the listener accepts connections, 0 while it waits out accept errors (as /healthz).", []string{"listener"}, nil)
+const listenerUpHelp = "1 while the listener accepts connections, 0 while it waits out accept errors (as /healthz)."
+
+var listenerUp = prometheus.NewDesc("mqttserver_listener_up", listenerUpHelp, []string{"listener"}, nil)
 
 // statsCollector reads /stats' snapshot and the listeners' state when Prometheus scrapes, and
 // only then: it adds nothing to the work done for a message.

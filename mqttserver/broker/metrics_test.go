@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/system"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -272,6 +274,35 @@ func BenchmarkMetricsHotPath(b *testing.B) {
 				defer func() { close(stop); <-done }()
 			}
 			benchFlow(b, broker.Addr())
+		})
+	}
+}
+
+// TestListenerUp: mqttserver_listener_up is 0 for a listener /healthz reports as failing, 1 for
+// the others.
+func TestListenerUp(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		problems map[string]string
+		want     string
+	}{
+		{"all accept", nil, "mqtt 1\nws 1\nhttp 1"},
+		{"mqtt out of files", map[string]string{"mqtt": "accept: too many open files"}, "mqtt 0\nws 1\nhttp 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			col := statsCollector{stats: func() stats { return stats{Info: new(system.Info)} }, listeners: []string{"mqtt", "ws", "http"},
+				problems: func() map[string]string { return c.problems }}
+			want := "# HELP mqttserver_listener_up " + listenerUpHelp + "\n# TYPE mqttserver_listener_up gauge\n"
+			for _, line := range strings.Split(c.want, "\n") {
+				name, v, _ := strings.Cut(line, " ")
+				want += `mqttserver_listener_up{listener="` + name + `"} ` + v + "\n"
+			}
+			if err := testutil.CollectAndCompare(col, strings.NewReader(want), "mqttserver_listener_up"); err != nil {
+				t.Error(err)
+			}
+			if problems, err := testutil.CollectAndLint(col); err != nil || len(problems) > 0 {
+				t.Errorf("lint: %v %v", problems, err)
+			}
 		})
 	}
 }

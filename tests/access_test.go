@@ -457,7 +457,7 @@ func TestSecurityHTTPTimeouts(t *testing.T) {
 	if m == nil {
 		t.Fatal("no http= address on the STARTED line")
 	}
-	server.WaitFor(t, `/stats is open to anyone who can reach this address`)
+	server.WaitFor(t, `/stats and /metrics are open to anyone who can reach this address`)
 	addr := strings.Replace(m[1], "0.0.0.0", "127.0.0.1", 1)
 	addr = strings.Replace(addr, "[::]", "127.0.0.1", 1)
 	for _, c := range []struct{ name, send string }{

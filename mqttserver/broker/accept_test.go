@@ -149,7 +149,7 @@ func TestHealthzReportsListeners(t *testing.T) {
 		{"one failing", map[string]string{"mqtt": "accept failing since …: too many open files"},
 			http.StatusServiceUnavailable, `{"status":"failing","listeners":{"mqtt":"accept failing since …: too many open files"}}`},
 	} {
-		srv := httptest.NewServer(statusHandler(nil, nil, func() map[string]string { return c.problems }))
+		srv := httptest.NewServer(statusHandler(nil, nil, nil, func() map[string]string { return c.problems }))
 		resp, err := http.Get(srv.URL + "/healthz")
 		if err != nil {
 			t.Fatal(err)

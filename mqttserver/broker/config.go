@@ -35,7 +35,8 @@ type Config struct {
 	TLSListen, TLSCert, TLSKey string
 	// WSListen serves MQTT over WebSocket; "" is off.
 	WSListen string
-	// HTTPListen serves /healthz, /stats ($SYS counters as JSON) and the live page; "" is off.
+	// HTTPListen serves /healthz, /stats ($SYS counters as JSON), /metrics (Prometheus) and the
+	// live page; "" is off.
 	HTTPListen string
 	// AuthFile is the YAML file of users and their topic permissions; "" lets anyone in.
 	AuthFile string
@@ -106,7 +107,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.StringVar(&tlsCert, "tls-cert", "", "PEM `file` of the server certificate (and its chain) for -tls-listen; scripts/gen-certs.sh makes one")
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM `file` of the private key of -tls-cert")
 	fs.Var(wsListen, "ws-listen", "`address` to serve MQTT over WebSocket on, e.g. :1882 (off when empty)")
-	fs.Var(httpListen, "http-listen", "`address` to serve the live page (/), /healthz and /stats ($SYS counters, JSON) on, e.g. :8080 (off when empty); "+
+	fs.Var(httpListen, "http-listen", "`address` to serve the live page (/), /healthz, /stats ($SYS counters, JSON) and /metrics (Prometheus) on, e.g. :8080 (off when empty); "+
 		"at most 16 live pages at once, 4 per user (-auth) or address, past which a page is refused (429)")
 	lim := limits.DefaultLimits()
 	minKeepAlive := config.Duration(lim.MinKeepAlive)

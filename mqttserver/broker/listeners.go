@@ -69,13 +69,17 @@ func (b *Broker) addListeners(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("-http-listen: %w", err)
 		}
+		metrics, err := metricsHandler(statsCollector{b.currentStats, b.listenerNames(), b.listenerProblems})
+		if err != nil {
+			return err
+		}
 		// The timeouts free connections that send nothing, or hold on idle between requests.
-		b.http = &http.Server{Handler: statusHandler(b.currentStats, b.page, b.listenerProblems), ReadHeaderTimeout: 5 * time.Second,
+		b.http = &http.Server{Handler: statusHandler(b.currentStats, metrics, b.page, b.listenerProblems), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
 		if !isLoopback(ln.Addr()) {
-			b.log.Warn("/stats is open to anyone who can reach this address (the live page too, without -auth); "+
+			b.log.Warn("/stats and /metrics are open to anyone who can reach this address (the live page too, without -auth); "+
 				"in a container, the engine's port publishing decides who can", "http", ln.Addr().String())
 		}
 	}
@@ -160,8 +164,9 @@ func isLoopback(addr net.Addr) bool {
 }
 
 // statusHandler serves /healthz (200 while every listener accepts; 503 and why while one does
-// not: problems), /stats (the $SYS counters) and the live page (package livepage).
-func statusHandler(stats func() stats, page *livepage.Page, problems func() map[string]string) http.Handler {
+// not: problems), /stats (the $SYS counters), /metrics (the same for Prometheus: metrics.go)
+// and the live page (package livepage). /metrics asks for no password, as /stats.
+func statusHandler(stats func() stats, metrics http.Handler, page *livepage.Page, problems func() map[string]string) http.Handler {
 	mux := http.NewServeMux()
 	if page != nil {
 		page.Register(mux)
@@ -185,6 +190,9 @@ func statusHandler(stats func() stats, page *livepage.Page, problems func() map[
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(stats())
 	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	return mux
 }
 

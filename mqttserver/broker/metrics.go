@@ -1,0 +1,144 @@
+package broker
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// statMetric is one /stats counter as a Prometheus metric.
+type statMetric struct {
+	desc  *prometheus.Desc
+	typ   prometheus.ValueType
+	value func(stats) float64
+}
+
+func statCounter(name, help string, value func(stats) float64) statMetric {
+	return statMetric{prometheus.NewDesc("mqttserver_"+name, help, nil, nil), prometheus.CounterValue, value}
+}
+
+func statGauge(name, help string, value func(stats) float64) statMetric {
+	return statMetric{prometheus.NewDesc("mqttserver_"+name, help, nil, nil), prometheus.GaugeValue, value}
+}
+
+// statMetrics are /stats' fields on /metrics. None has a label: a label whose values a client
+// chooses (client id, topic, user) would let one client make series without end. mochi counts
+// neither messages by QoS nor drops by reason, so they are totals. memory_alloc and threads are
+// left to the Go collector (go_memstats_heap_inuse_bytes, go_goroutines), time and uptime to
+// the process collector (process_start_time_seconds).
+var statMetrics = []statMetric{
+	statGauge("clients_connected", "Clients connected now.",
+		func(s stats) float64 { return float64(s.ClientsConnected) }),
+	statGauge("clients_connected_max", "The most clients connected at once since the start.",
+		func(s stats) float64 { return float64(s.ClientsMaximum) }),
+	statGauge("sessions", "Sessions held: the connected clients and the sessions kept for offline ones.",
+		func(s stats) float64 { return float64(s.ClientsTotal) }),
+	statGauge("sessions_offline", "Sessions kept for clients that are not connected.",
+		func(s stats) float64 { return float64(s.ClientsDisconnected) }),
+	statGauge("subscriptions", "Topic filters subscribed, of all sessions.",
+		func(s stats) float64 { return float64(s.Subscriptions) }),
+	statGauge("retained_messages", "Retained messages kept, mochi's own $SYS topics among them.",
+		func(s stats) float64 { return float64(s.Retained) }),
+	statGauge("inflight_messages", "QoS 1 and 2 messages not yet acknowledged: in flight to connected clients and queued for offline sessions.",
+		func(s stats) float64 { return float64(s.Inflight) }),
+	statCounter("messages_received_total", "PUBLISH packets received from clients.",
+		func(s stats) float64 { return float64(s.MessagesReceived) }),
+	statCounter("messages_sent_total", "PUBLISH packets sent to clients.",
+		func(s stats) float64 { return float64(s.MessagesSent) }),
+	statCounter("messages_dropped_total", "Messages dropped, all reasons together: a slow consumer, a full queue or the queues' budget "+
+		"(-max-queued-*), a full retained store, -max-message-expiry, a message too large for its subscriber.",
+		func(s stats) float64 { return float64(s.MessagesDropped) }),
+	statCounter("inflight_dropped_total", "Of the messages dropped, those refused because a session held -max-queued-messages "+
+		"or had no packet id free (added to messages_dropped within a second).",
+		func(s stats) float64 { return float64(s.InflightDropped) }),
+	statCounter("received_bytes_total", "Bytes received from clients.",
+		func(s stats) float64 { return float64(s.BytesReceived) }),
+	statCounter("sent_bytes_total", "Bytes sent to clients.",
+		func(s stats) float64 { return float64(s.BytesSent) }),
+	statCounter("packets_received_total", "MQTT packets received from clients.",
+		func(s stats) float64 { return float64(s.PacketsReceived) }),
+	statCounter("packets_sent_total", "MQTT packets sent to clients.",
+		func(s stats) float64 { return float64(s.PacketsSent) }),
+	statCounter("subscriptions_refused_total", "Topic filters refused past -max-subscriptions or -max-filter-length.",
+		func(s stats) float64 { return float64(s.SubscriptionsRefused) }),
+	statCounter("logins_failed_total", "Logins whose password check failed (-auth).",
+		func(s stats) float64 { return float64(s.LoginsFailed) }),
+	statCounter("logins_refused_total", "Logins refused unchecked by the login throttle (-max-failed-logins).",
+		func(s stats) float64 { return float64(s.LoginsRefused) }),
+	statCounter("accept_errors_total", "Accept errors the listeners waited out (too many open files, ...).",
+		func(s stats) float64 { return float64(s.AcceptErrors) }),
+	statCounter("live_pages_refused_total", "Live page streams refused: past 4 per user or address, or 16 in all.",
+		func(s stats) float64 { return float64(s.LivePagesRefused) }),
+}
+
+const listenerUpHelp = "1 while the listener accepts connections, 0 while it waits out accept errors (as /healthz)."
+
+var listenerUp = prometheus.NewDesc("mqttserver_listener_up", listenerUpHelp, []string{"listener"}, nil)
+
+// statsCollector reads /stats' snapshot and the listeners' state when Prometheus scrapes, and
+// only then: it adds nothing to the work done for a message.
+type statsCollector struct {
+	stats     func() stats
+	listeners []string                 // the listener names, for mqttserver_listener_up
+	problems  func() map[string]string // the listeners not accepting now
+}
+
+func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range statMetrics {
+		ch <- m.desc
+	}
+	ch <- listenerUp
+}
+
+func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	for _, m := range statMetrics {
+		ch <- constMetric(m.desc, m.typ, m.value(s))
+	}
+	failing := c.problems()
+	for _, name := range c.listeners {
+		up := 1.0
+		if _, ok := failing[name]; ok {
+			up = 0
+		}
+		ch <- constMetric(listenerUp, prometheus.GaugeValue, up, name)
+	}
+}
+
+// constMetric is prometheus.MustNewConstMetric that reports a mistake to the scrape instead
+// of panicking.
+func constMetric(desc *prometheus.Desc, typ prometheus.ValueType, v float64, labels ...string) prometheus.Metric {
+	m, err := prometheus.NewConstMetric(desc, typ, v, labels...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(desc, err)
+	}
+	return m
+}
+
+// metricsHandler serves /metrics: the broker's counters (statsCollector), the Go runtime's
+// and the process'. Its own registry: a process may hold more than one broker (the tests do).
+func metricsHandler(c statsCollector) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	for _, col := range []prometheus.Collector{c, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(col); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
+}
+
+// listenerNames are the names of the bound listeners, each once.
+func (b *Broker) listenerNames() []string {
+	var names []string
+	for _, l := range b.listening {
+		if !slices.Contains(names, l.name) {
+			names = append(names, l.name)
+		}
+	}
+	return names
+}

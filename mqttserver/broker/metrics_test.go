@@ -1,0 +1,310 @@
+package broker
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/system"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"mqttdemo/mqttserver/eventlog"
+	"mqttdemo/mqttserver/limits"
+)
+
+// metricsOfStats pairs each mqttserver_ metric with its /stats field: the test that they agree
+// fails when a metric is added without its pair.
+var metricsOfStats = map[string]string{
+	"mqttserver_clients_connected":           "clients_connected",
+	"mqttserver_clients_connected_max":       "clients_maximum",
+	"mqttserver_sessions":                    "clients_total",
+	"mqttserver_sessions_offline":            "clients_disconnected",
+	"mqttserver_subscriptions":               "subscriptions",
+	"mqttserver_retained_messages":           "retained",
+	"mqttserver_inflight_messages":           "inflight",
+	"mqttserver_messages_received_total":     "messages_received",
+	"mqttserver_messages_sent_total":         "messages_sent",
+	"mqttserver_messages_dropped_total":      "messages_dropped",
+	"mqttserver_inflight_dropped_total":      "inflight_dropped",
+	"mqttserver_received_bytes_total":        "bytes_received",
+	"mqttserver_sent_bytes_total":            "bytes_sent",
+	"mqttserver_packets_received_total":      "packets_received",
+	"mqttserver_packets_sent_total":          "packets_sent",
+	"mqttserver_subscriptions_refused_total": "subscriptions_refused",
+	"mqttserver_logins_failed_total":         "logins_failed",
+	"mqttserver_logins_refused_total":        "logins_refused",
+	"mqttserver_accept_errors_total":         "accept_errors",
+	"mqttserver_live_pages_refused_total":    "live_pages_refused",
+}
+
+// TestMetricsMatchStats: after traffic (a retained message, a persistent session left with a
+// queued message, a refused subscription), /metrics parses as Prometheus' text format, passes
+// `promtool check metrics`, has the Go and process collectors, no label but listener, and
+// every mqttserver_ number equals /stats' as the broker stands still.
+func TestMetricsMatchStats(t *testing.T) {
+	cfg := Config{HTTPListen: "127.0.0.1:0", Limits: limits.DefaultLimits()}
+	cfg.Limits.MaxSubscriptions = 1
+	b, _ := startBroker(t, cfg)
+	base := "http://" + b.endpointAddr(t, "http")
+
+	keeper := connect(t, clientOpts(b.Addr(), "keeper").SetCleanSession(false))
+	if err := wait(keeper.Subscribe("q/#", 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	_ = keeper.Subscribe("r/#", 1, nil).WaitTimeout(waitTimeout) // refused: -max-subscriptions 1
+	keeper.Disconnect(100)
+	pub := connect(t, clientOpts(b.Addr(), "pub"))
+	for _, topic := range []string{"q/1", "q/2", "r/1"} {
+		if err := wait(pub.Publish(topic, 1, topic == "r/1", "m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// mochi's $SYS tick may move a counter between the two requests, and it counts the PUBACK
+	// to the publisher in flight until a moment after the publisher has it: ask again then.
+	want := map[string]float64{"clients_connected": 1, "clients_total": 2, "clients_disconnected": 1,
+		"inflight": 2, "subscriptions": 1, "subscriptions_refused": 1, "messages_received": 3}
+	var families map[string]*dto.MetricFamily
+	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(100 * time.Millisecond) {
+		stats := getJSON(t, base+"/stats")
+		families = scrape(t, base+"/metrics")
+		var differ []string
+		for metric, field := range metricsOfStats {
+			f, ok := families[metric]
+			switch {
+			case !ok || len(f.GetMetric()) != 1:
+				differ = append(differ, metric+" missing")
+			case value(f.GetMetric()[0]) != stats[field].(float64):
+				differ = append(differ, fmt.Sprintf("%s %v, /stats %s %v", metric, value(f.GetMetric()[0]), field, stats[field]))
+			}
+		}
+		for field, v := range want {
+			if got := stats[field].(float64); got != v {
+				differ = append(differ, fmt.Sprintf("/stats %s = %v, want %v", field, got, v))
+			}
+		}
+		if len(differ) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics and /stats differ, or not as the clients did:\n%s", strings.Join(differ, "\n"))
+		}
+	}
+	for name, f := range families {
+		if !strings.HasPrefix(name, "mqttserver_") {
+			continue
+		}
+		if _, ok := metricsOfStats[name]; !ok && name != "mqttserver_listener_up" {
+			t.Errorf("%s has no /stats field in metricsOfStats", name)
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() != "listener" {
+					t.Errorf("%s has label %s: only labels the broker chooses the values of", name, l.GetName())
+				}
+			}
+		}
+	}
+	up := map[string]float64{}
+	for _, m := range families["mqttserver_listener_up"].GetMetric() {
+		up[m.GetLabel()[0].GetValue()] = value(m)
+	}
+	if len(up) != 2 || up["mqtt"] != 1 || up["http"] != 1 {
+		t.Errorf("mqttserver_listener_up %v, want mqtt and http at 1", up)
+	}
+	for _, name := range []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "go_gc_gomemlimit_bytes"} {
+		if _, ok := families[name]; !ok {
+			t.Errorf("no %s: the Go collector is missing", name)
+		}
+	}
+	if _, ok := families["process_start_time_seconds"]; !ok && processMetricsExpected() {
+		t.Error("no process_start_time_seconds: the process collector is missing")
+	}
+
+	promtool := mustPromtool(t)
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = resp.Body
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// processMetricsExpected: client_golang's process collector reads /proc on Linux, and has no
+// source on some other systems.
+func processMetricsExpected() bool {
+	_, err := os.Stat("/proc/self/stat")
+	return err == nil
+}
+
+// mustPromtool is the path of promtool (Debian's prometheus package). Without it the test is
+// skipped, except in CI, which installs it.
+func mustPromtool(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("promtool not found (apt-get install prometheus): %v", err)
+		}
+		t.Skip("promtool not found: apt-get install prometheus")
+	}
+	return path
+}
+
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Fatalf("/metrics Content-Type %q", ct)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics does not parse: %v", err)
+	}
+	return families
+}
+
+func getJSON(t *testing.T, url string) map[string]any {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("%s: %v\n%s", url, err, body)
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	if m.GetCounter() != nil {
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
+}
+
+// BenchmarkMetricsScrape is what one scrape of /metrics costs (over loopback HTTP, the body
+// read). It is the only cost of the metrics: the collector reads /stats' snapshot when asked,
+// and no hook or counter was added for them on a message's way through the broker.
+//
+//	go test -run '^$' -bench MetricsScrape mqttdemo/mqttserver/broker
+func BenchmarkMetricsScrape(b *testing.B) {
+	broker, _ := startBroker(b, Config{HTTPListen: "127.0.0.1:0"})
+	url := "http://" + broker.endpointAddr(b, "http") + "/metrics"
+	var size int64
+	for b.Loop() {
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("/metrics: %v %s", err, resp.Status)
+		}
+	}
+	b.ReportMetric(float64(size), "bytes/scrape")
+}
+
+// BenchmarkMetricsHotPath is the message flow of BenchmarkEventLog (QoS 0, publisher to
+// subscriber over loopback) with -http-listen, nobody scraping, and scraped every 10 ms (100
+// times as often as a 1 s scrape interval): the metrics cost a message nothing when nobody
+// scrapes (no hook, no counter of their own), and scrapes cost what BenchmarkMetricsScrape says.
+//
+//	go test -run '^$' -bench MetricsHotPath -benchtime 200000x -count 5 mqttdemo/mqttserver/broker
+func BenchmarkMetricsHotPath(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		every time.Duration // 0: not scraped
+	}{{"not-scraped", 0}, {"scraped-every-10ms", 10 * time.Millisecond}} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := Config{Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", noEvents: true, LogFormat: "json",
+				LogLevel: slog.LevelInfo, Limits: limits.DefaultLimits()}
+			broker, err := New(cfg, eventlog.NewLogger(cfg.logSettings(), io.Discard, noEnv),
+				eventlog.LibraryLogger(cfg.logSettings(), io.Discard, false))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := broker.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer broker.Close()
+			if c.every > 0 {
+				url := "http://" + broker.endpointAddr(b, "http") + "/metrics"
+				stop, done := make(chan struct{}), make(chan struct{})
+				go func() {
+					defer close(done)
+					tick := time.NewTicker(c.every)
+					defer tick.Stop()
+					for {
+						select {
+						case <-stop:
+							return
+						case <-tick.C:
+						}
+						if resp, err := http.Get(url); err == nil {
+							_, _ = io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+						}
+					}
+				}()
+				defer func() { close(stop); <-done }()
+			}
+			benchFlow(b, broker.Addr())
+		})
+	}
+}
+
+// TestListenerUp: mqttserver_listener_up is 0 for a listener /healthz reports as failing, 1 for
+// the others.
+func TestListenerUp(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		problems map[string]string
+		want     string
+	}{
+		{"all accept", nil, "mqtt 1\nws 1\nhttp 1"},
+		{"mqtt out of files", map[string]string{"mqtt": "accept: too many open files"}, "mqtt 0\nws 1\nhttp 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			col := statsCollector{stats: func() stats { return stats{Info: new(system.Info)} }, listeners: []string{"mqtt", "ws", "http"},
+				problems: func() map[string]string { return c.problems }}
+			want := "# HELP mqttserver_listener_up " + listenerUpHelp + "\n# TYPE mqttserver_listener_up gauge\n"
+			for _, line := range strings.Split(c.want, "\n") {
+				name, v, _ := strings.Cut(line, " ")
+				want += `mqttserver_listener_up{listener="` + name + `"} ` + v + "\n"
+			}
+			if err := testutil.CollectAndCompare(col, strings.NewReader(want), "mqttserver_listener_up"); err != nil {
+				t.Error(err)
+			}
+			if problems, err := testutil.CollectAndLint(col); err != nil || len(problems) > 0 {
+				t.Errorf("lint: %v %v", problems, err)
+			}
+		})
+	}
+}

@@ -201,10 +201,10 @@ func (p *PacketIDs) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 // OnDisconnect forgets the table of a session that ends, unless a newer connection has it. Of
-// a session kept, it drops the pairs that left nothing in flight: a packet that failed mochi's
-// checks ended the connection before it was processed.
+// a session kept, it drops the pairs (but QoS 2's) that left nothing in flight: a packet that
+// failed mochi's checks ended the connection before it was processed.
 func (p *PacketIDs) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	if cl.Net.Inline || errors.Is(cl.StopCause(), errTakenOver) {
+	if cl.Net.Inline || cl.IsTakenOver() || errors.Is(cl.StopCause(), errTakenOver) {
 		return // the new connection has the session and its table
 	}
 	v, ok := p.sessions.Load(cl.ID)
@@ -215,12 +215,15 @@ func (p *PacketIDs) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	t.mu.Lock()
 	mine := t.owner == cl || t.owner == nil
 	if mine && !expire {
+		// Not the QoS 2 pairs: a connection that ended by itself can be taken over meanwhile,
+		// and mochi then empties its session after copying it; a QoS 2 pair whose exchange the
+		// session no longer holds is dropped when the client's id comes again (OnPacketRead).
 		for id, wire := range t.wire {
+			if t.qos2[wire] == id {
+				continue
+			}
 			if held, ok := cl.State.Inflight.Get(id); !ok || !answer(held.FixedHeader.Type) {
 				delete(t.wire, id)
-				if t.qos2[wire] == id {
-					delete(t.qos2, wire)
-				}
 			}
 		}
 	}

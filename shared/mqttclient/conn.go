@@ -32,16 +32,8 @@ import (
 //
 // It wraps the connection opts opens already (Trace's, when set), else a plain one.
 func KeepReleases(opts *mqtt.ClientOptions, store *Store) {
-	open := opts.CustomOpenConnectionFn
-	if open == nil {
-		open = dial
-	}
-	opts.SetCustomOpenConnectionFn(func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-		conn, err := open(uri, o)
-		if err != nil {
-			return nil, err
-		}
-		return &qos2Conn{Conn: conn, store: store, onPubrec: store.released, carried: make(map[uint16]uint64)}, nil
+	wrapConn(opts, func(conn net.Conn) net.Conn {
+		return &qos2Conn{Conn: conn, store: store, onPubrec: store.released, carried: make(map[uint16]uint64)}
 	})
 }
 
@@ -215,4 +207,19 @@ func (c *qos2Conn) scan(data []byte) {
 			}
 		}
 	}
+}
+
+// wrapConn has opts wrap each connection it opens (the one it opens already, else a plain one).
+func wrapConn(opts *mqtt.ClientOptions, wrap func(net.Conn) net.Conn) {
+	open := opts.CustomOpenConnectionFn
+	if open == nil {
+		open = dial
+	}
+	opts.SetCustomOpenConnectionFn(func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+		conn, err := open(uri, o)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(conn), nil
+	})
 }

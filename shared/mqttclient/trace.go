@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,16 +68,8 @@ const (
 // is what was sent. report runs on paho's network goroutines, before the packet is written or
 // handed to paho: it must be quick, and it sees the packets in the order of the wire.
 func Trace(opts *mqtt.ClientOptions, report func(Packet)) {
-	open := opts.CustomOpenConnectionFn
-	if open == nil {
-		open = dial
-	}
-	opts.SetCustomOpenConnectionFn(func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
-		conn, err := open(uri, o)
-		if err != nil {
-			return nil, err
-		}
-		return &traceConn{Conn: conn, in: decoder{dir: In, report: report}, out: decoder{dir: Out, report: report}}, nil
+	wrapConn(opts, func(conn net.Conn) net.Conn {
+		return &traceConn{Conn: conn, in: decoder{dir: In, report: report}, out: decoder{dir: Out, report: report}}
 	})
 }
 

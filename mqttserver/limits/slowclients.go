@@ -144,6 +144,26 @@ func (*flowHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	}
 }
 
+// While packets follow each other closely (within gatherWithin), Write leaves them to the writer
+// goroutine, which gathers what waits into one socket write: a system call a packet cost a
+// 1→1 QoS 1 flood a third of its rate. A lone packet still tries the socket at once.
+const gatherWithin = time.Millisecond
+
+// behindAfter is how long the writer's socket write may wait before the client counts as not
+// reading. What waits for the writer is no sign of it: on a busy machine the writer may wait its
+// turn while the socket would take everything.
+const behindAfter = 20 * time.Millisecond
+
+// epoch is the start of the monotonic times flowConn keeps as durations.
+var epoch = time.Now()
+
+// behind tells whether the client is not reading what it is sent: the socket has taken none of
+// the writer's current write for behindAfter.
+func (c *flowConn) behind(now time.Duration) bool {
+	since := c.writeSince.Load()
+	return since != 0 && now-time.Duration(since) > behindAfter
+}
+
 // flowConn is a net.Conn whose Write copies what the socket does not take at once into pending,
 // which a writer goroutine drains.
 type flowConn struct {
@@ -168,13 +188,17 @@ type flowConn struct {
 	sizes    sizeWatch    // used by the reader only (packetwatch.go)
 	connect  connectWatch // used by the reader only (connectwatch.go)
 
-	mu      sync.Mutex
-	pending []byte // waiting for the writer
-	spare   []byte // the writer's last buffer, reused while it runs
-	writing int    // bytes the writer holds
-	running bool   // the writer goroutine
-	closed  bool   // Close was called: the writer flushes, then closes
-	err     error  // a failed connection: every later Write returns it
+	// writeSince is when the writer's socket write began (since epoch), 0 between writes.
+	writeSince atomic.Int64
+
+	mu        sync.Mutex
+	lastWrite time.Duration // when mochi last wrote (since epoch)
+	pending   []byte        // waiting for the writer
+	spare     []byte        // the writer's last buffer, reused while it runs
+	writing   int           // bytes the writer holds
+	running   bool          // the writer goroutine
+	closed    bool          // Close was called: the writer flushes, then closes
+	err       error         // a failed connection: every later Write returns it
 
 	socketClosed chan struct{} // closed once the socket is
 	closeOnce    sync.Once
@@ -197,7 +221,10 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n := len(p)
-	if !c.running && c.raw != nil { // nothing waits: try the socket at once, as before
+	now := time.Since(epoch)
+	recent := now-c.lastWrite < gatherWithin
+	c.lastWrite = now
+	if !c.running && c.raw != nil && !recent { // a lone packet: try the socket at once
 		w, err := c.tryWrite(p)
 		if err != nil {
 			c.err = err
@@ -207,13 +234,13 @@ func (c *flowConn) Write(p []byte) (int, error) {
 			return n, nil
 		}
 		p = p[w:] // the rest of a packet begun: it cannot be dropped
-	} else if unsent := len(c.pending) + c.writing; unsent >= c.flow.qos0 {
+	} else if unsent := len(c.pending) + c.writing; unsent >= c.flow.qos0 && c.behind(now) {
 		p = c.withoutQoS0(p)
 	}
 	// What already waits counts, not p: one packet (up to -max-packet-size, or a little more
 	// for an MQTT 5 copy) may always go out, or a big message would end its subscriber at every
 	// reconnect.
-	if unsent := len(c.pending) + c.writing; unsent > c.flow.maxUnsent {
+	if unsent := len(c.pending) + c.writing; unsent > c.flow.maxUnsent && c.behind(now) {
 		c.fail(ErrSlowConsumer)
 		c.flow.slowConsumer(c, "-max-queued-bytes unsent", unsent)
 		return 0, ErrSlowConsumer
@@ -325,7 +352,9 @@ func (c *flowConn) writeAll(out []byte) error {
 			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.flow.timeout))
 		}
 		c.mu.Unlock()
+		c.writeSince.Store(int64(time.Since(epoch)))
 		n, err := c.Conn.Write(out[:min(len(out), maxWriteChunk)])
+		c.writeSince.Store(0)
 		out = out[n:]
 		var netErr net.Error
 		timeout := err != nil && errors.As(err, &netErr) && netErr.Timeout()

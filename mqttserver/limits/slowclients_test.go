@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"log/slog"
 	"testing"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"mqttdemo/mqttserver/rawmqtt"
 )
-
-// TestWithoutQoS0 drops exactly the QoS 0 PUBLISH packets of a write, whole, and counts them.
 
 // TestWithoutQoS0 drops exactly the QoS 0 PUBLISH packets of a write, whole, and counts them.
 func TestWithoutQoS0(t *testing.T) {
@@ -40,6 +39,44 @@ func TestWithoutQoS0(t *testing.T) {
 			}
 			if n := server.Info.MessagesDropped; n != c.dropped {
 				t.Errorf("counted %d dropped, want %d", n, c.dropped)
+			}
+		})
+	}
+}
+
+// TestQoS0DroppedOnlyWhenTheSocketWaits: what waits for the writer goroutine is no sign of a
+// client that does not read (on a busy machine the writer may simply wait its turn), so a QoS 0
+// copy is dropped past half of -max-queued-bytes only while the writer's socket write has taken
+// nothing for behindAfter. Gathered writes without this rule dropped a busy healthy subscriber's
+// messages (TestFaultSlowConsumer).
+func TestQoS0DroppedOnlyWhenTheSocketWaits(t *testing.T) {
+	pub0 := rawmqtt.Publish("a", 0, 0, []byte("hi"))
+	for _, c := range []struct {
+		name    string
+		waiting time.Duration // how long the writer's socket write has waited; 0: not in one
+		dropped bool
+	}{
+		{"writer between writes", 0, false},
+		{"socket write just begun", time.Millisecond, false},
+		{"socket write waiting", 2 * behindAfter, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			server := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+			l := DefaultLimits()
+			f := NewFlowControl(server, l, slog.New(slog.DiscardHandler))
+			fc := &flowConn{flow: f, running: true, pending: make([]byte, f.qos0)}
+			if c.waiting > 0 {
+				fc.writeSince.Store(int64(time.Since(epoch) - c.waiting))
+			}
+			if _, err := fc.Write(pub0); err != nil {
+				t.Fatal(err)
+			}
+			kept := len(fc.pending) > f.qos0
+			if kept == c.dropped {
+				t.Errorf("QoS 0 copy kept: %v, want %v", kept, !c.dropped)
+			}
+			if n := server.Info.MessagesDropped; (n == 1) != c.dropped {
+				t.Errorf("counted %d dropped", n)
 			}
 		})
 	}

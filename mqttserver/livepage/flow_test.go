@@ -225,3 +225,30 @@ func TestFlowHidesPayloadsAViewerMayNotRead(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFlowHooks is what the packet flow adds to each packet read and written: nobody
+// watching, another client watched, and this client watched (captured).
+//
+//	go test -run '^$' -bench FlowHooks mqttdemo/mqttserver/livepage
+func BenchmarkFlowHooks(b *testing.B) {
+	for _, c := range []struct{ name, watch string }{{"nobody-watching", ""}, {"other-watched", "other"}, {"this-watched", "busy"}} {
+		b.Run(c.name, func(b *testing.B) {
+			p := New(mqtt.New(nil), new(LineRing))
+			if c.watch != "" {
+				p.watch(c.watch)
+			}
+			cl := &mqtt.Client{ID: "busy"}
+			pk := pub("bench/msg", 1, 1, false, strings.Repeat("x", 64))
+			b.ReportAllocs()
+			for b.Loop() {
+				// As mochi calls them: Provides first.
+				if p.Provides(mqtt.OnPacketRead) {
+					_, _ = p.OnPacketRead(cl, pk)
+				}
+				if p.Provides(mqtt.OnPacketSent) {
+					p.OnPacketSent(cl, pk, nil)
+				}
+			}
+		})
+	}
+}

@@ -23,7 +23,8 @@ import (
 // the rest only counted, so that it shows what the default level costs. The publisher keeps at
 // most window messages ahead of the subscriber, so the broker is saturated but never drops;
 // every message must arrive, and a variant that logs every message fails if it wrote less than
-// a line a message.
+// a line a message. The live-page variants run without a page, with one open, and with one
+// drawing the publisher's or the subscriber's packets (the packet flow, ?watch=).
 //
 //	go test -run '^$' -bench EventLog -benchtime 200000x mqttdemo/mqttserver/broker
 func BenchmarkEventLog(b *testing.B) {
@@ -31,15 +32,19 @@ func BenchmarkEventLog(b *testing.B) {
 		name   string
 		cfg    Config
 		level  slog.Level
-		viewer bool // a live page open during the run
+		viewer bool   // a live page open during the run
+		watch  string // the client whose packets it draws (?watch=)
 	}{
-		{"no-events-hook", Config{noEvents: true, LogFormat: "json"}, slog.LevelInfo, false},
-		{"events-text-debug", Config{LogFormat: "text"}, slog.LevelDebug, false},
-		{"events-json-debug", Config{LogFormat: "json"}, slog.LevelDebug, false},
-		{"events-text-info-capped", Config{LogFormat: "text"}, slog.LevelInfo, false},
+		{"no-events-hook", Config{noEvents: true, LogFormat: "json"}, slog.LevelInfo, false, ""},
+		{"events-text-debug", Config{LogFormat: "text"}, slog.LevelDebug, false, ""},
+		{"events-json-debug", Config{LogFormat: "json"}, slog.LevelDebug, false, ""},
+		{"events-text-info-capped", Config{LogFormat: "text"}, slog.LevelInfo, false, ""},
 		// With -http-listen: the live page counts every message and copies the event lines.
-		{"events-text-livepage", Config{LogFormat: "text", HTTPListen: "127.0.0.1:0"}, slog.LevelInfo, false},
-		{"events-text-livepage-open", Config{LogFormat: "text", HTTPListen: "127.0.0.1:0"}, slog.LevelInfo, true},
+		{"events-text-livepage", Config{LogFormat: "text", HTTPListen: "127.0.0.1:0"}, slog.LevelInfo, false, ""},
+		{"events-text-livepage-open", Config{LogFormat: "text", HTTPListen: "127.0.0.1:0"}, slog.LevelInfo, true, ""},
+		// The packet flow: every PUBLISH the publisher sends, or the subscriber receives, captured.
+		{"events-text-livepage-watching-publisher", Config{LogFormat: "text", HTTPListen: "127.0.0.1:0"}, slog.LevelInfo, true, "bench-pub"},
+		{"events-text-livepage-watching-subscriber", Config{LogFormat: "text", HTTPListen: "127.0.0.1:0"}, slog.LevelInfo, true, "bench-sub"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cfg := c.cfg
@@ -60,7 +65,7 @@ func BenchmarkEventLog(b *testing.B) {
 			}
 			defer broker.Close()
 			if c.viewer {
-				resp, err := http.Get("http://" + broker.endpointAddr(b, "http") + "/events")
+				resp, err := http.Get("http://" + broker.endpointAddr(b, "http") + "/events?watch=" + c.watch)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -143,6 +143,10 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if page != nil && cfg.AuthFile != "" { // the page asks for the same users, with HTTP basic auth
 		page.CheckUser = b.access.PageLogin
 		page.Recheck = b.access.PageViewer // a reload ends the streams of viewers it removes
+		// The packet flow's payloads: the viewer's read rules in force, as for a subscriber.
+		page.MayRead = func(user, topic string) bool {
+			return b.access.OnACLCheck(&mqtt.Client{Properties: mqtt.ClientProperties{Username: []byte(user)}}, topic, false)
+		}
 		b.access.Reloaded = page.Reloaded
 	}
 	queues := limits.NewQueueHook(server, cfg.Limits, log)

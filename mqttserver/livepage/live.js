@@ -97,7 +97,13 @@ function render(s) {
 
   fill("clients", (s.clients || []).map(c => row(
     [c.id, c.user || "—", c.remote, c.protocol, c.clean ? "yes" : "no", since(c.since)],
-    { "data-client": c.id })), s.clientsTotal, ["client", "clients"], "no client connected");
+    c.id === watching ? { "data-client": c.id, class: "watched", title: "its packets are drawn below" }
+      : { "data-client": c.id, title: "click: see its packets" })), s.clientsTotal, ["client", "clients"], "no client connected");
+  document.getElementById("client-ids").replaceChildren(...(s.clients || []).map(c => {
+    const o = document.createElement("option");
+    o.value = c.id;
+    return o;
+  }));
 
   fill("subscriptions", (s.subscriptions || []).map(f => {
     const td = el("td", undefined, "list");
@@ -139,10 +145,174 @@ function addLines(lines) {
   if (atBottom) box.scrollTop = box.scrollHeight;
 }
 
+// The packet flow: the client watched is in the address (#watch=ID), so a reload or a link
+// shows it again; the stream is opened with ?watch=ID and sends "packets" events.
+const maxFlow = 50; // packets drawn, as many as the broker keeps
+let watching = watchFromHash();
+let flow = [];        // the packets drawn, oldest first
+let flowFresh = true; // the next "packets" event is a new stream's: it sends all the broker kept
+let stream = null;
+
+function watchFromHash() {
+  const m = location.hash.match(/^#watch=(.+)$/);
+  if (!m) return "";
+  try { return decodeURIComponent(m[1]); } catch (e) { return ""; }
+}
+
+function watch(id) {
+  location.hash = id ? "watch=" + encodeURIComponent(id) : "";
+}
+
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(svgNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = String(text);
+  return e;
+}
+
+// clip cuts a text drawn on one line of the diagram; the whole is its tooltip.
+function clip(text, n) {
+  return text.length > n ? text.slice(0, n - 1) + "…" : text;
+}
+
+function flowLabel(p) {
+  let s = p.type;
+  if (p.id) s += ` id ${p.id}`;
+  if (p.type === "PUBLISH") {
+    s += ` · QoS ${p.qos || 0}`;
+    if (p.dup) s += " · DUP (resend)";
+    if (p.retain) s += " · retain";
+  }
+  return s;
+}
+
+function flowDetail(p) {
+  if (p.type !== "PUBLISH" && p.type !== "WILL") return p.detail || "";
+  let s = `${p.topic || ""} · ${p.bytes || 0} B`;
+  if (p.hidden) s += " · payload hidden: you may not read this topic";
+  else if (p.bytes) s += ` · ${p.payload}`;
+  return s;
+}
+
+// qos2Groups finds the QoS 2 exchanges: PUBLISH, PUBREC, PUBREL, PUBCOMP under one id, the
+// PUBLISH's sender's (the client and the broker number their PUBLISHes apart).
+function qos2Groups(pks) {
+  const open = new Map(), groups = [];
+  const other = d => (d === "in" ? "out" : "in");
+  pks.forEach((p, i) => {
+    let key;
+    if (p.type === "PUBLISH" && p.qos === 2) {
+      key = `${p.dir}:${p.id}`;
+      if (!open.has(key)) open.set(key, { start: i, id: p.id, dir: p.dir });
+      return;
+    }
+    if (p.type === "PUBREC" || p.type === "PUBCOMP") key = `${other(p.dir)}:${p.id}`;
+    else if (p.type === "PUBREL") key = `${p.dir}:${p.id}`;
+    else return;
+    const g = open.get(key);
+    if (g && p.type === "PUBCOMP") {
+      groups.push({ ...g, end: i, done: true });
+      open.delete(key);
+    }
+  });
+  for (const g of open.values()) groups.push({ ...g, end: pks.length - 1, done: false });
+  return groups;
+}
+
+// drawFlow draws the packets as a sequence diagram: the client's lifeline on the left, the
+// broker's on the right, one arrow per packet, the oldest on top; QoS 2 exchanges boxed,
+// resends (DUP) dashed and red, the broker's own notes (a will, the connection closing) boxed.
+function drawFlow() {
+  document.getElementById("flow-client").textContent = watching ? `· client ${watching}` : "";
+  document.getElementById("unwatch").disabled = !watching;
+  const box = document.getElementById("flow-box");
+  if (!watching) {
+    box.replaceChildren(el("p", "No client watched: pick one to see its packets.", "dim"));
+    return;
+  }
+  if (flow.length === 0) {
+    box.replaceChildren(el("p", `No packet yet: waiting for ${watching} to send or receive one…`, "dim"));
+    return;
+  }
+  const old = box.querySelector(".flow-scroll");
+  const atBottom = !old || old.scrollTop + old.clientHeight >= old.scrollHeight - 4;
+  const W = 960, left = 190, right = 730, top = 8, rowH = 38, headH = 40;
+  const h = top + flow.length * rowH + 8;
+  // The lifelines' names stay in view above the arrows, which scroll.
+  const head = svgEl("svg", { class: "flow", width: W, height: headH, viewBox: `0 0 ${W} ${headH}` });
+  head.appendChild(svgEl("text", { class: "actor", x: left, y: 16 }, "client"));
+  head.appendChild(svgEl("text", { class: "actor", x: left, y: 32 }, clip(watching, 40)));
+  head.appendChild(svgEl("text", { class: "actor", x: right, y: 24 }, "broker"));
+  for (const x of [left, right]) head.appendChild(svgEl("line", { class: "lifeline", x1: x, x2: x, y1: 36, y2: headH }));
+  const svg = svgEl("svg", { class: "flow", width: W, height: h, viewBox: `0 0 ${W} ${h}` });
+  const defs = svgEl("defs");
+  for (const c of ["in", "out", "dup"]) {
+    const m = svgEl("marker", { id: "head-" + c, class: c, viewBox: "0 0 10 10", refX: 10, refY: 5,
+      markerWidth: 9, markerHeight: 9, orient: "auto" });
+    m.appendChild(svgEl("path", { d: "M0,1 L10,5 L0,9 z" }));
+    defs.appendChild(m);
+  }
+  svg.appendChild(defs);
+  for (const g of qos2Groups(flow)) {
+    const grp = svgEl("g", { class: g.done ? "qos2" : "qos2 open", "data-id": g.id, "data-dir": g.dir,
+      "data-first": flow[g.start].seq, "data-last": flow[g.end].seq });
+    grp.appendChild(svgEl("rect", { x: left - 24, y: top + g.start * rowH + 3, width: right - left + 48,
+      height: (g.end - g.start + 1) * rowH - 6, rx: 6 }));
+    grp.appendChild(svgEl("text", { x: right + 32, y: top + g.start * rowH + 20 },
+      `QoS 2 exchange, id ${g.id}` + (g.done ? "" : " (open)")));
+    svg.appendChild(grp);
+  }
+  for (const x of [left, right]) svg.appendChild(svgEl("line", { class: "lifeline", x1: x, x2: x, y1: 0, y2: h }));
+  flow.forEach((p, i) => {
+    const y = top + i * rowH + 20;
+    svg.appendChild(svgEl("text", { class: "time", x: 4, y: y + 4 }, new Date(p.time).toTimeString().slice(0, 8) +
+      "." + String(new Date(p.time).getMilliseconds()).padStart(3, "0")));
+    const detail = flowDetail(p);
+    if (p.dir === "note") {
+      const g = svgEl("g", { class: "note", "data-type": p.type, "data-seq": p.seq });
+      const text = p.type === "WILL" ? `broker publishes the will: ${detail}` : detail;
+      g.appendChild(svgEl("rect", { x: left + 40, y: y - 13, width: right - left - 80, height: 22, rx: 4 }));
+      g.appendChild(svgEl("text", { x: (left + right) / 2, y: y + 3 }, clip(text, 70)));
+      g.appendChild(svgEl("title", {}, text));
+      svg.appendChild(g);
+      return;
+    }
+    const kind = p.dup ? "dup" : p.dir;
+    const g = svgEl("g", { class: `pkt ${p.dir}` + (p.dup ? " dup" : ""), "data-type": p.type,
+      "data-id": p.id || 0, "data-dir": p.dir, "data-dup": p.dup ? "true" : "false", "data-seq": p.seq });
+    const [x1, x2] = p.dir === "in" ? [left, right] : [right, left];
+    g.appendChild(svgEl("line", { x1, x2, y1: y, y2: y, "marker-end": `url(#head-${kind})` }));
+    g.appendChild(svgEl("text", { class: "label", x: (left + right) / 2, y: y - 6 }, flowLabel(p)));
+    if (detail) g.appendChild(svgEl("text", { class: "detail", x: (left + right) / 2, y: y + 13 }, clip(detail, 80)));
+    g.appendChild(svgEl("title", {}, `${flowLabel(p)}\n${detail}`));
+    svg.appendChild(g);
+  });
+  const scroll = el("div", undefined, "flow-scroll");
+  scroll.appendChild(svg);
+  box.replaceChildren(head, scroll);
+  if (atBottom) scroll.scrollTop = scroll.scrollHeight;
+  else scroll.scrollTop = old.scrollTop;
+}
+
+function addFlow(f) {
+  if (f.client !== watching) return;
+  if (flowFresh) {
+    flow = [];
+    flowFresh = false;
+  }
+  flow.push(...f.packets);
+  if (flow.length > maxFlow) flow = flow.slice(flow.length - maxFlow);
+  document.getElementById("flow-note").textContent =
+    f.skipped ? `${f.skipped} ${word(f.skipped, ["packet", "packets"])} too many to keep came in between` : "";
+  drawFlow();
+}
+
 function connect() {
   const status = document.getElementById("status");
-  const es = new EventSource("events");
+  const es = new EventSource(watching ? "events?watch=" + encodeURIComponent(watching) : "events");
+  stream = es;
   es.addEventListener("open", () => {
+    flowFresh = true;
     status.textContent = "live: updated every second";
     status.className = "status live";
   });
@@ -156,6 +326,31 @@ function connect() {
   });
   es.addEventListener("snapshot", e => render(JSON.parse(e.data)));
   es.addEventListener("lines", e => addLines(JSON.parse(e.data)));
+  es.addEventListener("packets", e => addFlow(JSON.parse(e.data)));
 }
 
+// Another client watched: a new stream, which sends the event lines again from the start.
+window.addEventListener("hashchange", () => {
+  const id = watchFromHash();
+  if (id === watching) return;
+  watching = id;
+  flow = [];
+  document.getElementById("flow-note").textContent = "";
+  document.getElementById("watch-id").value = id;
+  stream.close();
+  document.getElementById("lines").replaceChildren();
+  drawFlow();
+  connect();
+});
+document.querySelector("#clients tbody").addEventListener("click", e => {
+  const tr = e.target.closest("tr[data-client]");
+  if (tr) watch(tr.getAttribute("data-client"));
+});
+document.getElementById("watch-form").addEventListener("submit", e => {
+  e.preventDefault();
+  watch(document.getElementById("watch-id").value);
+});
+document.getElementById("unwatch").addEventListener("click", () => watch(""));
+document.getElementById("watch-id").value = watching;
+drawFlow();
 connect();

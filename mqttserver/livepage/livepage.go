@@ -60,6 +60,9 @@ type Page struct {
 	// Recheck tells whether a stream's credentials still open the page, after Reloaded; nil:
 	// they do.
 	Recheck func(user, password string) bool
+	// MayRead tells whether a viewer may read a topic, for the payloads of the packet flow; nil:
+	// every viewer may (an open page, or the users of PageLogin, who may read everything).
+	MayRead func(user, topic string) bool
 
 	reloadMu sync.Mutex
 	reloaded chan struct{} // closed by the next Reloaded
@@ -82,6 +85,10 @@ type Page struct {
 	eachMu  sync.Mutex
 	each    map[string]int // open streams by whose they are (streamOwner)
 	refused atomic.Int64   // streams refused, for /stats
+
+	watchMu sync.Mutex
+	watches map[string]*capture                 // the clients watched by a stream (flow.go)
+	watched atomic.Pointer[map[string]*capture] // a copy for the hooks; nil: none watched
 }
 
 // topicStats counts the messages to one topic. The sampling goroutine turns count into the
@@ -106,6 +113,7 @@ func New(server *mqtt.Server, lines *LineRing) *Page {
 		clients: make(map[*mqtt.Client]Client),
 		topics:  make(map[string]*topicStats),
 		each:    make(map[string]int),
+		watches: make(map[string]*capture),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -113,8 +121,16 @@ func New(server *mqtt.Server, lines *LineRing) *Page {
 
 func (p *Page) ID() string { return "live-page" }
 
+// Provides: mochi asks before each call, so the hooks of the packet flow are provided only while
+// a page watches a client, and cost nothing otherwise.
 func (p *Page) Provides(b byte) bool {
-	return b == mqtt.OnSessionEstablished || b == mqtt.OnDisconnect || b == mqtt.OnPublished || b == mqtt.OnPacketRead
+	switch b {
+	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublished, mqtt.OnPacketRead:
+		return true
+	case mqtt.OnPacketSent, mqtt.OnWillSent:
+		return p.watched.Load() != nil
+	}
+	return false
 }
 
 // Init starts the once-a-second sampling; Stop ends it and the pages' streams.
@@ -163,13 +179,18 @@ func (p *Page) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// OnPacketRead only tells the probe's visits from other clients.
+// OnPacketRead tells the probe's visits from other clients, and captures the packets of a
+// watched client (flow.go).
 func (p *Page) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	p.probe.Sent(cl, pk)
+	if c := p.captureFor(cl, &pk); c != nil {
+		c.add(describe(&pk, "in"))
+	}
 	return pk, nil
 }
 
-func (p *Page) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+func (p *Page) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	p.noteClosed(cl, err)
 	p.probe.Leave(cl, true) // gone either way: nothing to show
 	p.mu.Lock()
 	delete(p.clients, cl)
@@ -515,8 +536,15 @@ func (p *Page) stillAllowed(v *viewer) bool {
 var errRevoked = errors.New("viewer no longer allowed")
 
 // events streams Server-Sent Events: "snapshot" (Snapshot) once a second, "lines" (the
-// new event lines, a JSON array) at most every liveLinesGap.
+// new event lines, a JSON array) at most every liveLinesGap, and with ?watch=ID "packets"
+// (Flow: the packets of client ID since the last one) at most every liveLinesGap. One stream
+// watches at most one client, so a viewer watches at most liveEach and all at most liveViewers.
 func (p *Page) events(w http.ResponseWriter, r *http.Request) {
+	watch := r.URL.Query().Get("watch")
+	if len(watch) > maxClientID {
+		http.Error(w, "watch: not a client id (longer than MQTT allows)", http.StatusBadRequest)
+		return
+	}
 	owner := p.streamOwner(r)
 	if !p.openStream(owner) {
 		p.refused.Add(1)
@@ -548,6 +576,12 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush()
 	}
+	var flow *capture
+	var flowNext uint64
+	if watch != "" {
+		flow = p.watch(watch)
+		defer p.unwatch(watch)
+	}
 	snap := p.recent() // one at once; then the loop's
 	if err := send("snapshot", snap.json); err != nil {
 		return
@@ -555,11 +589,19 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 	lines, next := p.lines.since(0)
 	tick := time.NewTicker(liveLinesGap)
 	defer tick.Stop()
-	for {
+	for first := true; ; first = false {
 		if len(lines) > 0 {
 			data, _ := json.Marshal(lines)
 			if err := send("lines", data); err != nil {
 				return
+			}
+		}
+		if flow != nil {
+			if f := p.flowFor(v, watch, flow, &flowNext, first); f != nil {
+				data, _ := json.Marshal(f)
+				if err := send("packets", data); err != nil {
+					return
+				}
 			}
 		}
 		if cur := p.snap.Load(); cur != snap {

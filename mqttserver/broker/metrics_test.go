@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +49,102 @@ var metricsOfStats = map[string]string{
 	"mqttserver_live_pages_refused_total":    "live_pages_refused",
 }
 
+// labelsOfStats pairs each labelled mqttserver_ metric with its /stats object: the label's value
+// is the key in the object, or the index in its array.
+var labelsOfStats = map[string]string{
+	"mqttserver_publish_received_total":       "received_by_qos.messages",
+	"mqttserver_publish_received_bytes_total": "received_by_qos.bytes",
+	"mqttserver_publish_sent_total":           "sent_by_qos.messages",
+	"mqttserver_publish_sent_bytes_total":     "sent_by_qos.bytes",
+	"mqttserver_drops_total":                  "dropped_by_reason",
+	"mqttserver_connections_refused_total":    "connections_refused",
+}
+
+// seriesOfStats is /stats as the series /metrics should have: name{label} → value. The
+// histogram gives its _count, _sum and _bucket series.
+func seriesOfStats(stats map[string]any) map[string]float64 {
+	out := map[string]float64{}
+	for metric, field := range metricsOfStats {
+		out[metric] = stats[field].(float64)
+	}
+	for metric, path := range labelsOfStats {
+		field, sub, _ := strings.Cut(path, ".")
+		v := stats[field]
+		if sub != "" {
+			v = v.(map[string]any)[sub]
+		}
+		switch v := v.(type) {
+		case []any:
+			for i, n := range v {
+				out[fmt.Sprintf("%s{%d}", metric, i)] = n.(float64)
+			}
+		case map[string]any:
+			for k, n := range v {
+				out[metric+"{"+k+"}"] = n.(float64)
+			}
+		}
+	}
+	lat := stats["delivery_latency"].(map[string]any)
+	out["mqttserver_delivery_latency_seconds_count"] = lat["count"].(float64)
+	out["mqttserver_delivery_latency_seconds_sum"] = lat["sum_seconds"].(float64)
+	for _, b := range lat["buckets"].([]any) {
+		b := b.(map[string]any)
+		out["mqttserver_delivery_latency_seconds_bucket{"+b["le"].(string)+"}"] = b["count"].(float64)
+	}
+	if size, ok := stats["data_file_bytes"]; ok {
+		out["mqttserver_data_file_size_bytes"] = size.(float64)
+		out["mqttserver_data_last_sync_timestamp_seconds"] = stats["data_last_sync"].(float64)
+	}
+	return out
+}
+
+// series is the mqttserver_ series of a scrape, named as seriesOfStats names them (listener_up
+// aside).
+func series(families map[string]*dto.MetricFamily) map[string]float64 {
+	out := map[string]float64{}
+	for name, f := range families {
+		if !strings.HasPrefix(name, "mqttserver_") || name == "mqttserver_listener_up" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				out[name+"_count"] = float64(h.GetSampleCount())
+				out[name+"_sum"] = h.GetSampleSum()
+				for _, b := range h.GetBucket() {
+					out[fmt.Sprintf("%s_bucket{%s}", name, strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64))] = float64(b.GetCumulativeCount())
+				}
+				out[name+"_bucket{+Inf}"] = float64(h.GetSampleCount())
+				continue
+			}
+			key := name
+			if l := m.GetLabel(); len(l) == 1 {
+				key += "{" + l[0].GetValue() + "}"
+			}
+			out[key] = value(m)
+		}
+	}
+	return out
+}
+
+// compareSeries lists the series that differ between /stats (want) and /metrics (got).
+func compareSeries(want, got map[string]float64) []string {
+	var differ []string
+	for k, v := range want {
+		if g, ok := got[k]; !ok {
+			differ = append(differ, k+" missing on /metrics")
+		} else if g != v {
+			differ = append(differ, fmt.Sprintf("%s: /metrics %v, /stats %v", k, g, v))
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			differ = append(differ, k+" on /metrics, not in /stats")
+		}
+	}
+	slices.Sort(differ)
+	return differ
+}
+
 // TestMetricsMatchStats: after traffic (a retained message, a persistent session left with a
 // queued message, a refused subscription), /metrics parses as Prometheus' text format, passes
 // `promtool check metrics`, has the Go and process collectors, no label but listener, and
@@ -79,15 +177,7 @@ func TestMetricsMatchStats(t *testing.T) {
 		stats := getJSON(t, base+"/stats")
 		families = scrape(t, base+"/metrics")
 		var differ []string
-		for metric, field := range metricsOfStats {
-			f, ok := families[metric]
-			switch {
-			case !ok || len(f.GetMetric()) != 1:
-				differ = append(differ, metric+" missing")
-			case value(f.GetMetric()[0]) != stats[field].(float64):
-				differ = append(differ, fmt.Sprintf("%s %v, /stats %s %v", metric, value(f.GetMetric()[0]), field, stats[field]))
-			}
-		}
+		differ = append(differ, compareSeries(seriesOfStats(stats), series(families))...)
 		for field, v := range want {
 			if got := stats[field].(float64); got != v {
 				differ = append(differ, fmt.Sprintf("/stats %s = %v, want %v", field, got, v))
@@ -104,12 +194,14 @@ func TestMetricsMatchStats(t *testing.T) {
 		if !strings.HasPrefix(name, "mqttserver_") {
 			continue
 		}
-		if _, ok := metricsOfStats[name]; !ok && name != "mqttserver_listener_up" {
-			t.Errorf("%s has no /stats field in metricsOfStats", name)
+		_, paired := metricsOfStats[name]
+		_, labelledPair := labelsOfStats[name]
+		if !paired && !labelledPair && name != "mqttserver_listener_up" && name != "mqttserver_delivery_latency_seconds" {
+			t.Errorf("%s has no /stats field in metricsOfStats or labelsOfStats", name)
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() != "listener" {
+				if !slices.Contains([]string{"listener", "qos", "reason", "le"}, l.GetName()) {
 					t.Errorf("%s has label %s: only labels the broker chooses the values of", name, l.GetName())
 				}
 			}

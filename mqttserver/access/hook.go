@@ -54,6 +54,8 @@ type Hook struct {
 
 	claims claims
 	wills  heldWills
+
+	deniedPublishes atomic.Int64 // PUBLISH packets the rules refused, since the start
 }
 
 // Add installs the access hook: the users of authFile, or anyone (with a warning).
@@ -273,6 +275,9 @@ func (h *Hook) checkLogin(users *Users, host string, username, password []byte, 
 func (h *Hook) LoginsFailed() int64  { return h.logins.failedTotal.Load() }
 func (h *Hook) LoginsRefused() int64 { return h.logins.refusedTotal.Load() }
 
+// PublishesDenied counts the PUBLISH packets the rules refused since the start.
+func (h *Hook) PublishesDenied() int64 { return h.deniedPublishes.Load() }
+
 // sleep waits for d, or until the broker stops (false).
 func (h *Hook) sleep(d time.Duration) bool {
 	if d <= 0 {
@@ -393,6 +398,9 @@ func (h *Hook) withholdUnreadable(users *Users, existing *mqtt.Client) {
 func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if h.allows(h.users.Load(), cl.Properties.Username, topic, write) {
 		return true
+	}
+	if write {
+		h.deniedPublishes.Add(1)
 	}
 	if write && h.denied.Allow() {
 		h.log.LogAttrs(context.Background(), slog.LevelInfo, eventlog.MsgPublishDenied,

@@ -69,7 +69,7 @@ func (b *Broker) addListeners(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("-http-listen: %w", err)
 		}
-		metrics, err := metricsHandler(statsCollector{b.currentStats, b.listenerNames(), b.listenerProblems})
+		metrics, err := metricsHandler(statsCollector{b.currentStats, b.listenerNames(), cfg.DataDir != "", b.listenerProblems})
 		if err != nil {
 			return err
 		}

@@ -25,9 +25,9 @@ func statGauge(name, help string, value func(stats) float64) statMetric {
 	return statMetric{prometheus.NewDesc("mqttserver_"+name, help, nil, nil), prometheus.GaugeValue, value}
 }
 
-// statMetrics are /stats' fields on /metrics. None has a label: a label whose values a client
-// chooses (client id, topic, user) would let one client make series without end. mochi counts
-// neither messages by QoS nor drops by reason, so they are totals. memory_alloc and threads are
+// statMetrics are /stats' fields on /metrics. None has a label whose values a client chooses
+// (client id, topic, user): one client could make series without end; the labels of
+// labelledMetrics take their values from closed sets. memory_alloc and threads are
 // left to the Go collector (go_memstats_heap_inuse_bytes, go_goroutines), time and uptime to
 // the process collector (process_start_time_seconds).
 var statMetrics = []statMetric{
@@ -75,6 +75,67 @@ var statMetrics = []statMetric{
 		func(s stats) float64 { return float64(s.LivePagesRefused) }),
 }
 
+// labelledMetric is a /stats group of counters as one metric with a label.
+type labelledMetric struct {
+	desc   *prometheus.Desc
+	values func(stats) []labelled
+}
+
+type labelled struct {
+	label string
+	value int64
+}
+
+func labelledCounter(name, help, label string, values func(stats) []labelled) labelledMetric {
+	return labelledMetric{prometheus.NewDesc("mqttserver_"+name, help, []string{label}, nil), values}
+}
+
+// byQoS labels the counts of each QoS with "0", "1" and "2".
+func byQoS(counts [3]int64) []labelled {
+	return []labelled{{"0", counts[0]}, {"1", counts[1]}, {"2", counts[2]}}
+}
+
+var labelledMetrics = []labelledMetric{
+	labelledCounter("publish_received_total", "PUBLISH packets received from clients, by QoS.", "qos",
+		func(s stats) []labelled { return byQoS(s.ReceivedByQoS.Messages) }),
+	labelledCounter("publish_received_bytes_total", "Bytes of the PUBLISH packets received from clients, by QoS.", "qos",
+		func(s stats) []labelled { return byQoS(s.ReceivedByQoS.Bytes) }),
+	labelledCounter("publish_sent_total", "PUBLISH packets written to clients, by QoS.", "qos",
+		func(s stats) []labelled { return byQoS(s.SentByQoS.Messages) }),
+	labelledCounter("publish_sent_bytes_total", "Bytes of the PUBLISH packets written to clients, by QoS.", "qos",
+		func(s stats) []labelled { return byQoS(s.SentByQoS.Bytes) }),
+	labelledCounter("drops_total", "Messages dropped, by reason since the start of the process: slow_consumer, write_queue_full "+
+		"(-max-pending-writes), queue_messages (-max-queued-messages), queue_bytes (-max-queued-bytes), memory_budget "+
+		"(-max-queued-total), retained_full (not retained), expired (-max-message-expiry), too_large, acl (a PUBLISH the rules "+
+		"refused, the one reason not in messages_dropped_total).", "reason",
+		func(s stats) []labelled {
+			d := s.DroppedByReason
+			return []labelled{{"slow_consumer", d.SlowConsumer}, {"write_queue_full", d.WriteQueueFull},
+				{"queue_messages", d.QueueMessages}, {"queue_bytes", d.QueueBytes}, {"memory_budget", d.MemoryBudget},
+				{"retained_full", d.RetainedFull}, {"expired", d.Expired}, {"too_large", d.TooLarge}, {"acl", d.ACL}}
+		}),
+	labelledCounter("connections_refused_total", "Connections refused with a CONNACK, by its reason code: bad_credentials, "+
+		"not_authorised, throttled, client_id_invalid, server_busy (also -max-clients, -max-sessions), protocol_error, other. "+
+		"MQTT 3.1.1 has fewer codes: bad credentials count as not_authorised, throttled as server_busy.", "reason",
+		func(s stats) []labelled {
+			out := make([]labelled, 0, len(refusalReasons))
+			for _, r := range refusalReasons {
+				out = append(out, labelled{r, s.ConnectionsRefused[r]})
+			}
+			return out
+		}),
+}
+
+const latencyHelp = "Time from a PUBLISH read from a client to its write to a subscriber's socket; 1 message in 64 " +
+	"received is timed, at each of its deliveries (retained messages sent on subscribing are not)."
+
+var (
+	deliveryLatency = prometheus.NewDesc("mqttserver_delivery_latency_seconds", latencyHelp, nil, nil)
+	dataFileSize    = prometheus.NewDesc("mqttserver_data_file_size_bytes", "Size of the -data file.", nil, nil)
+	dataLastSync    = prometheus.NewDesc("mqttserver_data_last_sync_timestamp_seconds",
+		"When the last commit to the -data file succeeded, in unix seconds.", nil, nil)
+)
+
 const listenerUpHelp = "1 while the listener accepts connections, 0 while it waits out accept errors (as /healthz)."
 
 var listenerUp = prometheus.NewDesc("mqttserver_listener_up", listenerUpHelp, []string{"listener"}, nil)
@@ -84,12 +145,21 @@ var listenerUp = prometheus.NewDesc("mqttserver_listener_up", listenerUpHelp, []
 type statsCollector struct {
 	stats     func() stats
 	listeners []string                 // the listener names, for mqttserver_listener_up
+	data      bool                     // -data: the data file's metrics
 	problems  func() map[string]string // the listeners not accepting now
 }
 
 func (c statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range statMetrics {
 		ch <- m.desc
+	}
+	for _, m := range labelledMetrics {
+		ch <- m.desc
+	}
+	ch <- deliveryLatency
+	if c.data {
+		ch <- dataFileSize
+		ch <- dataLastSync
 	}
 	ch <- listenerUp
 }
@@ -98,6 +168,16 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	for _, m := range statMetrics {
 		ch <- constMetric(m.desc, m.typ, m.value(s))
+	}
+	for _, m := range labelledMetrics {
+		for _, v := range m.values(s) {
+			ch <- constMetric(m.desc, prometheus.CounterValue, float64(v.value), v.label)
+		}
+	}
+	ch <- latencyHistogram(s.DeliveryLatency)
+	if c.data {
+		ch <- constMetric(dataFileSize, prometheus.GaugeValue, float64(s.DataFileBytes))
+		ch <- constMetric(dataLastSync, prometheus.GaugeValue, float64(s.DataLastSync))
 	}
 	failing := c.problems()
 	for _, name := range c.listeners {
@@ -115,6 +195,21 @@ func constMetric(desc *prometheus.Desc, typ prometheus.ValueType, v float64, lab
 	m, err := prometheus.NewConstMetric(desc, typ, v, labels...)
 	if err != nil {
 		return prometheus.NewInvalidMetric(desc, err)
+	}
+	return m
+}
+
+// latencyHistogram is /stats' delivery latency as a Prometheus histogram.
+func latencyHistogram(l latencyStats) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(latencyBuckets))
+	for i, ub := range latencyBuckets {
+		if i < len(l.Buckets) {
+			buckets[ub] = uint64(l.Buckets[i].Count)
+		}
+	}
+	m, err := prometheus.NewConstHistogram(deliveryLatency, uint64(l.Count), l.SumSeconds, buckets)
+	if err != nil {
+		return prometheus.NewInvalidMetric(deliveryLatency, err)
 	}
 	return m
 }

@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mochi-mqtt/server/v2/system"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -20,6 +24,7 @@ import (
 
 	"mqttdemo/mqttserver/eventlog"
 	"mqttdemo/mqttserver/limits"
+	"mqttdemo/mqttserver/rawmqtt"
 )
 
 // metricsOfStats pairs each mqttserver_ metric with its /stats field: the test that they agree
@@ -45,6 +50,102 @@ var metricsOfStats = map[string]string{
 	"mqttserver_logins_refused_total":        "logins_refused",
 	"mqttserver_accept_errors_total":         "accept_errors",
 	"mqttserver_live_pages_refused_total":    "live_pages_refused",
+}
+
+// labelsOfStats pairs each labelled mqttserver_ metric with its /stats object: the label's value
+// is the key in the object, or the index in its array.
+var labelsOfStats = map[string]string{
+	"mqttserver_publish_received_total":       "received_by_qos.messages",
+	"mqttserver_publish_received_bytes_total": "received_by_qos.bytes",
+	"mqttserver_publish_sent_total":           "sent_by_qos.messages",
+	"mqttserver_publish_sent_bytes_total":     "sent_by_qos.bytes",
+	"mqttserver_drops_total":                  "dropped_by_reason",
+	"mqttserver_connections_refused_total":    "connections_refused",
+}
+
+// seriesOfStats is /stats as the series /metrics should have: name{label} → value. The
+// histogram gives its _count, _sum and _bucket series.
+func seriesOfStats(stats map[string]any) map[string]float64 {
+	out := map[string]float64{}
+	for metric, field := range metricsOfStats {
+		out[metric] = stats[field].(float64)
+	}
+	for metric, path := range labelsOfStats {
+		field, sub, _ := strings.Cut(path, ".")
+		v := stats[field]
+		if sub != "" {
+			v = v.(map[string]any)[sub]
+		}
+		switch v := v.(type) {
+		case []any:
+			for i, n := range v {
+				out[fmt.Sprintf("%s{%d}", metric, i)] = n.(float64)
+			}
+		case map[string]any:
+			for k, n := range v {
+				out[metric+"{"+k+"}"] = n.(float64)
+			}
+		}
+	}
+	lat := stats["delivery_latency"].(map[string]any)
+	out["mqttserver_delivery_latency_seconds_count"] = lat["count"].(float64)
+	out["mqttserver_delivery_latency_seconds_sum"] = lat["sum_seconds"].(float64)
+	for _, b := range lat["buckets"].([]any) {
+		b := b.(map[string]any)
+		out["mqttserver_delivery_latency_seconds_bucket{"+b["le"].(string)+"}"] = b["count"].(float64)
+	}
+	if size, ok := stats["data_file_bytes"]; ok {
+		out["mqttserver_data_file_size_bytes"] = size.(float64)
+		out["mqttserver_data_last_sync_timestamp_seconds"] = stats["data_last_sync"].(float64)
+	}
+	return out
+}
+
+// series is the mqttserver_ series of a scrape, named as seriesOfStats names them (listener_up
+// aside).
+func series(families map[string]*dto.MetricFamily) map[string]float64 {
+	out := map[string]float64{}
+	for name, f := range families {
+		if !strings.HasPrefix(name, "mqttserver_") || name == "mqttserver_listener_up" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				out[name+"_count"] = float64(h.GetSampleCount())
+				out[name+"_sum"] = h.GetSampleSum()
+				for _, b := range h.GetBucket() {
+					out[fmt.Sprintf("%s_bucket{%s}", name, strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64))] = float64(b.GetCumulativeCount())
+				}
+				out[name+"_bucket{+Inf}"] = float64(h.GetSampleCount())
+				continue
+			}
+			key := name
+			if l := m.GetLabel(); len(l) == 1 {
+				key += "{" + l[0].GetValue() + "}"
+			}
+			out[key] = value(m)
+		}
+	}
+	return out
+}
+
+// compareSeries lists the series that differ between /stats (want) and /metrics (got).
+func compareSeries(want, got map[string]float64) []string {
+	var differ []string
+	for k, v := range want {
+		if g, ok := got[k]; !ok {
+			differ = append(differ, k+" missing on /metrics")
+		} else if g != v {
+			differ = append(differ, fmt.Sprintf("%s: /metrics %v, /stats %v", k, g, v))
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			differ = append(differ, k+" on /metrics, not in /stats")
+		}
+	}
+	slices.Sort(differ)
+	return differ
 }
 
 // TestMetricsMatchStats: after traffic (a retained message, a persistent session left with a
@@ -79,15 +180,7 @@ func TestMetricsMatchStats(t *testing.T) {
 		stats := getJSON(t, base+"/stats")
 		families = scrape(t, base+"/metrics")
 		var differ []string
-		for metric, field := range metricsOfStats {
-			f, ok := families[metric]
-			switch {
-			case !ok || len(f.GetMetric()) != 1:
-				differ = append(differ, metric+" missing")
-			case value(f.GetMetric()[0]) != stats[field].(float64):
-				differ = append(differ, fmt.Sprintf("%s %v, /stats %s %v", metric, value(f.GetMetric()[0]), field, stats[field]))
-			}
-		}
+		differ = append(differ, compareSeries(seriesOfStats(stats), series(families))...)
 		for field, v := range want {
 			if got := stats[field].(float64); got != v {
 				differ = append(differ, fmt.Sprintf("/stats %s = %v, want %v", field, got, v))
@@ -104,12 +197,14 @@ func TestMetricsMatchStats(t *testing.T) {
 		if !strings.HasPrefix(name, "mqttserver_") {
 			continue
 		}
-		if _, ok := metricsOfStats[name]; !ok && name != "mqttserver_listener_up" {
-			t.Errorf("%s has no /stats field in metricsOfStats", name)
+		_, paired := metricsOfStats[name]
+		_, labelledPair := labelsOfStats[name]
+		if !paired && !labelledPair && name != "mqttserver_listener_up" && name != "mqttserver_delivery_latency_seconds" {
+			t.Errorf("%s has no /stats field in metricsOfStats or labelsOfStats", name)
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() != "listener" {
+				if !slices.Contains([]string{"listener", "qos", "reason", "le"}, l.GetName()) {
 					t.Errorf("%s has label %s: only labels the broker chooses the values of", name, l.GetName())
 				}
 			}
@@ -306,5 +401,129 @@ func TestListenerUp(t *testing.T) {
 				t.Errorf("lint: %v %v", problems, err)
 			}
 		})
+	}
+}
+
+// TestMetricsByLabel: QoS 0, 1 and 2 messages to a subscriber, a message dropped past
+// -max-queued-total, and a connection refused for its protocol level show in the labelled metrics as
+// the clients did them, equal to /stats; the sums by label equal the totals; the delivery
+// latency histogram has timed a message (1 in latencySample).
+func TestMetricsByLabel(t *testing.T) {
+	cfg := Config{HTTPListen: "127.0.0.1:0", Limits: limits.DefaultLimits()}
+	cfg.Limits.MaxQueuedTotal = limits.QueuedOverhead + 1000 // one offline message fits, not two
+	b, _ := startBroker(t, cfg)
+	base := "http://" + b.endpointAddr(t, "http")
+
+	keeper := connect(t, clientOpts(b.Addr(), "keeper").SetCleanSession(false))
+	if err := wait(keeper.Subscribe("q/#", 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	keeper.Disconnect(100)
+	var got received
+	sub := connect(t, clientOpts(b.Addr(), "sub"))
+	if err := wait(sub.Subscribe("t/#", 2, got.handler)); err != nil {
+		t.Fatal(err)
+	}
+	// A CONNECT of an unknown protocol level: refused (mochi answers 0x82, protocol error).
+	conn, err := net.DialTimeout("tcp", b.Addr(), waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+	if _, err := conn.Write(rawmqtt.Connect{ID: "x", Version: 7, KeepAlive: 60}.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := rawmqtt.Read(conn); err != nil || len(ack) != 4 || ack[3] != packets.ErrProtocolViolation.Code {
+		t.Fatalf("CONNACK % x, %v; want 0x82", ack, err)
+	}
+
+	pub := connect(t, clientOpts(b.Addr(), "pub"))
+	for _, topic := range []string{"q/1", "q/2"} { // q/2 is past -max-queued-total
+		if err := wait(pub.Publish(topic, 1, false, "m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const qos0 = latencySample // the 64th message received is timed
+	for i := range qos0 {
+		pub.Publish("t/0", 0, false, strconv.Itoa(i))
+	}
+	for qos := byte(1); qos <= 2; qos++ {
+		if err := wait(pub.Publish("t/"+strconv.Itoa(int(qos)), qos, false, "m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the subscriber's messages", func() bool { return len(got.list()) == qos0+2 })
+
+	want := map[string]float64{
+		"mqttserver_publish_received_total{0}": qos0, "mqttserver_publish_received_total{1}": 3,
+		"mqttserver_publish_received_total{2}": 1,
+		"mqttserver_publish_sent_total{0}":     qos0, "mqttserver_publish_sent_total{1}": 1, "mqttserver_publish_sent_total{2}": 1,
+		"mqttserver_drops_total{memory_budget}":                1,
+		"mqttserver_connections_refused_total{protocol_error}": 1,
+		"mqttserver_delivery_latency_seconds_count":            1,
+	}
+	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(100 * time.Millisecond) {
+		stats := getJSON(t, base+"/stats")
+		s := series(scrape(t, base+"/metrics"))
+		differ := compareSeries(seriesOfStats(stats), s)
+		for k, v := range want {
+			if s[k] != v {
+				differ = append(differ, fmt.Sprintf("%s = %v, want %v", k, s[k], v))
+			}
+		}
+		for _, c := range []struct{ total, byLabel string }{
+			{"mqttserver_messages_received_total", "mqttserver_publish_received_total"},
+			{"mqttserver_messages_sent_total", "mqttserver_publish_sent_total"},
+			{"mqttserver_messages_dropped_total", "mqttserver_drops_total"},
+		} {
+			sum := 0.0
+			for k, v := range s {
+				if strings.HasPrefix(k, c.byLabel+"{") && k != "mqttserver_drops_total{acl}" {
+					sum += v
+				}
+			}
+			if sum != s[c.total] {
+				differ = append(differ, fmt.Sprintf("%s sum %v, %s %v", c.byLabel, sum, c.total, s[c.total]))
+			}
+		}
+		if s["mqttserver_publish_received_bytes_total{0}"] < qos0*(2+2+3+1) { // header, topic, payload
+			differ = append(differ, fmt.Sprintf("publish_received_bytes_total{0} %v", s["mqttserver_publish_received_bytes_total{0}"]))
+		}
+		if len(differ) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("labelled metrics not as the clients did, or not as /stats:\n%s", strings.Join(differ, "\n"))
+		}
+	}
+}
+
+// TestMetricsDataFile: with -data, the data file's size and last commit are on /stats and
+// /metrics alike, the commit of a retained message moves the time no earlier; without -data
+// neither has them (TestMetricsMatchStats compares all series both ways).
+func TestMetricsDataFile(t *testing.T) {
+	before := time.Now().Unix()
+	cfg := Config{HTTPListen: "127.0.0.1:0", DataDir: t.TempDir(), Limits: limits.DefaultLimits()}
+	b, _ := startBroker(t, cfg)
+	base := "http://" + b.endpointAddr(t, "http")
+	pub := connect(t, clientOpts(b.Addr(), "pub"))
+	if err := wait(pub.Publish("keep", 1, true, "m")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(100 * time.Millisecond) {
+		stats := getJSON(t, base+"/stats")
+		s := series(scrape(t, base+"/metrics"))
+		differ := compareSeries(seriesOfStats(stats), s)
+		size, last := s["mqttserver_data_file_size_bytes"], s["mqttserver_data_last_sync_timestamp_seconds"]
+		if size <= 0 || last < float64(before) || last > float64(time.Now().Unix()) {
+			differ = append(differ, fmt.Sprintf("data file size %v, last sync %v (started %d)", size, last, before))
+		}
+		if len(differ) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("data file metrics:\n%s", strings.Join(differ, "\n"))
+		}
 	}
 }

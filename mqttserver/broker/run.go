@@ -48,6 +48,11 @@ type Broker struct {
 	retained  *limits.RetainedHook // nil without retained-message limits
 	access    *access.Hook
 	subs      *limits.SubscriptionHook
+	// for /stats: the counters of the hooks that drop messages or count traffic
+	fixes   *mochifix.Hook
+	traffic *trafficHook
+	queues  *limits.QueueHook
+	expiry  *limits.ExpiryHook
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
@@ -103,6 +108,11 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := add("mochi fixes", fixes); err != nil {
 		return nil, err
 	}
+	// Before the limits, which refuse packets at OnPacketRead: mochi counts those as received too.
+	b.fixes, b.traffic = fixes, newTrafficHook()
+	if err := add("traffic", b.traffic); err != nil {
+		return nil, err
+	}
 	// Before the event log: it puts back the filters it refuses (limits.SubscriptionHook).
 	b.subs = limits.NewSubscriptionHook(cfg.Limits)
 	if err := add("subscription limits", b.subs); err != nil {
@@ -151,6 +161,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	}
 	queues := limits.NewQueueHook(server, cfg.Limits, log)
 	expiry := limits.NewExpiryHook(server, cfg.Limits, log)
+	b.queues, b.expiry = queues, expiry
 	expiry.Dropped = queues.OnQosDropped
 	if cfg.DataDir != "" {
 		if data, err = store.Add(server, cfg.DataDir, cfg.DataSetAside, log); err != nil {

@@ -43,6 +43,7 @@ type ExpiryHook struct {
 
 	expired atomic.Int64 // messages whose publisher's expiry passed, removed since the last summary
 	capped  atomic.Int64 // messages older than the cap, removed since the last summary
+	lost    atomic.Int64 // messages older than the cap, removed since the start
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -54,6 +55,10 @@ func NewExpiryHook(server *mqtt.Server, l Limits, log *slog.Logger) *ExpiryHook 
 }
 
 func (h *ExpiryHook) ID() string { return "message-expiry" }
+
+// Lost counts the messages removed as older than -max-message-expiry since the start, as
+// they are counted in $SYS (once a second); those whose publisher's expiry passed are not lost.
+func (h *ExpiryHook) Lost() int64 { return h.lost.Load() }
 
 func (h *ExpiryHook) Provides(b byte) bool { return b == mqtt.OnConnect || b == mqtt.OnSubscribe }
 
@@ -181,6 +186,7 @@ func (h *ExpiryHook) sumUp() {
 			slog.String("reason", ReasonPublisherExpiry))
 	}
 	if n := h.capped.Swap(0); n > 0 {
+		h.lost.Add(n)
 		atomic.AddInt64(&h.server.Info.MessagesDropped, n)
 		h.log.LogAttrs(context.Background(), slog.LevelWarn, eventlog.MsgDropped, slog.Int64("count", n),
 			slog.String("reason", ReasonMaxExpiry))

@@ -92,6 +92,9 @@ type QueueHook struct {
 	seen atomic.Int64 // mochi's count of messages it dropped at its limit, already summed up
 	stop chan struct{}
 	done chan struct{}
+
+	// messages dropped past -max-queued-bytes and -max-queued-total, since the start
+	lostBytes, lostTotal atomic.Int64
 }
 
 func NewQueueHook(server *mqtt.Server, l Limits, log *slog.Logger) *QueueHook {
@@ -110,6 +113,12 @@ const (
 )
 
 func (h *QueueHook) ID() string { return "session-limits" }
+
+// Lost counts, since the start, the messages dropped past -max-queued-bytes and past
+// -max-queued-total (those past -max-queued-messages are mochi's InflightDropped).
+func (h *QueueHook) Lost() (sessionBytes, total int64) {
+	return h.lostBytes.Load(), h.lostTotal.Load()
+}
 
 func (h *QueueHook) Provides(b byte) bool {
 	switch b {
@@ -202,12 +211,12 @@ func (h *QueueHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, re
 		queued -= cost // pk is in already
 		h.total += queued
 	}
-	reason, lines := "", h.dropped
+	reason, lines, count := "", h.dropped, &h.lostBytes
 	switch {
 	case queued+cost > h.maxBytes:
 		reason = ReasonSessionBytes
 	case h.total+cost > h.maxTotal:
-		reason, lines = ReasonTotalBytes, h.droppedTotal
+		reason, lines, count = ReasonTotalBytes, h.droppedTotal, &h.lostTotal
 	default:
 		queued += cost
 		h.total += cost
@@ -224,6 +233,7 @@ func (h *QueueHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, re
 	if h.Stored != nil {
 		h.Stored(cl, pk)
 	}
+	count.Add(1)
 	atomic.AddInt64(&h.server.Info.MessagesDropped, 1)
 	if lines.Allow() {
 		h.log.LogAttrs(context.Background(), slog.LevelWarn, eventlog.MsgDropped, slog.String("client", cl.ID),

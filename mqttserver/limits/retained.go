@@ -60,6 +60,7 @@ type RetainedHook struct {
 	maxCount int // 0 is no limit
 	maxBytes int // 0 is no limit
 	refused  *eventlog.LineCap
+	lost     atomic.Int64 // messages not retained, since the start
 
 	mu    sync.Mutex
 	sizes map[string]int // topic → the cost of its retained message
@@ -126,6 +127,15 @@ func (h *RetainedHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error
 	return will, nil
 }
 
+// Lost counts the messages not retained past the limits since the start; 0 for a nil hook
+// (no limits).
+func (h *RetainedHook) Lost() int64 {
+	if h == nil {
+		return 0
+	}
+	return h.lost.Load()
+}
+
 // refuse reports whether a retained message would take the retained messages past a limit,
 // and counts and logs the refusal.
 func (h *RetainedHook) refuse(cl *mqtt.Client, topic string, payload []byte) bool {
@@ -138,6 +148,7 @@ func (h *RetainedHook) refuse(cl *mqtt.Client, topic string, payload []byte) boo
 	if !full {
 		return false
 	}
+	h.lost.Add(1)
 	atomic.AddInt64(&h.server.Info.MessagesDropped, 1)
 	if h.refused.Allow() {
 		h.log.LogAttrs(context.Background(), slog.LevelWarn, eventlog.MsgDropped, slog.String("client", cl.ID),

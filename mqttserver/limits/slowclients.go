@@ -49,6 +49,7 @@ type FlowControl struct {
 	qos0      int           // unsent bytes past which QoS 0 messages to it are dropped
 	dropped   *eventlog.LineCap
 	slow      atomic.Int64 // slow consumers disconnected
+	qos0Lost  atomic.Int64 // QoS 0 messages dropped, for /stats
 }
 
 func NewFlowControl(server *mqtt.Server, l Limits, log *slog.Logger) *FlowControl {
@@ -98,6 +99,7 @@ func (f *FlowControl) wrap(c net.Conn) *flowConn {
 
 // dropQoS0 counts and logs a QoS 0 message not sent to the client on c.
 func (f *FlowControl) dropQoS0(c *flowConn, topic string) {
+	f.qos0Lost.Add(1)
 	atomic.AddInt64(&f.server.Info.MessagesDropped, 1)
 	if !f.dropped.Allow() {
 		return
@@ -115,6 +117,15 @@ func (f *FlowControl) slowConsumer(c *flowConn, why string, unsent int) {
 
 // Hook is the mochi hook of the connections f wraps.
 func (f *FlowControl) Hook() mqtt.Hook { return &flowHook{flow: f} }
+
+// DroppedQoS0 counts the QoS 0 messages dropped for clients that fell behind, since the start;
+// 0 for a nil FlowControl.
+func (f *FlowControl) DroppedQoS0() int64 {
+	if f == nil {
+		return 0
+	}
+	return f.qos0Lost.Load()
+}
 
 // flowHook tells each connection its client's id, for the log lines, runs the drop summary, and
 // refuses the CONNECT limits mochi cannot tell from absent (connectwatch.go).

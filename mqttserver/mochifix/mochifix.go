@@ -42,6 +42,7 @@ type Hook struct {
 	unsent  sync.Map // client id → *unsentIDs, the session's messages never sent
 	// tooLargeLines caps the lines of messages discarded as too large for their client.
 	tooLargeLines *eventlog.LineCap
+	tooLarge      atomic.Int64 // messages discarded as too large, since the start
 	// Counts of the entries above, so that the hooks called for every packet and every message
 	// (OnPacketProcessed, OnQosPublish, OnPacketEncode) skip the map when nothing is pending,
 	// as is usual.

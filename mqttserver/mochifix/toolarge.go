@@ -51,6 +51,9 @@ func sizeBound(pk packets.Packet) int {
 	return n
 }
 
+// TooLarge counts the messages discarded as too large for their client since the start.
+func (h *Hook) TooLarge() int64 { return h.tooLarge.Load() }
+
 // discard takes a message too large for the client out of its session, counts and logs it
 // (capped).
 func (h *Hook) discard(cl *mqtt.Client, pk packets.Packet) {
@@ -60,6 +63,7 @@ func (h *Hook) discard(cl *mqtt.Client, pk packets.Packet) {
 			h.Dropped(cl, pk)
 		}
 	}
+	h.tooLarge.Add(1)
 	atomic.AddInt64(&h.server.Info.MessagesDropped, 1)
 	if h.tooLargeLines.Allow() {
 		h.log.LogAttrs(context.Background(), slog.LevelWarn, eventlog.MsgDropped, slog.String("client", cl.ID),

@@ -118,6 +118,7 @@ type Store struct {
 	stored   map[string]bool // client ids with a stored session (under mu)
 
 	committed atomic.Int64 // sequence number of the last change committed
+	lastSync  atomic.Int64 // unix seconds of the last commit that succeeded, for /stats
 	kick      chan struct{}
 	done      chan struct{}
 
@@ -219,6 +220,7 @@ func (s *Store) Init(any) error {
 	if err != nil { // Add closes the file
 		return fmt.Errorf("prepare data file %s: %w", s.path, err)
 	}
+	s.lastSync.Store(time.Now().Unix())
 	s.next = newBatch()
 	s.kick = make(chan struct{}, 1)
 	s.done = make(chan struct{})
@@ -409,6 +411,7 @@ func (s *Store) commitRound() bool {
 		s.next.last = max(s.next.last, b.last)
 	} else if len(b.changes) > 0 {
 		s.committed.Store(b.last)
+		s.lastSync.Store(time.Now().Unix())
 	}
 	s.writing = nil
 	s.mu.Unlock()
@@ -442,6 +445,18 @@ func deleteClient(b *bbolt.Bucket, id string) error {
 	// "a:" is also the start of client "a:b"'s keys: the owner decides.
 	return deleteOwned(b, []string{subscriptionKey(id, ""), storage.InflightKey + "_" + id + ":"},
 		func(owner string) bool { return owner == id })
+}
+
+// LastSync is the time of the last commit to the data file that succeeded, in unix seconds.
+func (s *Store) LastSync() int64 { return s.lastSync.Load() }
+
+// FileSize is the data file's size in bytes, or 0 if it cannot be read.
+func (s *Store) FileSize() int64 {
+	info, err := os.Stat(s.path)
+	if err != nil {
+		return 0
+	}
+	return info.Size()
 }
 
 // Sync waits until every change appended so far is committed, and reports whether it was.

@@ -48,6 +48,7 @@ type Broker struct {
 	retained  *limits.RetainedHook // nil without retained-message limits
 	access    *access.Hook
 	subs      *limits.SubscriptionHook
+	aliases   *limits.AliasBudget
 
 	closeOnce sync.Once // mochi's Close panics when called twice
 	closeErr  error
@@ -123,7 +124,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := add("packet ids", ids); err != nil {
 		return nil, err
 	}
-	if err := limits.AddPacketLimits(server, cfg.Limits, log); err != nil {
+	if b.aliases, err = limits.AddPacketLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
 	// Before the store, which keeps what is retained: it may take the retain flag off.

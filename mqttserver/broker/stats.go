@@ -22,13 +22,16 @@ type stats struct {
 	AcceptErrors int64 `json:"accept_errors"`
 	// live page streams refused: past 4 per user or address, or 16 in all
 	LivePagesRefused int64 `json:"live_pages_refused"`
+	// MQTT 5 connections ended past -max-topic-alias-bytes
+	TopicAliasRefused int64 `json:"topic_alias_refused"`
 }
 
 // currentStats is /stats as of now.
 func (b *Broker) currentStats() stats {
 	return stats{Info: currentInfo(b.server), SubscriptionsRefused: b.subs.Refused(),
 		LoginsFailed: b.access.LoginsFailed(), LoginsRefused: b.access.LoginsRefused(),
-		AcceptErrors: b.acceptErrors(), LivePagesRefused: b.page.Refused()}
+		AcceptErrors: b.acceptErrors(), LivePagesRefused: b.page.Refused(),
+		TopicAliasRefused: b.aliases.Refused()}
 }
 
 // currentInfo is the broker's $SYS counters as of now, for /stats. mochi brings the gauges it

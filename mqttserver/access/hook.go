@@ -41,6 +41,8 @@ type Hook struct {
 	denied *eventlog.LineCap // a client publishing in a loop to a forbidden topic must not flood the log
 	logins *loginThrottle
 	budget *loginBudget // password checks a second for addresses without a recent login
+	// verified: the passwords bcrypt verified, accepted again without a check (verified.go)
+	verified *verifiedLogins
 	// suspectChecks lets one password check at a time run for addresses that failed recently:
 	// a guessing flood then keeps at most one core busy with bcrypt, whatever its width.
 	suspectChecks chan struct{}
@@ -63,8 +65,8 @@ type Hook struct {
 // without a recent successful login (see loginBudget); 0 is none.
 func Add(server *mqtt.Server, authFile string, maxFailedLogins int, log *slog.Logger) (*Hook, error) {
 	h := &Hook{server: server, file: authFile, log: log, logins: newLoginThrottle(), budget: newLoginBudget(maxFailedLogins),
-		suspectChecks: make(chan struct{}, 1),
-		denied:        eventlog.NewLineCap(log, slog.LevelInfo, eventlog.MsgDeniedMore), stop: make(chan struct{})}
+		verified: newVerifiedLogins(), suspectChecks: make(chan struct{}, 1),
+		denied: eventlog.NewLineCap(log, slog.LevelInfo, eventlog.MsgDeniedMore), stop: make(chan struct{})}
 	if authFile != "" {
 		users, err := LoadUsers(authFile)
 		if err != nil {
@@ -122,6 +124,7 @@ func (h *Hook) Reload() error {
 		return err
 	}
 	h.users.Store(users)
+	h.verified.reset() // what they verified stays tied to the old users, and is dropped at use anyway
 	if h.Reloaded != nil {
 		h.Reloaded()
 	}
@@ -214,6 +217,11 @@ var errThrottled = errors.New("too many failed logins")
 // attempt refused unchecked, or ErrServerShuttingDown. The probe's failures are not counted.
 func (h *Hook) checkLogin(users *Users, host string, username, password []byte, probe bool) (ok bool, reason string, slowed bool, err error) {
 	user := string(username)
+	// The password bcrypt verified last for this user, from any address: nothing to slow down.
+	if h.verified.match(users, username, password) {
+		h.logins.succeeded(host, user)
+		return true, "", false, nil
+	}
 	wait, suspect, admitted := h.logins.admit(host, user)
 	if !admitted {
 		if !h.sleep(refusedLoginDelay) {
@@ -262,6 +270,7 @@ func (h *Hook) checkLogin(users *Users, host string, username, password []byte, 
 		if budgeted {
 			h.budget.giveBack()
 		}
+		h.verified.remember(users, username, password)
 		h.logins.succeeded(host, user)
 	case !probe:
 		slowed = h.logins.failed(host, user)

@@ -117,6 +117,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(&minKeepAlive, "min-keepalive", "keep-alive `floor`: a client asking for less (but not 0) gets this, told to MQTT 5 clients in the CONNACK (Server Keep Alive); 0s is no floor")
 	fs.IntVar(&lim.MaxTopicAliases, "max-topic-aliases", lim.MaxTopicAliases, "topic `aliases` one MQTT 5 client may set, told in the CONNACK (Topic Alias Maximum; the broker's Receive Maximum there is 1024, mochi's); "+
 		"each holds a topic, so this bounds what one connection pins; an alias over it ends the connection (DISCONNECT 0x94); 0 is none")
+	fs.IntVar(&lim.MaxTopicAliasBytes, "max-topic-alias-bytes", lim.MaxTopicAliasBytes, "`bytes` of the topics one MQTT 5 connection's aliases may hold together; "+
+		"an alias that would take them past it ends the connection (DISCONNECT 0x97 quota exceeded), counted in /stats; 0 is no limit (the broker itself assigns no aliases)")
 	fs.IntVar(&lim.MaxSubscriptions, "max-subscriptions", lim.MaxSubscriptions, "topic `filters` one session may hold; a SUBSCRIBE's new filters past it are refused "+
 		"(SUBACK 0x97 quota exceeded, 0x80 for MQTT 3.1.1), counted in /stats; 0 is no limit")
 	fs.IntVar(&lim.MaxFilterLength, "max-filter-length", lim.MaxFilterLength, "longest topic filter in `bytes` a client may subscribe to; a longer one is refused "+

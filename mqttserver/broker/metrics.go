@@ -73,6 +73,8 @@ var statMetrics = []statMetric{
 		func(s stats) float64 { return float64(s.AcceptErrors) }),
 	statCounter("live_pages_refused_total", "Live page streams refused: past 4 per user or address, or 16 in all.",
 		func(s stats) float64 { return float64(s.LivePagesRefused) }),
+	statCounter("topic_alias_refused_total", "MQTT 5 connections ended with DISCONNECT 0x97: their topic aliases held more than -max-topic-alias-bytes.",
+		func(s stats) float64 { return float64(s.TopicAliasRefused) }),
 }
 
 // labelledMetric is a /stats group of counters as one metric with a label.

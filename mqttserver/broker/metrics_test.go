@@ -50,6 +50,7 @@ var metricsOfStats = map[string]string{
 	"mqttserver_logins_refused_total":        "logins_refused",
 	"mqttserver_accept_errors_total":         "accept_errors",
 	"mqttserver_live_pages_refused_total":    "live_pages_refused",
+	"mqttserver_topic_alias_refused_total":   "topic_alias_refused",
 }
 
 // labelsOfStats pairs each labelled mqttserver_ metric with its /stats object: the label's value

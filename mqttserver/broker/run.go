@@ -48,6 +48,7 @@ type Broker struct {
 	retained  *limits.RetainedHook // nil without retained-message limits
 	access    *access.Hook
 	subs      *limits.SubscriptionHook
+	aliases   *limits.AliasBudget
 	// for /stats: the counters of the hooks that drop messages or count traffic
 	fixes   *mochifix.Hook
 	traffic *trafficHook
@@ -133,7 +134,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := add("packet ids", ids); err != nil {
 		return nil, err
 	}
-	if err := limits.AddPacketLimits(server, cfg.Limits, log); err != nil {
+	if b.aliases, err = limits.AddPacketLimits(server, cfg.Limits, log); err != nil {
 		return nil, err
 	}
 	// Before the store, which keeps what is retained: it may take the retain flag off.

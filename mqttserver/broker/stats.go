@@ -22,6 +22,8 @@ type stats struct {
 	AcceptErrors int64 `json:"accept_errors"`
 	// live page streams refused: past 4 per user or address, or 16 in all
 	LivePagesRefused int64 `json:"live_pages_refused"`
+	// MQTT 5 connections ended past -max-topic-alias-bytes
+	TopicAliasRefused int64 `json:"topic_alias_refused"`
 	// PUBLISH packets and their bytes by QoS (index 0, 1, 2), read from clients and written
 	// to them (trafficHook)
 	ReceivedByQoS qosTraffic `json:"received_by_qos"`
@@ -56,7 +58,8 @@ func (b *Broker) currentStats() stats {
 		LoginsFailed: b.access.LoginsFailed(), LoginsRefused: b.access.LoginsRefused(),
 		AcceptErrors: b.acceptErrors(), LivePagesRefused: b.page.Refused(),
 		ReceivedByQoS: snapshotQoS(&b.traffic.received), SentByQoS: snapshotQoS(&b.traffic.sent),
-		ConnectionsRefused: b.traffic.refusals(), DeliveryLatency: b.traffic.latency.snapshot()}
+		ConnectionsRefused: b.traffic.refusals(), DeliveryLatency: b.traffic.latency.snapshot(),
+		TopicAliasRefused: b.aliases.Refused()}
 	queueBytes, memoryBudget := b.queues.Lost()
 	s.DroppedByReason = drops{SlowConsumer: b.flow.DroppedQoS0(), WriteQueueFull: b.traffic.writeQueueFull.Load(),
 		QueueMessages: s.InflightDropped, QueueBytes: queueBytes, MemoryBudget: memoryBudget,

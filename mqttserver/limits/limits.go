@@ -69,6 +69,9 @@ type Limits struct {
 	MaxMessageExpiry time.Duration
 	// MaxTopicAliases: the Topic Alias Maximum told to MQTT 5 clients; 0 is no aliases.
 	MaxTopicAliases int
+	// MaxTopicAliasBytes: bytes of the topics one connection's aliases hold (aliases.go); 0 is
+	// no limit.
+	MaxTopicAliasBytes int
 	// Subscription limits, see subscriptions.go; 0 is no limit.
 	MaxSubscriptions int // filters one session holds
 	MaxFilterLength  int // bytes of one filter
@@ -81,7 +84,7 @@ func DefaultLimits() Limits {
 		MaxQueuedBytes: DefaultMaxQueuedBytes, SlowClientTimeout: DefaultSlowClientTimeout,
 		MaxQueuedMessages: DefaultMaxQueuedMessages, MaxQueuedTotal: DefaultMaxQueuedTotal, MaxSessions: DefaultMaxSessions,
 		SessionExpiry: DefaultSessionExpiry, MaxRetained: DefaultMaxRetained, MaxRetainedBytes: DefaultMaxRetainedBytes,
-		MaxTopicAliases: DefaultMaxTopicAliases, MaxSubscriptions: DefaultMaxSubscriptions, MaxFilterLength: DefaultMaxFilterLength,
+		MaxTopicAliases: DefaultMaxTopicAliases, MaxTopicAliasBytes: DefaultMaxTopicAliasBytes, MaxSubscriptions: DefaultMaxSubscriptions, MaxFilterLength: DefaultMaxFilterLength,
 		MaxFilterLevels: DefaultMaxFilterLevels}
 }
 
@@ -127,6 +130,8 @@ func (l Limits) Check() error {
 		return &config.BadValue{Flag: "max-message-expiry", Why: "want 0 (no cap) or more"}
 	case l.MaxTopicAliases < 0 || l.MaxTopicAliases > math.MaxUint16:
 		return &config.BadValue{Flag: "max-topic-aliases", Why: fmt.Sprintf("want 0 (none) to %d", math.MaxUint16)}
+	case l.MaxTopicAliasBytes < 0:
+		return &config.BadValue{Flag: "max-topic-alias-bytes", Why: "want 0 (no limit) or more"}
 	case l.MaxSubscriptions < 0:
 		return &config.BadValue{Flag: "max-subscriptions", Why: "want 0 (no limit) or more"}
 	case l.MaxFilterLength < 0:
@@ -154,22 +159,40 @@ func (l Limits) Check() error {
 // The packet size: mochi compares the remaining length plus one with its maximum, so packets
 // up to four bytes over it get through; MQTT 5 counts the whole packet, fixed header included.
 //
-// Protocol errors mochi lets through end the connection (protocol.go).
+// Protocol errors mochi lets through end the connection (protocol.go), and so does a topic
+// alias past -max-topic-alias-bytes (aliases.go).
+//
+// The broker's own topic aliases: mochi gives a client as many as its CONNECT's Topic Alias
+// Maximum asks for (up to 65,535), each holding the topic of a message it was sent, for the
+// life of the connection. The broker assigns none, as Mosquitto 2.0.11 does.
 type limitsHook struct {
 	mqtt.HookBase
-	server  *mqtt.Server
-	floor   uint16 // seconds; 0 is no floor
-	maxSize int    // bytes; 0 is no limit
-	aliases uint16 // Topic Alias Maximum
-	log     *slog.Logger
+	server      *mqtt.Server
+	floor       uint16 // seconds; 0 is no floor
+	maxSize     int    // bytes; 0 is no limit
+	aliases     uint16 // Topic Alias Maximum
+	aliasBudget *AliasBudget
+	log         *slog.Logger
 }
 
 func (h *limitsHook) ID() string { return "limits" }
 func (h *limitsHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect && h.floor > 0 || b == mqtt.OnPacketRead || b == mqtt.OnPacketEncode
+	return b == mqtt.OnConnect || b == mqtt.OnPacketRead || b == mqtt.OnPacketEncode || b == mqtt.OnDisconnect
+}
+
+func (h *limitsHook) Init(any) error {
+	h.aliasBudget.start()
+	return nil
+}
+
+func (h *limitsHook) Stop() error {
+	h.aliasBudget.close()
+	return nil
 }
 
 func (h *limitsHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	// Before the client is registered: no publisher has seen its table yet.
+	cl.State.TopicAliases.Outbound = mqtt.NewOutboundTopicAliases(0)
 	if ka := cl.State.Keepalive; ka != 0 && ka < h.floor {
 		cl.State.Keepalive = h.floor
 		cl.State.ServerKeepalive = true
@@ -199,8 +222,14 @@ func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		h.log.Debug("protocol error", "client", cl.ID, "error", err)
 		return pk, err
 	}
+	if err := h.aliasBudget.take(cl, pk, h.aliases); err != nil {
+		refuse(h.server, cl, err.(violation).code)
+		return pk, err
+	}
 	return pk, nil
 }
+
+func (h *limitsHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.aliasBudget.forget(cl) }
 
 // packetSize is the size of a whole packet whose remaining length is remaining: one byte of
 // type and flags, one to four of length, and the rest.
@@ -228,12 +257,13 @@ func (e tooLarge) Is(target error) bool {
 }
 
 // AddPacketLimits installs the keep-alive floor, the limits told in the CONNACK, the exact
-// packet size check and the protocol checks.
-func AddPacketLimits(server *mqtt.Server, l Limits, log *slog.Logger) error {
+// packet size check, the protocol checks and the topic alias bytes; the AliasBudget counts
+// the connections it ended.
+func AddPacketLimits(server *mqtt.Server, l Limits, log *slog.Logger) (*AliasBudget, error) {
 	h := &limitsHook{server: server, floor: uint16((l.MinKeepAlive + time.Second - 1) / time.Second), // whole seconds, rounded up
-		maxSize: l.MaxPacketSize, aliases: uint16(l.MaxTopicAliases), log: log}
+		maxSize: l.MaxPacketSize, aliases: uint16(l.MaxTopicAliases), aliasBudget: newAliasBudget(l.MaxTopicAliasBytes, log), log: log}
 	if err := server.AddHook(h, nil); err != nil {
-		return fmt.Errorf("add limits hook: %w", err)
+		return nil, fmt.Errorf("add limits hook: %w", err)
 	}
-	return nil
+	return h.aliasBudget, nil
 }

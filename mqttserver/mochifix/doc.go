@@ -148,6 +148,13 @@
 //     TestConnackTellsLimits, TestProtocolErrorsDisconnect, TestKnownTopicAliasStillWorks;
 //     TestMQTTJS (mqttdemo/tests). Upstream: send both in the CONNACK, DISCONNECT 0x95, validate
 //     filters per level. Canary: TestCanaryConnackOmitsLimits (package limits).
+//     Aliases hold topics unbounded in bytes: each inbound alias holds a topic of up to 64 KiB
+//     (InboundTopicAliases.Set, topics.go:50), and mochi gives a client as many outbound aliases
+//     as its CONNECT asks, up to 65,535 (clients.go:234, server.go:1053), each holding a topic
+//     sent. Mend: limits/aliases.go (-max-topic-alias-bytes, DISCONNECT 0x97), and
+//     limitsHook.OnConnect gives the client an outbound table of 0 (limits/limits.go). Tests:
+//     TestSecurityTopicAliasBytes, TestSecurityNoTopicAliasesSent (mqttdemo/tests). Upstream: a
+//     server cap on outbound aliases. No canary: mochi has no byte limit to lose.
 //   - CONNECT limits of 0 taken as absent. Receive Maximum and Maximum Packet Size are decoded
 //     into plain numbers (packets/properties.go:442, :463), 0 when absent, so a CONNECT that
 //     sets either to 0, a protocol error (MQTT 5 §3.1.2.11.3, §3.1.2.11.4), is accepted. Mend:

@@ -25,7 +25,7 @@ import (
 // holding the client's lock, and the publisher waited for that lock to number its next copy.
 // Mosquitto, run beside for the record, delivers them in about half a second.
 //
-// The broker runs with floodBudget, and the stalled subscriber is told by -slow-client-timeout:
+// The broker runs at floodBudget and finds the stalled subscriber by -slow-client-timeout (5 s):
 // at the default -max-queued-bytes (1 MiB) a loaded machine that held the test's own healthy
 // subscriber back for a moment got it disconnected as a slow consumer, its clean session's
 // copies dropped (TestFaultPausedSubscriber).

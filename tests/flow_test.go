@@ -24,12 +24,17 @@ import (
 // subscriber got 184 of 2,000 messages in 60 s: mochi's write to the stalled client blocked
 // holding the client's lock, and the publisher waited for that lock to number its next copy.
 // Mosquitto, run beside for the record, delivers them in about half a second.
+//
+// The broker runs at floodBudget and finds the stalled subscriber by -slow-client-timeout (5 s):
+// at the default -max-queued-bytes (1 MiB) a loaded machine that held the test's own healthy
+// subscriber back for a moment got it disconnected as a slow consumer, its clean session's
+// copies dropped (TestFaultPausedSubscriber).
 func TestFaultStalledSubscriber(t *testing.T) {
 	for _, qos := range []byte{1, 2} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
-			server, url := harness.StartServer(t, nil)
-			alone := mustFlood(t, url, qos, "alone", false)
-			stalled := mustFlood(t, url, qos, "beside", true)
+			server, url := harness.StartServer(t, nil, floodBudget, "-slow-client-timeout=5s")
+			alone := mustFlood(t, url, flood{qos: qos, name: "alone"})
+			stalled := mustFlood(t, url, flood{qos: qos, name: "beside", stall: true})
 			t.Logf("mqttserver: 2000 QoS %d messages of 16 KiB to the healthy subscriber in %s alone, %s beside a stalled one",
 				qos, alone.Round(time.Millisecond), stalled.Round(time.Millisecond))
 			// A loaded machine varies a lot: the bound is loose, the stall it guards against is not
@@ -44,52 +49,114 @@ func TestFaultStalledSubscriber(t *testing.T) {
 			}
 			_, mosquitto := harness.StartMosquitto(t)
 			for _, stall := range []bool{false, true} {
-				took, got := floodPast(t, mosquitto, qos, fmt.Sprint(stall), stall, 10*time.Second)
-				t.Logf("Mosquitto, stalled subscriber beside: %v: %d of 2000 in %s", stall, got, took.Round(time.Millisecond))
+				r := floodPast(t, mosquitto, flood{qos: qos, name: fmt.Sprint(stall), stall: stall}, 10*time.Second)
+				t.Logf("Mosquitto, stalled subscriber beside: %v: %d of 2000 in %s", stall, r.got, r.took.Round(time.Millisecond))
 			}
 		})
 	}
 }
 
-// mustFlood is floodPast that fails the test unless every message arrives within harness.Timeout.
-func mustFlood(t *testing.T, url string, qos byte, name string, stall bool) time.Duration {
-	t.Helper()
-	took, got := floodPast(t, url, qos, name, stall, harness.Timeout)
-	if got != 2000 {
-		t.Fatalf("the healthy subscriber got %d of 2000 messages in %s", got, took)
+// floodBudget is the -max-queued-bytes of the flood tests: more than a whole flood, so that the
+// healthy subscriber may fall behind by all of it and is never taken for a slow consumer.
+const floodBudget = "-max-queued-bytes=67108864"
+
+// TestFaultPausedSubscriber: a healthy QoS 1 subscriber that reads nothing while the 2,000
+// messages of 16 KiB are published, then reads on, as a loaded machine may hold the test's own
+// clients back. At the default -max-queued-bytes (1 MiB) the broker disconnects it as a slow
+// consumer and its clean session's copies are dropped (docs/reliability.md, "a burst of QoS 1/2
+// larger than -max-queued-bytes ends a subscriber that reads, but slowly"): this made
+// TestFaultStalledSubscriber fail now and then (287 of 2,000) before it ran at floodBudget. At
+// floodBudget it gets them all.
+func TestFaultPausedSubscriber(t *testing.T) {
+	server, url := harness.StartServer(t, nil)
+	if r := floodPast(t, url, flood{qos: 1, name: "paused", pause: true}, harness.Timeout); r.got == 2000 || r.lost == nil {
+		t.Errorf("at the default -max-queued-bytes the paused subscriber got %d of 2000 messages (connection lost: %v), "+
+			"want it disconnected: if the broker now paces what it sends, update docs/reliability.md", r.got, r.lost)
 	}
-	return took
+	server.WaitFor(t, `slow consumer disconnected\s+client=healthy-paused reason="-max-queued-bytes unsent"`)
+
+	_, url = harness.StartServer(t, nil, floodBudget)
+	mustFlood(t, url, flood{qos: 1, name: "paused-within", pause: true})
 }
 
-// floodPast publishes 2,000 messages of 16 KiB at qos to flood/<name> with a healthy subscriber
-// (and, if stall, one that never reads) and returns how long the healthy one took to get them
-// all, or how many it got by the timeout.
-func floodPast(t *testing.T, url string, qos byte, name string, stall bool, timeout time.Duration) (time.Duration, int) {
+// mustFlood is floodPast that fails the test unless every message arrives within harness.Timeout.
+func mustFlood(t *testing.T, url string, f flood) time.Duration {
+	t.Helper()
+	r := floodPast(t, url, f, harness.Timeout)
+	if r.got != 2000 {
+		why := "in " + r.took.String()
+		if r.lost != nil { // the broker's log, in the test's output, says why
+			why = fmt.Sprintf("before its connection was lost (%v)", r.lost)
+		}
+		t.Fatalf("the healthy subscriber got %d of 2000 messages %s", r.got, why)
+	}
+	return r.took
+}
+
+// flood is a run of floodPast.
+type flood struct {
+	qos   byte
+	name  string
+	stall bool // a subscriber that never reads beside the healthy one
+	pause bool // the healthy one reads nothing until the publisher is done
+}
+
+// flooded is what floodPast saw: how many messages the healthy subscriber got, in how long, and
+// the error its connection was lost with (nil: not lost).
+type flooded struct {
+	took time.Duration
+	got  int
+	lost error
+}
+
+// floodPast publishes 2,000 messages of 16 KiB at f.qos to flood/<f.name> with a healthy
+// subscriber and returns how long it took to get them all, or how many it got by the timeout or
+// the loss of its connection.
+func floodPast(t *testing.T, url string, f flood, timeout time.Duration) flooded {
 	t.Helper()
 	const count, size = 2000, 16 << 10
-	topic := "flood/" + name
-	if stall {
-		dialStalled(t, hostPort(url), "stalled-"+name, topic, qos)
+	topic := "flood/" + f.name
+	if f.stall {
+		dialStalled(t, hostPort(url), "stalled-"+f.name, topic, f.qos)
 	}
 	var healthy inbox
-	sub := mustConnect(t, pahoOpts(url, "healthy-"+name).SetDefaultPublishHandler(healthy.handler))
-	if err := waitToken(sub.Subscribe(topic, qos, nil)); err != nil {
+	lost := make(chan error, 1)
+	published := make(chan struct{})
+	handler := healthy.handler
+	if f.pause {
+		handler = func(c paho.Client, m paho.Message) {
+			select { // paho reads nothing more meanwhile (its handlers run in order)
+			case <-published:
+			case <-time.After(harness.Timeout):
+			}
+			healthy.handler(c, m)
+		}
+	}
+	sub := mustConnect(t, pahoOpts(url, "healthy-"+f.name).SetDefaultPublishHandler(handler).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err }))
+	if err := waitToken(sub.Subscribe(topic, f.qos, nil)); err != nil {
 		t.Fatal(err)
 	}
-	pub := mustConnect(t, pahoOpts(url, "flooder-"+name))
+	pub := mustConnect(t, pahoOpts(url, "flooder-"+f.name))
 	pad := strings.Repeat("x", size-7)
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() {
-		done <- publishAll(pub, topic, qos, count, func(i int) string { return fmt.Sprintf("%06d %s", i, pad) })
+		err := publishAll(pub, topic, f.qos, count, func(i int) string { return fmt.Sprintf("%06d %s", i, pad) })
+		close(published)
+		done <- err
 	}()
 	deadline := time.Now().Add(timeout)
-	for healthy.len() < count && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	r := flooded{}
+	for healthy.len() < count && time.Now().Before(deadline) && r.lost == nil {
+		select {
+		case r.lost = <-lost:
+		case <-time.After(5 * time.Millisecond): // polling interval, not synchronisation
+		}
 	}
-	took, got := time.Since(start), healthy.len()
-	if got < count {
-		return took, got // the publisher may be stuck: its client ends with the test
+	r.took, r.got = time.Since(start), healthy.len()
+	if r.got < count {
+		return r // the publisher may be stuck: its client ends with the test
 	}
 	select {
 	case err := <-done:
@@ -99,7 +166,7 @@ func floodPast(t *testing.T, url string, qos byte, name string, stall bool, time
 	case <-time.After(timeout):
 		t.Fatal("the publisher did not finish")
 	}
-	return took, got
+	return r
 }
 
 // dialStalled connects a client with a 4 KiB receive buffer that subscribes to filter at qos

@@ -120,7 +120,7 @@ func TestTargets(t *testing.T) {
 	res.add("flood 1→1", mThroughput, "ours", 0, 10)
 	res.add("flood 1→1", mThroughput, "ours", 2, 10)
 	got := renderTargets(res.targets("ours", "mochi"))
-	if !strings.Contains(got, "**missed**: ours throughput ≥ 1.0× Mosquitto in every flood case — flood 1→1: 0.20×") {
+	if !strings.Contains(got, "**missed**: ours throughput ≥ 1.0× Mosquitto in every throughput case — flood 1→1: 0.20×") {
 		t.Errorf("missed target not reported:\n%s", got)
 	}
 }

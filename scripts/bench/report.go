@@ -53,7 +53,7 @@ func renderReport(res *results, o options, ours, mochi string, c reportCondition
 	b.WriteString("- **mosquitto_pub→sub**: Mosquitto's own clients, `mosquitto_pub -l` fed lines of 4 KB on its standard input (one PUBLISH per line, as it reads them) and one `mosquitto_sub -C N`; " +
 		"throughput is messages per second from the first line mosquitto_sub prints to the last (the tools' start-up is not counted). " +
 		"Skipped, and listed below, when the tools are not installed.\n")
-	b.WriteString("- **Broker CPU**: user+system time of the broker process from `/proc/PID/stat` over the run, divided by deliveries (10 ms tick resolution).\n")
+	b.WriteString("- **Broker CPU**: user+system time of the broker process from `/proc/PID/stat` over the run, divided by deliveries (with no subscriber, by messages published; 10 ms tick resolution).\n")
 	b.WriteString("- **Idle memory**: a fresh broker; RSS (`VmRSS`, `/proc/PID/status`) before and after opening the idle connections (clean session, keep-alive 0, " +
 		"from 8 source addresses in 127.0.0.0/8), divided by the number of connections. " +
 		"*After churn*: those connections closed and as many new ones opened, RSS against the same baseline: memory the Go runtime reuses is zeroed, so it is resident, as in a broker that has run for a while.\n\n")

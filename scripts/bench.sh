@@ -3,7 +3,7 @@
 # (BENCHMARKS.md) and its chart (benchmarks.svg) to bench-out/ at the repository root (git ignores
 # it), or to the directory -dir names; -update-docs rewrites the repository's own documents.
 # Usage: scripts/bench.sh [-quick] [-dir DIR | -update-docs] [bench flags…]   (-h lists the flags)
-#   -quick   fewer cases, shorter runs: under 2 minutes; the full run takes under 20.
+#   -quick   fewer cases, shorter runs: under 2 minutes; the full run takes about 20.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -120,7 +120,7 @@ func TestTargets(t *testing.T) {
 	res.add("flood 1→1", mThroughput, "ours", 0, 10)
 	res.add("flood 1→1", mThroughput, "ours", 2, 10)
 	got := renderTargets(res.targets("ours", "mochi"))
-	if !strings.Contains(got, "**missed**: ours throughput ≥ 1.0× Mosquitto in every flood case — flood 1→1: 0.20×") {
+	if !strings.Contains(got, "**missed**: ours throughput ≥ 1.0× Mosquitto in every throughput case — flood 1→1: 0.20×") {
 		t.Errorf("missed target not reported:\n%s", got)
 	}
 }
@@ -201,5 +201,33 @@ func TestReportPaths(t *testing.T) {
 				t.Errorf("out %q, chart %q, link %q; want %q, %q, %q", o.out, o.chart, o.chartLink, c.out, c.chart, c.link)
 			}
 		})
+	}
+}
+
+// TestWorkloads: case names key the table's rows and -only, so they must be unique; -quick is a
+// subset of the full run; the loads of issue 22 are there.
+func TestWorkloads(t *testing.T) {
+	full := map[string]bool{}
+	for _, w := range workloads(false) {
+		if full[w.String()] {
+			t.Errorf("case %q twice", w)
+		}
+		full[w.String()] = true
+	}
+	for _, w := range workloads(true) {
+		if !full[w.String()] {
+			t.Errorf("quick case %q is not in the full run", w)
+		}
+	}
+	for _, want := range []string{
+		"1000 each 20→0 QoS0 64B", "1000 each 20→0 QoS1 64B", "1000 each 20→0 QoS2 64B",
+		"flood 1→1 QoS0 64KB", "flood 1→1 QoS1 64KB",
+		"flood 1→100 QoS0 64B", "flood 1→100 QoS1 64B",
+		"500/s 1→1000 topics QoS1 64B",
+		"mosquitto_pub→sub QoS0 4KB", "mosquitto_pub→sub QoS1 4KB",
+	} {
+		if !full[want] {
+			t.Errorf("no case %q", want)
+		}
 	}
 }

@@ -7,13 +7,14 @@ import (
 	"strings"
 )
 
-// chartSVG draws, for the throughput, p99 latency and idle memory rows, each broker's median ratio
+// chartSVG draws, for the throughput, p99 latency, idle memory and trickle (CPU per second, RSS) rows, each broker's median ratio
 // to the reference as a bar with its range as a whisker, and a line at 1.0×. Plain SVG written
 // here: no plotting tool needed.
 func (res *results) chartSVG() string {
 	var rows []rowKey
 	for _, k := range res.Rows {
-		if k.Metric == mThroughput || k.Metric == mP99 || k.Metric == mRSS {
+		switch k.Metric {
+		case mThroughput, mP99, mRSS, mCPUPerSecond, mBrokerRSS:
 			rows = append(rows, k)
 		}
 	}

@@ -19,6 +19,9 @@ var (
 	mP50        = metric{"p50 latency", "ms", true}
 	mP99        = metric{"p99 latency", "ms", true}
 	mRSS        = metric{"RSS per idle connection", "KB", true}
+	// The Trickle case: CPU per second of the run, and the whole broker's RSS at its end.
+	mCPUPerSecond = metric{"broker CPU", "ms/s", true}
+	mBrokerRSS    = metric{"broker RSS", "MB", true}
 )
 
 type rowKey struct {
@@ -34,9 +37,12 @@ type results struct {
 	Drops    map[string]map[string]int64 // case → broker → deliveries lost, over all rounds
 	Rounds   int
 	Failures []string
+	Skipped  []string // cases not run, and why
 }
 
 func (res *results) addFailure(what string) { res.Failures = append(res.Failures, what) }
+
+func (res *results) addSkipped(what string) { res.Skipped = append(res.Skipped, what) }
 
 func newResults(brokers []string, rounds int) *results {
 	return &results{Brokers: brokers, Rounds: rounds, Values: map[rowKey]map[string][]float64{}, Drops: map[string]map[string]int64{}}
@@ -139,9 +145,9 @@ type targetCheck struct {
 func (res *results) targets(ours, mochi string) []targetCheck {
 	ref := res.Brokers[0]
 	checks := []targetCheck{
-		{Text: fmt.Sprintf("%s throughput ≥ 1.0× %s in every flood case", ours, ref), Met: true},
-		{Text: fmt.Sprintf("%s throughput ≥ 0.9× %s in every flood case", ours, mochi), Met: true},
-		{Text: fmt.Sprintf("%s p99 latency ≤ %s's at 1k and 10k msg/s", ours, ref), Met: true},
+		{Text: fmt.Sprintf("%s throughput ≥ 1.0× %s in every throughput case", ours, ref), Met: true},
+		{Text: fmt.Sprintf("%s throughput ≥ 0.9× %s in every throughput case", ours, mochi), Met: true},
+		{Text: fmt.Sprintf("%s p99 latency ≤ %s's in every fixed-rate case", ours, ref), Met: true},
 		{Text: fmt.Sprintf("%s RSS per idle connection ≤ %s's", ours, mochi), Met: true},
 	}
 	miss := func(i int, k rowKey, s spread) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,4 +178,55 @@ func TestCanaryZeroConnectLimitsAccepted(t *testing.T) {
 		t.Fatalf("mochi no longer accepts a CONNECT with Receive Maximum 0 (% x, %v): the mend in "+
 			"limits/connectwatch.go may go (see doc.go)", ack, err)
 	}
+}
+
+// TestMochiWritesEachPacketInABufferOfItsOwn: flowConn keeps the slices mochi writes until its
+// writer has sent them, without copying them (slowclients.go, pending). That is sound only
+// while mochi encodes every packet into a new buffer and never touches it after the write
+// (clients.go:559, WritePacket, with ClientNetWriteBufferSize 1 as the broker sets it): this
+// fails if a later write changes the bytes of an earlier one.
+func TestMochiWritesEachPacketInABufferOfItsOwn(t *testing.T) {
+	server, _ := bare.Serve(t, &mqtt.Options{ClientNetWriteBufferSize: 1})
+	client, end := net.Pipe()
+	rec := &recordingConn{Conn: end}
+	go func() { _ = server.EstablishConnection("pipe", rec) }()
+	t.Cleanup(func() { client.Close() })
+	_ = client.SetDeadline(time.Now().Add(bare.Wait))
+	bare.Write(t, client, rawmqtt.Connect{ID: "self", Clean: true, KeepAlive: 60}.Encode())
+	bare.Read(t, client) // CONNACK
+	bare.Exchange(t, client, rawmqtt.Subscribe(1, "q/#", 1), 0x90)
+	for i := range 20 {
+		bare.Write(t, client, rawmqtt.Publish("q/x", 1, uint16(10+i), bytes.Repeat([]byte{byte('a' + i)}, 100+i)))
+		for range 2 { // its PUBACK and its copy, in either order
+			pk := bare.ReadDecoded(t, client)
+			if pk.FixedHeader.Type == packets.Publish {
+				bare.Write(t, client, rawmqtt.Ack(packets.Puback, pk.PacketID))
+			}
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.written) < 40 {
+		t.Fatalf("mochi wrote %d packets, want at least 40", len(rec.written))
+	}
+	for i, p := range rec.written {
+		if !bytes.Equal(p, rec.copies[i]) {
+			t.Fatalf("write %d changed after mochi wrote it (% x, was % x): flowConn must copy what "+
+				"waits for its writer (slowclients.go, Write)", i, p, rec.copies[i])
+		}
+	}
+}
+
+// recordingConn keeps every slice written to it, and a copy of it as it was.
+type recordingConn struct {
+	net.Conn
+	mu              sync.Mutex
+	written, copies [][]byte
+}
+
+func (r *recordingConn) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	r.written, r.copies = append(r.written, p), append(r.copies, bytes.Clone(p))
+	r.mu.Unlock()
+	return r.Conn.Write(p)
 }

@@ -35,10 +35,6 @@ type slowConsumer struct{}
 func (slowConsumer) Error() string            { return "slow consumer: the client stopped reading" }
 func (slowConsumer) DisconnectReason() string { return "slow-consumer" }
 
-// maxWriteChunk is the most one socket write is given: each write has its own deadline, so a
-// slow but moving reader is never taken for a stalled one.
-const maxWriteChunk = 64 << 10
-
 // FlowControl holds the limits and the counters shared by the connections it wraps.
 type FlowControl struct {
 	server    *mqtt.Server
@@ -204,12 +200,15 @@ type flowConn struct {
 
 	mu        sync.Mutex
 	lastWrite time.Duration // when mochi last wrote (since epoch)
-	pending   []byte        // waiting for the writer
-	spare     []byte        // the writer's last buffer, reused while it runs
-	writing   int           // bytes the writer holds
-	running   bool          // the writer goroutine
-	closed    bool          // Close was called: the writer flushes, then closes
-	err       error         // a failed connection: every later Write returns it
+	// pending are the packets waiting for the writer, as mochi wrote them: not copied, see
+	// TestMochiWritesEachPacketInABufferOfItsOwn.
+	pending net.Buffers
+	unsent  int         // bytes in pending
+	spare   net.Buffers // the writer's last list, reused while it runs
+	writing int         // bytes the writer holds
+	running bool        // the writer goroutine
+	closed  bool        // Close was called: the writer flushes, then closes
+	err     error       // a failed connection: every later Write returns it
 
 	socketClosed chan struct{} // closed once the socket is
 	closeOnce    sync.Once
@@ -245,18 +244,21 @@ func (c *flowConn) Write(p []byte) (int, error) {
 			return n, nil
 		}
 		p = p[w:] // the rest of a packet begun: it cannot be dropped
-	} else if unsent := len(c.pending) + c.writing; unsent >= c.flow.qos0 && c.behind(now) {
+	} else if unsent := c.unsent + c.writing; unsent >= c.flow.qos0 && c.behind(now) {
 		p = c.withoutQoS0(p)
 	}
 	// What already waits counts, not p: one packet (up to -max-packet-size, or a little more
 	// for an MQTT 5 copy) may always go out, or a big message would end its subscriber at every
 	// reconnect.
-	if unsent := len(c.pending) + c.writing; unsent > c.flow.maxUnsent && c.behind(now) {
+	if unsent := c.unsent + c.writing; unsent > c.flow.maxUnsent && c.behind(now) {
 		c.fail(ErrSlowConsumer)
 		c.flow.slowConsumer(c, "-max-queued-bytes unsent", unsent)
 		return 0, ErrSlowConsumer
 	}
-	c.pending = append(c.pending, p...)
+	if len(p) > 0 {
+		c.pending = append(c.pending, p)
+		c.unsent += len(p)
+	}
 	if !c.running && len(c.pending) > 0 {
 		c.running = true
 		go c.drain()
@@ -324,7 +326,7 @@ func (c *flowConn) drain() {
 		c.mu.Lock()
 		if len(c.pending) == 0 || c.err != nil {
 			closed := c.closed
-			c.running, c.writing, c.pending, c.spare = false, 0, nil, nil // an idle connection holds no buffer
+			c.running, c.writing, c.pending, c.unsent, c.spare = false, 0, nil, 0, nil // an idle connection holds no buffer
 			if !closed && c.err == nil {
 				_ = c.Conn.SetWriteDeadline(time.Time{}) // the next write may go straight to the socket
 			}
@@ -334,18 +336,19 @@ func (c *flowConn) drain() {
 			}
 			return
 		}
-		out := c.pending
-		c.pending, c.spare = c.spare[:0], nil
-		c.writing = len(out)
+		out, writing := c.pending, c.unsent
+		c.pending, c.unsent, c.spare = c.spare[:0], 0, nil
+		c.writing = writing
 		c.mu.Unlock()
 
 		err := c.writeAll(out)
 
 		c.mu.Lock()
+		clear(out) // the packets are written: let them go
 		c.spare, c.writing = out[:0], 0
 		if err != nil && c.err == nil {
 			if errors.Is(err, ErrSlowConsumer) {
-				c.flow.slowConsumer(c, "read nothing for -slow-client-timeout", len(out)+len(c.pending))
+				c.flow.slowConsumer(c, "read nothing for -slow-client-timeout", writing+c.unsent)
 			}
 			c.fail(err)
 		}
@@ -353,9 +356,19 @@ func (c *flowConn) drain() {
 	}
 }
 
-// writeAll writes out in chunks, each with a deadline: a reader that takes nothing for the
-// timeout is a slow consumer. After Close the deadline Close set stays.
-func (c *flowConn) writeAll(out []byte) error {
+// writeAll writes out, each socket write with a deadline: a reader that takes nothing for the
+// timeout is a slow consumer; one that takes something gets a new deadline. Over TCP the
+// packets go in one writev; elsewhere (TLS, WebSocket) they are joined first, so that each
+// write is not a TLS record or a WebSocket frame of its own. After Close the deadline Close
+// set stays.
+func (c *flowConn) writeAll(out net.Buffers) error {
+	if c.raw == nil && len(out) > 1 {
+		joined := make([]byte, 0, size(out))
+		for _, b := range out {
+			joined = append(joined, b...)
+		}
+		out = net.Buffers{joined}
+	}
 	for len(out) > 0 {
 		c.mu.Lock()
 		closed := c.closed
@@ -364,9 +377,8 @@ func (c *flowConn) writeAll(out []byte) error {
 		}
 		c.mu.Unlock()
 		c.writeSince.Store(int64(time.Since(epoch)))
-		n, err := c.Conn.Write(out[:min(len(out), maxWriteChunk)])
+		n, err := out.WriteTo(c.Conn) // takes what it wrote off out
 		c.writeSince.Store(0)
-		out = out[n:]
 		var netErr net.Error
 		timeout := err != nil && errors.As(err, &netErr) && netErr.Timeout()
 		switch {
@@ -383,6 +395,15 @@ func (c *flowConn) writeAll(out []byte) error {
 	return nil
 }
 
+// size is the bytes of out.
+func size(out net.Buffers) int {
+	n := 0
+	for _, b := range out {
+		n += len(b)
+	}
+	return n
+}
+
 func (c *flowConn) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -393,7 +414,7 @@ func (c *flowConn) isClosed() bool {
 // held, so the socket is closed without a goodbye that could wait (see closeSocket).
 func (c *flowConn) fail(err error) {
 	c.err = err
-	c.pending, c.spare = nil, nil
+	c.pending, c.unsent, c.spare = nil, 0, nil
 	c.closeSocket(true)
 }
 

@@ -3,6 +3,7 @@ package limits
 import (
 	"bytes"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -64,14 +65,14 @@ func TestQoS0DroppedOnlyWhenTheSocketWaits(t *testing.T) {
 			server := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
 			l := DefaultLimits()
 			f := NewFlowControl(server, l, slog.New(slog.DiscardHandler))
-			fc := &flowConn{flow: f, running: true, pending: make([]byte, f.qos0)}
+			fc := &flowConn{flow: f, running: true, pending: net.Buffers{make([]byte, f.qos0)}, unsent: f.qos0}
 			if c.waiting > 0 {
 				fc.writeSince.Store(int64(time.Since(epoch) - c.waiting))
 			}
 			if _, err := fc.Write(pub0); err != nil {
 				t.Fatal(err)
 			}
-			kept := len(fc.pending) > f.qos0
+			kept := fc.unsent > f.qos0
 			if kept == c.dropped {
 				t.Errorf("QoS 0 copy kept: %v, want %v", kept, !c.dropped)
 			}

@@ -1,6 +1,7 @@
 // Command mqttpublisher publishes "time:<now>" to the topic mytopic every second, as the
 // article's publisher does, and reports each message once the broker has it. mqttpublisher -h
-// lists the flags: topic, QoS, retain, interval, count, message template, TLS, credentials, will.
+// lists the flags: topic, QoS, retain, interval, count, message template, JSON output, TLS,
+// credentials, will.
 package main
 
 import (

@@ -306,3 +306,77 @@ func (b lockedBuffer) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
+
+// TestPublisherJSON: the publisher's -json, as the subscriber's: stdout holds only JSON objects,
+// one per message once the broker has it (after its PUBCOMP at QoS 2) and, with -debug, one per
+// packet, exactly those on the wire; the console lines (CONNECTED, SUMMARY) go to stderr.
+func TestPublisherJSON(t *testing.T) {
+	eachBroker(t, func(t *testing.T, url string) {
+		b := harness.Build(t)
+		tp := startTap(t, hostPort(url))
+		pub, stdout := harness.StartSplit(t, "mqttpublisher", b.Publisher, nil,
+			"-broker", tp.url, "-topic", "json/pub", "-qos", "2", "-count", "2", "-interval", "0",
+			"-message", `m{n} "<>"`, "-json", "-debug")
+		if code := pub.Exit(t); code != 0 {
+			t.Fatalf("exit status %d", code)
+		}
+		sameAsWire(t, "publisher", debugObjects(t, stdout.String()), tp.wait(t))
+		type outcome struct {
+			N        int       `json:"n"`
+			Topic    string    `json:"topic"`
+			Payload  string    `json:"payload"`
+			QoS      int       `json:"qos"`
+			Retained bool      `json:"retained"`
+			Status   string    `json:"status"`
+			At       time.Time `json:"at"`
+			AckMS    *float64  `json:"acknowledged_ms"`
+		}
+		var msgs []outcome
+		completed := map[uint16]bool{}
+		var published []uint16 // ids of the PUBLISHes, in order
+		for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+			var pk struct {
+				Packet, Direction string
+				ID                uint16
+			}
+			if err := json.Unmarshal([]byte(l), &pk); err != nil {
+				t.Fatalf("stdout line %q is not JSON: %v", l, err)
+			}
+			switch {
+			case pk.Packet == "PUBLISH":
+				published = append(published, pk.ID)
+			case pk.Packet == "PUBCOMP":
+				completed[pk.ID] = true
+			case pk.Packet == "":
+				var m outcome
+				dec := json.NewDecoder(strings.NewReader(l))
+				dec.DisallowUnknownFields()
+				if err := dec.Decode(&m); err != nil {
+					t.Fatalf("stdout line %q is not a message object: %v", l, err)
+				}
+				if n := len(msgs); n >= len(published) || !completed[published[n]] {
+					t.Errorf("message %q printed before its PUBCOMP:\n%s", l, stdout)
+				}
+				msgs = append(msgs, m)
+			}
+		}
+		if len(msgs) != 2 {
+			t.Fatalf("got %d message objects, want 2:\n%s", len(msgs), stdout)
+		}
+		for i, m := range msgs {
+			want := fmt.Sprintf(`m%d "<>"`, i+1)
+			if m.N != i+1 || m.Topic != "json/pub" || m.Payload != want || m.QoS != 2 || m.Retained ||
+				m.Status != "acknowledged" || m.AckMS == nil || *m.AckMS < 0 || time.Since(m.At) > time.Minute {
+				t.Errorf("unexpected message %+v", m)
+			}
+		}
+		if !strings.Contains(stdout.String(), `"payload":"m1 \"<>\""`) {
+			t.Errorf("payload not escaped as plain JSON:\n%s", stdout)
+		}
+		for _, tag := range []string{"CONNECTED", "SUMMARY"} {
+			if !strings.Contains(pub.Out.String(), tag) {
+				t.Errorf("no %s line on stderr:\n%s", tag, pub.Out.String())
+			}
+		}
+	})
+}

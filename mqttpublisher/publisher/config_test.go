@@ -36,6 +36,8 @@ var every = map[string]string{
 	"message":      "n={n}",
 	"stdin":        "true",
 	"store":        "/tmp/store",
+	"debug":        "true",
+	"json":         "true",
 }
 
 func checkEvery(t *testing.T, cfg Config) {
@@ -68,6 +70,8 @@ func checkEvery(t *testing.T, cfg Config) {
 		{"message", cfg.Message, "n={n}"},
 		{"stdin", cfg.Stdin, true},
 		{"store", cfg.Store, "/tmp/store"},
+		{"debug", c.Debug, true},
+		{"json", c.JSON, true},
 	} {
 		if !equal(g.got, g.want) {
 			t.Errorf("-%s: got %v, want %v", g.name, g.got, g.want)

@@ -42,7 +42,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	con := console.New(stdout, console.UseColor(cfg.Color.String(), stdout, getenv))
+	out := mqttclient.NewOutput(cfg.ClientConfig, stdout, stderr, getenv)
+	con := out.Con
 	opts, err := cfg.Options()
 	if err != nil {
 		return err
@@ -57,10 +58,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	opts.SetStore(store)
 	if cfg.Debug {
-		mqttclient.Trace(opts, mqttclient.ConsoleTrace(con))
+		mqttclient.Trace(opts, out.Packet)
 	}
 	mqttclient.KeepReleases(opts, store)
-	p := &publisher{cfg: cfg, con: con, store: store}
+	p := &publisher{cfg: cfg, con: con, out: out, store: store}
 	// Messages an earlier run left in -store: paho resends them on connect; wait for them too.
 	for _, m := range store.Outgoing() {
 		p.resume(m)
@@ -163,6 +164,7 @@ type publisher struct {
 	cfg                  Config
 	client               mqtt.Client
 	con                  *console.Console
+	out                  *mqttclient.Output
 	store                *mqttclient.Store
 	drops                atomic.Int32 // connections lost since the last acknowledgement
 	queue                []*inflight  // oldest first; lines are printed in this order
@@ -276,8 +278,7 @@ func (p *publisher) complete() {
 		} else {
 			p.acked++
 		}
-		p.con.Linef(console.StyleMessage, "PUBLISHED", "%s %s %s %s", label(m), m.topic,
-			p.con.Paint(console.StyleInfo, m.payload), p.con.Paint(console.StyleDim, p.confirmation(m, time.Since(m.start))))
+		p.published(m, time.Now())
 	}
 }
 
@@ -290,7 +291,7 @@ func label(m *inflight) string {
 
 func (p *publisher) drop(m *inflight, why string) {
 	p.dropped++
-	p.con.Linef(console.StyleWarn, "DROPPED", "%s %s: %s", label(m), m.topic, why)
+	p.dropLine(m, why)
 }
 
 // tooManyDrops ends the run when the broker keeps closing the connection while the oldest
@@ -337,21 +338,6 @@ func (p *publisher) drain() {
 			return
 		}
 	}
-}
-
-func (p *publisher) confirmation(m *inflight, d time.Duration) string {
-	retain := ""
-	if p.cfg.Retain && m.n != 0 {
-		retain = ", retained"
-	}
-	if m.qos == 0 {
-		return fmt.Sprintf("(qos 0%s, sent)", retain)
-	}
-	from := ""
-	if m.n == 0 {
-		from = ", from the store"
-	}
-	return fmt.Sprintf("(qos %d%s%s, acknowledged in %s)", m.qos, retain, from, d.Round(10*time.Microsecond))
 }
 
 func (p *publisher) summary() {

@@ -16,7 +16,6 @@ type Config struct {
 	QoS     byte
 	Count   int
 	Timeout time.Duration
-	JSON    bool
 }
 
 var program = config.Program{
@@ -38,7 +37,6 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	fs.Var(&qos, "qos", "highest quality of service to receive at: `0`, 1 or 2")
 	fs.IntVar(&cfg.Count, "count", 0, "exit after `N` messages (0: run until interrupted)")
 	fs.Var(&timeout, "timeout", "exit with status 1 when no message arrives for this `long`, counted from the start and from each message (0: wait for ever)")
-	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object per message instead of a coloured line")
 	validate := func() error {
 		if cfg.Count < 0 {
 			return &config.BadValue{Flag: "count", Why: "must not be negative (0 means no limit)"}

@@ -1,11 +1,8 @@
 package subscriber
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"mqttdemo/shared/console"
@@ -36,62 +33,24 @@ func Latency(payload string, at time.Time) (time.Duration, bool) {
 	return at.Sub(sent), true
 }
 
-// printer writes received messages, and with -debug the packets, as coloured lines or JSON
-// objects.
+// printer writes received messages as coloured lines or JSON objects.
 type printer struct {
-	con     *console.Console
-	json    *json.Encoder // messages, on the main goroutine
-	packets *json.Encoder // packets, on paho's network goroutines
-	trace   func(mqttclient.Packet)
-	id      string
+	out *mqttclient.Output
+	id  string
 }
 
-func newPrinter(cfg Config, con *console.Console, stdout io.Writer) *printer {
-	p := &printer{con: con, id: cfg.ID, trace: mqttclient.ConsoleTrace(con)}
-	if cfg.JSON {
-		// Each Encode is one Write: the lock keeps a message and a packet from mixing.
-		w := &lockedWriter{w: stdout}
-		p.json, p.packets = json.NewEncoder(w), json.NewEncoder(w)
-		p.json.SetEscapeHTML(false)
-		p.packets.SetEscapeHTML(false)
-	}
-	return p
-}
-
-// packet reports one MQTT packet (-debug): a console line, or with -json an object on stdout
-// among the messages, told apart by its "packet" field.
-func (p *printer) packet(pk mqttclient.Packet) {
-	if p.packets == nil {
-		p.trace(pk)
-		return
-	}
-	if err := p.packets.Encode(pk); err != nil {
-		p.con.Line(console.StyleError, "ERROR", "write JSON: "+err.Error())
-	}
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
+func newPrinter(cfg Config, out *mqttclient.Output) *printer {
+	return &printer{out: out, id: cfg.ID}
 }
 
 func (p *printer) print(m Message) error {
 	lat, known := Latency(m.Payload, m.ReceivedAt)
-	if p.json != nil {
+	if p.out.JSON() {
 		if known {
 			ms := float64(lat.Microseconds()) / 1000
 			m.LatencyMS = &ms
 		}
-		if err := p.json.Encode(m); err != nil {
-			return fmt.Errorf("write JSON: %w", err)
-		}
-		return nil
+		return p.out.Object(m)
 	}
 	details := fmt.Sprintf("qos %d", m.QoS)
 	if m.Retained {
@@ -103,7 +62,8 @@ func (p *printer) print(m Message) error {
 	if known {
 		details += ", latency " + lat.Round(10*time.Microsecond).String()
 	}
-	p.con.Linef(console.StyleMessage, "RECEIVED", "%s %s %s %s", p.id, m.Topic,
-		p.con.Paint(console.StyleInfo, m.Payload), p.con.Paint(console.StyleDim, "("+details+")"))
+	con := p.out.Con
+	con.Linef(console.StyleMessage, "RECEIVED", "%s %s %s %s", p.id, m.Topic,
+		con.Paint(console.StyleInfo, m.Payload), con.Paint(console.StyleDim, "("+details+")"))
 	return nil
 }

@@ -48,7 +48,7 @@ func TestJSONShape(t *testing.T) {
 			`{"topic":"t","payload":"<\"x\">","qos":2,"retained":true,"duplicate":true,"received_at":"2026-11-25T19:00:00Z"}`},
 	} {
 		var out bytes.Buffer
-		p := newPrinter(Config{JSON: true, ClientConfig: &mqttclient.ClientConfig{}}, nil, &out)
+		p := newPrinter(Config{ClientConfig: &mqttclient.ClientConfig{}}, mqttclient.NewJSONOutput(nil, &out))
 		if err := p.print(c.msg); err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestJSONShape(t *testing.T) {
 func TestHumanLine(t *testing.T) {
 	var out bytes.Buffer
 	con := console.New(&out, false)
-	p := newPrinter(Config{ClientConfig: &mqttclient.ClientConfig{ID: "sub-1"}}, con, &out)
+	p := newPrinter(Config{ClientConfig: &mqttclient.ClientConfig{ID: "sub-1"}}, &mqttclient.Output{Con: con})
 	at := time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC)
 	if err := p.print(Message{Topic: "a/b", Payload: "time:2026-11-25T18:59:59.998Z", QoS: 1, Retained: true, Duplicate: true, ReceivedAt: at}); err != nil {
 		t.Fatal(err)

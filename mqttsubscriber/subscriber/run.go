@@ -31,12 +31,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	// With -json, stdout carries only the messages; what the program says goes to stderr.
-	talk := stdout
-	if cfg.JSON {
-		talk = stderr
-	}
-	con := console.New(talk, console.UseColor(cfg.Color.String(), talk, getenv))
+	out := mqttclient.NewOutput(cfg.ClientConfig, stdout, stderr, getenv)
+	con := out.Con
 	s := &subscriber{cfg: cfg, con: con, inbox: newInbox(), fatal: make(chan error, 1)}
 	opts, err := cfg.Options()
 	if err != nil {
@@ -50,9 +46,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	store.OnRelease(s.inbox.release)
 	store.OnComplete(s.inbox.complete)
 	opts.SetStore(store)
-	out := newPrinter(cfg, con, stdout)
 	if cfg.Debug {
-		mqttclient.Trace(opts, out.packet)
+		mqttclient.Trace(opts, out.Packet)
 	}
 	mqttclient.KeepReleases(opts, store) // for OnComplete: this program publishes nothing
 	// Set before connecting: a persistent session may deliver queued messages straight away.
@@ -90,7 +85,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		mqttclient.Disconnect(client)
 	}()
-	err = s.receive(ctx, client, out, console.EnterPresses(stdin), console.EnterPrompt(stdin, "unsubscribe"))
+	err = s.receive(ctx, client, newPrinter(cfg, out), console.EnterPresses(stdin), console.EnterPrompt(stdin, "unsubscribe"))
 	if errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C or SIGTERM: a normal end
 	}

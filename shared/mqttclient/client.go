@@ -58,6 +58,7 @@ type ClientConfig struct {
 	WillRetain bool
 	Color      *config.Choice
 	Debug      bool
+	JSON       bool
 	program    string
 }
 
@@ -85,6 +86,7 @@ func AddClientFlags(fs *flag.FlagSet, program string) *ClientConfig {
 	fs.BoolVar(&c.WillRetain, "will-retain", false, "retain the last will")
 	fs.Var(c.Color, "color", "colour the output: `auto` (when a terminal), always or never")
 	fs.BoolVar(&c.Debug, "debug", false, "print every MQTT packet sent and received: type, packet id, QoS, flags, topic, payload size (never the password or the payload)")
+	fs.BoolVar(&c.JSON, "json", false, "print one JSON object per message (and per packet with -debug) on standard output instead of a coloured line; the other lines go to standard error")
 	return c
 }
 

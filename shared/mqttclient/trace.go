@@ -297,21 +297,19 @@ const (
 	TagIn  = "PACKET IN"
 )
 
-// ConsoleTrace returns a Trace report that writes one console line per packet:
+// traceLine writes one console line for the packet:
 // "PACKET OUT   PUBLISH     id 1, qos 2, dup 0, retain 0, topic mytopic, 27 bytes".
-func ConsoleTrace(con *console.Console) func(Packet) {
-	return func(pk Packet) {
-		tag, style := TagIn, console.StyleDim
-		if pk.Direction == Out {
-			tag = TagOut
-		}
-		if pk.Error != "" {
-			style = console.StyleWarn
-		}
-		text := pk.Text()
-		if pk.Error == "" {
-			text = strings.TrimSpace(fmt.Sprintf("%-11s %s", pk.Type, text))
-		}
-		con.Line(style, tag, text)
+func traceLine(con *console.Console, pk Packet) {
+	tag, style := TagIn, console.StyleDim
+	if pk.Direction == Out {
+		tag = TagOut
 	}
+	if pk.Error != "" {
+		style = console.StyleWarn
+	}
+	text := pk.Text()
+	if pk.Error == "" {
+		text = strings.TrimSpace(fmt.Sprintf("%-11s %s", pk.Type, text))
+	}
+	con.Line(style, tag, text)
 }

@@ -11,8 +11,9 @@ import (
 // a Provides call per event and, for OnPacketRead and OnPacketSent, a copy of the ~800-byte
 // packets.Packet (about 5% of the broker's CPU in a QoS 0 flood). The counts are taken where
 // the broker already looks at every packet: limitsHook.OnPacketRead counts the PUBLISH
-// packets read (by QoS, before any limit refuses one: mochi counts those as received too),
-// OnPublishDropped the messages mochi drops at a full write queue; the connection layer counts
+// packets read (by QoS, before any limit refuses one: mochi counts those as received too; the
+// hooks before it refuse only a PUBLISH whose connection then ends, mochifix.PacketIDs's at a
+// full id space), OnPublishDropped the messages mochi drops at a full write queue; the connection layer counts
 // the PUBLISH packets it writes (by QoS, a QoS 0 copy it drops is not written) and the
 // CONNACKs that refuse, from their bytes (flowConn.Write). Fixed arrays of atomic counters,
 // no map, no allocation, and a clock read only for the messages timed.

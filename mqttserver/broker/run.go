@@ -51,7 +51,7 @@ type Broker struct {
 	aliases   *limits.AliasBudget
 	// for /stats: the counters of the hooks that drop messages or count traffic
 	fixes   *mochifix.Hook
-	traffic *trafficHook
+	traffic *limits.Traffic
 	queues  *limits.QueueHook
 	expiry  *limits.ExpiryHook
 
@@ -85,9 +85,9 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 		log = eventlog.Tee(log, lines)
 		page = livepage.New(server, lines)
 	}
-	b := &Broker{server: server, log: log, page: page, died: make(chan error, 1)}
+	b := &Broker{server: server, log: log, page: page, died: make(chan error, 1), traffic: limits.NewTraffic()}
 	if !cfg.blockingWrites {
-		b.flow = limits.NewFlowControl(server, cfg.Limits, log)
+		b.flow = limits.NewFlowControl(server, cfg.Limits, b.traffic, log)
 	}
 	var data *store.Store
 	defer func() {
@@ -109,11 +109,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := add("mochi fixes", fixes); err != nil {
 		return nil, err
 	}
-	// Before the limits, which refuse packets at OnPacketRead: mochi counts those as received too.
-	b.fixes, b.traffic = fixes, newTrafficHook()
-	if err := add("traffic", b.traffic); err != nil {
-		return nil, err
-	}
+	b.fixes = fixes
 	// Before the event log: it puts back the filters it refuses (limits.SubscriptionHook).
 	b.subs = limits.NewSubscriptionHook(cfg.Limits)
 	if err := add("subscription limits", b.subs); err != nil {
@@ -134,7 +130,7 @@ func New(cfg Config, log, libraryLog *slog.Logger) (_ *Broker, err error) {
 	if err := add("packet ids", ids); err != nil {
 		return nil, err
 	}
-	if b.aliases, err = limits.AddPacketLimits(server, cfg.Limits, log); err != nil {
+	if b.aliases, err = limits.AddPacketLimits(server, cfg.Limits, b.traffic, log); err != nil {
 		return nil, err
 	}
 	// Before the store, which keeps what is retained: it may take the retain flag off.

@@ -25,7 +25,7 @@ type stats struct {
 	// MQTT 5 connections ended past -max-topic-alias-bytes
 	TopicAliasRefused int64 `json:"topic_alias_refused"`
 	// PUBLISH packets and their bytes by QoS (index 0, 1, 2), read from clients and written
-	// to them (trafficHook)
+	// to them (limits.Traffic)
 	ReceivedByQoS qosTraffic `json:"received_by_qos"`
 	SentByQoS     qosTraffic `json:"sent_by_qos"`
 	// messages dropped, by reason (drops); connections refused, by the CONNACK's reason
@@ -57,11 +57,11 @@ func (b *Broker) currentStats() stats {
 	s := stats{Info: currentInfo(b.server), SubscriptionsRefused: b.subs.Refused(),
 		LoginsFailed: b.access.LoginsFailed(), LoginsRefused: b.access.LoginsRefused(),
 		AcceptErrors: b.acceptErrors(), LivePagesRefused: b.page.Refused(),
-		ReceivedByQoS: snapshotQoS(&b.traffic.received), SentByQoS: snapshotQoS(&b.traffic.sent),
-		ConnectionsRefused: b.traffic.refusals(), DeliveryLatency: b.traffic.latency.snapshot(),
+		ReceivedByQoS: toQoSTraffic(b.traffic.Received()), SentByQoS: toQoSTraffic(b.traffic.Sent()),
+		ConnectionsRefused: refusalsOf(b.traffic), DeliveryLatency: latencyOf(b.traffic),
 		TopicAliasRefused: b.aliases.Refused()}
 	queueBytes, memoryBudget := b.queues.Lost()
-	s.DroppedByReason = drops{SlowConsumer: b.flow.DroppedQoS0(), WriteQueueFull: b.traffic.writeQueueFull.Load(),
+	s.DroppedByReason = drops{SlowConsumer: b.flow.DroppedQoS0(), WriteQueueFull: b.traffic.WriteQueueFull(),
 		QueueMessages: s.InflightDropped, QueueBytes: queueBytes, MemoryBudget: memoryBudget,
 		RetainedFull: b.retained.Lost(), Expired: b.expiry.Lost(), TooLarge: b.fixes.TooLarge(),
 		ACL: b.access.PublishesDenied()}

@@ -2,9 +2,10 @@
 // keep-alive floor (limits.go), the messages and bytes queued to a session and the number of
 // sessions (queues.go), the retained messages (retained.go), how long messages are kept
 // (expiry.go), and the connection layer that
-// keeps a client that stops reading from stalling its publishers (slowclients.go). It logs
-// through the event log's vocabulary and knows nothing of access control, storage or the
-// listeners it wraps.
+// keeps a client that stops reading from stalling its publishers (slowclients.go). Seeing
+// every packet on the way, it also counts the traffic by QoS and times deliveries (traffic.go,
+// latency.go). It logs through the event log's vocabulary and knows nothing of access control,
+// storage or the listeners it wraps.
 package limits
 
 import (
@@ -162,6 +163,9 @@ func (l Limits) Check() error {
 // Protocol errors mochi lets through end the connection (protocol.go), and so does a topic
 // alias past -max-topic-alias-bytes (aliases.go).
 //
+// The traffic (traffic.go): it counts the PUBLISH packets read and the messages mochi drops at
+// a full write queue, and tags the messages timed.
+//
 // The broker's own topic aliases: mochi gives a client as many as its CONNECT's Topic Alias
 // Maximum asks for (up to 65,535), each holding the topic of a message it was sent, for the
 // life of the connection. The broker assigns none, as Mosquitto 2.0.11 does.
@@ -172,12 +176,19 @@ type limitsHook struct {
 	maxSize     int    // bytes; 0 is no limit
 	aliases     uint16 // Topic Alias Maximum
 	aliasBudget *AliasBudget
+	traffic     *Traffic
 	log         *slog.Logger
 }
 
 func (h *limitsHook) ID() string { return "limits" }
+
+// Provides is asked for every hook on every event of every packet: a switch.
 func (h *limitsHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnPacketRead || b == mqtt.OnPacketEncode || b == mqtt.OnDisconnect
+	switch b {
+	case mqtt.OnConnect, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnDisconnect, mqtt.OnPublishDropped:
+		return true
+	}
+	return false
 }
 
 func (h *limitsHook) Init(any) error {
@@ -201,8 +212,15 @@ func (h *limitsHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 	return nil
 }
 
-// OnPacketEncode tells an MQTT 5 client the limits in the CONNACK that accepts it.
+// OnPacketEncode tells an MQTT 5 client the limits in the CONNACK that accepts it, and the
+// connection the timed copy it is about to write (latency.go).
 func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Publish {
+		if pk.Connect.Keepalive != 0 {
+			expect(cl, &pk)
+		}
+		return pk
+	}
 	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < packets.ErrUnspecifiedError.Code && cl.Properties.ProtocolVersion == 5 {
 		pk.Properties.MaximumPacketSize = uint32(h.maxSize) // 0, no limit, is not sent
 		pk.Properties.TopicAliasMaximum = h.aliases         // 0, none, is not sent: absent is 0
@@ -210,9 +228,15 @@ func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 	return pk
 }
 
-// OnPacketRead refuses a packet over the size limit, and the protocol errors of protocol.go;
-// an MQTT 5 client is told the reason code, then mochi closes the connection.
+// OnPacketRead counts a PUBLISH and tags 1 in LatencySample (traffic.go); it refuses a packet
+// over the size limit, and the protocol errors of protocol.go; an MQTT 5 client is told the
+// reason code, then mochi closes the connection.
 func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish {
+		if tag := h.traffic.read(&pk); tag != 0 {
+			pk.Connect.Keepalive = tag
+		}
+	}
 	if size := packetSize(pk.FixedHeader.Remaining); h.maxSize > 0 && size > h.maxSize {
 		refuse(h.server, cl, packets.ErrPacketTooLarge)
 		return pk, tooLarge{size: size, limit: h.maxSize}
@@ -230,6 +254,9 @@ func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 }
 
 func (h *limitsHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.aliasBudget.forget(cl) }
+
+// OnPublishDropped: mochi dropped a message for a client whose write queue was full.
+func (h *limitsHook) OnPublishDropped(*mqtt.Client, packets.Packet) { h.traffic.writeQueueFull.Add(1) }
 
 // packetSize is the size of a whole packet whose remaining length is remaining: one byte of
 // type and flags, one to four of length, and the rest.
@@ -257,11 +284,12 @@ func (e tooLarge) Is(target error) bool {
 }
 
 // AddPacketLimits installs the keep-alive floor, the limits told in the CONNACK, the exact
-// packet size check, the protocol checks and the topic alias bytes; the AliasBudget counts
-// the connections it ended.
-func AddPacketLimits(server *mqtt.Server, l Limits, log *slog.Logger) (*AliasBudget, error) {
+// packet size check, the protocol checks and the topic alias bytes, and counts in traffic what
+// it reads; the AliasBudget counts the connections it ended.
+func AddPacketLimits(server *mqtt.Server, l Limits, traffic *Traffic, log *slog.Logger) (*AliasBudget, error) {
 	h := &limitsHook{server: server, floor: uint16((l.MinKeepAlive + time.Second - 1) / time.Second), // whole seconds, rounded up
-		maxSize: l.MaxPacketSize, aliases: uint16(l.MaxTopicAliases), aliasBudget: newAliasBudget(l.MaxTopicAliasBytes, log), log: log}
+		maxSize: l.MaxPacketSize, aliases: uint16(l.MaxTopicAliases), aliasBudget: newAliasBudget(l.MaxTopicAliasBytes, log),
+		traffic: traffic, log: log}
 	if err := server.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("add limits hook: %w", err)
 	}

@@ -38,6 +38,7 @@ func (slowConsumer) DisconnectReason() string { return "slow-consumer" }
 // FlowControl holds the limits and the counters shared by the connections it wraps.
 type FlowControl struct {
 	server    *mqtt.Server
+	traffic   *Traffic // the packets written, counted in Write (traffic.go)
 	log       *slog.Logger
 	timeout   time.Duration // no byte taken for this long: slow consumer; 0 never
 	maxUnsent int           // unsent bytes past which the client is disconnected
@@ -48,8 +49,10 @@ type FlowControl struct {
 	qos0Lost  atomic.Int64 // QoS 0 messages dropped, for /stats
 }
 
-func NewFlowControl(server *mqtt.Server, l Limits, log *slog.Logger) *FlowControl {
-	f := &FlowControl{server: server, log: log, timeout: l.SlowClientTimeout,
+// NewFlowControl returns the connection layer of server; its connections count what they
+// write in traffic.
+func NewFlowControl(server *mqtt.Server, l Limits, traffic *Traffic, log *slog.Logger) *FlowControl {
+	f := &FlowControl{server: server, traffic: traffic, log: log, timeout: l.SlowClientTimeout,
 		maxUnsent: l.MaxQueuedBytes, qos0: l.MaxQueuedBytes / 2, maxSize: l.MaxPacketSize,
 		dropped: eventlog.NewLineCap(log, slog.LevelWarn, eventlog.MsgDropped, slog.String("reason", reasonNotReading))}
 	f.qos0 = max(f.qos0, 1)
@@ -192,6 +195,7 @@ type flowConn struct {
 	rerr     error
 	id       atomic.Pointer[string]
 	v5       atomic.Bool  // MQTT 5, known once the session is established
+	tagged   tagged       // the timed copy expected (latency.go; under mu)
 	sizes    sizeWatch    // used by the reader only (packetwatch.go)
 	connect  connectWatch // used by the reader only (connectwatch.go)
 
@@ -231,9 +235,15 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n := len(p)
+	var tag uint16 // of the timed copy p is (latency.go)
+	if c.tagged.tag != 0 && c.isTagged(p) {
+		tag, c.tagged = c.tagged.tag, tagged{}
+	}
 	now := time.Since(epoch)
 	recent := now-c.lastWrite < gatherWithin
 	c.lastWrite = now
+	// What goes out, counted as written: p less the QoS 0 copies dropped.
+	sent := p
 	if !c.running && c.raw != nil && !recent { // a lone packet: try the socket at once
 		w, err := c.tryWrite(p)
 		if err != nil {
@@ -241,11 +251,13 @@ func (c *flowConn) Write(p []byte) (int, error) {
 			return w, err
 		}
 		if w == n {
+			c.count(sent, n, tag)
 			return n, nil
 		}
 		p = p[w:] // the rest of a packet begun: it cannot be dropped
 	} else if unsent := c.unsent + c.writing; unsent >= c.flow.qos0 && c.behind(now) {
 		p = c.withoutQoS0(p)
+		sent = p
 	}
 	// What already waits counts, not p: one packet (up to -max-packet-size, or a little more
 	// for an MQTT 5 copy) may always go out, or a big message would end its subscriber at every
@@ -255,6 +267,7 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		c.flow.slowConsumer(c, "-max-queued-bytes unsent", unsent)
 		return 0, ErrSlowConsumer
 	}
+	c.count(sent, n, tag)
 	if len(p) > 0 {
 		c.pending = append(c.pending, p)
 		c.unsent += len(p)
@@ -264,6 +277,15 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		go c.drain()
 	}
 	return n, nil
+}
+
+// count counts the packets of sent, what goes out of the n bytes mochi wrote, and times the
+// copy tagged unless something was dropped: mochi writes one packet at a time.
+func (c *flowConn) count(sent []byte, n int, tag uint16) {
+	c.flow.traffic.written(sent)
+	if tag != 0 && len(sent) == n {
+		c.flow.traffic.latency.observe(tag)
+	}
 }
 
 // withoutQoS0 returns p, whole packets as mochi writes them, less its QoS 0 PUBLISH packets.
@@ -294,25 +316,14 @@ func (c *flowConn) withoutQoS0(p []byte) []byte {
 // parsePacket reads the fixed header at the start of b: the packet's whole size, and for a
 // QoS 0 PUBLISH its topic. size is 0 when b does not start with a complete header.
 func parsePacket(b []byte) (size int, topic string, qos0 bool) {
-	if len(b) < 2 {
+	size, h := fixedHeader(b)
+	if size == 0 {
 		return 0, "", false
 	}
-	remaining, shift, i := 0, 0, 1
-	for ; ; i++ {
-		if i >= len(b) || i > 4 {
-			return 0, "", false
-		}
-		remaining |= int(b[i]&0x7f) << shift
-		shift += 7
-		if b[i]&0x80 == 0 {
-			break
-		}
-	}
-	size = i + 1 + remaining
 	if b[0]>>4 != packets.Publish || b[0]&0x06 != 0 {
 		return size, "", false
 	}
-	if h := i + 1; h+2 <= len(b) {
+	if h+2 <= len(b) {
 		if l := int(b[h])<<8 | int(b[h+1]); h+2+l <= len(b) {
 			topic = string(b[h+2 : h+2+l])
 		}

@@ -33,7 +33,7 @@ func TestWithoutQoS0(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			server := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
-			f := NewFlowControl(server, DefaultLimits(), slog.New(slog.DiscardHandler))
+			f := NewFlowControl(server, DefaultLimits(), NewTraffic(), slog.New(slog.DiscardHandler))
 			got := (&flowConn{flow: f}).withoutQoS0(c.in)
 			if !bytes.Equal(got, c.want) {
 				t.Errorf("kept % x, want % x", got, c.want)
@@ -64,7 +64,7 @@ func TestQoS0DroppedOnlyWhenTheSocketWaits(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			server := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
 			l := DefaultLimits()
-			f := NewFlowControl(server, l, slog.New(slog.DiscardHandler))
+			f := NewFlowControl(server, l, NewTraffic(), slog.New(slog.DiscardHandler))
 			fc := &flowConn{flow: f, running: true, pending: net.Buffers{make([]byte, f.qos0)}, unsent: f.qos0}
 			if c.waiting > 0 {
 				fc.writeSince.Store(int64(time.Since(epoch) - c.waiting))

@@ -83,6 +83,22 @@ func (l flowListener) Serve(establish listeners.EstablishFn) {
 	})
 }
 
+// Close closes l, ending its clients without mochi's closer (server.closeListenerClients):
+// that takes the clients' read lock twice (Clients.GetByListener calls Len under it, clients.go:95),
+// so a client leaving meanwhile, whose Delete waits for the write lock, deadlocks both, and the
+// broker hangs at shutdown. This one takes the lock once (GetAll copies the clients).
+func (l flowListener) Close(listeners.CloseFn) {
+	l.Listener.Close(l.flow.closeClients)
+}
+
+func (f *FlowControl) closeClients(listener string) {
+	for _, cl := range f.server.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = f.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}
+
 // wrap returns c with a Write that never blocks.
 func (f *FlowControl) wrap(c net.Conn) *flowConn {
 	fc := &flowConn{Conn: c, flow: f, socketClosed: make(chan struct{}), sizes: sizeWatch{limit: f.maxSize}}

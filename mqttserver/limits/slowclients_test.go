@@ -10,6 +10,11 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"fmt"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"io"
+	"mqttdemo/mqttserver/internal/bare"
 	"mqttdemo/mqttserver/rawmqtt"
 )
 
@@ -80,5 +85,46 @@ func TestQoS0DroppedOnlyWhenTheSocketWaits(t *testing.T) {
 				t.Errorf("counted %d dropped", n)
 			}
 		})
+	}
+}
+
+// TestCloseEndsListenerClients: closing the server ends the clients of a wrapped listener with
+// the connection layer's closer (flowListener.Close), which takes mochi's clients lock once; mochi's
+// own took it twice and could deadlock with a client leaving at the same moment. Clients leave
+// while the server closes, in every round; Close must end.
+func TestCloseEndsListenerClients(t *testing.T) {
+	for round := range 20 {
+		server := bare.New(t, nil, new(auth.AllowHook))
+		f := NewFlowControl(server, DefaultLimits(), NewTraffic(), slog.New(slog.DiscardHandler))
+		tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
+		if err := server.AddListener(f.Listener(tcp)); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.Serve(); err != nil {
+			t.Fatal(err)
+		}
+		var conns []net.Conn
+		for i := range 8 {
+			conns = append(conns, bare.Connect(t, tcp.Address(), rawmqtt.Connect{ID: fmt.Sprint("c", i), Clean: true}))
+		}
+		for _, c := range conns[:4] {
+			go c.Close() // leaving as the server closes
+		}
+		closed := make(chan struct{})
+		go func() {
+			_ = server.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(bare.Wait):
+			t.Fatalf("round %d: the server's Close did not end within %s", round, bare.Wait)
+		}
+		for i, c := range conns[4:] {
+			_ = c.SetReadDeadline(time.Now().Add(bare.Wait))
+			if _, err := io.ReadAll(c); err != nil {
+				t.Fatalf("round %d: client %d not ended by Close: %v", round, i+4, err)
+			}
+		}
 	}
 }

@@ -148,7 +148,9 @@ var conformanceScenarios = []confScenario{
 		connect("c", 4, false), sub("c", 65535, "t/#", 2),
 		pub("c", "t/a", 1, 65535, "65535 q1"), pub("c", "t/a", 2, 65534, "65534 q2"),
 		pub("c", "t/a", 2, 65535, "65535 q2"), pub("c", "t/a", 1, 65535, "65535 q1 again"),
-		withhold("c"), pub("c", "t/b", 1, 65533, "held"), pubTheirs("c", "t/b", 1, 5, "clash near the top"),
+		// Its own copies before it withholds acks: mochi may send a client its copy after the
+		// PUBACK for it (the copy from the client's write goroutine), Mosquitto before.
+		await("c", "t/a", 4), withhold("c"), pub("c", "t/b", 1, 65533, "held"), pubTheirs("c", "t/b", 1, 5, "clash near the top"),
 		settle(), drop("c"), connect("c", 4, false),
 		unsub("c", 65535, "t/#"), pub("c", "t/a", 1, 1, "unsubscribed"),
 	}, want: map[string][]string{"c": {"t/a=65535 q1", "t/a=65534 q2", "t/a=65535 q2", "t/a=65535 q1 again", "t/b=held", "t/b=clash near the top"}}},

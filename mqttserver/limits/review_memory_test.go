@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,9 +74,9 @@ func TestReviewUnsentBoundsMemory(t *testing.T) {
 			t.Fatalf("write: %v (unsent %d)", err, waiting())
 		}
 		// wait for mochi to answer the chunk
-		for sent := server.Info.PacketsSent; time.Now().Before(deadline); {
+		for sent := atomic.LoadInt64(&server.Info.PacketsSent); time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
-			n := server.Info.PacketsSent
+			n := atomic.LoadInt64(&server.Info.PacketsSent)
 			if n == sent {
 				break
 			}

@@ -223,7 +223,10 @@ type flowConn struct {
 	// pending are the packets waiting for the writer, as mochi wrote them: not copied, see
 	// TestMochiWritesEachPacketInABufferOfItsOwn.
 	pending net.Buffers
-	unsent  int         // bytes in pending
+	unsent  int // bytes in pending
+	// ownTail: pending's last slice is a chunk of this connection's, into which small packets
+	// are copied (queue), not one of mochi's.
+	ownTail bool
 	spare   net.Buffers // the writer's last list, reused while it runs
 	writing int         // bytes the writer holds
 	running bool        // the writer goroutine
@@ -285,14 +288,36 @@ func (c *flowConn) Write(p []byte) (int, error) {
 	}
 	c.count(sent, n, tag)
 	if len(p) > 0 {
-		c.pending = append(c.pending, p)
-		c.unsent += len(p)
+		c.queue(p)
 	}
 	if !c.running && len(c.pending) > 0 {
 		c.running = true
 		go c.drain()
 	}
 	return n, nil
+}
+
+// Small packets are copied into chunks: kept as mochi wrote them, each would hold its buffer
+// (64 bytes at least) and a 24-byte slice header for a few bytes counted unsent, and a client
+// sending PINGREQs it never reads the answers to would make the broker hold ~44 times
+// -max-queued-bytes (TestReviewUnsentBoundsMemory).
+const (
+	copyBelow = 512     // bytes: packets shorter than this are copied
+	chunkSize = 4 << 10 // bytes of a chunk they are copied into
+)
+
+// queue adds p to pending (under mu).
+func (c *flowConn) queue(p []byte) {
+	c.unsent += len(p)
+	if len(p) >= copyBelow {
+		c.pending, c.ownTail = append(c.pending, p), false
+		return
+	}
+	if last := len(c.pending) - 1; c.ownTail && cap(c.pending[last])-len(c.pending[last]) >= len(p) {
+		c.pending[last] = append(c.pending[last], p...)
+		return
+	}
+	c.pending, c.ownTail = append(c.pending, append(make([]byte, 0, chunkSize), p...)), true
 }
 
 // count counts the packets of sent, what goes out of the n bytes mochi wrote, and times the
@@ -353,7 +378,7 @@ func (c *flowConn) drain() {
 		c.mu.Lock()
 		if len(c.pending) == 0 || c.err != nil {
 			closed := c.closed
-			c.running, c.writing, c.pending, c.unsent, c.spare = false, 0, nil, 0, nil // an idle connection holds no buffer
+			c.running, c.writing, c.pending, c.unsent, c.spare, c.ownTail = false, 0, nil, 0, nil, false // an idle connection holds no buffer
 			if !closed && c.err == nil {
 				_ = c.Conn.SetWriteDeadline(time.Time{}) // the next write may go straight to the socket
 			}
@@ -364,7 +389,7 @@ func (c *flowConn) drain() {
 			return
 		}
 		out, writing := c.pending, c.unsent
-		c.pending, c.unsent, c.spare = c.spare[:0], 0, nil
+		c.pending, c.unsent, c.spare, c.ownTail = c.spare[:0], 0, nil, false
 		c.writing = writing
 		c.mu.Unlock()
 
@@ -441,7 +466,7 @@ func (c *flowConn) isClosed() bool {
 // held, so the socket is closed without a goodbye that could wait (see closeSocket).
 func (c *flowConn) fail(err error) {
 	c.err = err
-	c.pending, c.unsent, c.spare = nil, 0, nil
+	c.pending, c.unsent, c.spare, c.ownTail = nil, 0, nil, false
 	c.closeSocket(true)
 }
 

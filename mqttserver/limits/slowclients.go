@@ -300,7 +300,7 @@ func (c *flowConn) Write(p []byte) (int, error) {
 // Small packets are copied into chunks: kept as mochi wrote them, each would hold its buffer
 // (64 bytes at least) and a 24-byte slice header for a few bytes counted unsent, and a client
 // sending PINGREQs it never reads the answers to would make the broker hold ~44 times
-// -max-queued-bytes (TestReviewUnsentBoundsMemory).
+// -max-queued-bytes (TestUnsentBoundsMemory).
 const (
 	copyBelow = 512     // bytes: packets shorter than this are copied
 	chunkSize = 4 << 10 // bytes of a chunk they are copied into

@@ -29,11 +29,11 @@ func (l smallSendBuffer) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// TestReviewUnsentBoundsMemory: what waits for a client that does not read must cost the broker
+// TestUnsentBoundsMemory: what waits for a client that does not read must cost the broker
 // about -max-queued-bytes, not many times it. A client sends PINGREQs (2 bytes each) and never
 // reads: each PINGRESP waits in pending as mochi's own 2-byte slice of a 64-byte buffer, plus a
 // 24-byte slice header, while unsent counts 2 bytes.
-func TestReviewUnsentBoundsMemory(t *testing.T) {
+func TestUnsentBoundsMemory(t *testing.T) {
 	server := bare.New(t, &mqtt.Options{ClientNetWriteBufferSize: 1}, new(auth.AllowHook))
 	l := DefaultLimits()
 	f := NewFlowControl(server, l, NewTraffic(), slog.New(slog.DiscardHandler))

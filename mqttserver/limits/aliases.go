@@ -39,11 +39,20 @@ type AliasBudget struct {
 	done    chan struct{}
 
 	mu   sync.Mutex
-	held map[*mqtt.Client]int // bytes, for connections that set an alias
+	held map[*mqtt.Client]*aliasCharges // for connections that set an alias
+}
+
+// aliasCharges are the bytes charged to one connection's aliases. An alias is charged the
+// longer of the topic mochi's table holds for it and the one a PUBLISH sets: mochi sets the
+// alias later (processPublish), and not at all when it refuses the PUBLISH for another reason
+// (an ACL, an invalid topic), so the charge covers the table either way.
+type aliasCharges struct {
+	total int
+	by    map[uint16]int
 }
 
 func newAliasBudget(max int, log *slog.Logger) *AliasBudget {
-	return &AliasBudget{max: max, log: log, held: make(map[*mqtt.Client]int),
+	return &AliasBudget{max: max, log: log, held: make(map[*mqtt.Client]*aliasCharges),
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -82,11 +91,18 @@ func (b *AliasBudget) take(cl *mqtt.Client, pk packets.Packet, aliases uint16) e
 		return nil
 	}
 	// The topic the alias holds now: mochi's table has no lookup (see aliasKnown).
-	old := cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, "")
+	alias := pk.Properties.TopicAlias
+	old := cl.State.TopicAliases.Inbound.Set(alias, "")
+	charge := max(len(old), len(pk.TopicName))
 	b.mu.Lock()
-	held := b.held[cl] - len(old) + len(pk.TopicName)
+	c := b.held[cl]
+	if c == nil {
+		c = &aliasCharges{by: make(map[uint16]int)}
+		b.held[cl] = c
+	}
+	held := c.total - c.by[alias] + charge
 	if held <= b.max {
-		b.held[cl] = held
+		c.total, c.by[alias] = held, charge
 	}
 	b.mu.Unlock()
 	if held <= b.max {

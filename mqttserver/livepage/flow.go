@@ -36,6 +36,9 @@ type FlowPacket struct {
 	Payload string    `json:"payload,omitempty"`
 	Hidden  bool      `json:"hidden,omitempty"` // the payload, from a viewer who may not read Topic
 	Detail  string    `json:"detail,omitempty"` // the rest, as text (never a password)
+	// topicCut: Topic is the topic shortened, on which no read rule can be asked: its payload
+	// is hidden from every viewer.
+	topicCut bool
 }
 
 // Flow is the "packets" event of a stream that watches a client: the packets captured since the
@@ -175,6 +178,7 @@ func describe(pk *packets.Packet, dir string) FlowPacket {
 	case packets.Publish:
 		fp.QoS, fp.Dup, fp.Retain = fh.Qos, fh.Dup, fh.Retain
 		fp.Topic = cut(pk.TopicName)
+		fp.topicCut = fp.Topic != pk.TopicName
 		fp.Bytes = len(pk.Payload)
 		fp.Payload = shorten(pk.Payload, len(pk.Payload))
 		if fh.Qos == 0 {
@@ -253,7 +257,7 @@ func (p *Page) flowFor(v *viewer, client string, c *capture, next *uint64, first
 	}
 	*next = last
 	for i := range pks {
-		if pks[i].Payload != "" && !p.mayRead(v, pks[i].Topic) {
+		if pks[i].Payload != "" && (pks[i].topicCut || !p.mayRead(v, pks[i].Topic)) {
 			pks[i].Payload, pks[i].Hidden = "", true
 		}
 	}

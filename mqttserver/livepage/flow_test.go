@@ -215,13 +215,18 @@ func TestFlowHidesPayloadsAViewerMayNotRead(t *testing.T) {
 	cl := &mqtt.Client{ID: "car 1"}
 	p.OnPacketRead(cl, pub("public/news", 0, 0, false, "hello"))
 	p.OnPacketRead(cl, pub("private/diary", 0, 0, false, "secret"))
-	for user, want := range map[string][2]string{"boss": {"hello", "secret"}, "guest": {"hello", ""}} {
+	// A topic shortened for the page names no topic a rule can be asked about: hidden from all.
+	p.OnPacketRead(cl, pub("public/"+strings.Repeat("x", 200), 0, 0, false, "long"))
+	for user, want := range map[string][3]string{"boss": {"hello", "secret", ""}, "guest": {"hello", "", ""}} {
 		var got []FlowPacket
-		for len(got) < 2 {
+		for len(got) < 3 {
 			got = append(got, next(user).Packets...)
 		}
 		if got[0].Payload != want[0] || got[1].Payload != want[1] || got[1].Hidden != (want[1] == "") || got[1].Bytes != 6 {
 			t.Errorf("%s sees %+v, want payloads %q", user, got, want)
+		}
+		if got[2].Payload != "" || !got[2].Hidden {
+			t.Errorf("%s sees the payload of a shortened topic: %+v", user, got[2])
 		}
 	}
 }

@@ -127,19 +127,10 @@ const readPageJS = `document.getElementById("lines") === null ? "{}" : JSON.stri
 
 func readPage(t *testing.T, b *devTools, session string) pageState {
 	t.Helper()
-	var res struct {
-		Result struct {
-			Value string `json:"value"`
-		} `json:"result"`
-		ExceptionDetails any `json:"exceptionDetails"`
-	}
-	b.call(t, session, "Runtime.evaluate", map[string]any{"expression": readPageJS, "returnByValue": true}, &res)
-	if res.ExceptionDetails != nil {
-		t.Fatalf("reading the page: %v", res.ExceptionDetails)
-	}
+	value := evalJS[string](t, b, session, readPageJS)
 	var s pageState
-	if err := json.Unmarshal([]byte(res.Result.Value), &s); err != nil {
-		t.Fatalf("reading the page: %v: %q", err, res.Result.Value)
+	if err := json.Unmarshal([]byte(value), &s); err != nil {
+		t.Fatalf("reading the page: %v: %q", err, value)
 	}
 	return s
 }

@@ -125,6 +125,12 @@
 //     DISCONNECT (§3.14). Mend (disconnect.go): not sent to 3.1.1 clients, whose connection is just
 //     closed, as Mosquitto does. Tests: TestNoDisconnectToV311 (package mochifix), conformance "a
 //     restart ends the connections, 3.1.1". Canary: TestCanaryDisconnectToV311. Upstream: the same.
+//   - 0x80 to a 3.1.1 client: validateConnect refuses a 3.1.1 CONNECT with an empty client id and
+//     CleanSession 0 with ErrUnspecifiedError (server.go:545), which V5CodesToV3 does not map: CONNACK
+//     0x80, a code 3.1.1 does not have; MQTT-3.1.3-8 wants 0x02 (identifier rejected), as Mosquitto
+//     answers. Mend (connack3.go): 0x02 in OnPacketEncode. Test: TestEmptyClientIDPersistentRefused
+//     (mqttdemo/tests, ours and Mosquitto). Canary: TestCanaryEmptyIDPersistentRefusedWith0x80.
+//     Upstream: return ErrClientIdentifierNotValid there.
 //
 // # Limits (package limits, broker)
 //

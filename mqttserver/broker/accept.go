@@ -17,6 +17,10 @@ const (
 	acceptRetryMax = time.Second
 )
 
+// acceptSettled is how long an Accept after errors must wait without one for the listener to
+// count as accepting again: a port nobody connects to after the errors is not failing.
+const acceptSettled = 100 * time.Millisecond
+
 // The log lines of the listeners.
 const (
 	msgAcceptFailing  = "accept failing"  // warn, at the first error, then at most once a second
@@ -37,6 +41,7 @@ type steadyListener struct {
 
 	closed    atomic.Bool
 	closing   chan struct{} // closed by Close: ends a wait between retries
+	attempts  atomic.Int64  // Accept calls on the socket, to tell the one acceptSettled watches
 	closeOnce sync.Once
 	problem   atomic.Pointer[string] // what /healthz reports; nil while accepting
 	errors    atomic.Int64           // errors waited out, for /stats
@@ -53,9 +58,23 @@ func (l *steadyListener) Accept() (net.Conn, error) {
 		wait            time.Duration
 		failures, total int // since the last line; since the first error
 		first, logged   time.Time
+		why             *string // the problem last logged
 	)
 	for {
+		attempt := l.attempts.Add(1)
+		var settled *time.Timer
+		if total > 0 {
+			failing := why
+			settled = time.AfterFunc(acceptSettled, func() {
+				if l.attempts.Load() == attempt {
+					l.problem.CompareAndSwap(failing, nil)
+				}
+			})
+		}
 		c, err := l.Listener.Accept()
+		if settled != nil {
+			settled.Stop()
+		}
 		if err == nil {
 			if total > 0 {
 				l.problem.Store(nil)
@@ -81,12 +100,13 @@ func (l *steadyListener) Accept() (net.Conn, error) {
 			first = now
 		}
 		if logged.IsZero() || now.Sub(logged) >= time.Second {
-			why := "accept failing since " + first.Format(time.RFC3339) + ": " + err.Error()
-			l.problem.Store(&why)
+			text := "accept failing since " + first.Format(time.RFC3339) + ": " + err.Error()
+			why = &text
 			l.log.Warn(msgAcceptFailing, "listener", l.name, "error", err.Error(), "errors", failures,
 				"failing_for", now.Sub(first).Round(time.Millisecond).String())
 			failures, logged = 0, now
 		}
+		l.problem.Store(why) // again at every error: acceptSettled may have cleared it
 		wait = min(max(2*wait, acceptRetryMin), acceptRetryMax)
 		t := time.NewTimer(wait)
 		select {

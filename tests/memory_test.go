@@ -79,7 +79,10 @@ func TestMemoryEmptySessions(t *testing.T) {
 	// freed memory back.
 	n, limit := 4000, 10000.0 // bytes a session
 	if soak() {
-		n, limit = 19000, 7000 // 20,000 needs more open files than the hard limit here
+		// 20,000 needs more open files than the hard limit here. 7.5 KB: the same broker measures
+		// 6.6–7.0 KB from run to run (8818d92 and later alike), so 7.0 failed CI on noise; the
+		// 33 KB before the memory was handed back still fails it.
+		n, limit = 19000, 7500
 	}
 	if raceDetector {
 		t.Skip("a -race broker cannot run two goroutines for each of 4,000 connections (the race detector's limit is 8,128): run without -race")

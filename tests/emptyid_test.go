@@ -2,31 +2,19 @@ package tests
 
 import (
 	"bytes"
-	"net"
 	"testing"
 
 	"mqttdemo/mqttserver/rawmqtt"
-	"mqttdemo/tests/harness"
 )
 
 // TestEmptyClientIDPersistentRefused: an MQTT 3.1.1 CONNECT with an empty client id and
 // CleanSession 0 is refused with CONNACK 0x02, identifier rejected [MQTT-3.1.3-8], by our broker
 // as by Mosquitto. mochi answered 0x80, which 3.1.1 does not have.
 func TestEmptyClientIDPersistentRefused(t *testing.T) {
-	_, ours := harness.StartServer(t, nil)
-	_, mosq := harness.StartMosquitto(t)
-	for name, url := range map[string]string{"ours": ours, "mosquitto": mosq} {
-		t.Run(name, func(t *testing.T) {
-			conn, err := net.DialTimeout("tcp", hostPort(url), harness.Timeout)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { conn.Close() })
-			c := &rawConn{conn}
-			c.send(t, rawmqtt.Connect{ID: "", Clean: false, KeepAlive: 30}.Encode())
-			if ack := c.read(t); !bytes.Equal(ack, []byte{0x20, 2, 0, 2}) {
-				t.Errorf("CONNACK % x, want 20 02 00 02 (identifier rejected)", ack)
-			}
-		})
-	}
+	onBothBrokers(t, func(t *testing.T, c *rawConn) {
+		c.send(t, rawmqtt.Connect{ID: "", Clean: false, KeepAlive: 30}.Encode())
+		if ack := c.read(t); !bytes.Equal(ack, []byte{0x20, 2, 0, 2}) {
+			t.Errorf("CONNACK % x, want 20 02 00 02 (identifier rejected)", ack)
+		}
+	})
 }

@@ -98,6 +98,23 @@ func dialRaw(tb testing.TB, addr, id string, keepalive time.Duration) *rawConn {
 	return rc
 }
 
+// onBothBrokers runs try, as a subtest, against our broker and against Mosquitto, each given a
+// raw connection that nothing has been sent on yet: the same bytes, both answers checked alike.
+func onBothBrokers(t *testing.T, try func(t *testing.T, c *rawConn)) {
+	_, ours := harness.StartServer(t, nil)
+	_, mosq := harness.StartMosquitto(t)
+	for name, url := range map[string]string{"ours": ours, "mosquitto": mosq} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.DialTimeout("tcp", hostPort(url), harness.Timeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			try(t, &rawConn{conn})
+		})
+	}
+}
+
 func (c *rawConn) send(tb testing.TB, pk []byte) {
 	tb.Helper()
 	_ = c.SetWriteDeadline(time.Now().Add(harness.Timeout))

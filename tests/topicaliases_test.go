@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"net"
 	"strings"
 	"testing"
 
@@ -61,38 +60,28 @@ func TestSecurityTopicAliasBytes(t *testing.T) {
 // Mosquitto 2.0.11: an alias the broker chose would hold the topic for the life of the
 // connection (mochi chose up to the client's maximum, 65,535).
 func TestSecurityNoTopicAliasesSent(t *testing.T) {
-	_, ours := harness.StartServer(t, nil)
-	_, mosq := harness.StartMosquitto(t)
-	for name, url := range map[string]string{"ours": ours, "mosquitto": mosq} {
-		t.Run(name, func(t *testing.T) {
-			conn, err := net.DialTimeout("tcp", hostPort(url), harness.Timeout)
-			if err != nil {
-				t.Fatal(err)
+	onBothBrokers(t, func(t *testing.T, c *rawConn) {
+		connect := rawmqtt.Connect{ID: "takes-aliases", Version: 5, Clean: true, KeepAlive: 30}
+		connect.Properties.TopicAliasMaximum = 100
+		c.send(t, connect.Encode())
+		if ack := c.read(t); ack[0] != 0x20 || ack[3] != 0 {
+			t.Fatalf("CONNACK % x", ack)
+		}
+		c.send(t, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
+			ProtocolVersion: 5, PacketID: 1, Filters: packets.Subscriptions{{Filter: "o/#"}}}))
+		if ack := c.read(t); ack[0] != 0x90 {
+			t.Fatalf("SUBACK % x", ack)
+		}
+		for range 2 {
+			c.send(t, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish},
+				ProtocolVersion: 5, TopicName: "o/x", Payload: []byte("m")}))
+			pk, err := rawmqtt.Decode(c.read(t), 5)
+			if err != nil || pk.FixedHeader.Type != packets.Publish {
+				t.Fatalf("want the PUBLISH back, got %v (%v)", pk, err)
 			}
-			t.Cleanup(func() { conn.Close() })
-			c := &rawConn{conn}
-			connect := rawmqtt.Connect{ID: "takes-aliases", Version: 5, Clean: true, KeepAlive: 30}
-			connect.Properties.TopicAliasMaximum = 100
-			c.send(t, connect.Encode())
-			if ack := c.read(t); ack[0] != 0x20 || ack[3] != 0 {
-				t.Fatalf("CONNACK % x", ack)
+			if pk.TopicName != "o/x" || pk.Properties.TopicAlias != 0 {
+				t.Errorf("PUBLISH with topic %q and topic alias %d, want o/x and none", pk.TopicName, pk.Properties.TopicAlias)
 			}
-			c.send(t, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
-				ProtocolVersion: 5, PacketID: 1, Filters: packets.Subscriptions{{Filter: "o/#"}}}))
-			if ack := c.read(t); ack[0] != 0x90 {
-				t.Fatalf("SUBACK % x", ack)
-			}
-			for range 2 {
-				c.send(t, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish},
-					ProtocolVersion: 5, TopicName: "o/x", Payload: []byte("m")}))
-				pk, err := rawmqtt.Decode(c.read(t), 5)
-				if err != nil || pk.FixedHeader.Type != packets.Publish {
-					t.Fatalf("want the PUBLISH back, got %v (%v)", pk, err)
-				}
-				if pk.TopicName != "o/x" || pk.Properties.TopicAlias != 0 {
-					t.Errorf("PUBLISH with topic %q and topic alias %d, want o/x and none", pk.TopicName, pk.Properties.TopicAlias)
-				}
-			}
-		})
-	}
+		}
+	})
 }

@@ -426,13 +426,7 @@ func TestCanaryResentQoS2Refused(t *testing.T) {
 // client id and CleanSession 0 with CONNACK 0x80, which MQTT 3.1.1 does not have; it wants 0x02.
 func TestCanaryEmptyIDPersistentRefusedWith0x80(t *testing.T) {
 	_, addr := bare.Serve(t, nil)
-	conn, err := net.DialTimeout("tcp", addr, bare.Wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(bare.Wait))
-	bare.Write(t, conn, rawmqtt.Connect{ID: "", Clean: false, KeepAlive: 60}.Encode())
+	conn := bare.Dial(t, addr, rawmqtt.Connect{ID: "", Clean: false})
 	if ack := bare.Read(t, conn); len(ack) != 4 || ack[3] != 0x80 {
 		t.Fatalf("mochi no longer answers 0x80 (% x): the mend in mochifix/connack3.go may go (see doc.go)", ack)
 	}

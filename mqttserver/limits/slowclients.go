@@ -202,7 +202,10 @@ type flowConn struct {
 	werr     error
 	flow     *FlowControl
 	// Read's state, used only by mochi's reading goroutine.
-	flowing  bool             // the last read filled mochi's buffer: more is likely waiting
+	flowing bool // the last read filled mochi's buffer: more is likely waiting
+	// drained: the last read took all the socket held, so what mochi writes next answers it
+	// and nothing follows soon to gather it with (set by the reader, read by writers).
+	drained  atomic.Bool
 	aheadBuf *[readAhead]byte // from readAheadPool while it holds unread bytes
 	ahead    []byte           // the unread bytes in aheadBuf
 	rawRead  func(fd uintptr) bool
@@ -259,11 +262,11 @@ func (c *flowConn) Write(p []byte) (int, error) {
 		tag, c.tagged = c.tagged.tag, tagged{}
 	}
 	now := time.Since(epoch)
-	recent := now-c.lastWrite < gatherWithin
+	gather := c.gathers(p, now)
 	c.lastWrite = now
 	// What goes out, counted as written: p less the QoS 0 copies dropped.
 	sent := p
-	if !c.running && c.raw != nil && !recent { // a lone packet: try the socket at once
+	if !c.running && c.raw != nil && !gather { // a lone packet: try the socket at once
 		w, err := c.tryWrite(p)
 		if err != nil {
 			c.err = err
@@ -305,6 +308,19 @@ const (
 	copyBelow = 512     // bytes: packets shorter than this are copied
 	chunkSize = 4 << 10 // bytes of a chunk they are copied into
 )
+
+// gathers tells whether p is left to the writer goroutine, to go out with what follows: while
+// mochi writes packets within gatherWithin of each other, but not an answer (PUBACK, PUBREC,
+// SUBACK…) to the last of what the client sent: a client awaiting it sends nothing more, so
+// handing it over only adds the writer's wake-up to every round trip (20 publishers each
+// awaiting every PUBACK: 1.3× slower).
+func (c *flowConn) gathers(p []byte, now time.Duration) bool {
+	if now-c.lastWrite >= gatherWithin {
+		return false
+	}
+	answer := len(p) > 0 && p[0]>>4 != packets.Publish
+	return !answer || !c.drained.Load()
+}
 
 // queue adds p to pending (under mu).
 func (c *flowConn) queue(p []byte) {
@@ -506,6 +522,7 @@ func (c *flowConn) Read(p []byte) (int, error) {
 			readAheadPool.Put(c.aheadBuf)
 			c.aheadBuf, c.ahead = nil, nil
 		}
+		c.drained.Store(false)
 		return n, nil
 	}
 	if c.flowing && c.raw != nil {
@@ -523,6 +540,7 @@ func (c *flowConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.watch(p[:n])
 	c.flowing = n == len(p)
+	c.drained.Store(!c.flowing)
 	if err != nil {
 		err = c.readErr(err)
 	}

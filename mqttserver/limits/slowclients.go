@@ -277,7 +277,10 @@ func (c *flowConn) Write(p []byte) (int, error) {
 			return n, nil
 		}
 		p = p[w:] // the rest of a packet begun: it cannot be dropped
-	} else if unsent := c.unsent + c.writing; unsent >= c.flow.qos0 && c.behind(now) {
+	} else if unsent := c.unsent + c.writing; unsent >= c.flow.qos0 && (c.behind(now) || unsent+len(p) > c.flow.maxUnsent) {
+		// Past half of -max-queued-bytes a QoS 0 copy goes while the client reads; never past
+		// all of it: a client that reads, but more slowly than a burst comes, loses QoS 0 copies,
+		// not its connection (mosquitto_pub -l into mosquitto_sub, 4 KB lines).
 		p = c.withoutQoS0(p)
 		sent = p
 	}
@@ -426,9 +429,10 @@ func (c *flowConn) drain() {
 
 // writeAll writes out, each socket write with a deadline: a reader that takes nothing for the
 // timeout is a slow consumer; one that takes something gets a new deadline. Over TCP the
-// packets go in one writev; elsewhere (TLS, WebSocket) they are joined first, so that each
-// write is not a TLS record or a WebSocket frame of its own. After Close the deadline Close
-// set stays.
+// packets go in writevs of up to writePart bytes, each counted off c.writing as it goes, so
+// that what counts as unsent is what the socket has not taken; elsewhere (TLS, WebSocket) they
+// are joined first, so that each write is not a TLS record or a WebSocket frame of its own.
+// After Close the deadline Close set stays.
 func (c *flowConn) writeAll(out net.Buffers) error {
 	if c.raw == nil && len(out) > 1 {
 		joined := make([]byte, 0, size(out))
@@ -437,16 +441,25 @@ func (c *flowConn) writeAll(out net.Buffers) error {
 		}
 		out = net.Buffers{joined}
 	}
+	c.writeSince.Store(int64(time.Since(epoch)))
+	defer c.writeSince.Store(0)
+	deadline := true
 	for len(out) > 0 {
-		c.mu.Lock()
-		closed := c.closed
-		if !closed && c.flow.timeout > 0 {
-			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.flow.timeout))
+		if deadline {
+			c.mu.Lock()
+			if !c.closed && c.flow.timeout > 0 {
+				_ = c.Conn.SetWriteDeadline(time.Now().Add(c.flow.timeout))
+			}
+			c.mu.Unlock()
+			deadline = false
 		}
+		part := out[:parts(out, writePart)]
+		k := len(part)
+		n, err := part.WriteTo(c.Conn) // takes what it wrote off part, and nils it in out
+		out = out[k-len(part):]
+		c.mu.Lock()
+		c.writing -= int(n)
 		c.mu.Unlock()
-		c.writeSince.Store(int64(time.Since(epoch)))
-		n, err := out.WriteTo(c.Conn) // takes what it wrote off out
-		c.writeSince.Store(0)
 		var netErr net.Error
 		timeout := err != nil && errors.As(err, &netErr) && netErr.Timeout()
 		switch {
@@ -454,6 +467,8 @@ func (c *flowConn) writeAll(out net.Buffers) error {
 		case timeout && n > 0:
 			// slow but moving: a new deadline for the rest (on TCP and WebSocket; a tls.Conn
 			// stays broken after a timeout, so its next write ends the client)
+			deadline = true
+			c.writeSince.Store(int64(time.Since(epoch)))
 		case timeout && !c.isClosed():
 			return ErrSlowConsumer
 		default:
@@ -461,6 +476,23 @@ func (c *flowConn) writeAll(out net.Buffers) error {
 		}
 	}
 	return nil
+}
+
+// writePart is the most one writev of the writer takes: what the socket has taken is counted
+// off the client's unsent bytes after each, so that a client that reads keeps getting its QoS 0
+// messages while the writer is still busy with a long list (1 MiB written in one call counted
+// whole until its last byte went, and every QoS 0 message meanwhile was dropped).
+const writePart = 128 << 10
+
+// parts is how many of out's first buffers make up at least limit bytes (all if fewer; at least one).
+func parts(out net.Buffers, limit int) int {
+	n := 0
+	for i, b := range out {
+		if n += len(b); n >= limit {
+			return i + 1
+		}
+	}
+	return len(out)
 }
 
 // size is the bytes of out.

@@ -160,3 +160,44 @@ func TestGathers(t *testing.T) {
 		})
 	}
 }
+
+// TestQoS0NeverTakesAClientPastItsBudget: a QoS 0 copy that would take what waits for a client
+// past -max-queued-bytes is dropped even before the writer's socket write has waited
+// behindAfter, so a burst of QoS 0 to a client that reads, but more slowly than the burst
+// comes, costs it QoS 0 copies, not its connection. Before, the first behindAfter of a burst
+// queued everything (4.6 MB of 4 KB messages from mosquitto_pub -l) and the client was then
+// disconnected as a slow consumer. QoS 1 copies still end a client that falls that far behind.
+func TestQoS0NeverTakesAClientPastItsBudget(t *testing.T) {
+	pub0 := rawmqtt.Publish("a", 0, 0, make([]byte, 64))
+	pub1 := rawmqtt.Publish("a", 1, 1, make([]byte, 64))
+	for _, c := range []struct {
+		name    string
+		then    []byte // written twice once the socket write has waited 2 × behindAfter
+		wantErr error
+	}{
+		{"QoS 0 then QoS 0", pub0, nil},
+		{"QoS 0 then QoS 1", pub1, ErrSlowConsumer},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			server := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+			f := NewFlowControl(server, DefaultLimits(), NewTraffic(), slog.New(slog.DiscardHandler))
+			conn, peer := net.Pipe()
+			defer peer.Close()
+			waiting := f.maxUnsent - len(pub0)/2
+			fc := &flowConn{Conn: conn, flow: f, running: true, pending: net.Buffers{make([]byte, waiting)}, unsent: waiting,
+				socketClosed: make(chan struct{})}
+			defer fc.closeSocket(true)
+			if _, err := fc.Write(pub0); err != nil {
+				t.Fatal(err)
+			}
+			if fc.unsent != waiting {
+				t.Errorf("a QoS 0 copy past -max-queued-bytes was queued: %d bytes wait, budget %d", fc.unsent, f.maxUnsent)
+			}
+			fc.writeSince.Store(int64(time.Since(epoch) - 2*behindAfter))
+			_, _ = fc.Write(c.then)
+			if _, err := fc.Write(c.then); err != c.wantErr {
+				t.Errorf("second write once the socket waits: %v, want %v", err, c.wantErr)
+			}
+		})
+	}
+}

@@ -441,20 +441,16 @@ func (c *flowConn) writeAll(out net.Buffers) error {
 		}
 		out = net.Buffers{joined}
 	}
-	c.writeSince.Store(int64(time.Since(epoch)))
 	defer c.writeSince.Store(0)
-	deadline := true
 	for len(out) > 0 {
-		if deadline {
-			c.mu.Lock()
-			if !c.closed && c.flow.timeout > 0 {
-				_ = c.Conn.SetWriteDeadline(time.Now().Add(c.flow.timeout))
-			}
-			c.mu.Unlock()
-			deadline = false
+		c.mu.Lock()
+		if !c.closed && c.flow.timeout > 0 {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.flow.timeout))
 		}
+		c.mu.Unlock()
 		part := out[:parts(out, writePart)]
 		k := len(part)
+		c.writeSince.Store(int64(time.Since(epoch)))
 		n, err := part.WriteTo(c.Conn) // takes what it wrote off part, and nils it in out
 		out = out[k-len(part):]
 		c.mu.Lock()
@@ -467,8 +463,6 @@ func (c *flowConn) writeAll(out net.Buffers) error {
 		case timeout && n > 0:
 			// slow but moving: a new deadline for the rest (on TCP and WebSocket; a tls.Conn
 			// stays broken after a timeout, so its next write ends the client)
-			deadline = true
-			c.writeSince.Store(int64(time.Since(epoch)))
 		case timeout && !c.isClosed():
 			return ErrSlowConsumer
 		default:

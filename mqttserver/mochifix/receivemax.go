@@ -126,8 +126,8 @@ func (h *Hook) release(cl *mqtt.Client, f *flow) {
 		if !ok || pk.FixedHeader.Type != packets.Publish {
 			continue // expired or dropped while it waited
 		}
-		if tooLarge(cl, pk) {
-			h.discard(cl, pk)
+		if tooLarge(cl, &pk) {
+			h.discard(cl, &pk)
 			continue
 		}
 		f.inflight[id] = struct{}{}

@@ -36,7 +36,7 @@ func (g *startup) sessionTaken() { g.once.Do(func() { close(g.taken) }) }
 // and Receive Maximum; a message that is not to go out now is spoilt (Reserved), so that mochi
 // cannot encode it and it stays in the session.
 func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if serverDisconnectsOnlyV5(cl, pk) {
+	if serverDisconnectsOnlyV5(cl, &pk) {
 		pk.FixedHeader.Type = packets.Reserved // mochi cannot encode it, and closes the connection
 		return pk
 	}
@@ -62,8 +62,8 @@ func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 			}
 		}
 	}
-	if tooLarge(cl, pk) {
-		h.discard(cl, pk)
+	if tooLarge(cl, &pk) {
+		h.discard(cl, &pk)
 		pk.FixedHeader.Type = packets.Reserved
 		return pk
 	}
@@ -84,8 +84,8 @@ func (h *Hook) resume(cl *mqtt.Client, g *startup) {
 	msgs := cl.State.Inflight.GetAll(false) // in the order mochi resends them
 	kept := msgs[:0]
 	for _, m := range msgs {
-		if tooLarge(cl, m) {
-			h.discard(cl, m)
+		if tooLarge(cl, &m) {
+			h.discard(cl, &m)
 			continue
 		}
 		kept = append(kept, m)

@@ -22,12 +22,22 @@ import (
 const ReasonTooLarge = "larger than the client's maximum packet size"
 
 // tooLarge reports whether pk, written to cl, would be larger than the client allows.
-func tooLarge(cl *mqtt.Client, pk packets.Packet) bool {
+// It runs in OnPacketEncode, on the stack of every write: the packet is taken by pointer and
+// copied only when it may be too large (encodedTooLarge), so that a connection's write loop
+// fits in 8 KiB of stack, not 16 (TestWriteLoopStack).
+func tooLarge(cl *mqtt.Client, pk *packets.Packet) bool {
 	limit := cl.Properties.Props.MaximumPacketSize
 	if limit == 0 || pk.FixedHeader.Type != packets.Publish || sizeBound(pk) <= int(limit) {
 		return false
 	}
-	// As WritePacket encodes it.
+	return encodedTooLarge(cl, pk, limit)
+}
+
+// encodedTooLarge encodes a copy of pk as WritePacket does and compares its size with limit.
+//
+//go:noinline
+func encodedTooLarge(cl *mqtt.Client, p *packets.Packet, limit uint32) bool {
+	pk := *p
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion
 	pk.Mods.MaxSize = limit
 	if pk.Expiry > 0 {
@@ -41,8 +51,8 @@ func tooLarge(cl *mqtt.Client, pk packets.Packet) bool {
 }
 
 // sizeBound is at least the encoded size of the PUBLISH pk, cheaply.
-func sizeBound(pk packets.Packet) int {
-	p := pk.Properties
+func sizeBound(pk *packets.Packet) int {
+	p := &pk.Properties
 	n := 1 + 4 + 2 + len(pk.TopicName) + 2 + len(pk.Payload) + 4 // header, topic, id, properties' length
 	n += 64 + len(p.ContentType) + len(p.ResponseTopic) + len(p.CorrelationData) + 5*len(p.SubscriptionIdentifier)
 	for _, u := range p.User {
@@ -56,11 +66,11 @@ func (h *Hook) TooLarge() int64 { return h.tooLarge.Load() }
 
 // discard takes a message too large for the client out of its session, counts and logs it
 // (capped).
-func (h *Hook) discard(cl *mqtt.Client, pk packets.Packet) {
+func (h *Hook) discard(cl *mqtt.Client, pk *packets.Packet) {
 	if pk.FixedHeader.Qos > 0 && cl.State.Inflight.Delete(pk.PacketID) {
 		atomic.AddInt64(&h.server.Info.Inflight, -1)
 		if h.Dropped != nil {
-			h.Dropped(cl, pk)
+			h.Dropped(cl, *pk)
 		}
 	}
 	h.tooLarge.Add(1)

@@ -278,7 +278,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	log, libraryLog, out := eventlog.NewLoggers(cfg.logSettings(), stdout, getenv)
 	defer out.Close()
-	cfg.memoryBase = paceGC(cfg, getenv)
+	var stopGC func()
+	cfg.memoryBase, stopGC = paceGC(cfg, getenv)
+	defer stopGC()
 	b, err := New(cfg, log, libraryLog)
 	if err != nil {
 		return err

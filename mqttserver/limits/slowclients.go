@@ -59,7 +59,8 @@ func NewFlowControl(server *mqtt.Server, l Limits, traffic *Traffic, log *slog.L
 	return f
 }
 
-// reasonNotReading is why QoS 0 messages to a client that does not read are dropped.
+// reasonNotReading is why QoS 0 messages to a client that does not read, or reads more slowly
+// than they come, are dropped.
 const reasonNotReading = "client not reading"
 
 // Listener hands mochi the connections of l wrapped.

@@ -60,8 +60,10 @@ const (
 )
 
 // gcPercentFor is the GC percent after a collection since the previous one, with live bytes left
-// live, and whether the busy floor is on.
-func gcPercentFor(base int, live uint64, since time.Duration, busy bool) (int, bool) {
+// live and roots bytes of goroutine stacks and globals to scan, and whether the busy floor is
+// on. The runtime lets the heap grow by the percent of live and roots together, and a broker's
+// stacks (two goroutines a connection) may outweigh its live heap (TestGCFloorBoundsTheHeapGoal).
+func gcPercentFor(base int, live, roots uint64, since time.Duration, busy bool) (int, bool) {
 	switch {
 	case since < busyGCInterval:
 		busy = true
@@ -71,7 +73,7 @@ func gcPercentFor(base int, live uint64, since time.Duration, busy bool) (int, b
 	if !busy || live == 0 || live >= busyHeapFloor {
 		return base, busy
 	}
-	return max(base, int((busyHeapFloor-live)*100/live)), busy
+	return max(base, int(min((busyHeapFloor-live)*100/(live+roots), math.MaxInt32))), busy
 }
 
 // gcFloor applies gcPercentFor after each collection, from a finalizer: no goroutine, no timer.
@@ -82,7 +84,7 @@ type gcFloor struct {
 	last    time.Time
 	busy    bool
 	percent int
-	live    []metrics.Sample
+	heap    []metrics.Sample // live, stacks, globals
 }
 
 // gcTick is collected once a cycle; its pointer keeps it out of the tiny allocator, whose
@@ -92,7 +94,7 @@ type gcTick struct{ f *gcFloor }
 // startGCFloor watches the collections until stop is called, with base the -gc-percent.
 func startGCFloor(base int) (stop func()) {
 	f := &gcFloor{base: base, last: time.Now(), percent: base,
-		live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+		heap: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
 	f.arm()
 	return func() {
 		if !f.stopped.Swap(true) {
@@ -109,13 +111,15 @@ func (t *gcTick) collected() {
 		return
 	}
 	now := time.Now()
-	metrics.Read(f.live)
-	var live uint64
-	if f.live[0].Value.Kind() == metrics.KindUint64 {
-		live = f.live[0].Value.Uint64()
+	metrics.Read(f.heap)
+	var heap [3]uint64
+	for i, s := range f.heap {
+		if s.Value.Kind() == metrics.KindUint64 {
+			heap[i] = s.Value.Uint64()
+		}
 	}
 	var percent int
-	percent, f.busy = gcPercentFor(f.base, live, now.Sub(f.last), f.busy)
+	percent, f.busy = gcPercentFor(f.base, heap[0], heap[1]+heap[2], now.Sub(f.last), f.busy)
 	f.last = now
 	if percent != f.percent && !f.stopped.Load() {
 		f.percent = percent

@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,19 +62,22 @@ func TestGCPercentFor(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		live     uint64
+		roots    uint64 // stacks and globals
 		since    time.Duration
 		busy     bool
 		want     int
 		wantBusy bool
 	}{
-		{"collections far apart", live, 2 * idleGCInterval, false, 400, false},
-		{"collections close together", live, busyGCInterval / 2, false, floor, true},
-		{"busy, a little slower", live, busyGCInterval * 2, true, floor, true},
-		{"busy, then idle", live, idleGCInterval, true, 400, false},
-		{"a big live heap", busyHeapFloor, busyGCInterval / 2, false, 400, true},
-		{"the floor below -gc-percent", busyHeapFloor / 2, busyGCInterval / 2, false, 400, true},
+		{"collections far apart", live, 0, 2 * idleGCInterval, false, 400, false},
+		{"collections close together", live, 0, busyGCInterval / 2, false, floor, true},
+		{"busy, a little slower", live, 0, busyGCInterval * 2, true, floor, true},
+		{"busy, then idle", live, 0, idleGCInterval, true, 400, false},
+		{"a big live heap", busyHeapFloor, 0, busyGCInterval / 2, false, 400, true},
+		{"the floor below -gc-percent", busyHeapFloor / 2, 0, busyGCInterval / 2, false, 400, true},
+		{"stacks as big as the live heap", live, live, busyGCInterval / 2, false, (busyHeapFloor - live) * 100 / (2 * live), true},
+		{"a tiny live heap: within SetGCPercent's int32", 1, 0, busyGCInterval / 2, false, math.MaxInt32, true},
 	} {
-		got, busy := gcPercentFor(400, c.live, c.since, c.busy)
+		got, busy := gcPercentFor(400, c.live, c.roots, c.since, c.busy)
 		if got != c.want || busy != c.wantBusy {
 			t.Errorf("%s: gcPercentFor = %d, %v; want %d, %v", c.name, got, busy, c.want, c.wantBusy)
 		}
@@ -103,4 +108,54 @@ func gcPercent() int {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
 	return int(s[0].Value.Uint64())
+}
+
+// TestGCFloorBoundsTheHeapGoal: the busy floor lets the heap grow to busyHeapFloor, not more.
+// The runtime scales GOGC from the live heap plus the goroutines' stacks and the globals, and a
+// broker holds two goroutines a connection: a percent worked out from the live heap alone set
+// the goal several times the floor.
+func TestGCFloorBoundsTheHeapGoal(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	// 1,000 goroutines with 16 KiB of stack each in use, as idle connections hold.
+	stacks := make(chan struct{})
+	var ready sync.WaitGroup
+	for range 1000 {
+		ready.Add(1)
+		go deepStack(16, &ready, stacks)
+	}
+	ready.Wait()
+	defer close(stacks)
+	stop := startGCFloor(400)
+	defer stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for gcPercent() == 400 {
+		if time.Now().After(deadline) {
+			t.Fatal("the percent never rose while collections came close together")
+		}
+		runtime.GC()
+	}
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}
+	metrics.Read(s)
+	goal, live, scan := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()+s[3].Value.Uint64()
+	if base := live + (live+scan)*4; base > busyHeapFloor {
+		t.Skipf("the goal at -gc-percent 400 (%d) is above the floor already", base)
+	}
+	if goal > busyHeapFloor+busyHeapFloor/10 {
+		t.Errorf("heap goal %d MiB with the floor on (live %d MiB, stacks and globals %d MiB), want at most %d MiB",
+			goal>>20, live>>20, scan>>20, busyHeapFloor>>20)
+	}
+}
+
+// deepStack holds about kib KiB of stack until stop is closed.
+func deepStack(kib int, ready *sync.WaitGroup, stop chan struct{}) byte {
+	var frame [1000]byte
+	frame[kib%len(frame)] = byte(kib)
+	if kib == 0 {
+		ready.Done()
+		<-stop
+		return frame[0]
+	}
+	return frame[kib%len(frame)] + deepStack(kib-1, ready, stop)
 }

@@ -187,8 +187,23 @@ var epoch = time.Now()
 // behind tells whether the client is not reading what it is sent: the socket has taken none of
 // the writer's current write for behindAfter.
 func (c *flowConn) behind(now time.Duration) bool {
-	since := c.writeSince.Load()
-	return since != 0 && now-time.Duration(since) > behindAfter
+	return since(c.writeSince.Load(), now) > behindAfter
+}
+
+// lagging tells whether the client reads less than it is sent: the writer has been writing its
+// current list for behindAfter. A client that takes each part within behindAfter, but less than
+// comes, is never behind, and QoS 1/2 copies would wait for it past -max-queued-bytes without
+// end (TestQoS1PastTheBudgetEndsAReadingClient).
+func (c *flowConn) lagging(now time.Duration) bool {
+	return c.behind(now) || since(c.listSince.Load(), now) > behindAfter
+}
+
+// since is how long ago start (since epoch, 0 for none) was.
+func since(start int64, now time.Duration) time.Duration {
+	if start == 0 {
+		return 0
+	}
+	return now - time.Duration(start)
 }
 
 // flowConn is a net.Conn whose Write copies what the socket does not take at once into pending,
@@ -219,8 +234,10 @@ type flowConn struct {
 	sizes    sizeWatch    // used by the reader only (packetwatch.go)
 	connect  connectWatch // used by the reader only (connectwatch.go)
 
-	// writeSince is when the writer's socket write began (since epoch), 0 between writes.
+	// writeSince is when the writer's socket write began (since epoch), 0 between writes;
+	// listSince when it began writing its current list, 0 between lists.
 	writeSince atomic.Int64
+	listSince  atomic.Int64
 
 	mu        sync.Mutex
 	lastWrite time.Duration // when mochi last wrote (since epoch)
@@ -288,7 +305,7 @@ func (c *flowConn) Write(p []byte) (int, error) {
 	// What already waits counts, not p: one packet (up to -max-packet-size, or a little more
 	// for an MQTT 5 copy) may always go out, or a big message would end its subscriber at every
 	// reconnect.
-	if unsent := c.unsent + c.writing; unsent > c.flow.maxUnsent && c.behind(now) {
+	if unsent := c.unsent + c.writing; unsent > c.flow.maxUnsent && c.lagging(now) {
 		c.fail(ErrSlowConsumer)
 		c.flow.slowConsumer(c, "-max-queued-bytes unsent", unsent)
 		return 0, ErrSlowConsumer
@@ -442,6 +459,8 @@ func (c *flowConn) writeAll(out net.Buffers) error {
 		}
 		out = net.Buffers{joined}
 	}
+	c.listSince.Store(int64(time.Since(epoch)))
+	defer c.listSince.Store(0)
 	defer c.writeSince.Store(0)
 	for len(out) > 0 {
 		c.mu.Lock()

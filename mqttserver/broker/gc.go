@@ -5,7 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -78,8 +78,10 @@ func gcPercentFor(base int, live, roots uint64, since time.Duration, busy bool) 
 
 // gcFloor applies gcPercentFor after each collection, from a finalizer: no goroutine, no timer.
 type gcFloor struct {
-	base    int
-	stopped atomic.Bool
+	base int
+	// mu makes "not stopped, so set the percent" one step against stop's restoring it.
+	mu      sync.Mutex
+	stopped bool
 	// Used by the finalizer goroutine only.
 	last    time.Time
 	busy    bool
@@ -97,7 +99,10 @@ func startGCFloor(base int) (stop func()) {
 		heap: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
 	f.arm()
 	return func() {
-		if !f.stopped.Swap(true) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if !f.stopped {
+			f.stopped = true
 			debug.SetGCPercent(base)
 		}
 	}
@@ -107,8 +112,10 @@ func (f *gcFloor) arm() { runtime.SetFinalizer(&gcTick{f: f}, (*gcTick).collecte
 
 func (t *gcTick) collected() {
 	f := t.f
-	if f.stopped.Load() {
-		return
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return // not armed again
 	}
 	now := time.Now()
 	metrics.Read(f.heap)
@@ -121,7 +128,7 @@ func (t *gcTick) collected() {
 	var percent int
 	percent, f.busy = gcPercentFor(f.base, heap[0], heap[1]+heap[2], now.Sub(f.last), f.busy)
 	f.last = now
-	if percent != f.percent && !f.stopped.Load() {
+	if percent != f.percent {
 		f.percent = percent
 		debug.SetGCPercent(percent)
 	}

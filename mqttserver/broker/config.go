@@ -127,7 +127,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"a deeper one is refused as -max-filter-length refuses a long one; 0 is no limit")
 	fs.IntVar(&lim.MaxClients, "max-clients", 0, "refuse connections past this `number` of connected clients (CONNACK 3); 0 is no limit")
 	slowTimeout := config.Duration(lim.SlowClientTimeout)
-	fs.IntVar(&lim.MaxQueuedBytes, "max-queued-bytes", lim.MaxQueuedBytes, "`bytes` that may wait unsent for one client: past half, QoS 0 messages to it are dropped while its socket takes nothing, and none is queued past all; past all (with QoS 1/2), it is disconnected as a slow consumer")
+	fs.IntVar(&lim.MaxQueuedBytes, "max-queued-bytes", lim.MaxQueuedBytes, "`bytes` that may wait unsent for one client: past half, QoS 0 messages to it are dropped while its socket takes nothing; past all, once the client has kept the broker writing for 20 ms, QoS 0 messages are dropped and a QoS 1/2 one disconnects it as a slow consumer")
 	fs.Var(&slowTimeout, "slow-client-timeout", "disconnect a client that reads nothing of what waits for it for this `duration`; 0s is never")
 	fs.IntVar(&lim.MaxQueuedMessages, "max-queued-messages", lim.MaxQueuedMessages, "QoS 1 and 2 `messages` one session holds unacknowledged, connected or not; past it, copies to it are dropped")
 	fs.IntVar(&lim.MaxQueuedTotal, "max-queued-total", lim.MaxQueuedTotal, "`bytes` queued to all offline sessions together, counted as -max-queued-bytes counts them; past it, copies to offline sessions are dropped")

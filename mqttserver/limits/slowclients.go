@@ -295,17 +295,20 @@ func (c *flowConn) Write(p []byte) (int, error) {
 			return n, nil
 		}
 		p = p[w:] // the rest of a packet begun: it cannot be dropped
-	} else if unsent := c.unsent + c.writing; unsent >= c.flow.qos0 && (c.behind(now) || unsent+len(p) > c.flow.maxUnsent) {
-		// Past half of -max-queued-bytes a QoS 0 copy goes while the client reads; never past
-		// all of it: a client that reads, but more slowly than a burst comes, loses QoS 0 copies,
-		// not its connection (mosquitto_pub -l into mosquitto_sub, 4 KB lines).
+	} else if unsent := c.unsent + c.writing; unsent >= c.flow.qos0 && (c.behind(now) || unsent+len(p) > c.flow.maxUnsent && c.lagging(now)) {
+		// Past half of -max-queued-bytes a QoS 0 copy goes while the socket takes nothing; past
+		// all of it, once the writer has spent behindAfter on its list: a client that reads, but
+		// more slowly than a burst comes, loses QoS 0 copies, not its connection
+		// (mosquitto_pub -l into mosquitto_sub, 4 KB lines), and one that keeps up with a burst
+		// larger than the budget loses nothing (four publishers of 4 KB into one subscriber).
 		p = c.withoutQoS0(p)
 		sent = p
 	}
 	// What already waits counts, not p: one packet (up to -max-packet-size, or a little more
 	// for an MQTT 5 copy) may always go out, or a big message would end its subscriber at every
 	// reconnect.
-	if unsent := c.unsent + c.writing; unsent > c.flow.maxUnsent && c.lagging(now) {
+	// Only what is still to be queued ends a client: QoS 0 copies dropped, nothing is.
+	if unsent := c.unsent + c.writing; len(p) > 0 && unsent > c.flow.maxUnsent && c.lagging(now) {
 		c.fail(ErrSlowConsumer)
 		c.flow.slowConsumer(c, "-max-queued-bytes unsent", unsent)
 		return 0, ErrSlowConsumer

@@ -90,16 +90,22 @@ func TestGCFloorFollowsCollections(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	stop := startGCFloor(400)
 	defer stop()
+	collectUntilRaised(t, 400)
+	stop()
+	if got := gcPercent(); got != 400 {
+		t.Errorf("after stop, the percent is %d, want 400", got)
+	}
+}
+
+// collectUntilRaised collects back to back until the floor raises the percent above base.
+func collectUntilRaised(t *testing.T, base int) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for gcPercent() == 400 {
+	for gcPercent() == base {
 		if time.Now().After(deadline) {
 			t.Fatal("the percent never rose while collections came close together")
 		}
 		runtime.GC()
-	}
-	stop()
-	if got := gcPercent(); got != 400 {
-		t.Errorf("after stop, the percent is %d, want 400", got)
 	}
 }
 
@@ -128,13 +134,7 @@ func TestGCFloorBoundsTheHeapGoal(t *testing.T) {
 	defer close(stacks)
 	stop := startGCFloor(400)
 	defer stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for gcPercent() == 400 {
-		if time.Now().After(deadline) {
-			t.Fatal("the percent never rose while collections came close together")
-		}
-		runtime.GC()
-	}
+	collectUntilRaised(t, 400)
 	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/gc/heap/live:bytes"},
 		{Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}
 	metrics.Read(s)

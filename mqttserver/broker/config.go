@@ -141,7 +141,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"0s (the default) keeps them until replaced, cleared, acknowledged or their session ends. A publisher's MQTT 5 message expiry is always honoured")
 	gcPercent := DefaultGCPercent
 	fs.IntVar(&gcPercent, "gc-percent", gcPercent, "the garbage collector's pace (as GOGC, which wins when set): the heap may grow this many `percent` "+
-		"past what is live before a collection, and to 128 MiB while collections come less than 50 ms apart (until one comes 1 s after the last); a soft memory limit derived from -max-queued-total and -max-retained-bytes "+
+		"past what is live before a collection, and to 128 MiB while collections come less than 50 ms apart (until 1 s passes without one: then the garbage goes back to the system); a soft memory limit derived from -max-queued-total and -max-retained-bytes "+
 		"(GOMEMLIMIT wins when set) makes it collect sooner near the limit; 0 leaves Go's default (100)")
 	validate := func() error {
 		lim.MinKeepAlive = time.Duration(minKeepAlive)

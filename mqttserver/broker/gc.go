@@ -82,11 +82,13 @@ type gcFloor struct {
 	// mu makes "not stopped, so set the percent" one step against stop's restoring it.
 	mu      sync.Mutex
 	stopped bool
-	// Used by the finalizer goroutine only.
 	last    time.Time
 	busy    bool
 	percent int
 	heap    []metrics.Sample // live, stacks, globals
+	// settle runs idleGCInterval after the floor went up: a burst that stopped would otherwise
+	// leave its garbage (up to busyHeapFloor) resident until Go's forced collection, 2 minutes.
+	settle *time.Timer
 }
 
 // gcTick is collected once a cycle; its pointer keeps it out of the tiny allocator, whose
@@ -104,6 +106,9 @@ func startGCFloor(base int) (stop func()) {
 		if !f.stopped {
 			f.stopped = true
 			debug.SetGCPercent(base)
+			if f.settle != nil {
+				f.settle.Stop()
+			}
 		}
 	}
 }
@@ -132,5 +137,27 @@ func (t *gcTick) collected() {
 		f.percent = percent
 		debug.SetGCPercent(percent)
 	}
+	if percent > f.base {
+		if f.settle == nil {
+			f.settle = time.AfterFunc(idleGCInterval, f.settled)
+		} else {
+			f.settle.Reset(idleGCInterval)
+		}
+	}
 	f.arm()
+}
+
+// settled ends the floor once no collection came for idleGCInterval, and hands the burst's
+// garbage back to the system.
+func (f *gcFloor) settled() {
+	f.mu.Lock()
+	quiet := !f.stopped && f.busy && time.Since(f.last) >= idleGCInterval
+	if quiet {
+		f.busy, f.percent = false, f.base
+		debug.SetGCPercent(f.base)
+	}
+	f.mu.Unlock()
+	if quiet {
+		debug.FreeOSMemory() // a collection (whose finalizer takes mu) and the pages returned
+	}
 }

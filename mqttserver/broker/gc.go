@@ -76,7 +76,8 @@ func gcPercentFor(base int, live, roots uint64, since time.Duration, busy bool) 
 	return max(base, int(min((busyHeapFloor-live)*100/(live+roots), math.MaxInt32))), busy
 }
 
-// gcFloor applies gcPercentFor after each collection, from a finalizer: no goroutine, no timer.
+// gcFloor applies gcPercentFor after each collection, from a finalizer, and a timer ends it once
+// collections stop coming (settled).
 type gcFloor struct {
 	base int
 	// mu makes "not stopped, so set the percent" one step against stop's restoring it.

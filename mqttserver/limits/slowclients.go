@@ -306,8 +306,8 @@ func (c *flowConn) Write(p []byte) (int, error) {
 	}
 	// What already waits counts, not p: one packet (up to -max-packet-size, or a little more
 	// for an MQTT 5 copy) may always go out, or a big message would end its subscriber at every
-	// reconnect.
-	// Only what is still to be queued ends a client: QoS 0 copies dropped, nothing is.
+	// reconnect. Only something still to be queued ends a client: a write whose QoS 0 copies
+	// were all dropped queues nothing.
 	if unsent := c.unsent + c.writing; len(p) > 0 && unsent > c.flow.maxUnsent && c.lagging(now) {
 		c.fail(ErrSlowConsumer)
 		c.flow.slowConsumer(c, "-max-queued-bytes unsent", unsent)

@@ -15,8 +15,9 @@ import (
 // The mend: a SUBSCRIBE is processed under retainGate's write lock, a retained PUBLISH, from
 // the time it is retained to the time it has been delivered, under its read lock; retainHeld
 // says which a client's packet holds (true: the write lock). Only retained messages wait, and
-// only for subscriptions being served; nothing blocks under the lock (mochi queues without
-// waiting, and the broker's connections write an answer only when the socket takes it at once).
+// only for subscriptions being served. What waits under the lock is short: mochi queues
+// without waiting, the broker's connections write an answer only when the socket takes it at
+// once, and a publisher to a connection being set up waits at most acceptWait (startup.go).
 
 // OnSubscribe takes the gate for the SUBSCRIBE about to be processed; OnPacketProcessed gives
 // it back (mochi calls both for every SUBSCRIBE it processes, except its own inline client's,

@@ -89,7 +89,8 @@
 //     as soon as another's SUBACK came does it (CI: TestMaxRetained). Mosquitto, one packet at a
 //     time, never does. Mend (retainedonce.go): a SUBSCRIBE is processed under a lock that a
 //     retained PUBLISH shares from OnPublish to OnPacketProcessed, and a retained will from OnWill
-//     to OnWillSent (a delayed will is published with no hook before it: not covered). Tests:
+//     to OnWillSent (a delayed will and the $SYS topics are retained and published with no hook
+//     before them: not covered). Tests:
 //     TestRetainedOnceToANewSubscriber (package mochifix); the conformance scenario "retained
 //     replaced and set right after the SUBACK" (mqttdemo/tests) gives Mosquitto's answer.
 //     Canary: TestCanaryRetainedTwiceToANewSubscriber (package mochifix). Upstream: subscribe

@@ -431,13 +431,3 @@ func TestCanaryEmptyIDPersistentRefusedWith0x80(t *testing.T) {
 		t.Fatalf("mochi no longer answers 0x80 (% x): the mend in mochifix/connack3.go may go (see doc.go)", ack)
 	}
 }
-
-// TestCanaryRetainedTwiceToANewSubscriber: a retained message published between mochi adding a
-// subscription and giving it the retained messages reaches the subscriber twice.
-func TestCanaryRetainedTwiceToANewSubscriber(t *testing.T) {
-	got := raceRetainedWithSubscribe(t, racers["publish"], func(*mqtt.Server) []mqtt.Hook { return nil })
-	if n := slices.Index(got, "raced"); n < 0 || !slices.Contains(got[n+1:], "raced") {
-		t.Fatalf("mochi no longer delivers a retained message twice to a subscriber being served (got %q): "+
-			"the mend in mochifix/retainedonce.go may go (see doc.go)", got)
-	}
-}

@@ -81,20 +81,6 @@
 //     TestTakeoverOfEndingSessionKeepsItsQueue, TestDataLastingTakeoverOfEndingSession. Upstream:
 //     mark the session taken over before disconnecting the old connection.
 //     Canary: TestCanaryOldConnectionEndsSessionTakenOver (package mochifix).
-//   - A retained message twice to a new subscriber. processSubscribe adds the subscription
-//     (server.go:1264), writes the SUBACK, then gives the retained messages
-//     (publishRetainedToClient, server.go:1126); a retained PUBLISH processed in between is
-//     retained (server.go:929) before that scan and delivered (server.go:936) after the
-//     subscription: the subscriber gets it live and again as retained. A client that publishes
-//     as soon as another's SUBACK came does it (CI: TestMaxRetained). Mosquitto, one packet at a
-//     time, never does. Mend (retainedonce.go): a SUBSCRIBE is processed under a lock that a
-//     retained PUBLISH shares from OnPublish to OnPacketProcessed, and a retained will from OnWill
-//     to OnWillSent (a delayed will and the $SYS topics are retained and published with no hook
-//     before them: not covered). Tests:
-//     TestRetainedOnceToANewSubscriber (package mochifix); the conformance scenario "retained
-//     replaced and set right after the SUBACK" (mqttdemo/tests) gives Mosquitto's answer.
-//     Canary: TestCanaryRetainedTwiceToANewSubscriber (package mochifix). Upstream: subscribe
-//     and scan the retained messages under the lock that retaining and delivering a message take.
 //
 // # MQTT 5 flow control and what a client may receive (this package: Hook)
 //

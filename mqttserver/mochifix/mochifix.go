@@ -21,8 +21,7 @@ import (
 //   - unsentack.go: a message whose acknowledgement could not be written is delivered anyway;
 //   - receivemax.go: no more messages in flight to a client than its Receive Maximum;
 //   - toolarge.go: a message larger than the client's Maximum Packet Size is discarded;
-//   - dupfirst.go: a message sent the first time goes without DUP;
-//   - retainedonce.go: a new subscriber gets a retained message once, not live and retained.
+//   - dupfirst.go: a message sent the first time goes without DUP.
 type Hook struct {
 	mqtt.HookBase
 	server    *mqtt.Server
@@ -48,10 +47,6 @@ type Hook struct {
 	// (OnPacketProcessed, OnQosPublish, OnPacketEncode) skip the map when nothing is pending,
 	// as is usual.
 	nTakeovers, nStarting, nFlow atomic.Int32
-	// retainGate: a SUBSCRIBE being processed holds it, a retained PUBLISH shares it; retainHeld
-	// has the clients whose PUBLISH holds a share (retainedonce.go).
-	retainGate sync.RWMutex
-	retainHeld sync.Map
 }
 
 // WriteBufferSize is the mochi option (Options.ClientNetWriteBufferSize) a server with the Hook
@@ -90,8 +85,7 @@ func (h *Hook) ID() string { return "mochi-fixes" }
 func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnPacketProcessed, mqtt.OnDisconnect, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
-		mqtt.OnQosPublish, mqtt.OnPacketEncode, mqtt.OnACLCheck, mqtt.OnQosDropped, mqtt.OnClientExpired,
-		mqtt.OnSubscribe, mqtt.OnPublish, mqtt.OnWill, mqtt.OnWillSent:
+		mqtt.OnQosPublish, mqtt.OnPacketEncode, mqtt.OnACLCheck, mqtt.OnQosDropped, mqtt.OnClientExpired:
 		return true
 	}
 	return false

@@ -8,7 +8,6 @@ import (
 )
 
 func (h *Hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, err error) {
-	h.releaseRetainGate(cl, pk)
 	switch pk.FixedHeader.Type {
 	case packets.Puback, packets.Pubrec, packets.Pubcomp:
 		h.onAck(cl, pk) // receivemax.go

@@ -70,7 +70,12 @@ func TestMaxRetained(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the live subscriber's four messages", func() bool { return len(live.list()) == 4 })
+	// The messages, not their count: mochi may give r/1 to the subscriber twice, live and again as
+	// retained, when it comes right after the SUBACK (mochifix/doc.go, "Not mended").
+	waitFor(t, "the live subscriber's four messages", func() bool {
+		got := live.list()
+		return !slices.ContainsFunc([]string{"r/1 one", "r/2 two", "r/3 three", "r/1 uno"}, func(m string) bool { return !slices.Contains(got, m) })
+	})
 	if n := atomic.LoadInt64(&b.server.Info.MessagesDropped); n != 1 {
 		t.Errorf("$SYS dropped %d, want 1", n)
 	}

@@ -431,3 +431,66 @@ func TestCanaryEmptyIDPersistentRefusedWith0x80(t *testing.T) {
 		t.Fatalf("mochi no longer answers 0x80 (% x): the mend in mochifix/connack3.go may go (see doc.go)", ack)
 	}
 }
+
+// TestCanaryRetainedTwiceToANewSubscriber: a retained message published between mochi adding a
+// subscription and giving it the retained messages reaches the subscriber twice, live and again
+// as retained (not mended: doc.go, "Not mended").
+func TestCanaryRetainedTwiceToANewSubscriber(t *testing.T) {
+	w := &subscribeWindow{inWindow: make(chan struct{}), published: make(chan struct{}), processed: make(chan struct{})}
+	_, addr := bare.Serve(t, nil, w)
+	pub := bare.Connect(t, addr, rawmqtt.Connect{ID: "pub", Clean: true})
+	sub := bare.Connect(t, addr, rawmqtt.Connect{ID: "sub", Clean: true})
+	bare.Write(t, sub, rawmqtt.Subscribe(1, "r/#", 0))
+	for i, done := range []chan struct{}{w.inWindow, w.processed} {
+		select {
+		case <-done:
+		case <-time.After(bare.Wait):
+			t.Fatal("mochi never processed the SUBSCRIBE")
+		}
+		if i == 0 { // mochi holds the subscription and has not looked the retained messages up
+			bare.Write(t, pub, rawmqtt.Encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},
+				TopicName: "r/raced", Payload: []byte("raced")}))
+		}
+	}
+	bare.Write(t, pub, rawmqtt.Publish("r/marker", 0, 0, []byte("marker"))) // after every copy of r/raced
+	if got := bare.ReadUntil(t, sub, "marker"); len(got) != 2 || got[0] != "raced" || got[1] != "raced" {
+		t.Fatalf("mochi no longer delivers a retained message twice to a subscriber being served (got %q): "+
+			"see doc.go (Not mended) and TestMaxRetained", got)
+	}
+}
+
+// subscribeWindow holds the SUBSCRIBE of client "sub" in OnSubscribed (after mochi added the
+// subscription, before it looks the retained messages up) until r/raced has been delivered.
+type subscribeWindow struct {
+	mqtt.HookBase
+	inWindow, published, processed chan struct{}
+	once                           sync.Once
+}
+
+func (w *subscribeWindow) ID() string { return "canary-subscribe-window" }
+func (w *subscribeWindow) Provides(b byte) bool {
+	return b == mqtt.OnSubscribed || b == mqtt.OnPublished || b == mqtt.OnPacketProcessed
+}
+
+func (w *subscribeWindow) OnSubscribed(cl *mqtt.Client, _ packets.Packet, _ []byte) {
+	if cl.ID != "sub" {
+		return
+	}
+	close(w.inWindow)
+	select {
+	case <-w.published:
+	case <-time.After(bare.Wait):
+	}
+}
+
+func (w *subscribeWindow) OnPublished(_ *mqtt.Client, pk packets.Packet) {
+	if pk.TopicName == "r/raced" {
+		w.once.Do(func() { close(w.published) })
+	}
+}
+
+func (w *subscribeWindow) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	if cl.ID == "sub" && pk.FixedHeader.Type == packets.Subscribe {
+		close(w.processed)
+	}
+}

@@ -344,6 +344,18 @@
 //     0x91 (server.go:896), where MQTT-4.3.3-10 wants a plain PUBREC; the message is not delivered
 //     twice.
 //     Canary: TestCanaryResentQoS2Refused (package mochifix).
+//   - A retained message twice to a new subscriber. processSubscribe adds the subscription
+//     (server.go:1264), writes the SUBACK, then looks the retained messages up
+//     (publishRetainedToClient, server.go:1126); a retained PUBLISH processed in between is
+//     retained (server.go:929) before that look-up and delivered (server.go:936) after the
+//     subscription: the subscriber gets it live and again as retained. A client that publishes as
+//     soon as another's SUBACK came does it (CI, once: TestMaxRetained, which now awaits the
+//     messages, not their count). Mosquitto, one packet at a time, never does. A lock held by a
+//     SUBSCRIBE and shared by retained PUBLISHes mended it, and was dropped: one SUBSCRIBE of 400
+//     copies of # over 1,000 retained messages held every other SUBSCRIBE and retained PUBLISH
+//     for 1.3 s, and with -data each SUBACK's commit came under it. Upstream: subscribe and look
+//     the retained messages up under the lock that retaining and delivering a message take.
+//     Canary: TestCanaryRetainedTwiceToANewSubscriber (package mochifix).
 //   - Issues 541 (race between Close and connection set-up) and 483 (stale connection after a
 //     same-id reconnect).
 //     No canary: 541 shows only under the race detector, which fails the run itself; 483 is a

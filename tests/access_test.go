@@ -303,6 +303,9 @@ func TestSecurityResendChecksPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Queued to the session before the reload: mochi delivers after it writes the PUBACK, and a
+	// message delivered after the reload is not queued to a reader that may no longer read it.
+	server.WaitFor(t, `PUBLISHED\s+client=resend-sensor topic=sensors/b/x`)
 	writeFile(t, dir, "users.yaml", strings.Replace(accessUsers(t, ""), "subscribe: [sensors/#]", "subscribe: [sensors/a/#]", 1))
 	server.Signal(t, syscall.SIGHUP)
 	server.WaitFor(t, `RELOADED`)

@@ -99,9 +99,16 @@ func (h *ExpiryHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // OnSubscribe takes out the expired retained messages the new subscription would be sent.
 func (h *ExpiryHook) OnSubscribe(_ *mqtt.Client, pk packets.Packet) packets.Packet {
 	now := time.Now().Unix()
+	var seen map[string]bool // filters sent more than once are looked at once
+	if len(pk.Filters) > 1 {
+		seen = make(map[string]bool, len(pk.Filters))
+	}
 	for _, f := range pk.Filters {
-		if mqtt.IsSharedFilter(f.Filter) {
-			continue // no retained messages for shared subscriptions
+		if mqtt.IsSharedFilter(f.Filter) || seen[f.Filter] {
+			continue // no retained messages for shared subscriptions; a copy's were taken out
+		}
+		if seen != nil {
+			seen[f.Filter] = true
 		}
 		for _, r := range h.server.Topics.Messages(f.Filter) {
 			h.expireRetained(r, now)

@@ -119,8 +119,8 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		"each holds a topic, so this bounds what one connection pins; an alias over it ends the connection (DISCONNECT 0x94); 0 is none")
 	fs.IntVar(&lim.MaxTopicAliasBytes, "max-topic-alias-bytes", lim.MaxTopicAliasBytes, "`bytes` of the topics one MQTT 5 connection's aliases may hold together; "+
 		"an alias that would take them past it ends the connection (DISCONNECT 0x97 quota exceeded), counted in /stats; 0 is no limit (the broker itself assigns no aliases)")
-	fs.IntVar(&lim.MaxSubscriptions, "max-subscriptions", lim.MaxSubscriptions, "topic `filters` one session may hold; a SUBSCRIBE's new filters past it are refused "+
-		"(SUBACK 0x97 quota exceeded, 0x80 for MQTT 3.1.1), counted in /stats; 0 is no limit")
+	fs.IntVar(&lim.MaxSubscriptions, "max-subscriptions", lim.MaxSubscriptions, "topic `filters` one session may hold, and one SUBSCRIBE may carry (copies included); "+
+		"filters past it are refused (SUBACK 0x97 quota exceeded, 0x80 for MQTT 3.1.1), counted in /stats; 0 is no limit")
 	fs.IntVar(&lim.MaxFilterLength, "max-filter-length", lim.MaxFilterLength, "longest topic filter in `bytes` a client may subscribe to; a longer one is refused "+
 		"(SUBACK 0x8F topic filter invalid, 0x80 for MQTT 3.1.1), counted in /stats; 0 is no limit")
 	fs.IntVar(&lim.MaxFilterLevels, "max-filter-levels", lim.MaxFilterLevels, "most `levels` of a topic filter a client may subscribe to (each a node of the topic tree); "+

@@ -57,7 +57,8 @@ func TestSubscriptionLimits(t *testing.T) {
 					t.Errorf("SUBACK codes % x, want % x", got, want)
 				}
 			}
-			check(cl.subscribe(1, "a", "b", "a", "c", "d"), []byte{1, 1, 1, 1, quota})
+			check(cl.subscribe(1, "a", "b", "a"), []byte{1, 1, 1})
+			check(cl.subscribe(11, "c", "d"), []byte{1, quota})
 			check(cl.subscribe(2, "a", long, "d/e/f/g/h", "d/e/f/+", "d/+"), []byte{1, invalid, invalid, quota, quota})
 			// Neither refused filter holds anything: a message to d reaches no one, while one to
 			// c, published after it, does.
@@ -132,5 +133,57 @@ func TestSubscriptionRefusalsSummedUp(t *testing.T) {
 	}
 	if got := b.currentStats().SubscriptionsRefused; got != 300 {
 		t.Errorf("subscriptions_refused = %d, want 300", got)
+	}
+}
+
+// TestSubscribeCopiesCapped: one SUBSCRIBE carries at most -max-subscriptions filters, copies
+// of one filter included; each copy granted is sent the retained messages again, as
+// MQTT-3.8.4-3 wants and Mosquitto does. Before, copies were never refused: one SUBSCRIBE of
+// 150,000 copies of # over 1,000 retained messages kept the broker busy for 3.5 minutes.
+func TestSubscribeCopiesCapped(t *testing.T) {
+	cfg := Config{Limits: limits.DefaultLimits()}
+	cfg.MaxSubscriptions = 3
+	b, _ := startBroker(t, cfg)
+	pub := dialRawClient(t, b.Addr(), "pub", 4)
+	retained := publish("r/1", 1, 1)
+	retained.FixedHeader.Retain = true
+	pub.write(retained)
+	if ack := pub.next(); ack.FixedHeader.Type != packets.Puback { // retained by now
+		t.Fatalf("want PUBACK, got %v", ack)
+	}
+	for _, version := range []byte{4, 5} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			quota := packets.ErrQuotaExceeded.Code
+			if version < 5 {
+				quota = 0x80
+			}
+			cl := dialRawClient(t, b.Addr(), fmt.Sprintf("copies-%d", version), version)
+			cl.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+				Filters: packets.Subscriptions{{Filter: "r/#"}, {Filter: "r/#"}, {Filter: "r/#"}, {Filter: "r/#"}, {Filter: "r/#"}}})
+			// A second SUBSCRIBE is processed once the first one's retained messages are queued:
+			// a message published after its SUBACK comes after them.
+			cl.write(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 2,
+				Filters: packets.Subscriptions{{Filter: "z/none"}}})
+			copies := 0
+			for {
+				pk := cl.next()
+				if pk.FixedHeader.Type == packets.Suback {
+					if want := []byte{0, 0, 0, quota, quota}; pk.PacketID == 1 && !slices.Equal(pk.ReasonCodes, want) {
+						t.Errorf("SUBACK codes % x, want % x", pk.ReasonCodes, want)
+					}
+					if pk.PacketID == 2 {
+						pub.write(publish("r/end", 0, 0))
+					}
+					continue
+				}
+				if pk.TopicName == "r/end" {
+					break
+				}
+				copies++
+			}
+			if copies != 3 {
+				t.Errorf("the retained message came %d times, want 3 (once a copy granted)", copies)
+			}
+		})
 	}
 }

@@ -159,7 +159,7 @@ func leave(conn net.Conn) error {
 // TestMemoryRetainedIdle: a publisher sets retained messages on many topics and leaves; with
 // nobody connected the broker must idle (under 3% of a core) and hold under 3× what Mosquitto
 // holds. mochi copies every retained message once a second (the issue: 100,000 topics, 481 MB
-// and 29% of a core for ever; Mosquitto 52 MB and 0%); past -max-retained (5,000) a retained
+// and 29% of a core for ever; Mosquitto 52 MB and 0%); past -max-retained (2,000) a retained
 // message is delivered but not retained.
 func TestMemoryRetainedIdle(t *testing.T) {
 	topics := 30000

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"mqttdemo/mqttserver/rawmqtt"
@@ -17,4 +18,20 @@ func TestEmptyClientIDPersistentRefused(t *testing.T) {
 			t.Errorf("CONNACK % x, want 20 02 00 02 (identifier rejected)", ack)
 		}
 	})
+}
+
+// TestUnsupportedProtocolLevelRefused: a CONNECT of a protocol level the broker does not serve
+// is refused with a 3.1.1 CONNACK 0x01, unacceptable protocol level [MQTT-3.1.2-2], by our broker
+// as by Mosquitto. mochi answered 0x82, which 3.1.1 does not have.
+func TestUnsupportedProtocolLevelRefused(t *testing.T) {
+	for _, level := range []byte{2, 3, 6} { // 3 is MQTT 3.1 only under its own name, MQIsdp
+		t.Run(fmt.Sprintf("level %d", level), func(t *testing.T) {
+			onBothBrokers(t, func(t *testing.T, c *rawConn) {
+				c.send(t, rawmqtt.Connect{ID: "old", Version: level, Clean: true, KeepAlive: 30}.Encode())
+				if ack := c.read(t); !bytes.Equal(ack, []byte{0x20, 2, 0, 1}) {
+					t.Errorf("CONNACK % x, want 20 02 00 01 (unacceptable protocol level)", ack)
+				}
+			})
+		})
+	}
 }

@@ -425,7 +425,7 @@ func TestMetricsByLabel(t *testing.T) {
 	if err := wait(sub.Subscribe("t/#", 2, got.handler)); err != nil {
 		t.Fatal(err)
 	}
-	// A CONNECT of an unknown protocol level: refused (mochi answers 0x82, protocol error).
+	// A CONNECT of an unknown protocol level: refused with 0x01, unacceptable protocol level.
 	conn, err := net.DialTimeout("tcp", b.Addr(), waitTimeout)
 	if err != nil {
 		t.Fatal(err)
@@ -435,8 +435,8 @@ func TestMetricsByLabel(t *testing.T) {
 	if _, err := conn.Write(rawmqtt.Connect{ID: "x", Version: 7, KeepAlive: 60}.Encode()); err != nil {
 		t.Fatal(err)
 	}
-	if ack, err := rawmqtt.Read(conn); err != nil || len(ack) != 4 || ack[3] != packets.ErrProtocolViolation.Code {
-		t.Fatalf("CONNACK % x, %v; want 0x82", ack, err)
+	if ack, err := rawmqtt.Read(conn); err != nil || len(ack) != 4 || ack[3] != packets.Err3UnsupportedProtocolVersion.Code {
+		t.Fatalf("CONNACK % x, %v; want 0x01", ack, err)
 	}
 
 	pub := connect(t, clientOpts(b.Addr(), "pub"))

@@ -432,6 +432,16 @@ func TestCanaryEmptyIDPersistentRefusedWith0x80(t *testing.T) {
 	}
 }
 
+// TestCanaryUnsupportedLevelRefusedWith0x82: mochi refuses a CONNECT of an unknown protocol
+// level with CONNACK 0x82, which MQTT 3.1.1 does not have; it wants 0x01 [MQTT-3.1.2-2].
+func TestCanaryUnsupportedLevelRefusedWith0x82(t *testing.T) {
+	_, addr := bare.Serve(t, nil)
+	conn := bare.Dial(t, addr, rawmqtt.Connect{ID: "old", Version: 6, Clean: true})
+	if ack := bare.Read(t, conn); len(ack) != 4 || ack[3] != 0x82 {
+		t.Fatalf("mochi no longer answers 0x82 (% x): the mend in mochifix/connack3.go may go (see doc.go)", ack)
+	}
+}
+
 // TestCanaryRetainedTwiceToANewSubscriber: a retained message published between mochi adding a
 // subscription and giving it the retained messages reaches the subscriber twice, live and again
 // as retained (not mended: doc.go, "Not mended").

@@ -15,3 +15,16 @@ func identifierRejected(cl *mqtt.Client, pk *packets.Packet) {
 		pk.ReasonCode = packets.Err3ClientIdentifierNotValid.Code
 	}
 }
+
+// unsupportedLevel gives the 3.1.1 answer to a CONNECT of a protocol level mochi does not serve
+// (MQTT with a level other than 4 or 5, MQIsdp other than 3): a 3.1.1 CONNACK with 0x01,
+// unacceptable protocol level [MQTT-3.1.2-2], as Mosquitto answers. mochi refuses it with 0x82
+// (ConnectValidate, packets.go:451), a code 3.1.1 does not have, in a CONNACK encoded for the
+// level the client sent. The reason string tells this 0x82 from mochi's other ones.
+func unsupportedLevel(pk *packets.Packet) {
+	if pk.ReasonCode == packets.ErrProtocolViolationProtocolVersion.Code &&
+		pk.Properties.ReasonString == packets.ErrProtocolViolationProtocolVersion.Reason {
+		pk.ReasonCode = packets.Err3UnsupportedProtocolVersion.Code
+		pk.ProtocolVersion = 4
+	}
+}

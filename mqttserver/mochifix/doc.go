@@ -131,6 +131,14 @@
 //     answers. Mend (connack3.go): 0x02 in OnPacketEncode. Test: TestEmptyClientIDPersistentRefused
 //     (mqttdemo/tests, ours and Mosquitto). Canary: TestCanaryEmptyIDPersistentRefusedWith0x80.
 //     Upstream: return ErrClientIdentifierNotValid there.
+//   - 0x82 to a CONNECT of an unknown protocol level: ConnectValidate refuses MQTT with a level
+//     other than 4 or 5 (MQIsdp other than 3) with ErrProtocolViolationProtocolVersion
+//     (packets.go:451), in a CONNACK encoded for the level sent: 0x82, a code 3.1.1 does not have;
+//     MQTT-3.1.2-2 wants 0x01 (unacceptable protocol level), which Mosquitto sends in a 3.1.1
+//     CONNACK. Mend (connack3.go): a 3.1.1 CONNACK with 0x01 in OnPacketEncode, told by the
+//     reason string. Test: TestUnsupportedProtocolLevelRefused (mqttdemo/tests, ours and
+//     Mosquitto). Canary: TestCanaryUnsupportedLevelRefusedWith0x82. Upstream: return
+//     ErrUnsupportedProtocolVersion there, and encode its CONNACK as 3.1.1.
 //
 // # Limits (package limits, broker)
 //

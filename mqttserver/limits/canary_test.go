@@ -39,6 +39,25 @@ func TestCanaryPacketSizeWithoutFixedHeader(t *testing.T) {
 	}
 }
 
+// TestCanarySubscribeOptionsUnchecked: mochi reads an MQTT 5 SUBSCRIBE's options byte without
+// looking whether it is there (a panic that ends the broker: mochi-mqtt/server#501), and grants
+// options with reserved bits set or Retain Handling 3.
+func TestCanarySubscribeOptionsUnchecked(t *testing.T) {
+	decode := func(body ...byte) (panicked bool, err error) {
+		defer func() { panicked = recover() != nil }()
+		pk := packets.Packet{ProtocolVersion: 5, FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}}
+		return false, pk.SubscribeDecode(body)
+	}
+	if panicked, _ := decode(0, 1, 0, 0, 1, 'a'); !panicked { // packet id 1, no properties, filter "a"
+		t.Error("mochi no longer panics on a filter without its options byte: the mend in limits/subscribewatch.go may go (see doc.go)")
+	}
+	for _, options := range []byte{0xc1, 0x31} {
+		if panicked, err := decode(0, 1, 0, 0, 1, 'a', options); err != nil || panicked {
+			t.Errorf("mochi no longer takes subscription options %#x (%v): the mend in limits/subscribewatch.go may go (see doc.go)", options, err)
+		}
+	}
+}
+
 // TestCanaryWritesBlockUnderLock: mochi holds a client's lock while it writes to the socket,
 // and a publisher takes that lock for a packet id: a subscriber that stops reading stalls its
 // publishers. The subscriber is a pipe, whose writes block at once until read.

@@ -37,6 +37,7 @@ const (
 type connectWatch struct {
 	zeroReceiveMax bool // Receive Maximum 0
 	zeroPacketSize bool // Maximum Packet Size 0
+	v5             bool // the CONNECT is MQTT 5
 	done           bool // the properties were read, or this is not an MQTT 5 CONNECT, or malformed
 
 	step    connectStep
@@ -95,7 +96,8 @@ func (w *connectWatch) next() {
 		w.skip = int(f[0])<<8 | int(f[1])
 		w.expect(stepLevel, 1)
 	case stepLevel:
-		w.done = f[0] != 5
+		w.v5 = f[0] == 5
+		w.done = !w.v5
 		w.skip = 3 // connect flags, keep alive
 		w.expect(stepPropsLength, 0)
 	case stepPropsLength:

@@ -1,5 +1,7 @@
 package limits
 
+import "github.com/mochi-mqtt/server/v2/packets"
+
 // Why this watch: mochi refuses a packet over -max-packet-size as it reads its fixed header
 // (clients.go:456), before any hook runs, and closes the connection without a word; MQTT 5
 // wants DISCONNECT 0x95 first (Mosquitto sends it). The connection layer sees the bytes mochi
@@ -10,55 +12,92 @@ package limits
 // disconnectTooLarge is an MQTT 5 DISCONNECT, reason code 0x95 (packet too large).
 var disconnectTooLarge = []byte{0xe0, 0x01, 0x95}
 
-// sizeWatch follows the packets in what a client sends, header by header.
+// sizeWatch follows the packets in what a client sends, header by header; it also reads the
+// body of each SUBSCRIBE of an MQTT 5 connection (subscribewatch.go).
 type sizeWatch struct {
-	limit  int     // mochi's MaximumPacketSize; 0 watches nothing
+	limit  int     // mochi's MaximumPacketSize; 0 checks no size
 	skip   int     // bytes of the current packet still to come
 	header [5]byte // the fixed header read so far: type, then up to four length bytes
 	n      int     // bytes in header
 	done   bool    // a packet mochi refuses was seen, or the stream is malformed: stop
+	v5     bool    // the connection is MQTT 5: its SUBSCRIBEs are checked
+	inSub  bool    // the current packet is a SUBSCRIBE being checked
+	sub    subscribeCheck
+	// malformed says why the SUBSCRIBE kept from mochi is malformed, once one was seen.
+	malformed string
 }
 
-// refused takes the next bytes read and reports whether they hold the header of a packet
-// mochi refuses for its size (remaining length + 1 over its maximum).
-func (w *sizeWatch) refused(b []byte) bool {
-	for len(b) > 0 && !w.done && w.limit > 0 {
+// read takes the next bytes read. refused: they hold the header of a packet mochi refuses for
+// its size (remaining length + 1 over its maximum). keep: how many of them mochi may have, all
+// unless they end a malformed SUBSCRIBE: then the bytes before its last one (w.malformed says
+// why), so that mochi never decodes it.
+func (w *sizeWatch) read(b []byte) (refused bool, keep int) {
+	for i := 0; i < len(b) && !w.done; {
 		if w.skip > 0 {
-			n := min(w.skip, len(b))
+			n := min(w.skip, len(b)-i)
+			if w.inSub {
+				w.sub.read(b[i : i+n])
+			}
 			w.skip -= n
-			b = b[n:]
+			i += n
+			if w.skip == 0 && w.inSub && w.subscribeEnds() {
+				return false, i - 1
+			}
 			continue
 		}
-		w.header[w.n] = b[0]
+		w.header[w.n] = b[i]
 		w.n++
-		b = b[1:]
+		i++
 		if w.n == 1 || w.header[w.n-1]&0x80 != 0 && w.n < len(w.header) {
 			continue
 		}
-		remaining, shift := 0, 0
-		for _, c := range w.header[1:w.n] {
-			remaining |= int(c&0x7f) << shift
-			shift += 7
-		}
 		if w.header[w.n-1]&0x80 != 0 { // five length bytes: mochi ends the connection
 			w.done = true
-			return false
+			return false, len(b)
 		}
+		remaining := varint(w.header[1:w.n])
 		w.n, w.skip = 0, remaining
-		if remaining+1 > w.limit {
+		if w.limit > 0 && remaining+1 > w.limit {
 			w.done = true
-			return true
+			return true, len(b)
 		}
+		if w.v5 && w.header[0]>>4 == packets.Subscribe {
+			w.inSub, w.sub = true, subscribeCheck{}
+			if remaining == 0 && w.subscribeEnds() {
+				return false, i - 1
+			}
+		}
+	}
+	return false, len(b)
+}
+
+// subscribeEnds ends the SUBSCRIBE being checked, and tells whether it was malformed.
+func (w *sizeWatch) subscribeEnds() bool {
+	w.inSub = false
+	if why := w.sub.end(); why != "" {
+		w.malformed, w.done = why, true
+		return true
 	}
 	return false
 }
 
-// watch is called with each chunk mochi's reader takes from the socket.
-func (c *flowConn) watch(b []byte) {
+// watch is called with each chunk mochi's reader takes from the socket; it returns how many of
+// its bytes mochi may have (sizeWatch.read).
+func (c *flowConn) watch(b []byte) int {
 	if !c.connect.done {
 		c.connect.read(b)
 	}
-	if c.sizes.refused(b) && c.v5.Load() {
+	c.sizes.v5 = c.connect.v5
+	refused, keep := c.sizes.read(b)
+	if refused && c.v5.Load() {
 		_, _ = c.Write(disconnectTooLarge) // queued if need be; mochi's close lets it out
 	}
+	return keep
+}
+
+// refuseMalformed ends the connection whose SUBSCRIBE was kept from mochi, with DISCONNECT 0x81
+// first: mochi asks for the SUBSCRIBE's last byte after it has answered the CONNECT.
+func (c *flowConn) refuseMalformed() error {
+	_, _ = c.Write(disconnectMalformed)
+	return violation{packets.ErrMalformedPacket, "malformed SUBSCRIBE: " + c.sizes.malformed}
 }

@@ -574,10 +574,16 @@ func (c *flowConn) Read(p []byte) (int, error) {
 		c.drained.Store(false)
 		return n, nil
 	}
+	if c.sizes.malformed != "" { // what came before the malformed packet is read
+		return 0, c.refuseMalformed()
+	}
 	if c.flowing && c.raw != nil {
 		buf := readAheadPool.Get().(*[readAhead]byte)
 		if n, err := c.tryRead(buf[:]); n > 0 {
-			c.watch(buf[:n])
+			if n = c.watch(buf[:n]); n == 0 {
+				readAheadPool.Put(buf)
+				return 0, c.refuseMalformed()
+			}
 			c.aheadBuf, c.ahead = buf, buf[:n]
 			return c.Read(p)
 		} else if err != nil {
@@ -587,8 +593,13 @@ func (c *flowConn) Read(p []byte) (int, error) {
 		readAheadPool.Put(buf) // nothing there now: wait below, in mochi's buffer
 	}
 	n, err := c.Conn.Read(p)
-	c.watch(p[:n])
 	c.flowing = n == len(p)
+	if keep := c.watch(p[:n]); keep < n { // the rest is never mochi's: the next Read ends the connection
+		if keep == 0 {
+			return 0, c.refuseMalformed()
+		}
+		n, err = keep, nil
+	}
 	c.drained.Store(!c.flowing)
 	if err != nil {
 		err = c.readErr(err)

@@ -177,6 +177,18 @@
 //     (limits/connectwatch.go). Tests: TestConnectWatch, TestConnectWatchTruncated (package
 //     limits), TestConnectZeroLimitsRefused (package broker). Upstream: presence flags for the
 //     properties, and refuse 0. Canary: TestCanaryZeroConnectLimitsAccepted (package limits).
+//   - An MQTT 5 SUBSCRIBE's options byte unchecked. SubscribeDecode reads it without looking
+//     whether it is there (packets.go:959): a SUBSCRIBE whose filter has no options byte (8 bytes
+//     after the CONNECT) panics in the connection's goroutine and the whole broker exits
+//     (mochi-mqtt/server#501; v2.7.9 is the release the module proxy serves here); and
+//     it keeps only the bits it knows (Subscription.decode, packets.go:295), so reserved bits
+//     (malformed, MQTT-3.8.3-5) and Retain Handling 3 (a protocol error) are granted. Mend: the
+//     connection layer reads each SUBSCRIBE of an MQTT 5 connection as it passes and keeps a
+//     malformed one's last byte from mochi; the connection ends with DISCONNECT 0x81, as
+//     Mosquitto 2.0.11 answers (limits/subscribewatch.go, limits/packetwatch.go). Tests:
+//     TestSubscribeWatch (package limits), TestMalformedSubscribe5 (mqttdemo/tests, ours and
+//     Mosquitto). Upstream: decodeByte there, and refuse reserved bits and Retain Handling 3.
+//     Canary: TestCanarySubscribeOptionsUnchecked (package limits).
 //   - Writes block under the client's lock. WritePacket holds the client's lock during the socket
 //     write (clients.go:603), and a publisher's NextPacketID takes it (clients.go:277): a
 //     subscriber that stops reading stalls every publisher sending it QoS 1 or 2. Mend: the

@@ -299,6 +299,11 @@ var conformanceScenarios = []confScenario{
 		connect("p", 4, true),
 		pub("p", "t/a", 2, 1, "a2"), pub("p", "t/b", 2, 2, "b2"), pub("p", "t/a", 1, 3, "a1"),
 	}, want: map[string][]string{"s": {"t/a=a2", "t/b=b2", "t/a=a1"}}},
+	{name: "overlapping with a shared subscription of the same client, 5", allow: []string{"overlapping copies"}, steps: []confStep{
+		connect("s", 5, true), sub("s", 1, "t/#", 1), sub("s", 2, "$share/g/t/#", 1),
+		connect("p", 5, true),
+		pub("p", "t/a", 1, 1, "a1"), pub("p", "t/b", 0, 0, "b0"),
+	}},
 	{name: "overlapping subscriptions, 5", allow: []string{"overlapping copies"}, steps: []confStep{
 		connect("s", 5, true), sub("s", 1, "t/#", 1), sub("s", 2, "t/+", 2),
 		connect("p", 5, true),

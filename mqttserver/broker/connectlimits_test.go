@@ -15,7 +15,8 @@ import (
 
 // TestConnectZeroLimitsRefused: an MQTT 5 CONNECT with Receive Maximum 0 or Maximum Packet Size
 // 0 is a protocol error (MQTT 5 §3.1.2.11.3, §3.1.2.11.4): the connection is closed without a
-// CONNACK, as Mosquitto 2.0.11 does (issue 21 item 10). mochi reads both as absent.
+// CONNACK, as Mosquitto 2.0.11 does (issue 21 item 10). mochi reads both as absent. So is a
+// property given twice that may be given once.
 func TestConnectZeroLimitsRefused(t *testing.T) {
 	b, _ := startBroker(t, Config{})
 	for _, c := range []struct {
@@ -30,6 +31,8 @@ func TestConnectZeroLimitsRefused(t *testing.T) {
 		{"both absent", nil, false},
 		{"receive maximum 1", []byte{packets.PropReceiveMaximum, 0, 1}, false},
 		{"maximum packet size 1024", []byte{packets.PropMaximumPacketSize, 0, 0, 4, 0}, false},
+		{"session expiry twice", []byte{packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropSessionExpiryInterval, 0, 0, 0, 9}, true},
+		{"a user property twice", []byte{packets.PropUser, 0, 1, 'k', 0, 1, 'v', packets.PropUser, 0, 1, 'k', 0, 1, 'v'}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			conn, err := net.DialTimeout("tcp", b.Addr(), waitTimeout)

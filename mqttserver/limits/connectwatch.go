@@ -2,6 +2,7 @@ package limits
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -12,11 +13,13 @@ import (
 
 // Why this watch: an MQTT 5 CONNECT with a Receive Maximum or a Maximum Packet Size of 0 is a
 // protocol error (§3.1.2.11.3, §3.1.2.11.4), but mochi decodes both into plain numbers
-// (packets/properties.go:442, :463) where 0 also means absent, and lets the client in. The
-// connection layer sees the bytes: it reads the properties of a connection's first packet as
-// mochi's reader takes them, and flowHook.OnConnect refuses the client when either was 0, by
-// closing the connection without a CONNACK, as Mosquitto 2.0.11 does. After the properties,
-// or at anything that is not an MQTT 5 CONNECT, the watch stops: one test per Read after that.
+// (packets/properties.go:442, :463) where 0 also means absent, and lets the client in. So is a
+// property given twice that may be given once (any but the user property, §3.1.2.11), which
+// mochi decodes one over the other. The connection layer sees the bytes: it reads the
+// properties of a connection's first packet as mochi's reader takes them, and flowHook.OnConnect
+// refuses such a client by closing the connection without a CONNACK, as Mosquitto 2.0.11 does.
+// After the properties, or at anything that is not an MQTT 5 CONNECT, the watch stops: one test
+// per Read after that.
 
 // connectStep is what the bytes a connectWatch collects are.
 type connectStep uint8
@@ -35,10 +38,12 @@ const (
 
 // connectWatch reads the properties of an MQTT 5 CONNECT, chunk by chunk, without keeping it.
 type connectWatch struct {
-	zeroReceiveMax bool // Receive Maximum 0
-	zeroPacketSize bool // Maximum Packet Size 0
-	v5             bool // the CONNECT is MQTT 5
-	done           bool // the properties were read, or this is not an MQTT 5 CONNECT, or malformed
+	zeroReceiveMax bool   // Receive Maximum 0
+	zeroPacketSize bool   // Maximum Packet Size 0
+	twice          byte   // a property that may appear once, seen twice (0: none)
+	seen           uint64 // the properties seen, a bit each (identifiers are below 64)
+	v5             bool   // the CONNECT is MQTT 5
+	done           bool   // the properties were read, or this is not an MQTT 5 CONNECT, or malformed
 
 	step    connectStep
 	field   [4]byte // the bytes of the current field
@@ -109,6 +114,11 @@ func (w *connectWatch) next() {
 		w.expect(stepPropID, 1)
 	case stepPropID:
 		w.prop = f[0]
+		if bit := uint64(1) << (w.prop & 63); w.prop < 64 && w.prop != packets.PropUser && w.seen&bit != 0 && w.twice == 0 {
+			w.twice = w.prop
+		} else {
+			w.seen |= bit
+		}
 		w.property()
 	case stepPropValue:
 		zero := w.pos <= w.end
@@ -174,6 +184,8 @@ func (w *connectWatch) protocolError() string {
 		return "receive maximum 0 (MQTT 5 §3.1.2.11.3)"
 	case w.zeroPacketSize:
 		return "maximum packet size 0 (MQTT 5 §3.1.2.11.4)"
+	case w.twice != 0:
+		return fmt.Sprintf("property %#02x more than once (MQTT 5 §3.1.2.11)", w.twice)
 	}
 	return ""
 }

@@ -86,6 +86,42 @@ func TestConnectWatch(t *testing.T) {
 				if !w.done {
 					t.Errorf("% x: still reading after the whole packet", c.in)
 				}
+				if w.twice != 0 {
+					t.Errorf("% x: property %#x taken for one given twice", c.in, w.twice)
+				}
+			}
+		})
+	}
+}
+
+// TestConnectWatchTwice: a property that may be given once, given twice, is found, read whole
+// or a byte at a time; a user property may repeat.
+func TestConnectWatchTwice(t *testing.T) {
+	user := append([]byte{packets.PropUser}, append(rawmqtt.String("k"), rawmqtt.String("v")...)...)
+	for _, c := range []struct {
+		name  string
+		props []byte
+		twice byte
+	}{
+		{"session expiry twice", []byte{packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropSessionExpiryInterval, 0, 0, 0, 2}, packets.PropSessionExpiryInterval},
+		{"receive maximum twice, apart", append(append([]byte{packets.PropReceiveMaximum, 0, 1}, user...), packets.PropReceiveMaximum, 0, 2), packets.PropReceiveMaximum},
+		{"authentication method twice", append(append([]byte{packets.PropAuthenticationMethod}, rawmqtt.String("m")...),
+			append([]byte{packets.PropAuthenticationMethod}, rawmqtt.String("m")...)...), packets.PropAuthenticationMethod},
+		{"user property twice", append(append([]byte{}, user...), user...), 0},
+		{"each once", append([]byte{packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropReceiveMaximum, 0, 1}, user...), 0},
+		{"an identifier's byte inside a value", []byte{packets.PropSessionExpiryInterval, 0, 0, 0, packets.PropSessionExpiryInterval}, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := connect5(c.props...)
+			var whole, bytewise connectWatch
+			whole.read(in)
+			for i := range in {
+				bytewise.read(in[i : i+1])
+			}
+			for _, w := range []connectWatch{whole, bytewise} {
+				if w.twice != c.twice || (w.protocolError() != "") != (c.twice != 0) {
+					t.Errorf("% x: twice %#x (%q), want %#x", in, w.twice, w.protocolError(), c.twice)
+				}
 			}
 		})
 	}

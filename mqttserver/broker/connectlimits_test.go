@@ -15,8 +15,8 @@ import (
 
 // TestConnectZeroLimitsRefused: an MQTT 5 CONNECT with Receive Maximum 0 or Maximum Packet Size
 // 0 is a protocol error (MQTT 5 §3.1.2.11.3, §3.1.2.11.4): the connection is closed without a
-// CONNACK, as Mosquitto 2.0.11 does (issue 21 item 10). mochi reads both as absent. So is a
-// property given twice that may be given once.
+// CONNACK, as Mosquitto 2.0.11 does (issue 21 item 10). mochi reads both as absent. A CONNECT
+// that gives a property twice that may be given once is refused the same way.
 func TestConnectZeroLimitsRefused(t *testing.T) {
 	b, _ := startBroker(t, Config{})
 	for _, c := range []struct {

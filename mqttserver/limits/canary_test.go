@@ -58,6 +58,16 @@ func TestCanarySubscribeOptionsUnchecked(t *testing.T) {
 	}
 }
 
+// TestCanaryShortDisconnectReasonUnread: mochi reads no reason code from an MQTT 5 DISCONNECT
+// of one byte, so 0x04 (disconnect with will message) is taken for 0x00 and the will is dropped.
+func TestCanaryShortDisconnectReasonUnread(t *testing.T) {
+	pk := packets.Packet{ProtocolVersion: 5, FixedHeader: packets.FixedHeader{Type: packets.Disconnect, Remaining: 1}}
+	if err := pk.DisconnectDecode([]byte{packets.CodeDisconnectWillMessage.Code}); err != nil || pk.ReasonCode != 0 {
+		t.Fatalf("mochi now reads the reason code of a one-byte DISCONNECT (%#x, %v): the mend in "+
+			"limits/packetwatch.go (disconnectReason) may go (see doc.go)", pk.ReasonCode, err)
+	}
+}
+
 // TestCanaryWritesBlockUnderLock: mochi holds a client's lock while it writes to the socket,
 // and a publisher takes that lock for a packet id: a subscriber that stops reading stalls its
 // publishers. The subscriber is a pipe, whose writes block at once until read.

@@ -228,14 +228,17 @@ func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 	return pk
 }
 
-// OnPacketRead counts a PUBLISH and tags 1 in LatencySample (traffic.go); it refuses a packet
-// over the size limit, and the protocol errors of protocol.go; an MQTT 5 client is told the
-// reason code, then mochi closes the connection.
+// OnPacketRead counts a PUBLISH and tags 1 in LatencySample (traffic.go); gives a one-byte
+// DISCONNECT its reason code; refuses a packet over the size limit, and the protocol errors of
+// protocol.go; an MQTT 5 client is told the reason code, then mochi closes the connection.
 func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type == packets.Publish {
 		if tag := h.traffic.read(&pk); tag != 0 {
 			pk.Connect.Keepalive = tag
 		}
+	}
+	if pk.FixedHeader.Type == packets.Disconnect && pk.FixedHeader.Remaining == 1 {
+		pk.ReasonCode = disconnectReason(cl, pk.ReasonCode)
 	}
 	if size := packetSize(pk.FixedHeader.Remaining); h.maxSize > 0 && size > h.maxSize {
 		refuse(h.server, cl, packets.ErrPacketTooLarge)
@@ -251,6 +254,17 @@ func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		return pk, err
 	}
 	return pk, nil
+}
+
+// disconnectReason is the reason code of the client's one-byte DISCONNECT as the connection
+// layer read it (packetwatch.go), or what mochi decoded.
+func disconnectReason(cl *mqtt.Client, decoded byte) byte {
+	if c, ok := cl.Net.Conn.(*flowConn); ok {
+		if r, ok := c.sizes.disconnectReason(); ok {
+			return r
+		}
+	}
+	return decoded
 }
 
 func (h *limitsHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.aliasBudget.forget(cl) }

@@ -25,7 +25,16 @@ type sizeWatch struct {
 	sub    subscribeCheck
 	// malformed says why the SUBSCRIBE kept from mochi is malformed, once one was seen.
 	malformed string
+	// An MQTT 5 DISCONNECT of one byte: its reason code, which mochi does not read
+	// (DisconnectDecode, packets.go:568, reads one only from two bytes on), so that a client
+	// that leaves with 0x04 (send my will), as mosquitto_pub and mosquitto_sub do, had its will
+	// dropped. limitsHook.OnPacketRead gives it to mochi.
+	inReason, hasReason bool
+	reason              byte
 }
+
+// disconnectReason is the reason code of the connection's one-byte DISCONNECT, if it sent one.
+func (w *sizeWatch) disconnectReason() (byte, bool) { return w.reason, w.hasReason }
 
 // read takes the next bytes read. refused: they hold the header of a packet mochi refuses for
 // its size (remaining length + 1 over its maximum). keep: how many of them mochi may have, all
@@ -37,6 +46,9 @@ func (w *sizeWatch) read(b []byte) (refused bool, keep int) {
 			n := min(w.skip, len(b)-i)
 			if w.inSub {
 				w.sub.read(b[i : i+n])
+			}
+			if w.inReason {
+				w.reason, w.hasReason, w.inReason = b[i], true, false
 			}
 			w.skip -= n
 			i += n
@@ -60,6 +72,9 @@ func (w *sizeWatch) read(b []byte) (refused bool, keep int) {
 		if w.limit > 0 && remaining+1 > w.limit {
 			w.done = true
 			return true, len(b)
+		}
+		if w.v5 && w.header[0]>>4 == packets.Disconnect && remaining == 1 && !w.hasReason {
+			w.inReason = true
 		}
 		if w.v5 && w.header[0]>>4 == packets.Subscribe {
 			w.inSub, w.sub = true, subscribeCheck{}

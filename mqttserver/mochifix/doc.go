@@ -193,6 +193,15 @@
 //     TestSubscribeWatch (package limits), TestMalformedSubscribe5 (mqttdemo/tests, ours and
 //     Mosquitto). Upstream: decodeByte there, and refuse reserved bits and Retain Handling 3.
 //     Canary: TestCanarySubscribeOptionsUnchecked (package limits).
+//   - A one-byte DISCONNECT's reason code unread. DisconnectDecode reads an MQTT 5 DISCONNECT's
+//     reason code only from a remaining length of 2 on (packets.go:568), but the code alone (one
+//     byte, no properties) is allowed and is what mosquitto_pub and mosquitto_sub send: 0x04
+//     (disconnect with will message) was taken for 0x00 and the will dropped. Mend: the
+//     connection layer notes the byte as it passes (limits/packetwatch.go) and limitsHook's
+//     OnPacketRead puts it in the packet (limits/limits.go). Tests: TestDisconnectReasonWatch
+//     (package limits), TestShortDisconnectWithWill (mqttdemo/tests, ours and Mosquitto).
+//     Upstream: read the code from a remaining length of 1. Canary:
+//     TestCanaryShortDisconnectReasonUnread (package limits).
 //   - Writes block under the client's lock. WritePacket holds the client's lock during the socket
 //     write (clients.go:603), and a publisher's NextPacketID takes it (clients.go:277): a
 //     subscriber that stops reading stalls every publisher sending it QoS 1 or 2. Mend: the

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -60,17 +61,18 @@ func FuzzBrokerTCP(f *testing.F) {
 	})
 }
 
-// FuzzBrokerPipe runs the same inputs through the broker's connection path in-process (mochi's
-// EstablishConnection on an in-memory pipe): the packet decoding, validation and our hooks, with
-// debug logging on, without the network.
+// FuzzBrokerPipe runs the same inputs through the broker's connection path in-process (the
+// connection layer and mochi's EstablishConnection on an in-memory pipe): the packet decoding,
+// validation and our hooks, with debug logging on, without the network.
 func FuzzBrokerPipe(f *testing.F) {
 	addSeeds(f, true)
 	b := startFuzzBroker(f)
+	establish := connectionPath(b)
 	var n atomic.Int64
 	f.Fuzz(func(t *testing.T, data []byte) {
 		client, server := net.Pipe()
 		done := make(chan error, 1)
-		go func() { done <- b.server.EstablishConnection("fuzz", server) }()
+		go func() { done <- establish("fuzz", server) }()
 		// A pipe has no buffer: drain what the broker answers, or its writes would block.
 		drained := make(chan struct{})
 		go func() {
@@ -89,6 +91,25 @@ func FuzzBrokerPipe(f *testing.F) {
 		checkBrokerRecovered(t, b, n.Add(1))
 	})
 }
+
+// connectionPath is how b's listeners hand mochi a connection: through the connection layer,
+// whose watches keep some malformed packets from mochi's decoder (package limits).
+func connectionPath(b *Broker) listeners.EstablishFn {
+	if b.flow == nil {
+		return b.server.EstablishConnection
+	}
+	var l served
+	b.flow.Listener(&l).Serve(b.server.EstablishConnection)
+	return l.establish
+}
+
+// served is a listener that keeps what it is told to serve connections with.
+type served struct {
+	listeners.Listener // not called
+	establish          listeners.EstablishFn
+}
+
+func (l *served) Serve(establish listeners.EstablishFn) { l.establish = establish }
 
 // startFuzzBroker starts one broker for all the inputs of a fuzz target: on 127.0.0.1:0, debug
 // logging (so every log path formats the hostile values) to nowhere.
@@ -228,6 +249,8 @@ func seedInputs() map[string][]byte {
 	willQoS3.WillQoS = 3
 	v5 := rawmqtt.Connect{ID: "seed-v5", Version: 5, Clean: true, KeepAlive: 30, Properties: packets.Properties{
 		SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true, ReceiveMaximum: 10}}
+	v5Will := v5
+	v5Will.ID, v5Will.WillTopic, v5Will.WillPayload = "seed-v5-will", "will/topic", []byte("gone")
 	level9 := seed
 	level9.Version = 9
 	mqtx := seed.Packet()
@@ -247,7 +270,13 @@ func seedInputs() map[string][]byte {
 				Filters: packets.Subscriptions{{Filter: "a/+"}}}),
 			rawmqtt.Disconnect()),
 		"valid-v5-connect-properties": v5.Encode(),
-		"will-then-vanish":            will.Encode(),
+		// MQTT 5 SUBSCRIBE options: missing (mochi's decoder panicked, mochi-mqtt/server#501),
+		// with reserved bits; a one-byte DISCONNECT asking for the will.
+		"v5-subscribe-without-options":         fzConcat(v5.Encode(), rawmqtt.Frame(0x82, []byte{0, 1, 0}, rawmqtt.String("a/b"))),
+		"v5-subscribe-empty-filter-no-options": fzConcat(v5.Encode(), rawmqtt.Frame(0x82, []byte{0, 1, 0}, []byte{0, 0})),
+		"v5-subscribe-reserved-options":        fzConcat(v5.Encode(), rawmqtt.Frame(0x82, []byte{0, 1, 0}, rawmqtt.String("a/b"), []byte{0xc1})),
+		"v5-disconnect-with-will":              fzConcat(v5Will.Encode(), []byte{0xe0, 1, 0x04}),
+		"will-then-vanish":                     will.Encode(),
 		// Truncated: the connection ends inside a packet.
 		"truncated-connect":           connect[:9],
 		"truncated-remaining-length":  {0x10, 0xff, 0xff},

@@ -276,7 +276,10 @@ func seedInputs() map[string][]byte {
 		"v5-subscribe-empty-filter-no-options": fzConcat(v5.Encode(), rawmqtt.Frame(0x82, []byte{0, 1, 0}, []byte{0, 0})),
 		"v5-subscribe-reserved-options":        fzConcat(v5.Encode(), rawmqtt.Frame(0x82, []byte{0, 1, 0}, rawmqtt.String("a/b"), []byte{0xc1})),
 		"v5-disconnect-with-will":              fzConcat(v5Will.Encode(), []byte{0xe0, 1, 0x04}),
-		"will-then-vanish":                     will.Encode(),
+		// A length of six bytes, which mochi reads, then the SUBSCRIBE above.
+		"v5-long-length-then-subscribe": fzConcat(v5.Encode(), []byte{0xc0, 0x80, 0x80, 0x80, 0x80, 0x00},
+			rawmqtt.Frame(0x82, []byte{0, 1, 0}, rawmqtt.String("a/b"))),
+		"will-then-vanish": will.Encode(),
 		// Truncated: the connection ends inside a packet.
 		"truncated-connect":           connect[:9],
 		"truncated-remaining-length":  {0x10, 0xff, 0xff},

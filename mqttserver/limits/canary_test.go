@@ -68,6 +68,17 @@ func TestCanaryShortDisconnectReasonUnread(t *testing.T) {
 	}
 }
 
+// TestCanaryLongLengthRead: mochi reads a variable byte integer of any number of bytes (a
+// fifth and later ones of 0x80, or a last 0, add nothing), where MQTT allows four: a packet whose
+// length the connection layer would not follow.
+func TestCanaryLongLengthRead(t *testing.T) {
+	n, used, err := packets.DecodeLength(bytes.NewBuffer([]byte{0x88, 0x80, 0x80, 0x80, 0x00}))
+	if err != nil || n != 8 || used != 5 {
+		t.Fatalf("mochi no longer reads a length of five bytes (%d in %d, %v): the check in "+
+			"limits/packetwatch.go may go (see doc.go)", n, used, err)
+	}
+}
+
 // TestCanaryWritesBlockUnderLock: mochi holds a client's lock while it writes to the socket,
 // and a publisher takes that lock for a packet id: a subscriber that stops reading stalls its
 // publishers. The subscriber is a pipe, whose writes block at once until read.

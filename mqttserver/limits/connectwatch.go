@@ -15,11 +15,12 @@ import (
 // protocol error (§3.1.2.11.3, §3.1.2.11.4), but mochi decodes both into plain numbers
 // (packets/properties.go:442, :463) where 0 also means absent, and lets the client in. So is a
 // property given twice that may be given once (any but the user property, §3.1.2.11), which
-// mochi decodes one over the other. The connection layer sees the bytes: it reads the
-// properties of a connection's first packet as mochi's reader takes them, and flowHook.OnConnect
-// refuses such a client by closing the connection without a CONNACK, as Mosquitto 2.0.11 does.
-// After the properties, or at anything that is not an MQTT 5 CONNECT, the watch stops: one test
-// per Read after that.
+// mochi decodes one over the other, and a length of more than four bytes, which mochi reads
+// (DecodeLength, codec.go:146) and this watch would not follow. The connection layer sees the
+// bytes: it reads the properties of a connection's first packet as mochi's reader takes them,
+// and flowHook.OnConnect refuses such a client by closing the connection without a CONNACK, as
+// Mosquitto 2.0.11 does. After the properties, or at anything that is not an MQTT 5 CONNECT, the
+// watch stops: one test per Read after that.
 
 // connectStep is what the bytes a connectWatch collects are.
 type connectStep uint8
@@ -41,6 +42,7 @@ type connectWatch struct {
 	zeroReceiveMax bool   // Receive Maximum 0
 	zeroPacketSize bool   // Maximum Packet Size 0
 	twice          byte   // a property that may appear once, seen twice (0: none)
+	longVarint     bool   // a length of more than four bytes: mochi reads it, the watch stops
 	seen           uint64 // the properties seen, a bit each (identifiers are below 64)
 	v5             bool   // the CONNECT is MQTT 5
 	done           bool   // the properties were read, or this is not an MQTT 5 CONNECT, or malformed
@@ -71,7 +73,9 @@ func (w *connectWatch) read(b []byte) {
 			w.n++
 			switch {
 			case w.want == 0 && c&0x80 != 0: // a varint goes on
-				w.done = w.n == len(w.field) // a fifth byte: malformed
+				if w.n == len(w.field) { // a fifth byte: malformed, though mochi reads it
+					w.longVarint, w.done = true, true
+				}
 			case w.want == 0 || w.n == w.want:
 				w.next()
 			}
@@ -184,6 +188,8 @@ func (w *connectWatch) protocolError() string {
 		return "receive maximum 0 (MQTT 5 §3.1.2.11.3)"
 	case w.zeroPacketSize:
 		return "maximum packet size 0 (MQTT 5 §3.1.2.11.4)"
+	case w.longVarint:
+		return "a variable byte integer of more than four bytes (MQTT 5 §1.5.5)"
 	case w.twice != 0:
 		return fmt.Sprintf("property %#02x more than once (MQTT 5 §3.1.2.11)", w.twice)
 	}

@@ -127,6 +127,18 @@ func TestConnectWatchTwice(t *testing.T) {
 	}
 }
 
+// TestConnectWatchLongLength: a variable byte integer of more than four bytes, which mochi
+// reads, is a protocol error; the watch does not stop short of the limits behind it unseen.
+func TestConnectWatchLongLength(t *testing.T) {
+	in := rawmqtt.Frame(0x10, []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 0x83, 0x80, 0x80, 0x80, 0x00},
+		[]byte{packets.PropReceiveMaximum, 0, 0}, rawmqtt.String("c"))
+	var w connectWatch
+	w.read(in)
+	if !w.longVarint || w.protocolError() == "" {
+		t.Errorf("% x: no protocol error (%q)", in, w.protocolError())
+	}
+}
+
 // TestConnectWatchTruncated: no prefix of a packet, nor any byte changed, makes the watch
 // panic or read on after the properties.
 func TestConnectWatchTruncated(t *testing.T) {

@@ -23,8 +23,11 @@ type sizeWatch struct {
 	v5     bool    // the connection is MQTT 5: its SUBSCRIBEs are checked
 	inSub  bool    // the current packet is a SUBSCRIBE being checked
 	sub    subscribeCheck
-	// malformed says why the SUBSCRIBE kept from mochi is malformed, once one was seen.
+	// malformed says why the packet kept from mochi is malformed, once one was seen; tell: the
+	// client is told with DISCONNECT 0x81 (as Mosquitto tells of a SUBSCRIBE; it closes without
+	// a word at a length of more than four bytes).
 	malformed string
+	tell      bool
 	// An MQTT 5 DISCONNECT of one byte: its reason code, which mochi does not read
 	// (DisconnectDecode, packets.go:568, reads one only from two bytes on), so that a client
 	// that leaves with 0x04 (send my will), as mosquitto_pub and mosquitto_sub do, had its will
@@ -63,9 +66,12 @@ func (w *sizeWatch) read(b []byte) (refused bool, keep int) {
 		if w.n == 1 || w.header[w.n-1]&0x80 != 0 && w.n < len(w.header) {
 			continue
 		}
-		if w.header[w.n-1]&0x80 != 0 { // five length bytes: mochi ends the connection
-			w.done = true
-			return false, len(b)
+		if w.header[w.n-1]&0x80 != 0 {
+			// A fifth length byte: malformed (MQTT 5 §1.5.5, 3.1.1 §2.2.3), but mochi reads any
+			// number of them (DecodeLength, codec.go:146; 0x80s and a last 0 add nothing), and
+			// the watch would lose the packet boundaries: mochi is kept from the header.
+			w.malformed, w.done = "a remaining length of more than four bytes", true
+			return false, i - 1
 		}
 		remaining := varint(w.header[1:w.n])
 		w.n, w.skip = 0, remaining
@@ -90,7 +96,7 @@ func (w *sizeWatch) read(b []byte) (refused bool, keep int) {
 func (w *sizeWatch) subscribeEnds() bool {
 	w.inSub = false
 	if why := w.sub.end(); why != "" {
-		w.malformed, w.done = why, true
+		w.malformed, w.tell, w.done = "SUBSCRIBE: "+why, true, true
 		return true
 	}
 	return false
@@ -110,9 +116,11 @@ func (c *flowConn) watch(b []byte) int {
 	return keep
 }
 
-// refuseMalformed ends the connection whose SUBSCRIBE was kept from mochi, with DISCONNECT 0x81
-// first: mochi asks for the SUBSCRIBE's last byte after it has answered the CONNECT.
+// refuseMalformed ends the connection whose malformed packet was kept from mochi; an MQTT 5
+// client whose session is established is told with DISCONNECT 0x81 first, where Mosquitto tells.
 func (c *flowConn) refuseMalformed() error {
-	_, _ = c.Write(disconnectMalformed)
-	return violation{packets.ErrMalformedPacket, "malformed SUBSCRIBE: " + c.sizes.malformed}
+	if c.sizes.tell && c.v5.Load() {
+		_, _ = c.Write(disconnectMalformed)
+	}
+	return violation{packets.ErrMalformedPacket, "malformed " + c.sizes.malformed}
 }

@@ -2,6 +2,7 @@ package limits
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 )
 
@@ -35,5 +36,39 @@ func TestDisconnectReasonWatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLengthOfMoreThanFourBytes: a remaining length of more than four bytes is malformed, though
+// mochi reads it (and would take what follows for packets the watch never saw): mochi is kept
+// from the header's fourth length byte on, on MQTT 3.1.1 and 5 connections, however the stream
+// is cut. Four bytes are read as before.
+func TestLengthOfMoreThanFourBytes(t *testing.T) {
+	ping := []byte{0xc0, 0}
+	long := []byte{0xc0, 0x80, 0x80, 0x80, 0x80, 0x00}                              // 0 in six bytes
+	sub := []byte{0x82, 0x88, 0x80, 0x80, 0x80, 0x00, 0, 1, 0, 0, 3, 'a', '/', 'b'} // 8 in five
+	four := []byte{0xc0, 0x80, 0x80, 0x80, 0x00}                                    // 0 in four: mochi's to judge
+	for _, c := range []struct {
+		name string
+		in   []byte
+		keep int
+	}{
+		{"a PINGREQ, then a SUBSCRIBE without options", bytes.Join([][]byte{ping, long, subscribe5(0, 1, 'a')}, nil), len(ping) + 4},
+		{"the SUBSCRIBE itself", bytes.Join([][]byte{ping, sub}, nil), len(ping) + 4},
+		{"four length bytes", bytes.Join([][]byte{ping, four, ping}, nil), len(ping) + len(four) + len(ping)},
+	} {
+		for _, v5 := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, MQTT 5 %v", c.name, v5), func(t *testing.T) {
+				for split := 1; split <= len(c.in); split++ {
+					w := sizeWatch{limit: 1 << 20, v5: v5}
+					if got := feed(&w, c.in, []int{split}[:min(1, len(c.in)-split)]); got != c.keep {
+						t.Fatalf("split at %d: mochi given %d bytes of %d, want %d (malformed %q)", split, got, len(c.in), c.keep, w.malformed)
+					}
+					if bad := w.malformed != ""; bad != (c.keep < len(c.in)) || w.tell {
+						t.Fatalf("split at %d: malformed %q, told %v", split, w.malformed, w.tell)
+					}
+				}
+			})
+		}
 	}
 }

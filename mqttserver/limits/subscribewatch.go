@@ -81,7 +81,7 @@ func (s *subscribeCheck) read(b []byte) {
 			case c>>4&3 == 3:
 				s.fault("retain handling 3 (MQTT 5 §3.8.3.1)")
 			case c&3 == 3:
-				s.fault("QoS 3 in the subscription options (MQTT-3.8.3-2)")
+				s.fault("QoS 3 in the subscription options (MQTT 5 §3.8.3.1)")
 			}
 			s.step = subFilterLen
 		case subProps, subFilter: // a length of 0 moved on already

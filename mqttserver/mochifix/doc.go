@@ -193,6 +193,16 @@
 //     TestSubscribeWatch (package limits), TestMalformedSubscribe5 (mqttdemo/tests, ours and
 //     Mosquitto). Upstream: decodeByte there, and refuse reserved bits and Retain Handling 3.
 //     Canary: TestCanarySubscribeOptionsUnchecked (package limits).
+//   - Lengths of any number of bytes. DecodeLength (codec.go:146) reads a fifth length byte and
+//     more (0x80s, or a last 0, add nothing), where MQTT allows four (§1.5.5): a connection
+//     layer that follows packet boundaries loses them, and the SUBSCRIBE check above was passed
+//     by a PINGREQ of six bytes before the SUBSCRIBE (an attacker's review); a CONNECT's
+//     properties length of five bytes hid a Receive Maximum 0 from the CONNECT watch. Mend: the
+//     connection layer keeps such a header from mochi and the connection closes, as Mosquitto's
+//     does (limits/packetwatch.go); the CONNECT watch refuses such a properties length
+//     (limits/connectwatch.go). Tests: TestLengthOfMoreThanFourBytes, TestConnectWatchLongLength
+//     (package limits), TestLongLengthsRefused (mqttdemo/tests, ours and Mosquitto). Upstream:
+//     refuse a fifth byte. Canary: TestCanaryLongLengthRead (package limits).
 //   - A one-byte DISCONNECT's reason code unread. DisconnectDecode reads an MQTT 5 DISCONNECT's
 //     reason code only from a remaining length of 2 on (packets.go:568), but the code alone (one
 //     byte, no properties) is allowed and is what mosquitto_pub and mosquitto_sub send: 0x04

@@ -7,13 +7,15 @@ import "github.com/mochi-mqtt/server/v2/packets"
 // wants DISCONNECT 0x95 first (Mosquitto sends it). The connection layer sees the bytes mochi
 // reads: it follows the packet boundaries and queues the DISCONNECT as soon as such a header
 // arrives, so that it goes out before mochi closes. Packets up to four bytes over, which mochi
-// lets through, are refused by limitsHook.OnPacketRead, which says 0x95 itself.
+// lets through, are refused by limitsHook.OnPacketRead, which says 0x95 itself. The same walk
+// keeps a malformed SUBSCRIBE (subscribewatch.go) and a header whose length takes more than
+// four bytes from mochi, and notes the reason code of a one-byte DISCONNECT.
 
 // disconnectTooLarge is an MQTT 5 DISCONNECT, reason code 0x95 (packet too large).
 var disconnectTooLarge = []byte{0xe0, 0x01, 0x95}
 
-// sizeWatch follows the packets in what a client sends, header by header; it also reads the
-// body of each SUBSCRIBE of an MQTT 5 connection (subscribewatch.go).
+// sizeWatch follows the packets in what a client sends, header by header; of an MQTT 5
+// connection it also reads the body of each SUBSCRIBE and of a one-byte DISCONNECT.
 type sizeWatch struct {
 	limit  int     // mochi's MaximumPacketSize; 0 checks no size
 	skip   int     // bytes of the current packet still to come
@@ -41,8 +43,8 @@ func (w *sizeWatch) disconnectReason() (byte, bool) { return w.reason, w.hasReas
 
 // read takes the next bytes read. refused: they hold the header of a packet mochi refuses for
 // its size (remaining length + 1 over its maximum). keep: how many of them mochi may have, all
-// unless they end a malformed SUBSCRIBE: then the bytes before its last one (w.malformed says
-// why), so that mochi never decodes it.
+// unless they hold the end of a malformed SUBSCRIBE or a fifth length byte: then the bytes
+// before the last one read (w.malformed says why), so that mochi never has the packet whole.
 func (w *sizeWatch) read(b []byte) (refused bool, keep int) {
 	for i := 0; i < len(b) && !w.done; {
 		if w.skip > 0 {

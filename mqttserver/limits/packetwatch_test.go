@@ -72,3 +72,20 @@ func TestLengthOfMoreThanFourBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishQoS3: of an MQTT 5 connection, a PUBLISH of QoS 3 is kept from mochi from its
+// first byte (mochi closes at that byte without a word), the client to be told; of an MQTT 3.1.1
+// one it is mochi's to close.
+func TestPublishQoS3(t *testing.T) {
+	ping := []byte{0xc0, 0}
+	in := bytes.Join([][]byte{ping, {0x36, 6, 0, 1, 'a', 0, 1, 'x'}, ping}, nil)
+	for _, v5 := range []bool{false, true} {
+		for split := 1; split <= len(in); split++ {
+			w := sizeWatch{limit: 1 << 20, v5: v5}
+			got := feed(&w, in, []int{split}[:min(1, len(in)-split)])
+			if want := map[bool]int{false: len(in), true: len(ping)}[v5]; got != want || w.tell != v5 {
+				t.Fatalf("MQTT 5 %v, split at %d: mochi given %d bytes, want %d; told %v", v5, split, got, want, w.tell)
+			}
+		}
+	}
+}

@@ -190,9 +190,15 @@
 //     connection layer reads each SUBSCRIBE of an MQTT 5 connection as it passes and keeps a
 //     malformed one's last byte from mochi; the connection ends with DISCONNECT 0x81, as
 //     Mosquitto 2.0.11 answers (limits/subscribewatch.go, limits/packetwatch.go). Tests:
-//     TestSubscribeWatch (package limits), TestMalformedSubscribe5 (mqttdemo/tests, ours and
+//     TestSubscribeWatch (package limits), TestMalformedPackets5 (mqttdemo/tests, ours and
 //     Mosquitto). Upstream: decodeByte there, and refuse reserved bits and Retain Handling 3.
 //     Canary: TestCanarySubscribeOptionsUnchecked (package limits).
+//   - QoS 3 closed on without a word. FixedHeader.Decode refuses a PUBLISH of QoS 3 at its first
+//     byte (packets/fixedheader.go) and mochi closes the connection; MQTT 5 clients are told 0x81
+//     by Mosquitto. Mend: the same watch keeps that byte from mochi, and the connection ends after
+//     DISCONNECT 0x81 (limits/packetwatch.go). Tests: TestPublishQoS3 (package limits),
+//     TestMalformedPackets5 (mqttdemo/tests, ours and Mosquitto). No canary: mochi loses nothing
+//     here, it says nothing. Upstream: DISCONNECT 0x81 on a malformed fixed header.
 //   - Lengths of any number of bytes. DecodeLength (codec.go:146) reads a fifth length byte and
 //     more (0x80s, or a last 0, add nothing), where MQTT allows four (§1.5.5): a connection
 //     layer that follows packet boundaries loses them, and the SUBSCRIBE check above was passed

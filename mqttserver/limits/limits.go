@@ -230,7 +230,8 @@ func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 
 // OnPacketRead counts a PUBLISH and tags 1 in LatencySample (traffic.go); gives a one-byte
 // DISCONNECT its reason code; refuses a packet over the size limit, and the protocol errors of
-// protocol.go; an MQTT 5 client is told the reason code, then mochi closes the connection.
+// protocol.go (an MQTT 5 client is told the reason code, then mochi closes the connection);
+// answers a PUBLISH to $SYS, which mochi drops.
 func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type == packets.Publish {
 		if tag := h.traffic.read(&pk); tag != 0 {
@@ -253,6 +254,7 @@ func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		refuse(h.server, cl, err.(violation).code)
 		return pk, err
 	}
+	answerSysPublish(cl, pk)
 	return pk, nil
 }
 

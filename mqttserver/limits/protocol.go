@@ -80,3 +80,23 @@ func refuse(server *mqtt.Server, cl *mqtt.Client, code packets.Code) {
 	}
 	cl.Stop(code)
 }
+
+// answerSysPublish answers a QoS 1 or 2 PUBLISH to a $SYS topic, which mochi drops without a
+// word (processPublish, server.go:859: IsValidFilter refuses $SYS topic names to publishers),
+// so that the client waited for its acknowledgement for ever. As Mosquitto does, the message
+// is acknowledged and dropped: MQTT 3.1.1 has no other answer, MQTT 5 says 0x87 (not authorised).
+func answerSysPublish(cl *mqtt.Client, pk packets.Packet) {
+	topic := pk.TopicName
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline ||
+		len(topic) < len(mqtt.SysPrefix) || topic[0] != '$' || !strings.EqualFold(topic[:len(mqtt.SysPrefix)], mqtt.SysPrefix) {
+		return
+	}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
+	if pk.FixedHeader.Qos == 2 {
+		ack.FixedHeader.Type = packets.Pubrec // a PUBREL then finds nothing held: PUBCOMP
+	}
+	if cl.Properties.ProtocolVersion == 5 {
+		ack.ReasonCode = packets.ErrNotAuthorized.Code
+	}
+	_ = cl.WritePacket(ack)
+}

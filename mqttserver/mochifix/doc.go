@@ -199,6 +199,13 @@
 //     DISCONNECT 0x81 (limits/packetwatch.go). Tests: TestPublishQoS3 (package limits),
 //     TestMalformedPackets5 (mqttdemo/tests, ours and Mosquitto). No canary: mochi loses nothing
 //     here, it says nothing. Upstream: DISCONNECT 0x81 on a malformed fixed header.
+//   - A PUBLISH to $SYS unanswered. processPublish drops a PUBLISH whose topic IsValidFilter
+//     refuses to publishers, $SYS ones (server.go:859), before it acknowledges anything: a QoS 1
+//     or 2 publisher waited for ever. Mend: limitsHook's OnPacketRead acknowledges it as
+//     Mosquitto does, success in MQTT 3.1.1, 0x87 in MQTT 5 (limits/protocol.go,
+//     answerSysPublish). Test: TestPublishToSysAcknowledged (mqttdemo/tests, ours and
+//     Mosquitto). Upstream: answer as for an ACL refusal. Canary: TestCanarySysPublishUnanswered
+//     (package limits).
 //   - Lengths of any number of bytes. DecodeLength (codec.go:146) reads a fifth length byte and
 //     more (0x80s, or a last 0, add nothing), where MQTT allows four (§1.5.5): a connection
 //     layer that follows packet boundaries loses them, and the SUBSCRIBE check above was passed

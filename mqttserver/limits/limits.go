@@ -231,7 +231,7 @@ func (h *limitsHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.
 // OnPacketRead counts a PUBLISH and tags 1 in LatencySample (traffic.go); gives a one-byte
 // DISCONNECT its reason code; refuses a packet over the size limit, and the protocol errors of
 // protocol.go (an MQTT 5 client is told the reason code, then mochi closes the connection);
-// answers a PUBLISH to $SYS, which mochi drops.
+// names the topic of a PUBLISH by alias; answers a PUBLISH to $SYS, which mochi drops.
 func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Type == packets.Publish {
 		if tag := h.traffic.read(&pk); tag != 0 {
@@ -250,6 +250,7 @@ func (h *limitsHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		h.log.Debug("protocol error", "client", cl.ID, "error", err)
 		return pk, err
 	}
+	withAliasTopic(cl, &pk, h.aliases)
 	if err := h.aliasBudget.take(cl, pk, h.aliases); err != nil {
 		refuse(h.server, cl, err.(violation).code)
 		return pk, err

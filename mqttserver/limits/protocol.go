@@ -100,3 +100,15 @@ func answerSysPublish(cl *mqtt.Client, pk packets.Packet) {
 	}
 	_ = cl.WritePacket(ack)
 }
+
+// withAliasTopic gives an MQTT 5 PUBLISH that names its topic by a known alias alone that topic,
+// before mochi's checks: mochi checks the empty topic against the access rules and looks the
+// alias up only after (processPublish, server.go:867, :905), so that with -auth every such
+// PUBLISH was refused (0x87) and topic aliases could not be used. An alias never set was refused
+// by checkPacket already.
+func withAliasTopic(cl *mqtt.Client, pk *packets.Packet, aliases uint16) {
+	if a := pk.Properties.TopicAlias; pk.FixedHeader.Type == packets.Publish && pk.TopicName == "" &&
+		pk.Properties.TopicAliasFlag && a > 0 && a <= aliases && cl.Properties.ProtocolVersion == 5 {
+		pk.TopicName = cl.State.TopicAliases.Inbound.Set(a, "")
+	}
+}

@@ -206,6 +206,13 @@
 //     answerSysPublish). Test: TestPublishToSysAcknowledged (mqttdemo/tests, ours and
 //     Mosquitto). Upstream: answer as for an ACL refusal. Canary: TestCanarySysPublishUnanswered
 //     (package limits).
+//   - A topic alias checked as an empty topic. processPublish checks a PUBLISH that names its
+//     topic by alias alone against the access rules with the empty topic (server.go:867) and
+//     looks the alias up only after (:905): with -auth every such PUBLISH was refused (0x87) and
+//     topic aliases could not be used. Mend: limitsHook's OnPacketRead names the alias's topic
+//     first (limits/protocol.go, withAliasTopic). Test: TestKnownTopicAliasStillWorks (package
+//     broker, with and without -auth). Upstream: look the alias up before the checks. Canary:
+//     TestCanaryAliasCheckedEmpty (package limits).
 //   - Lengths of any number of bytes. DecodeLength (codec.go:146) reads a fifth length byte and
 //     more (0x80s, or a last 0, add nothing), where MQTT allows four (§1.5.5): a connection
 //     layer that follows packet boundaries loses them, and the SUBSCRIBE check above was passed

@@ -35,3 +35,27 @@ func TestUnsupportedProtocolLevelRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedConnect311Closed: an MQTT 3.1.1 CONNECT that does not conform (a protocol name
+// other than MQTT, the reserved flag set) is closed on without a CONNACK [MQTT-3.1.4-1], by our
+// broker as by Mosquitto. mochi answered 0x82, which 3.1.1 does not have.
+func TestMalformedConnect311Closed(t *testing.T) {
+	mqtx := rawmqtt.Connect{ID: "bad", Clean: true, KeepAlive: 30}.Packet()
+	mqtx.Connect.ProtocolName = []byte("MQTX")
+	for _, c := range []struct {
+		name    string
+		connect []byte
+	}{
+		{"protocol name MQTX", rawmqtt.Encode(mqtx)},
+		{"reserved flag", rawmqtt.Frame(0x10, rawmqtt.String("MQTT"), []byte{4, 0x03, 0, 30}, rawmqtt.String("bad"))},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			onBothBrokers(t, func(t *testing.T, rc *rawConn) {
+				rc.send(t, c.connect)
+				if pk, err := rawmqtt.Read(rc); err == nil {
+					t.Errorf("got % x; want the connection closed without a CONNACK", pk)
+				}
+			})
+		})
+	}
+}

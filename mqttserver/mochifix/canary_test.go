@@ -442,6 +442,25 @@ func TestCanaryUnsupportedLevelRefusedWith0x82(t *testing.T) {
 	}
 }
 
+// TestCanaryMalformedConnect311Answered0x82: mochi answers a 3.1.1 CONNECT with a protocol name
+// other than MQTT with CONNACK 0x82, a code MQTT 3.1.1 does not have; it wants the connection
+// closed without a CONNACK [MQTT-3.1.4-1].
+func TestCanaryMalformedConnect311Answered0x82(t *testing.T) {
+	_, addr := bare.Serve(t, nil)
+	pk := rawmqtt.Connect{ID: "bad", Clean: true, KeepAlive: 30}.Packet()
+	pk.Connect.ProtocolName = []byte("MQTX")
+	conn, err := net.DialTimeout("tcp", addr, bare.Wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(bare.Wait))
+	bare.Write(t, conn, rawmqtt.Encode(pk))
+	if ack := bare.Read(t, conn); len(ack) != 4 || ack[3] != 0x82 {
+		t.Fatalf("mochi no longer answers 0x82 (% x): the mend in mochifix/connack3.go (noCodeIn311) may go (see doc.go)", ack)
+	}
+}
+
 // TestCanaryRetainedTwiceToANewSubscriber: a retained message published between mochi adding a
 // subscription and giving it the retained messages reaches the subscriber twice, live and again
 // as retained (not mended: doc.go, "Not mended").

@@ -28,3 +28,14 @@ func unsupportedLevel(pk *packets.Packet) {
 		pk.ProtocolVersion = 4
 	}
 }
+
+// noCodeIn311 closes, without a CONNACK, a 3.1.1 connection that mochi refuses with a code MQTT
+// 3.1.1 does not have: its MQTT 5 code (0x80 and up) where V5CodesToV3 has no counterpart, as for
+// a bad protocol name or the reserved flag (ConnectValidate, packets.go:444). MQTT 3.1.1 closes on
+// a CONNECT that does not conform [MQTT-3.1.4-1], as Mosquitto does. mochi cannot encode the
+// spoiled packet, and closes the connection.
+func noCodeIn311(pk *packets.Packet) {
+	if pk.ProtocolVersion < 5 && pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
+		pk.FixedHeader.Type = packets.Reserved
+	}
+}

@@ -139,6 +139,12 @@
 //     reason string. Test: TestUnsupportedProtocolLevelRefused (mqttdemo/tests, ours and
 //     Mosquitto). Canary: TestCanaryUnsupportedLevelRefusedWith0x82. Upstream: return
 //     ErrUnsupportedProtocolVersion there, and encode its CONNACK as 3.1.1.
+//   - Other MQTT 5 codes to 3.1.1 clients: a CONNECT that does not conform (a protocol name other
+//     than MQTT, the reserved flag) is answered with its MQTT 5 code, 0x82, where MQTT-3.1.4-1
+//     wants the connection closed without a CONNACK, as Mosquitto does. Mend (connack3.go): a
+//     CONNACK to a 3.1.1 client with a code of 0x80 or more is spoiled in OnPacketEncode, and
+//     mochi closes. Test: TestMalformedConnect311Closed (mqttdemo/tests, ours and Mosquitto).
+//     Canary: TestCanaryMalformedConnect311Answered0x82. Upstream: close without a CONNACK.
 //
 // # Limits (package limits, broker)
 //

@@ -43,6 +43,9 @@ func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	if pk.FixedHeader.Type == packets.Connack {
 		identifierRejected(cl, &pk)
 		unsupportedLevel(&pk)
+		if noCodeIn311(&pk); pk.FixedHeader.Type != packets.Connack {
+			return pk
+		}
 		if h.nStarting.Load() > 0 {
 			if v, ok := h.startups.Load(cl); ok && v.(*startup).renumber.CompareAndSwap(true, false) {
 				renumber(cl.State.Inflight)

@@ -61,7 +61,7 @@ func TestListenersSurviveRunningOutOfFiles(t *testing.T) {
 	healthz := func() (int, string) {
 		t.Helper()
 		_ = health.SetDeadline(time.Now().Add(harness.Timeout))
-		if _, err := io.WriteString(health, "GET /healthz HTTP/1.1\r\nHost: broker\r\n\r\n"); err != nil {
+		if _, err := io.WriteString(health, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 			t.Fatal(err)
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(health), nil)

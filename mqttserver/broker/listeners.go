@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +75,11 @@ func (b *Broker) addListeners(cfg Config) error {
 			return err
 		}
 		// The timeouts free connections that send nothing, or hold on idle between requests.
-		b.http = &http.Server{Handler: statusHandler(b.currentStats, metrics, b.page, b.listenerProblems), ReadHeaderTimeout: 5 * time.Second,
+		handler := statusHandler(b.currentStats, metrics, b.page, b.listenerProblems)
+		if isLoopback(ln.Addr()) {
+			handler = loopbackHostsOnly(handler)
+		}
+		b.http = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 		b.httpLn = ln
 		b.endpoints = append(b.endpoints, endpoint{"http", "http://" + ln.Addr().String()})
@@ -155,6 +160,24 @@ func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 		}}, nil
+}
+
+// loopbackHostsOnly refuses (421) a request to a loopback listener whose Host names something
+// else than this machine (none, from an HTTP/1.0 client, passes): a web page the user opens could rebind its own name to 127.0.0.1 (DNS
+// rebinding) and read the live page's stream, /stats and /metrics through the user's browser.
+func loopbackHostsOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if name, _, err := net.SplitHostPort(host); err == nil {
+			host = name
+		}
+		host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+		if ip := net.ParseIP(host); host != "" && host != "localhost" && !strings.HasSuffix(host, ".localhost") && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "this listener is on loopback: ask for localhost or a loopback address", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // isLoopback tells whether addr is on this machine only.

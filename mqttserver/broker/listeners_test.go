@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"mqttdemo/mqttserver/eventlog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -136,6 +137,52 @@ func TestWebSocketRoundTrip(t *testing.T) {
 	for _, m := range got.list() {
 		if m != "ws/big "+payload && m != "ws/small hi" {
 			t.Errorf("received %.40q…", m)
+		}
+	}
+}
+
+// TestLoopbackHTTPAnswersLocalNames: on a loopback listener the HTTP endpoints answer a request
+// for localhost or a loopback address, and refuse (421) one for another name, which is what a
+// web page that rebinds its own name to 127.0.0.1 sends (DNS rebinding); on other addresses
+// every name is answered.
+func TestLoopbackHTTPAnswersLocalNames(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
+		b, _ := startBroker(t, Config{HTTPListen: listen, Listen: "127.0.0.1:0"})
+		_, port, err := net.SplitHostPort(b.endpointAddr(t, "http"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			host string
+			code int
+		}{
+			{"127.0.0.1:" + port, http.StatusOK},
+			{"localhost:" + port, http.StatusOK},
+			{"LocalHost.", http.StatusOK},
+			{"[::1]:" + port, http.StatusOK},
+			{"page.localhost", http.StatusOK},
+			{"attacker.example:" + port, http.StatusMisdirectedRequest},
+			{"127.0.0.1.attacker.example", http.StatusMisdirectedRequest},
+		} {
+			for _, path := range []string{"/healthz", "/stats", "/metrics"} {
+				req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:"+port+path, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Host = c.host
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				want := c.code
+				if listen != "127.0.0.1:0" {
+					want = http.StatusOK
+				}
+				if resp.StatusCode != want {
+					t.Errorf("-http-listen %s, Host %q, %s: %s, want %d", listen, c.host, path, resp.Status, want)
+				}
+			}
 		}
 	}
 }

@@ -115,6 +115,15 @@ func onBothBrokers(t *testing.T, try func(t *testing.T, c *rawConn)) {
 	}
 }
 
+// connect sends CONNECT and checks that the CONNACK accepts it.
+func (c *rawConn) connect(tb testing.TB, connect rawmqtt.Connect) {
+	tb.Helper()
+	c.send(tb, connect.Encode())
+	if ack := c.read(tb); len(ack) < 4 || ack[0] != 0x20 || ack[3] != 0 {
+		tb.Fatalf("CONNACK for %s: % x", connect.ID, ack)
+	}
+}
+
 func (c *rawConn) send(tb testing.TB, pk []byte) {
 	tb.Helper()
 	_ = c.SetWriteDeadline(time.Now().Add(harness.Timeout))

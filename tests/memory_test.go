@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,10 +158,10 @@ func leave(conn net.Conn) error {
 }
 
 // TestMemoryRetainedIdle: a publisher sets retained messages on many topics and leaves; with
-// nobody connected the broker must idle (under 3% of a core) and hold under 3× what Mosquitto
-// holds. mochi copies every retained message once a second (the issue: 100,000 topics, 481 MB
-// and 29% of a core for ever; Mosquitto 52 MB and 0%); past -max-retained (2,000) a retained
-// message is delivered but not retained.
+// nobody connected the broker must idle (under 3% of a core, the median of three 5 s windows)
+// and hold under 3× what Mosquitto holds. mochi copies every retained message once a second (the
+// issue: 100,000 topics, 481 MB and 29% of a core for ever; Mosquitto 52 MB and 0%); past
+// -max-retained (2,000) a retained message is delivered but not retained.
 func TestMemoryRetainedIdle(t *testing.T) {
 	topics := 30000
 	if soak() {
@@ -216,10 +217,17 @@ func retainedIdle(t *testing.T, addr string, pid, n int) (grew int64, cpu float6
 		t.Fatal(err)
 	}
 	grew = vmRSS(t, pid) - before
+	// The median of three windows: one window may catch a one-off (a collection of the burst's
+	// garbage, the GC floor settling), which is not what idling costs.
 	const window = 5 * time.Second
-	start := cpuTicks(t, pid)
-	time.Sleep(window) // a measurement, not a synchronisation: the CPU used over the window
-	return grew, float64(cpuTicks(t, pid)-start) / 100 / window.Seconds()
+	var shares [3]float64
+	for i := range shares {
+		start := cpuTicks(t, pid)
+		time.Sleep(window) // a measurement, not a synchronisation: the CPU used over the window
+		shares[i] = float64(cpuTicks(t, pid)-start) / 100 / window.Seconds()
+	}
+	slices.Sort(shares[:])
+	return grew, shares[1]
 }
 
 // cpuTicks is the user and system CPU time process pid has used, in clock ticks (1/100 s).

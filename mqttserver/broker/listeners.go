@@ -163,8 +163,9 @@ func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 }
 
 // loopbackHostsOnly refuses (421) a request to a loopback listener whose Host names something
-// else than this machine (none, from an HTTP/1.0 client, passes): a web page the user opens could rebind its own name to 127.0.0.1 (DNS
-// rebinding) and read the live page's stream, /stats and /metrics through the user's browser.
+// else than this machine (none, from an HTTP/1.0 client, passes): a web page the user opens
+// could rebind its own name to 127.0.0.1 (DNS rebinding) and read the live page's stream,
+// /stats and /metrics through the user's browser.
 func loopbackHostsOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host

@@ -118,9 +118,11 @@ func (w *connectWatch) next() {
 		w.expect(stepPropID, 1)
 	case stepPropID:
 		w.prop = f[0]
-		if bit := uint64(1) << (w.prop & 63); w.prop < 64 && w.prop != packets.PropUser && w.seen&bit != 0 && w.twice == 0 {
-			w.twice = w.prop
-		} else {
+		if w.prop < 64 && w.prop != packets.PropUser { // an unknown identifier ends the watch below
+			bit := uint64(1) << w.prop
+			if w.seen&bit != 0 && w.twice == 0 {
+				w.twice = w.prop
+			}
 			w.seen |= bit
 		}
 		w.property()

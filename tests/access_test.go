@@ -236,6 +236,7 @@ func TestSecuritySessionOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	reader.Disconnect(250)
+	server.WaitFor(t, `DISCONNECTED\s+client=owned-session `)
 	sensor := mustConnect(t, pahoOpts(url, "owner-sensor").SetUsername("sensor").SetPassword(sensorPassword))
 	for i := 1; i <= 3; i++ {
 		if err := waitToken(sensor.Publish("sensors/queued", 1, false, fmt.Sprint("queued-", i))); err != nil {
@@ -297,6 +298,7 @@ func TestSecurityResendChecksPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	reader.Disconnect(250)
+	server.WaitFor(t, `DISCONNECTED\s+client=narrowed-reader `)
 	sensor := mustConnect(t, pahoOpts(url, "resend-sensor").SetUsername("sensor").SetPassword(sensorPassword))
 	for _, topic := range []string{"sensors/a/x", "sensors/b/x"} {
 		if err := waitToken(sensor.Publish(topic, 1, false, topic)); err != nil {

@@ -142,7 +142,7 @@ func TestDataOlderThanADay(t *testing.T) {
 	if err := wait(keeper.Subscribe("queue/#", 1, nil)); err != nil {
 		t.Fatal(err)
 	}
-	keeper.Disconnect(100)
+	goOffline(t, b1, keeper, "keeper")
 	pub := connect(t, clientOpts(b1.Addr(), "pub"))
 	if err := wait(pub.Publish("state/plain", 1, true, "kept")); err != nil {
 		t.Fatal(err)

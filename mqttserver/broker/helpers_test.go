@@ -128,6 +128,15 @@ func connect(t testing.TB, opts *paho.ClientOptions) paho.Client {
 	return c
 }
 
+// goOffline disconnects c (client id) and waits until the broker has ended its connection:
+// paho's Disconnect returns once its DISCONNECT is written, before the broker has read it,
+// and a message published in between still goes to the old connection instead of the queue.
+func goOffline(t testing.TB, b *Broker, c paho.Client, id string) {
+	t.Helper()
+	c.Disconnect(100)
+	waitFor(t, id+"'s connection to end", func() bool { cl, ok := b.server.Clients.Get(id); return !ok || cl.Closed() })
+}
+
 // wait waits for a paho token with waitTimeout.
 func wait(tok paho.Token) error {
 	if !tok.WaitTimeout(waitTimeout) {

@@ -164,7 +164,7 @@ func TestMetricsMatchStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = keeper.Subscribe("r/#", 1, nil).WaitTimeout(waitTimeout) // refused: -max-subscriptions 1
-	keeper.Disconnect(100)
+	goOffline(t, b, keeper, "keeper")
 	pub := connect(t, clientOpts(b.Addr(), "pub"))
 	for _, topic := range []string{"q/1", "q/2", "r/1"} {
 		if err := wait(pub.Publish(topic, 1, topic == "r/1", "m")); err != nil {
@@ -419,7 +419,7 @@ func TestMetricsByLabel(t *testing.T) {
 	if err := wait(keeper.Subscribe("q/#", 1, nil)); err != nil {
 		t.Fatal(err)
 	}
-	keeper.Disconnect(100)
+	goOffline(t, b, keeper, "keeper")
 	var got received
 	sub := connect(t, clientOpts(b.Addr(), "sub"))
 	if err := wait(sub.Subscribe("t/#", 2, got.handler)); err != nil {

@@ -75,7 +75,7 @@ func TestPersistentSessionComesBack(t *testing.T) {
 		return c
 	}
 	sub := subscriber()
-	sub.Disconnect(100)
+	goOffline(t, b, sub, "returning")
 
 	pub := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("pub").SetProtocolVersion(4))
 	mustWait(t, pub.Connect(), "connect publisher")

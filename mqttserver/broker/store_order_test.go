@@ -32,7 +32,7 @@ func TestDataStoredBeforeAck(t *testing.T) {
 			if err := wait(keeper.Subscribe("orders/#", 2, nil)); err != nil {
 				t.Fatal(err)
 			}
-			keeper.Disconnect(100)
+			goOffline(t, b, keeper, "keeper")
 
 			conn := rawConnect(t, b.Addr(), "raw-pub", false)
 			ackType := map[byte]byte{1: 0x40, 2: 0x50}[qos]

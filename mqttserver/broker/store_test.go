@@ -19,7 +19,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 	if err := wait(sub.Subscribe("queue/#", 2, nil)); err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
-	sub.Disconnect(100)
+	goOffline(t, b1, sub, "keeper")
 
 	pub := connect(t, clientOpts(b1.Addr(), "pub"))
 	if err := wait(pub.Publish("state/door", 1, true, "open")); err != nil {
@@ -87,6 +87,9 @@ func TestDataSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("subscribe: %v", err)
 	}
 	sub.Disconnect(100)
+	waitFor(t, "keeper's connection to end", func() bool {
+		return p1.logs.has(t, eventlog.MsgDisconnected, map[string]any{"client": "keeper"})
+	})
 	pub := connect(t, clientOpts(a, "pub"))
 	if err := wait(pub.Publish("state/door", 1, true, "open")); err != nil {
 		t.Fatalf("publish: %v", err)

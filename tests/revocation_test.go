@@ -93,14 +93,14 @@ func TestSecurityRevokedUserDelayedWillWithdrawn(t *testing.T) {
 	if err := waitToken(watcher.Subscribe("sensors/#", 1, got.handler)); err != nil {
 		t.Fatal(err)
 	}
-	removed := connectDelayedWill(t, hostPort(url), "delayed-removed", "sensor", sensorPassword, "sensors/removed/status", 1)
-	narrowed := connectDelayedWill(t, hostPort(url), "delayed-narrowed", "keeper", keeperPassword, "sensors/narrowed/status", 1)
-	kept := connectDelayedWill(t, hostPort(url), "delayed-kept", "keeper", keeperPassword, "sensors/kept/status", 3)
-	removed.Close() // without DISCONNECT: the will is due in a second
+	removed := connectDelayedWill(t, hostPort(url), "delayed-removed", "sensor", sensorPassword, "sensors/removed/status", 5)
+	narrowed := connectDelayedWill(t, hostPort(url), "delayed-narrowed", "keeper", keeperPassword, "sensors/narrowed/status", 5)
+	kept := connectDelayedWill(t, hostPort(url), "delayed-kept", "keeper", keeperPassword, "sensors/kept/status", 7)
+	removed.Close() // without DISCONNECT: the will is due in five seconds, time for the reload
 	server.WaitFor(t, `DISCONNECTED\s+client=delayed-removed `)
 	narrowed.Close()
 	server.WaitFor(t, `DISCONNECTED\s+client=delayed-narrowed `)
-	kept.Close() // due in three
+	kept.Close() // due in seven
 	server.WaitFor(t, `DISCONNECTED\s+client=delayed-kept `)
 
 	keeperNarrowed := strings.Replace(revocationUsers("sensor"), "keeper:\n    password: \""+keeperPassword+"\"\n    publish: [sensors/#]",

@@ -38,9 +38,8 @@ func TestBinaryStatsCounters(t *testing.T) {
 	for i := range 3 {
 		rawExchange(t, pub, rawmqtt.Publish("q/a", 1, uint16(i+1), []byte("m")), 0x40, i+1)
 	}
-	if s = getStats(t, stats); s.Inflight != 3 {
-		t.Errorf("3 messages queued: inflight %d", s.Inflight)
-	}
+	// mochi writes the PUBACK before it queues the copy: wait for the count.
+	waitFor(t, "/stats to count the 3 queued messages in flight", func() bool { return getStats(t, stats).Inflight == 3 })
 	keeper = rawConnect(t, mqttAddr, "keeper", false)
 	for range 3 {
 		_ = keeper.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -173,7 +173,7 @@ func takeOverEndingSession(addr, id string, publish func(topic string) error) er
 	if ack[2]&1 != 1 {
 		return errors.New("CONNACK without session present")
 	}
-	_ = next.SetDeadline(time.Now().Add(2 * time.Second))
+	_ = next.SetDeadline(time.Now().Add(waitTimeout)) // 800 rounds under -race: one may wait long
 	if pk, err := rawmqtt.Read(next); err != nil || pk[0]>>4 != 3 {
 		return fmt.Errorf("no queued message again: % x %v", pk, err)
 	}

@@ -56,3 +56,46 @@ func TestMalformedPackets5(t *testing.T) {
 		}
 	}
 }
+
+// TestPropertyGivenTwiceRefused: a property that may be given once, given twice in a CONNECT's
+// properties or in its will's, is a protocol error (MQTT 5 §3.1.2.11, §3.1.3.2): the connection
+// is closed without a CONNACK, on our broker as on Mosquitto. mochi took the last value. A user
+// property may repeat.
+func TestPropertyGivenTwiceRefused(t *testing.T) {
+	expiry := []byte{0x02, 0, 0, 0, 5}         // Message Expiry Interval
+	session := []byte{0x11, 0, 0, 0, 9}        // Session Expiry Interval
+	delay := []byte{0x18, 0, 0, 0, 1}          // Will Delay Interval
+	user := []byte{0x26, 0, 1, 'k', 0, 1, 'v'} // User Property
+	twice := func(p []byte) []byte { return append(bytes.Clone(p), p...) }
+	for _, c := range []struct {
+		name            string
+		props, willProp []byte // willProp nil: no will
+		refused         bool
+	}{
+		{"session expiry twice", twice(session), nil, true},
+		{"will: message expiry twice", nil, twice(expiry), true},
+		{"will: delay twice, a user property between", nil, append(append(bytes.Clone(delay), user...), delay...), true},
+		{"will: a user property twice", nil, twice(user), false},
+		{"each once, in the CONNECT's and the will's", session, append(bytes.Clone(expiry), delay...), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			flags, payload := byte(0x02), rawmqtt.String("twice")
+			if c.willProp != nil {
+				flags |= 0x04
+				payload = bytes.Join([][]byte{payload, {byte(len(c.willProp))}, c.willProp,
+					rawmqtt.String("will/t"), rawmqtt.String("bye")}, nil)
+			}
+			connect := rawmqtt.Frame(0x10, []byte{0, 4, 'M', 'Q', 'T', 'T', 5, flags, 0, 30, byte(len(c.props))}, c.props, payload)
+			onBothBrokers(t, func(t *testing.T, rc *rawConn) {
+				rc.send(t, connect)
+				pk, err := rawmqtt.Read(rc)
+				switch {
+				case c.refused && err == nil:
+					t.Errorf("got % x; want the connection closed without a CONNACK", pk)
+				case !c.refused && (err != nil || len(pk) < 4 || pk[0] != 0x20 || pk[3] != 0):
+					t.Errorf("got % x (%v); want a CONNACK that accepts", pk, err)
+				}
+			})
+		})
+	}
+}

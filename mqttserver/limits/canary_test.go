@@ -261,15 +261,22 @@ func TestCanaryADayForEveryMessage(t *testing.T) {
 // (MQTT 5 §3.1.2.11.3), is accepted.
 func TestCanaryZeroConnectLimitsAccepted(t *testing.T) {
 	_, addr := bare.Serve(t, nil)
-	conn, err := net.DialTimeout("tcp", addr, bare.Wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(bare.Wait))
-	bare.Write(t, conn, connect5(packets.PropReceiveMaximum, 0, 0))
+	conn := bare.DialBytes(t, addr, connect5(packets.PropReceiveMaximum, 0, 0))
 	if ack, err := rawmqtt.Read(conn); err != nil || ack[0] != 0x20 || ack[3] != 0 {
 		t.Fatalf("mochi no longer accepts a CONNECT with Receive Maximum 0 (% x, %v): the mend in "+
+			"limits/connectwatch.go may go (see doc.go)", ack, err)
+	}
+}
+
+// TestCanaryWillPropertyTwiceAccepted: mochi decodes a will's properties one over the other, so
+// an MQTT 5 CONNECT whose will gives Message Expiry twice, a protocol error (MQTT 5 §3.1.3.2),
+// is accepted.
+func TestCanaryWillPropertyTwiceAccepted(t *testing.T) {
+	_, addr := bare.Serve(t, nil)
+	expiry := []byte{packets.PropMessageExpiryInterval, 0, 0, 0, 5}
+	conn := bare.DialBytes(t, addr, connect5Will(nil, append(bytes.Clone(expiry), expiry...)))
+	if ack, err := rawmqtt.Read(conn); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("mochi no longer accepts a will giving Message Expiry twice (% x, %v): the will's part of "+
 			"limits/connectwatch.go may go (see doc.go)", ack, err)
 	}
 }

@@ -14,13 +14,14 @@ import (
 // Why this watch: an MQTT 5 CONNECT with a Receive Maximum or a Maximum Packet Size of 0 is a
 // protocol error (§3.1.2.11.3, §3.1.2.11.4), but mochi decodes both into plain numbers
 // (packets/properties.go:442, :463) where 0 also means absent, and lets the client in. So is a
-// property given twice that may be given once (any but the user property, §3.1.2.11), which
-// mochi decodes one over the other, and a length of more than four bytes, which mochi reads
-// (DecodeLength, codec.go:146) and this watch would not follow. The connection layer sees the
-// bytes: it reads the properties of a connection's first packet as mochi's reader takes them,
-// and flowHook.OnConnect refuses such a client by closing the connection without a CONNACK, as
-// Mosquitto 2.0.11 does. After the properties, or at anything that is not an MQTT 5 CONNECT, the
-// watch stops: one test per Read after that.
+// property given twice that may be given once (any but the user property, §3.1.2.11, and the
+// same in the will's, §3.1.3.2), which mochi decodes one over the other, and a length of more
+// than four bytes, which mochi reads (DecodeLength, codec.go:146) and this watch would not
+// follow. The connection layer sees the bytes: it reads the properties of a connection's first
+// packet, and its will's, as mochi's reader takes them, and flowHook.OnConnect refuses such a
+// client by closing the connection without a CONNACK, as Mosquitto 2.0.11 does. After the
+// properties, or at anything that is not an MQTT 5 CONNECT, the watch stops: one test per Read
+// after that.
 
 // connectStep is what the bytes a connectWatch collects are.
 type connectStep uint8
@@ -30,6 +31,8 @@ const (
 	stepLength                         // the remaining length (varint)
 	stepName                           // the protocol name's length
 	stepLevel                          // the protocol level
+	stepFlags                          // the connect flags
+	stepClientID                       // the client id's length, before the will's properties
 	stepPropsLength                    // the properties' length (varint)
 	stepPropID                         // a property identifier
 	stepPropValue                      // a one, two or four byte value
@@ -42,17 +45,21 @@ type connectWatch struct {
 	zeroReceiveMax bool   // Receive Maximum 0
 	zeroPacketSize bool   // Maximum Packet Size 0
 	twice          byte   // a property that may appear once, seen twice (0: none)
+	twiceInWill    bool   // and that was in the will's properties
 	longVarint     bool   // a length of more than four bytes: mochi reads it, the watch stops
 	seen           uint64 // the properties seen, a bit each (identifiers are below 64)
 	v5             bool   // the CONNECT is MQTT 5
 	done           bool   // the properties were read, or this is not an MQTT 5 CONNECT, or malformed
+	will           bool   // the CONNECT has a will: its properties follow the client id
+	inWill         bool   // reading the will's properties
 
 	step    connectStep
 	field   [4]byte // the bytes of the current field
 	n, want int     // bytes in field, and how many it takes (0: a varint)
 	skip    int     // bytes to pass over before the next field
 	pos     int     // bytes read
-	end     int     // where the packet, then its properties, end (pos counts); 0 before it is known
+	end     int     // where the packet, then the properties being read, end (pos counts); 0 before
+	packet  int     // where the packet ends
 	prop    byte    // the property whose value is being read
 	strings int     // strings of that value still to come (two for a user property)
 }
@@ -80,8 +87,13 @@ func (w *connectWatch) read(b []byte) {
 				w.next()
 			}
 		}
-		if w.end > 0 && w.pos > w.end || w.step == stepPropID && w.n == 0 && w.skip == 0 && w.pos == w.end {
-			w.done = true // past the end: malformed; or at the end of the properties
+		switch {
+		case w.end > 0 && w.pos > w.end:
+			w.done = true // past the end: malformed
+		case w.step == stepPropID && w.n == 0 && w.skip == 0 && w.pos == w.end: // the properties end
+			w.done = !w.will || w.inWill
+			w.inWill, w.end, w.seen = true, w.packet, 0
+			w.expect(stepClientID, 2)
 		}
 	}
 }
@@ -100,6 +112,7 @@ func (w *connectWatch) next() {
 		w.expect(stepLength, 0)
 	case stepLength:
 		w.end = w.pos + varint(f)
+		w.packet = w.end
 		w.expect(stepName, 2)
 	case stepName:
 		w.skip = int(f[0])<<8 | int(f[1])
@@ -107,7 +120,13 @@ func (w *connectWatch) next() {
 	case stepLevel:
 		w.v5 = f[0] == 5
 		w.done = !w.v5
-		w.skip = 3 // connect flags, keep alive
+		w.expect(stepFlags, 1)
+	case stepFlags:
+		w.will = f[0]&0x04 != 0
+		w.skip = 2 // keep alive
+		w.expect(stepPropsLength, 0)
+	case stepClientID:
+		w.skip = int(f[0])<<8 | int(f[1])
 		w.expect(stepPropsLength, 0)
 	case stepPropsLength:
 		if end := w.pos + varint(f); end <= w.end {
@@ -121,13 +140,13 @@ func (w *connectWatch) next() {
 		if w.prop < 64 && w.prop != packets.PropUser { // an unknown identifier ends the watch below
 			bit := uint64(1) << w.prop
 			if w.seen&bit != 0 && w.twice == 0 {
-				w.twice = w.prop
+				w.twice, w.twiceInWill = w.prop, w.inWill
 			}
 			w.seen |= bit
 		}
 		w.property()
 	case stepPropValue:
-		zero := w.pos <= w.end
+		zero := w.pos <= w.end && !w.inWill
 		for _, c := range f {
 			zero = zero && c == 0
 		}
@@ -192,6 +211,8 @@ func (w *connectWatch) protocolError() string {
 		return "maximum packet size 0 (MQTT 5 §3.1.2.11.4)"
 	case w.longVarint:
 		return "a variable byte integer of more than four bytes (MQTT 5 §1.5.5)"
+	case w.twice != 0 && w.twiceInWill:
+		return fmt.Sprintf("will property %#02x more than once (MQTT 5 §3.1.3.2)", w.twice)
 	case w.twice != 0:
 		return fmt.Sprintf("property %#02x more than once (MQTT 5 §3.1.2.11)", w.twice)
 	}

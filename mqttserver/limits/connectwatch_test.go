@@ -16,6 +16,15 @@ func connect5(props ...byte) []byte {
 	return rawmqtt.Frame(0x10, vh, props, rawmqtt.String("c"))
 }
 
+// connect5Will is an MQTT 5 CONNECT with the raw properties props and a will with the raw
+// properties willProps.
+func connect5Will(props, willProps []byte) []byte {
+	vh := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x06, 0, 60}, encodeVarint(len(props))...)
+	payload := bytes.Join([][]byte{rawmqtt.String("c"), encodeVarint(len(willProps)), willProps,
+		rawmqtt.String("will/t"), rawmqtt.String("bye")}, nil)
+	return rawmqtt.Frame(0x10, vh, props, payload)
+}
+
 func encodeVarint(n int) []byte {
 	var b []byte
 	for {
@@ -70,6 +79,8 @@ func TestConnectWatch(t *testing.T) {
 			rawmqtt.String("c")), false, false},
 		{"properties past the packet", []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 9, 0x21, 0, 0}, false, false},
 		{"unknown property", connect5(0x7f, packets.PropReceiveMaximum, 0, 0), false, false},
+		{"a will's zeros are not the CONNECT's limits", connect5Will(nil, []byte{packets.PropReceiveMaximum, 0, 0,
+			packets.PropMaximumPacketSize, 0, 0, 0, 0}), false, false},
 		{"five length bytes", []byte{0x10, 0x80, 0x80, 0x80, 0x80, 0x01, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 60, 3, 0x21, 0, 0}, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -98,29 +109,48 @@ func TestConnectWatch(t *testing.T) {
 // or a byte at a time; a user property may repeat.
 func TestConnectWatchTwice(t *testing.T) {
 	user := append([]byte{packets.PropUser}, append(rawmqtt.String("k"), rawmqtt.String("v")...)...)
+	expiry := []byte{packets.PropMessageExpiryInterval, 0, 0, 0, 5}
 	for _, c := range []struct {
 		name  string
 		props []byte
+		will  []byte // the will's properties; nil: no will
 		twice byte
 	}{
-		{"session expiry twice", []byte{packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropSessionExpiryInterval, 0, 0, 0, 2}, packets.PropSessionExpiryInterval},
-		{"receive maximum twice, apart", append(append([]byte{packets.PropReceiveMaximum, 0, 1}, user...), packets.PropReceiveMaximum, 0, 2), packets.PropReceiveMaximum},
+		{"session expiry twice", []byte{packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropSessionExpiryInterval, 0, 0, 0, 2}, nil, packets.PropSessionExpiryInterval},
+		{"receive maximum twice, apart", append(append([]byte{packets.PropReceiveMaximum, 0, 1}, user...), packets.PropReceiveMaximum, 0, 2), nil, packets.PropReceiveMaximum},
 		{"authentication method twice", append(append([]byte{packets.PropAuthenticationMethod}, rawmqtt.String("m")...),
-			append([]byte{packets.PropAuthenticationMethod}, rawmqtt.String("m")...)...), packets.PropAuthenticationMethod},
-		{"user property twice", append(append([]byte{}, user...), user...), 0},
-		{"each once", append([]byte{packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropReceiveMaximum, 0, 1}, user...), 0},
-		{"an identifier's byte inside a value", []byte{packets.PropSessionExpiryInterval, 0, 0, 0, packets.PropSessionExpiryInterval}, 0},
+			append([]byte{packets.PropAuthenticationMethod}, rawmqtt.String("m")...)...), nil, packets.PropAuthenticationMethod},
+		{"user property twice", append(append([]byte{}, user...), user...), nil, 0},
+		{"each once", append([]byte{packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropReceiveMaximum, 0, 1}, user...), nil, 0},
+		{"an identifier's byte inside a value", []byte{packets.PropSessionExpiryInterval, 0, 0, 0, packets.PropSessionExpiryInterval}, nil, 0},
+		{"will: message expiry twice", nil, append(append([]byte{}, expiry...), expiry...), packets.PropMessageExpiryInterval},
+		{"will: delay twice, apart", nil, append(append([]byte{packets.PropWillDelayInterval, 0, 0, 0, 1}, user...),
+			packets.PropWillDelayInterval, 0, 0, 0, 2), packets.PropWillDelayInterval},
+		{"will: content type twice", nil, append(append([]byte{packets.PropContentType}, rawmqtt.String("a")...),
+			append([]byte{packets.PropContentType}, rawmqtt.String("b")...)...), packets.PropContentType},
+		{"will: user property twice", nil, append(append([]byte{}, user...), user...), 0},
+		{"will: empty properties", nil, []byte{}, 0},
+		{"the same property in the CONNECT and the will", expiry, expiry, 0},
+		{"will twice after CONNECT properties", []byte{packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropReceiveMaximum, 0, 1},
+			append(append([]byte{}, expiry...), expiry...), packets.PropMessageExpiryInterval},
+		{"will: each once", nil, append([]byte{packets.PropPayloadFormat, 1}, expiry...), 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			in := connect5(c.props...)
+			if c.will != nil {
+				in = connect5Will(c.props, c.will)
+			}
 			var whole, bytewise connectWatch
 			whole.read(in)
 			for i := range in {
 				bytewise.read(in[i : i+1])
 			}
 			for _, w := range []connectWatch{whole, bytewise} {
-				if w.twice != c.twice || (w.protocolError() != "") != (c.twice != 0) {
-					t.Errorf("% x: twice %#x (%q), want %#x", in, w.twice, w.protocolError(), c.twice)
+				if w.twice != c.twice || (w.protocolError() != "") != (c.twice != 0) || w.twiceInWill != (c.twice != 0 && c.will != nil) {
+					t.Errorf("% x: twice %#x (in the will %v: %q), want %#x", in, w.twice, w.twiceInWill, w.protocolError(), c.twice)
+				}
+				if !w.done {
+					t.Errorf("% x: still reading after the whole packet", in)
 				}
 			}
 		})
@@ -139,8 +169,8 @@ func TestConnectWatchLongLength(t *testing.T) {
 	}
 }
 
-// TestConnectWatchTruncated: no prefix of a packet, nor any byte changed, makes the watch
-// panic or read on after the properties.
+// TestConnectWatchTruncated: no prefix of a packet, nor any byte changed (here and in a CONNECT
+// with a will), makes the watch panic or read on after the properties.
 func TestConnectWatchTruncated(t *testing.T) {
 	in := connect5(packets.PropSessionExpiryInterval, 0, 0, 0, 1, packets.PropUser, 0, 1, 'k', 0, 1, 'v',
 		packets.PropSubscriptionIdentifier, 0x81, 0x01, packets.PropReceiveMaximum, 0, 0)
@@ -150,14 +180,20 @@ func TestConnectWatchTruncated(t *testing.T) {
 		if w.zeroReceiveMax != (i >= len(in)-3) { // the value ends three bytes before the client id's
 			t.Errorf("%d bytes of % x: receive maximum 0 %v", i, in, w.zeroReceiveMax)
 		}
-		for _, b := range []byte{0x00, 0x7f, 0x80, 0xff} {
-			changed := bytes.Clone(in)
-			changed[i] = b
-			var w connectWatch
-			w.read(changed)
-			w.read(bytes.Repeat([]byte{0xff}, 1<<10))
-			if !w.done {
-				t.Errorf("byte %d set to %#x: still reading 1 KiB past the packet % x", i, b, changed)
+	}
+	withWill := connect5Will([]byte{packets.PropSessionExpiryInterval, 0, 0, 0, 1},
+		[]byte{packets.PropWillDelayInterval, 0, 0, 0, 1, packets.PropUser, 0, 1, 'k', 0, 1, 'v'})
+	for _, in := range [][]byte{in, withWill} {
+		for i := range in {
+			for _, b := range []byte{0x00, 0x04, 0x7f, 0x80, 0xff} {
+				changed := bytes.Clone(in)
+				changed[i] = b
+				var w connectWatch
+				w.read(changed)
+				w.read(bytes.Repeat([]byte{0xff}, 1<<10))
+				if !w.done {
+					t.Errorf("byte %d set to %#x: still reading 1 KiB past the packet % x", i, b, changed)
+				}
 			}
 		}
 	}

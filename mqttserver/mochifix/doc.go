@@ -183,10 +183,12 @@
 //     (limits/connectwatch.go). Tests: TestConnectWatch, TestConnectWatchTruncated (package
 //     limits), TestConnectZeroLimitsRefused (package broker). Upstream: presence flags for the
 //     properties, and refuse 0. Canary: TestCanaryZeroConnectLimitsAccepted (package limits).
-//     The same watch refuses a CONNECT that gives a property twice that may be given once
-//     (MQTT 5 §3.1.2.11; mochi keeps the last), as Mosquitto does (TestConnectWatchTwice;
-//     TestConnectZeroLimitsRefused). Not watched: a PUBLISH's properties (Topic Alias or Message
-//     Expiry twice), which would put a parser on every message's path.
+//     The same watch refuses a CONNECT that gives a property twice that may be given once, in
+//     its own properties or in its will's (MQTT 5 §3.1.2.11, §3.1.3.2; mochi keeps the last), as
+//     Mosquitto does (TestConnectWatchTwice; TestConnectZeroLimitsRefused;
+//     TestPropertyGivenTwiceRefused, mqttdemo/tests, on both brokers; canary
+//     TestCanaryWillPropertyTwiceAccepted). Not watched: a PUBLISH's properties (Topic Alias or
+//     Message Expiry twice), which would put a parser on every message's path.
 //   - An MQTT 5 SUBSCRIBE's options byte unchecked. SubscribeDecode reads it without looking
 //     whether it is there (packets.go:959): a SUBSCRIBE whose filter has no options byte (8 bytes
 //     after the CONNECT) panics in the connection's goroutine and the whole broker exits

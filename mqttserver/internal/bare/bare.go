@@ -76,16 +76,22 @@ func addHooks(tb testing.TB, server *mqtt.Server, hooks []mqtt.Hook) {
 // (keep-alive 60 s when c has none); the CONNACK is for the caller to read.
 func Dial(tb testing.TB, addr string, c rawmqtt.Connect) net.Conn {
 	tb.Helper()
+	if c.KeepAlive == 0 {
+		c.KeepAlive = 60
+	}
+	return DialBytes(tb, addr, c.Encode())
+}
+
+// DialBytes connects to addr and sends first: a CONNECT that rawmqtt.Connect cannot say.
+func DialBytes(tb testing.TB, addr string, first []byte) net.Conn {
+	tb.Helper()
 	conn, err := net.DialTimeout("tcp", addr, Wait)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(Wait))
-	if c.KeepAlive == 0 {
-		c.KeepAlive = 60
-	}
-	Write(tb, conn, c.Encode())
+	Write(tb, conn, first)
 	return conn
 }
 

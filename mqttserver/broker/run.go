@@ -249,6 +249,9 @@ func (b *Broker) Close() error {
 			_ = b.http.Close()
 		}
 		b.closeErr = b.server.Close()
+		if b.data != nil && b.closeErr == nil {
+			b.closeErr = b.data.Unsaved() // exit non-zero: a service manager sees the failing disk
+		}
 	})
 	return b.closeErr
 }

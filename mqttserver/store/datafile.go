@@ -69,7 +69,13 @@ func openChecked(path string) (*bbolt.DB, error) {
 // for writing (which also reads the free-page list), with bbolt's own consistency check.
 func openAndRead(path string) (*bbolt.DB, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return open(path, false) // a new file
+		db, err := open(path, false) // a new file
+		if fi, statErr := os.Stat(path); err != nil && !errors.Is(err, bolterrors.ErrTimeout) && statErr == nil && fi.Size() == 0 {
+			// bbolt created it and could not write its first pages (a full disk): left behind,
+			// the empty file would stop the next start as damaged.
+			_ = os.Remove(path)
+		}
+		return db, err
 	}
 	if err := checkMetaPages(path); err != nil {
 		return nil, err

@@ -32,6 +32,12 @@ import (
 // DataFile is the name of the store inside the -data directory.
 const DataFile = "mqttserver.db"
 
+// The log lines of a failing disk (noteCommit).
+const (
+	MsgNotSaved   = "data store: changes not saved, retrying every 0.2 s; acknowledgements held back"
+	MsgSavedAgain = "data store: changes saved again; what was held back is sent"
+)
+
 // BucketName is the bbolt bucket, and the keys below are those of mochi's bolt hook, so a data file
 // written by it (or by an earlier mqttserver) still loads.
 const BucketName = "mochi"
@@ -116,6 +122,11 @@ type Store struct {
 	appended int64  // sequence number of the last change appended (under mu)
 	closed   bool
 	stored   map[string]bool // client ids with a stored session (under mu)
+	unsaved  error           // changes Stop could not commit (under mu)
+	// unsent: the copies (QoS 1 and 2 PUBLISH) not sent to a connected client because the commit
+	// before them failed; sent once a commit succeeds (under mu).
+	unsent  map[*mqtt.Client][]packets.Packet
+	failing failures // see failures
 
 	committed atomic.Int64 // sequence number of the last change committed
 	lastSync  atomic.Int64 // unix seconds of the last commit that succeeded, for /stats
@@ -186,7 +197,7 @@ type batch struct {
 	changes []change
 	last    int64 // sequence number of the last change
 	done    chan struct{}
-	err     error
+	err     error // the commit's; in the next batch, that of the failed one it took over
 }
 
 func newBatch() *batch { return &batch{done: make(chan struct{})} }
@@ -210,6 +221,7 @@ func (s *Store) Provides(b byte) bool {
 // Init drops what a crash left of sessions that should have ended.
 func (s *Store) Init(any) error {
 	s.stored = map[string]bool{}
+	s.unsent = map[*mqtt.Client][]packets.Packet{}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucket)
 		if err != nil {
@@ -374,7 +386,9 @@ func (s *Store) appendAll(cs []change, group bool) {
 func (s *Store) commitLoop() {
 	defer close(s.done)
 	for range s.kick {
-		if !s.commitRound() {
+		ok := s.commitRound()
+		s.noteCommit(ok)
+		if !ok {
 			time.Sleep(commitRetry) // a full or failing disk: do not spin
 			s.mu.Lock()
 			if !s.closed {
@@ -386,7 +400,55 @@ func (s *Store) commitLoop() {
 			s.mu.Unlock()
 		}
 	}
-	s.commitRound()
+	if !s.commitRound() {
+		s.mu.Lock()
+		s.unsaved = fmt.Errorf("data store: %d changes not saved at stop (%w); no acknowledgement was sent for them",
+			len(s.next.changes), s.next.err)
+		s.mu.Unlock()
+	}
+}
+
+// noteCommit logs a failing disk: the first failed commit, then one line every failLogEvery
+// while commits fail (not one every 0.2 s), and the first commit that succeeds after them.
+// Called by the commit loop only.
+func (s *Store) noteCommit(ok bool) {
+	f, now := &s.failing, time.Now()
+	switch {
+	case ok && f.count > 0:
+		s.log.Warn(MsgSavedAgain, "failed_commits", f.count, "after", now.Sub(f.since).Round(time.Millisecond).String())
+		f.since, f.logged, f.count = time.Time{}, time.Time{}, 0
+		s.sendUnsent()
+	case ok:
+	case f.count == 0 || now.Sub(f.logged) >= failLogEvery:
+		if f.count == 0 {
+			f.since = now
+		}
+		f.count++
+		f.logged = now
+		s.mu.Lock()
+		changes, err := len(s.next.changes), s.next.err
+		s.mu.Unlock()
+		s.log.Error(MsgNotSaved, "changes", changes, "failed_commits", f.count, "since", f.since.Format(time.TimeOnly), "error", err)
+	default:
+		f.count++
+	}
+}
+
+// failLogEvery is how often a failing disk is logged again.
+const failLogEvery = 10 * time.Second
+
+// failures is what the commit loop knows of the commits failing now.
+type failures struct {
+	now           bool // the last commit failed (under mu; the rest is the commit loop's only)
+	since, logged time.Time
+	count         int
+}
+
+// Unsaved tells, after Stop, whether changes could not be saved: the broker then exits non-zero.
+func (s *Store) Unsaved() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unsaved
 }
 
 // commitRetry is the pause before a failed commit is tried again.
@@ -405,10 +467,11 @@ func (s *Store) commitRound() bool {
 		b.err = s.db.Update(func(tx *bbolt.Tx) error { return apply(tx.Bucket(bucket), b.changes) })
 	}
 	s.mu.Lock()
-	if b.err != nil {
-		s.log.Error("data store: changes not saved, will retry; acknowledgements held back", "changes", len(b.changes), "error", b.err)
-		s.next.changes = append(b.changes, s.next.changes...)
+	s.failing.now = b.err != nil
+	if b.err != nil { // logged by noteCommit
+		s.next.changes = compact(append(b.changes, s.next.changes...))
 		s.next.last = max(s.next.last, b.last)
+		s.next.err = b.err
 	} else if len(b.changes) > 0 {
 		s.committed.Store(b.last)
 		s.lastSync.Store(time.Now().Unix())
@@ -417,6 +480,28 @@ func (s *Store) commitRound() bool {
 	s.mu.Unlock()
 	close(b.done)
 	return b.err == nil
+}
+
+// compact keeps, of changes not yet saved, the last of each key and the last deletion of each
+// client: applied in order they leave the file as all of them would (whatever touches a key
+// last decides it, and both are kept in place). While commits fail, a retained topic set again
+// and again would otherwise keep every version in memory.
+func compact(cs []change) []change {
+	lastKey, lastClient := make(map[string]int, len(cs)), map[string]int{}
+	for i, c := range cs {
+		if c.key != "" {
+			lastKey[c.key] = i
+		} else {
+			lastClient[c.client] = i
+		}
+	}
+	out := make([]change, 0, len(lastKey)+len(lastClient))
+	for i, c := range cs {
+		if c.key != "" && lastKey[c.key] == i || c.key == "" && lastClient[c.client] == i {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func apply(b *bbolt.Bucket, changes []change) error {
@@ -478,15 +563,20 @@ func (s *Store) Sync() bool {
 
 // OnPacketEncode holds back every packet that tells a client something was stored until it is.
 // If the commit failed, the packet is spoilt so that mochi does not send it: the client sends
-// its message again, or the message stays in flight.
+// its message again, or the message stays in flight. A session that is not stored waits only
+// for what it gives others (a PUBACK or PUBREC, and a PUBLISH queued to it, whose publisher's
+// acknowledgement waits too).
 func (s *Store) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
 		if pk.FixedHeader.Qos == 0 {
 			return pk
 		}
-	case packets.Connack, packets.Puback, packets.Pubrec, packets.Pubrel, packets.Pubcomp,
-		packets.Suback, packets.Unsuback:
+	case packets.Puback, packets.Pubrec: // also from a passing session: the copies it gave were stored
+	case packets.Connack, packets.Pubrel, packets.Pubcomp, packets.Suback, packets.Unsuback:
+		if !mochifix.KeepsSession(cl) {
+			return pk // a session that is not stored: nothing of its own to wait for (a full disk shuts it out no more)
+		}
 	default:
 		return pk
 	}
@@ -502,10 +592,43 @@ func (s *Store) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packe
 		}
 		wait.Stop()
 	}
-	if !s.Sync() {
-		pk.FixedHeader.Type = packets.Reserved // mochi cannot encode it and returns an error
+	for !s.Sync() {
+		s.mu.Lock()
+		failing := s.failing.now
+		if failing && pk.FixedHeader.Type == packets.Publish && !cl.Closed() {
+			s.unsent[cl] = append(s.unsent[cl], pk) // under mu with failing: sendUnsent finds it
+		}
+		s.mu.Unlock()
+		if failing {
+			pk.FixedHeader.Type = packets.Reserved // mochi cannot encode it and returns an error
+			return pk
+		}
+		// A commit after the failed one succeeded already, with the failed one's changes.
 	}
 	return pk
+}
+
+// sendUnsent sends, once commits succeed again, the copies held back while they failed: mochi
+// keeps them in flight but sends them again only at the client's next connection, and a clean
+// session has none. Not from the commit loop, which never waits for a client. A copy published
+// after the recovery may overtake them.
+func (s *Store) sendUnsent() {
+	s.mu.Lock()
+	unsent := s.unsent
+	s.unsent = map[*mqtt.Client][]packets.Packet{}
+	s.mu.Unlock()
+	if len(unsent) == 0 {
+		return
+	}
+	go func() {
+		for cl, pks := range unsent {
+			for _, pk := range pks {
+				if _, ok := cl.State.Inflight.Get(pk.PacketID); ok && !cl.Closed() {
+					_ = cl.WritePacket(pk) // a failed write leaves it in flight: resent at the next connection
+				}
+			}
+		}
+	}()
 }
 
 // OnPublish delivers an incoming QoS 1 or 2 message to its subscribers before mochi
@@ -661,6 +784,9 @@ func (s *Store) storeSession(cl *mqtt.Client) {
 }
 
 func (s *Store) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	s.mu.Lock()
+	delete(s.unsent, cl) // mochi sends them again at the next connection, if the session lasts
+	s.mu.Unlock()
 	s.instantAcks.Delete(cl)
 	s.publishers.Delete(cl)
 	s.completed.Range(func(k, _ any) bool {

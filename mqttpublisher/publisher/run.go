@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -80,7 +81,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	mqttclient.AwaitReady(ctx, ready)
 	p.client = client
-	err = p.run(ctx, messages(ctx, cfg, stdin))
+	var readErr error
+	err = p.run(ctx, messages(ctx, cfg, stdin, &readErr))
+	if err == nil && readErr != nil {
+		err = readErr // what was read is published; a line lost is an error, not the end
+	}
 	mqttclient.Disconnect(client)
 	p.summary()
 	incomplete := p.dropped > 0 || p.unconfirmed() > 0
@@ -103,7 +108,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 
 // messages yields the payloads to publish: one per line of stdin with -stdin, otherwise the
 // rendered template once per interval, up to -count.
-func messages(ctx context.Context, cfg Config, stdin io.Reader) <-chan string {
+// A read error of stdin is left in *readErr before the channel closes.
+func messages(ctx context.Context, cfg Config, stdin io.Reader, readErr *error) <-chan string {
 	out := make(chan string)
 	go func() {
 		defer close(out)
@@ -116,10 +122,18 @@ func messages(ctx context.Context, cfg Config, stdin io.Reader) <-chan string {
 			}
 		}
 		if cfg.Stdin {
-			lines := bufio.NewScanner(stdin)
-			lines.Buffer(make([]byte, 64*1024), 1<<20)
-			for n := 1; (cfg.Count == 0 || n <= cfg.Count) && lines.Scan(); n++ {
-				if !send(lines.Text()) {
+			// Not a bufio.Scanner: its longest line is a limit of its own, and a longer line
+			// ended the input without a word. A message may be as long as MQTT allows.
+			lines := bufio.NewReader(stdin)
+			for n := 1; cfg.Count == 0 || n <= cfg.Count; n++ {
+				line, err := lines.ReadString('\n')
+				if line != "" && !send(strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")) {
+					return
+				}
+				if err != nil {
+					if err != io.EOF {
+						*readErr = fmt.Errorf("read stdin: %w", err)
+					}
 					return
 				}
 			}

@@ -41,8 +41,8 @@ func (p *publisher) retained(m *inflight) bool { return p.cfg.Retain && m.n != 0
 func (p *publisher) published(m *inflight, at time.Time) {
 	d := at.Sub(m.start)
 	if !p.out.JSON() {
-		p.con.Linef(console.StyleMessage, "PUBLISHED", "%s %s %s %s", label(m), m.topic,
-			p.con.Paint(console.StyleInfo, m.payload), p.con.Paint(console.StyleDim, p.confirmation(m, d)))
+		p.con.Linef(console.StyleMessage, "PUBLISHED", "%s %s %s %s", label(m), console.Printable(m.topic),
+			p.con.Paint(console.StyleInfo, console.Printable(m.payload)), p.con.Paint(console.StyleDim, p.confirmation(m, d)))
 		return
 	}
 	o := p.outcome(m, StatusSent, at)
@@ -55,7 +55,7 @@ func (p *publisher) published(m *inflight, at time.Time) {
 
 func (p *publisher) dropLine(m *inflight, why string) {
 	if !p.out.JSON() {
-		p.con.Linef(console.StyleWarn, "DROPPED", "%s %s: %s", label(m), m.topic, why)
+		p.con.Linef(console.StyleWarn, "DROPPED", "%s %s: %s", label(m), console.Printable(m.topic), why)
 		return
 	}
 	o := p.outcome(m, StatusDropped, time.Now())

@@ -63,7 +63,7 @@ func (p *printer) print(m Message) error {
 		details += ", latency " + lat.Round(10*time.Microsecond).String()
 	}
 	con := p.out.Con
-	con.Linef(console.StyleMessage, "RECEIVED", "%s %s %s %s", p.id, m.Topic,
-		con.Paint(console.StyleInfo, m.Payload), con.Paint(console.StyleDim, "("+details+")"))
+	con.Linef(console.StyleMessage, "RECEIVED", "%s %s %s %s", p.id, console.Printable(m.Topic),
+		con.Paint(console.StyleInfo, console.Printable(m.Payload)), con.Paint(console.StyleDim, "("+details+")"))
 	return nil
 }

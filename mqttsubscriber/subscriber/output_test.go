@@ -74,3 +74,21 @@ func TestHumanLine(t *testing.T) {
 		t.Errorf("got %q, want it to end with %q", got, want)
 	}
 }
+
+// TestHumanLineOfAHostilePublisher: a topic or payload cannot drive the reader's terminal or
+// forge a line: each message stays one line, its control characters escaped.
+func TestHumanLineOfAHostilePublisher(t *testing.T) {
+	var out bytes.Buffer
+	p := newPrinter(Config{ClientConfig: &mqttclient.ClientConfig{ID: "sub-1"}}, &mqttclient.Output{Con: console.New(&out, false)})
+	m := Message{Topic: "t/\x1b[31mred", Payload: "A\x1b[2J\x1b]0;pwned\x07\nRECEIVED fake t/x forged", ReceivedAt: time.Now()}
+	if err := p.print(m); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if strings.ContainsAny(got, "\x1b\x07") || strings.Count(got, "\n") != 1 {
+		t.Errorf("a control character reached the terminal: %q", got)
+	}
+	if want := `t/\x1b[31mred A\x1b[2J\x1b]0;pwned\x07\nRECEIVED fake t/x forged (qos 0)`; !strings.Contains(got, want) {
+		t.Errorf("got %q, want it to show %q", got, want)
+	}
+}

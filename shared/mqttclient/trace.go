@@ -248,7 +248,7 @@ func (pk Packet) Text() string {
 			add("id %d", pk.ID)
 		}
 		add("qos %d, dup %d, retain %d", deref(pk.QoS), b2i(pk.Dup), b2i(pk.Retain))
-		add("topic %s", pk.Topic)
+		add("topic %s", console.Printable(pk.Topic))
 		add("%d bytes", deref(pk.PayloadBytes))
 	case "SUBSCRIBE", "UNSUBSCRIBE":
 		add("id %d", pk.ID)

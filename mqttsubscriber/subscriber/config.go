@@ -30,7 +30,7 @@ var program = config.Program{
 func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	fs := config.NewFlagSet(program, stderr)
 	cfg := Config{ClientConfig: mqttclient.AddClientFlags(fs, program.Name)}
-	topics := config.NewStringList(config.CheckFilter, mqttclient.DefaultTopic)
+	topics := config.NewStringList(config.CheckFilter, mqttclient.DefaultTopic).Whole()
 	var qos config.QoS
 	var timeout config.Duration
 	fs.Var(topics, "topic", "topic `filter` to subscribe to, + and # wildcards allowed; repeat for more")

@@ -81,7 +81,13 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, validate 
 		if v == "" || envErr != nil || f.Name == versionFlag {
 			return
 		}
-		if err := fs.Set(f.Name, v); err != nil {
+		var err error
+		if l, ok := f.Value.(*StringList); ok {
+			err = l.setList(v) // a comma-separated list, also where the flag takes a value whole
+		} else {
+			err = fs.Set(f.Name, v)
+		}
+		if err != nil {
 			envErr = fmt.Errorf("invalid value %q for %s: %v", v, name, explain(f, err))
 		}
 		fromEnv[f.Name] = f.Value.String()

@@ -19,7 +19,7 @@ func testFlags(stderr *bytes.Buffer) (*flag.FlagSet, *mqttclient.ClientConfig, *
 	cc := mqttclient.AddClientFlags(fs, "prog")
 	qos := new(config.QoS)
 	interval := config.Duration(time.Second)
-	topics := config.NewStringList(config.CheckFilter, mqttclient.DefaultTopic)
+	topics := config.NewStringList(config.CheckFilter, mqttclient.DefaultTopic).Whole()
 	fs.Var(qos, "qos", "QoS")
 	fs.Var(&interval, "interval", "interval")
 	fs.Var(topics, "topic", "topics")
@@ -40,8 +40,12 @@ func TestLoadOrder(t *testing.T) {
 		{"defaults", nil, nil, 0, mqttclient.DefaultBroker, "mytopic", time.Second},
 		{"environment", map[string]string{"MQTT_QOS": "1", "MQTT_BROKER": "tcp://h:1", "MQTT_INTERVAL": "2s"}, nil, 1, "tcp://h:1", "mytopic", 2 * time.Second},
 		{"flags beat environment", map[string]string{"MQTT_QOS": "1"}, []string{"-qos", "2"}, 2, mqttclient.DefaultBroker, "mytopic", time.Second},
-		{"list from environment", map[string]string{"MQTT_TOPIC": "a/+, b/#"}, nil, 0, mqttclient.DefaultBroker, "a/+,b/#", time.Second},
-		{"flags replace environment list", map[string]string{"MQTT_TOPIC": "a,b"}, []string{"-topic", "c", "-topic", "d"}, 0, mqttclient.DefaultBroker, "c,d", time.Second},
+		{"list from environment", map[string]string{"MQTT_TOPIC": "a/+, b/#"}, nil, 0, mqttclient.DefaultBroker, "a/+|b/#", time.Second},
+		{"flags replace environment list", map[string]string{"MQTT_TOPIC": "a,b"}, []string{"-topic", "c", "-topic", "d"}, 0, mqttclient.DefaultBroker, "c|d", time.Second},
+		{"a topic flag holding a comma", nil, []string{"-topic", "a,b", "-topic", " c"}, 0, mqttclient.DefaultBroker, "a,b| c", time.Second},
+		{"comma-separated brokers", nil, []string{"-broker", "tcp://a:1,tcp://b:2"}, 0, "tcp://a:1,tcp://b:2", "mytopic", time.Second},
+		{"a CA file with a TLS broker among others", nil, []string{"-cafile", "ca.crt", "-broker", "tcp://a:1,mqtts://b:8883"}, 0,
+			"tcp://a:1,mqtts://b:8883", "mytopic", time.Second},
 		{"repeated broker flags", nil, []string{"-broker", "tcp://a:1", "-broker", "ssl://b:2"}, 0, "tcp://a:1,ssl://b:2", "mytopic", time.Second},
 		{"empty variable is unset", map[string]string{"MQTT_QOS": ""}, nil, 0, mqttclient.DefaultBroker, "mytopic", time.Second},
 	} {
@@ -52,9 +56,10 @@ func TestLoadOrder(t *testing.T) {
 			if err := config.Load(fs, c.args, getenv, cc.Validate); err != nil {
 				t.Fatalf("Load: %v\n%s", err, stderr.String())
 			}
-			if *qos != c.wantQoS || cc.Brokers.String() != c.wantBroker || topics.String() != c.wantTopics || time.Duration(*interval) != c.wantEvery {
+			got := strings.Join(topics.Values(), "|")
+			if *qos != c.wantQoS || cc.Brokers.String() != c.wantBroker || got != c.wantTopics || time.Duration(*interval) != c.wantEvery {
 				t.Errorf("got qos %v broker %q topics %q interval %v; want %v %q %q %v",
-					*qos, cc.Brokers, topics, time.Duration(*interval), c.wantQoS, c.wantBroker, c.wantTopics, c.wantEvery)
+					*qos, cc.Brokers, got, time.Duration(*interval), c.wantQoS, c.wantBroker, c.wantTopics, c.wantEvery)
 			}
 		})
 	}
@@ -92,6 +97,11 @@ func TestLoadRejects(t *testing.T) {
 		{"port out of range", nil, []string{"-broker", "tcp://127.0.0.1:99999"}, `invalid value "tcp://127.0.0.1:99999" for flag -broker: port 99999: want a number from 1 to 65535`},
 		{"port 0", map[string]string{"MQTT_BROKER": "tcp://h:0"}, nil, `invalid value "tcp://h:0" for MQTT_BROKER: port 0`},
 		{"colour word", nil, []string{"-color", "pink"}, "want one of auto, always, never"},
+		{"control character in a topic", nil, []string{"-topic", "a/\x1b[2J"}, "must not contain control characters (U+001B at byte 2)"},
+		{"control character in the will topic", nil, []string{"-will-topic", "w/\u0085"}, "must not contain control characters (U+0085"},
+		{"password without user name", map[string]string{"MQTT_PASSWORD": "s3cret"}, nil, "-password needs -username"},
+		{"CA file for a plain broker", nil, []string{"-cafile", "ca.crt"}, "for a broker reached over TLS"},
+		{"-insecure for a plain broker", nil, []string{"-insecure", "-broker", "ws://h:1"}, "for a broker reached over TLS"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stderr bytes.Buffer

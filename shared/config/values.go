@@ -43,16 +43,25 @@ func (d *Duration) Set(s string) error {
 }
 
 // StringList is a repeatable flag. From the environment it takes a comma-separated list; the
-// first use of the flag on the command line then replaces what the environment gave.
+// first use of the flag on the command line then replaces what the environment gave. Each use of
+// the flag may be a comma-separated list too, unless Whole.
 type StringList struct {
 	values  []string
 	check   func(string) error
 	fromEnv bool
+	whole   bool
 }
 
 // NewStringList returns a list holding defaults; check, if not nil, vets every value set.
 func NewStringList(check func(string) error, defaults ...string) *StringList {
 	return &StringList{values: defaults, check: check, fromEnv: true}
+}
+
+// Whole makes each use of the flag one value, commas included: a topic may hold one (mosquitto_sub
+// -t 'a,b' subscribes to "a,b"). The environment's value is still a comma-separated list.
+func (l *StringList) Whole() *StringList {
+	l.whole = true
+	return l
 }
 
 func (l *StringList) String() string {
@@ -62,27 +71,43 @@ func (l *StringList) String() string {
 	return strings.Join(l.values, ",")
 }
 
+// Set takes one use of the flag.
 func (l *StringList) Set(s string) error {
-	var add []string
+	if l.whole {
+		return l.add([]string{s})
+	}
+	return l.setList(s)
+}
+
+// setList takes a comma-separated list (an environment variable's value).
+func (l *StringList) setList(s string) error {
+	var vs []string
 	for _, v := range strings.Split(s, ",") {
-		v = strings.TrimSpace(v)
+		if v = strings.TrimSpace(v); v != "" {
+			vs = append(vs, v)
+		}
+	}
+	return l.add(vs)
+}
+
+func (l *StringList) add(vs []string) error {
+	for _, v := range vs {
 		if v == "" {
-			continue
+			return errors.New("must not be empty")
 		}
 		if l.check != nil {
 			if err := l.check(v); err != nil {
 				return err
 			}
 		}
-		add = append(add, v)
 	}
-	if len(add) == 0 {
+	if len(vs) == 0 {
 		return errors.New("must not be empty")
 	}
 	if l.fromEnv {
 		l.values, l.fromEnv = nil, false
 	}
-	l.values = append(l.values, add...)
+	l.values = append(l.values, vs...)
 	return nil
 }
 
@@ -164,6 +189,12 @@ func checkTopicChars(s string) error {
 	}
 	if !utf8.ValidString(s) {
 		return errors.New("topic must be valid UTF-8")
+	}
+	// MQTT says a topic SHOULD NOT hold them and a receiver MAY take the packet for malformed:
+	// Mosquitto ends the connection, and a QoS 0 message would be lost without a word.
+	if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r >= 0x7f && r <= 0x9f }); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return fmt.Errorf("topic must not contain control characters (U+%04X at byte %d)", r, i)
 	}
 	return nil
 }

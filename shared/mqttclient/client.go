@@ -16,6 +16,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -98,6 +100,13 @@ func (c *ClientConfig) Validate() error {
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errors.New("-cert and -key go together")
 	}
+	if c.Password != "" && c.Username == "" {
+		return errors.New("-password needs -username: MQTT 3.1.1 sends a password only with a user name")
+	}
+	if (c.CAFile != "" || c.CertFile != "" || c.Insecure) && !slices.ContainsFunc(c.Brokers.Values(), usesTLS) {
+		// Ignored, they would let a user believe the connection is encrypted.
+		return errors.New("-cafile, -cert, -key and -insecure are for a broker reached over TLS: use -broker ssl://host:8883 or wss://")
+	}
 	if c.WillTopic != "" {
 		if err := config.CheckTopic(c.WillTopic); err != nil {
 			return &config.BadValue{Flag: "will-topic", Why: err.Error()}
@@ -170,6 +179,12 @@ func pahoURL(s string) string {
 		u.Scheme = "ssl"
 	}
 	return u.String()
+}
+
+// usesTLS tells whether a broker URL is reached over TLS.
+func usesTLS(broker string) bool {
+	scheme, _, _ := strings.Cut(pahoURL(broker), "://")
+	return scheme == "ssl" || scheme == "wss"
 }
 
 func (c *ClientConfig) tlsConfig() (*tls.Config, error) {

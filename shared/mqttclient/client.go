@@ -13,11 +13,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -249,6 +251,9 @@ func Connect(ctx context.Context, opts *mqtt.ClientOptions, con *console.Console
 			named = true
 			con.Linef(console.StyleWarn, "WAITING", "the broker's host name %s does not resolve (no such host): is -broker or MQTT_BROKER right? "+
 				"Trying again every %s", dns.Name, RetryInterval)
+		case (attempt == 1 || attempt%30 == 0) && closedUnanswered(err):
+			con.Linef(console.StyleWarn, "WAITING", "the connection was closed before the broker answered (%v): is the scheme right for "+
+				"that port (tcp:// plain MQTT, ssl:// TLS, ws:// WebSocket)? Trying every %s", err, RetryInterval)
 		case attempt == 1 || attempt%30 == 0:
 			con.Linef(console.StyleWarn, "WAITING", "no broker answers yet (%v); trying every %s", err, RetryInterval)
 		}
@@ -278,15 +283,24 @@ func notConnected(ctx context.Context, last error) error {
 	return &NotConnectedError{Err: ctx.Err(), Last: last}
 }
 
+// closedUnanswered tells whether a connection was accepted and then closed without a CONNACK:
+// a broker going down, or (when it lasts) a port that speaks another protocol.
+func closedUnanswered(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
 // tlsFailure returns a clear error when err is a TLS handshake that failed for good: a
 // certificate not trusted or not for this host, or a broker that does not speak TLS there.
 func tlsFailure(err error) error {
 	var verify *tls.CertificateVerificationError
 	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
 	var record tls.RecordHeaderError
 	switch {
 	case errors.As(err, &host):
 		return fmt.Errorf("TLS: %w (connect by a name the certificate lists)", host)
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return fmt.Errorf("TLS: %w (renew the broker's certificate, or check this machine's clock)", invalid)
 	case errors.As(err, &verify):
 		return fmt.Errorf("TLS: the broker's certificate is not trusted: %w (give its CA with -cafile; -insecure skips the check, for testing)", verify.Err)
 	case errors.As(err, &record):

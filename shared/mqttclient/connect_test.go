@@ -3,6 +3,8 @@ package mqttclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/url"
@@ -39,5 +41,47 @@ func TestConnectNamesAnUnknownHost(t *testing.T) {
 	said := strings.Count(out.String(), "the broker's host name broker.example does not resolve (no such host)")
 	if said != 1 {
 		t.Errorf("said %d times that the name does not resolve, want once; output:\n%s", said, out.String())
+	}
+}
+
+// TestConnectSaysAPortClosesUnanswered: a port that accepts the connection and closes it without
+// a CONNACK (another protocol there: TLS, WebSocket) is not "no broker answers": the line asks
+// whether the scheme is right.
+func TestConnectSaysAPortClosesUnanswered(t *testing.T) {
+	opts := mqtt.NewClientOptions().AddBroker("tcp://127.0.0.1:8883").SetConnectRetry(false).SetAutoReconnect(false)
+	opts.SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
+		client, server := net.Pipe()
+		go func() {
+			_, _ = server.Read(make([]byte, 64)) // the CONNECT, then no answer
+			server.Close()
+		}()
+		return client, nil
+	})
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), RetryInterval/2)
+	defer cancel()
+	if _, err := Connect(ctx, opts, console.New(&out, false)); err == nil {
+		t.Fatal("connected to a port that never answered")
+	}
+	if !strings.Contains(out.String(), "the connection was closed before the broker answered") ||
+		!strings.Contains(out.String(), "is the scheme right") {
+		t.Errorf("output:\n%s\nwant the line that asks about the scheme", out.String())
+	}
+}
+
+// TestTLSFailureNamesAnExpiredCertificate: an expired certificate gets its own hint, not the one
+// for an unknown CA (which the user may well have given).
+func TestTLSFailureNamesAnExpiredCertificate(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&tls.CertificateVerificationError{Err: x509.CertificateInvalidError{Reason: x509.Expired}}, "renew the broker's certificate"},
+		{&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, "give its CA with -cafile"},
+		{&tls.CertificateVerificationError{Err: x509.HostnameError{Host: "127.0.0.1", Certificate: &x509.Certificate{}}}, "connect by a name the certificate lists"},
+	} {
+		if err := tlsFailure(c.err); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("tlsFailure(%v) = %v, want it to say %q", c.err, err, c.want)
+		}
 	}
 }

@@ -623,7 +623,8 @@ func (s *Store) sendUnsent() {
 	go func() {
 		for cl, pks := range unsent {
 			for _, pk := range pks {
-				if _, ok := cl.State.Inflight.Get(pk.PacketID); ok && !cl.Closed() {
+				// Still in flight under its id, and not another message that took the id since.
+				if held, ok := cl.State.Inflight.Get(pk.PacketID); ok && held.Created == pk.Created && !cl.Closed() {
 					_ = cl.WritePacket(pk) // a failed write leaves it in flight: resent at the next connection
 				}
 			}

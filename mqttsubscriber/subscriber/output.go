@@ -1,9 +1,11 @@
 package subscriber
 
 import (
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"mqttdemo/shared/console"
 	"mqttdemo/shared/mqttclient"
@@ -11,13 +13,16 @@ import (
 
 // Message is one received message as printed.
 type Message struct {
-	Topic      string    `json:"topic"`
-	Payload    string    `json:"payload"`
-	QoS        byte      `json:"qos"`
-	Retained   bool      `json:"retained"`
-	Duplicate  bool      `json:"duplicate,omitempty"`
-	ReceivedAt time.Time `json:"received_at"`
-	LatencyMS  *float64  `json:"latency_ms,omitempty"`
+	Topic     string `json:"topic"`
+	Payload   string `json:"payload"`
+	QoS       byte   `json:"qos"`
+	Retained  bool   `json:"retained"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	// PayloadBase64 is the exact payload when it is not UTF-8, which a JSON string cannot hold
+	// (payload then shows each such byte as U+FFFD).
+	PayloadBase64 string    `json:"payload_base64,omitempty"`
+	ReceivedAt    time.Time `json:"received_at"`
+	LatencyMS     *float64  `json:"latency_ms,omitempty"`
 }
 
 // Latency is the time since the stamp of a "time:<RFC 3339>" payload, the publisher's default.
@@ -46,6 +51,9 @@ func newPrinter(cfg Config, out *mqttclient.Output) *printer {
 func (p *printer) print(m Message) error {
 	lat, known := Latency(m.Payload, m.ReceivedAt)
 	if p.out.JSON() {
+		if !utf8.ValidString(m.Payload) {
+			m.PayloadBase64 = base64.StdEncoding.EncodeToString([]byte(m.Payload))
+		}
 		if known {
 			ms := float64(lat.Microseconds()) / 1000
 			m.LatencyMS = &ms

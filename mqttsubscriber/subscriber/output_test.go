@@ -46,6 +46,8 @@ func TestJSONShape(t *testing.T) {
 			`{"topic":"a/b","payload":"time:2026-11-25T18:59:59.9875Z","qos":1,"retained":false,"received_at":"2026-11-25T19:00:00Z","latency_ms":12.5}`},
 		{Message{Topic: "t", Payload: `<"x">`, QoS: 2, Retained: true, Duplicate: true, ReceivedAt: at},
 			`{"topic":"t","payload":"<\"x\">","qos":2,"retained":true,"duplicate":true,"received_at":"2026-11-25T19:00:00Z"}`},
+		{Message{Topic: "t/bin", Payload: "bin\x00\xff\xfe", ReceivedAt: at}, // not UTF-8: the exact bytes in base64 too
+			`{"topic":"t/bin","payload":"bin\u0000\ufffd\ufffd","qos":0,"retained":false,"payload_base64":"YmluAP/+","received_at":"2026-11-25T19:00:00Z"}`},
 	} {
 		var out bytes.Buffer
 		p := newPrinter(Config{ClientConfig: &mqttclient.ClientConfig{}}, mqttclient.NewJSONOutput(nil, &out))

@@ -29,7 +29,7 @@ import (
 const (
 	// DefaultMaxRetained keeps mochi's sweep of the retained messages, once a second, to a few
 	// percent of a core on a small machine (docs/server.md has the figures).
-	DefaultMaxRetained = 2_000
+	DefaultMaxRetained = 1_000
 	// DefaultMaxRetainedBytes bounds the payloads and topics of the retained messages.
 	DefaultMaxRetainedBytes = 64 << 20
 )

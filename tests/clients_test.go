@@ -529,3 +529,34 @@ func TestEverySubscriptionRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionLostIsSaid: a persistent subscriber whose broker comes back without its session (no
+// -data) says so when it reconnects: what was queued for it is gone. A broker that kept the
+// session (-data) gets no such line.
+func TestSessionLostIsSaid(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		lost bool
+	}{
+		{"in memory", nil, true},
+		{"with -data", []string{"-data", t.TempDir()}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			listen := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
+			args := append([]string{"-listen", listen}, c.args...)
+			server, url := harness.StartServer(t, nil, args...)
+			sub := subscribe(t, url, "-topic", "kept/#", "-qos", "1", "-clean=false", "-id", "kept-sub")
+			sub.WaitFor(t, `SUBSCRIBED`)
+			server.Signal(t, syscall.SIGKILL)
+			server.Exit(t)
+			sub.WaitFor(t, `LOST`)
+			harness.StartServer(t, nil, args...)
+			sub.WaitCount(t, `CONNECTED\s+to \S+ as kept-sub \(persistent session\)`, 2)
+			sub.WaitCount(t, `SUBSCRIBED`, 2)
+			if got := len(sub.Out.Lines(re(`SESSION-LOST\s+the broker kept no session for kept-sub`))); (got > 0) != c.lost {
+				t.Errorf("SESSION-LOST lines: %d, want them: %v\n%s", got, c.lost, sub.Out.String())
+			}
+		})
+	}
+}

@@ -67,7 +67,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	for _, m := range store.Outgoing() {
 		p.resume(m)
 	}
-	ready := mqttclient.Announce(opts, con, nil)
+	ready := mqttclient.Announce(opts, con, store, nil)
 	announceLost := opts.OnConnectionLost
 	opts.SetConnectionLostHandler(func(c mqtt.Client, err error) {
 		p.drops.Add(1)

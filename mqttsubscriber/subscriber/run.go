@@ -52,7 +52,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	mqttclient.KeepReleases(opts, store) // for OnComplete: this program publishes nothing
 	// Set before connecting: a persistent session may deliver queued messages straight away.
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { s.inbox.push(m) })
-	ready := mqttclient.Announce(opts, con, s.subscribe)
+	ready := mqttclient.Announce(opts, con, store, s.subscribe)
 	// -timeout counts from the start, connecting included.
 	start := time.Now()
 	connectCtx := ctx

@@ -195,13 +195,16 @@ func (c *qos2Conn) scan(data []byte) {
 				}
 			}
 		case 2:
-			if c.typ == packets.Pubrec && len(c.id) < 2 {
-				c.id = append(c.id, b)
+			if (c.typ == packets.Pubrec || c.typ == packets.Connack) && len(c.id) < 2 {
+				c.id = append(c.id, b) // the packet id; a CONNACK's flags and return code
 			}
 			c.remain--
 			if c.remain == 0 {
 				if c.typ == packets.Pubrec && len(c.id) == 2 {
 					c.onPubrec(uint16(c.id[0])<<8 | uint16(c.id[1]))
+				}
+				if c.typ == packets.Connack && len(c.id) == 2 && c.id[1] == 0 {
+					c.store.sessionPresent.Store(c.id[0]&1 == 1)
 				}
 				c.phase = 0
 			}

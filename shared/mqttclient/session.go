@@ -18,10 +18,15 @@ import (
 // tokens: subscribing there means every reconnect subscribes again. The channel returned is
 // closed once the first connection has been announced and onConnect has returned, so that the
 // program's own lines come after "CONNECTED" (and "SUBSCRIBED").
-func Announce(opts *mqtt.ClientOptions, con *console.Console, onConnect func(mqtt.Client)) <-chan struct{} {
+//
+// A persistent session that the broker no longer has when the client comes back (a broker
+// restarted without keeping sessions) is said, after CONNECTED: what it queued is gone. store
+// (the one KeepReleases watches the connection for) knows the CONNACK's session-present flag.
+func Announce(opts *mqtt.ClientOptions, con *console.Console, store *Store, onConnect func(mqtt.Client)) <-chan struct{} {
 	var broker atomic.Pointer[url.URL]
 	ready := make(chan struct{})
 	var once sync.Once
+	var connected atomic.Bool // once before: a connection now is a reconnect
 	// paho starts the reconnecting and the connection-lost handlers on goroutines of their own,
 	// so RECONNECTING could come before LOST: the first waits (a moment at most) for the second.
 	var lost atomic.Pointer[event]
@@ -43,6 +48,10 @@ func Announce(opts *mqtt.ClientOptions, con *console.Console, onConnect func(mqt
 			where = u.Redacted()
 		}
 		con.Linef(console.StyleGood, "CONNECTED", "to %s as %s (%s)", where, r.ClientID(), session)
+		if connected.Swap(true) && !r.CleanSession() && store != nil && !store.sessionPresent.Load() {
+			con.Linef(console.StyleWarn, "SESSION-LOST", "the broker kept no session for %s: what it had queued while this "+
+				"client was away is gone (a broker restarted without keeping sessions?); subscribing again", r.ClientID())
+		}
 		if onConnect != nil {
 			onConnect(c)
 		}

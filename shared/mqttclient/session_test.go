@@ -18,7 +18,7 @@ import (
 func TestLostBeforeReconnecting(t *testing.T) {
 	var out lockedBuffer
 	opts := mqtt.NewClientOptions()
-	Announce(opts, console.New(&out, false), nil)
+	Announce(opts, console.New(&out, false), nil, nil)
 	go opts.OnReconnecting(nil, opts)
 	// Give a wrong order the chance to show: wait a moment for a RECONNECTING line.
 	deadline := time.Now().Add(100 * time.Millisecond)

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
@@ -32,6 +33,9 @@ type Store struct {
 	// the id (see KeepReleases).
 	unreleased map[uint16]uint64
 	stored     uint64 // the last number given
+	// sessionPresent is the flag of the last CONNACK that accepted the connection (KeepReleases
+	// reads it off the wire: paho's reconnect handler does not pass it on).
+	sessionPresent atomic.Bool
 }
 
 // NewStore wraps inner: mqtt.NewMemoryStore() or, to keep messages across restarts, a file store.

@@ -50,7 +50,7 @@ func Announce(opts *mqtt.ClientOptions, con *console.Console, store *Store, onCo
 		con.Linef(console.StyleGood, "CONNECTED", "to %s as %s (%s)", where, r.ClientID(), session)
 		if connected.Swap(true) && !r.CleanSession() && store != nil && !store.sessionPresent.Load() {
 			con.Linef(console.StyleWarn, "SESSION-LOST", "the broker kept no session for %s: what it had queued while this "+
-				"client was away is gone (a broker restarted without keeping sessions?); subscribing again", r.ClientID())
+				"client was away is gone (a broker restarted without keeping sessions?)", r.ClientID())
 		}
 		if onConnect != nil {
 			onConnect(c)
